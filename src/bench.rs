@@ -1,0 +1,75 @@
+//! `candletop bench`: training and evaluation throughput of the default model on the embedded
+//! data, printed as a table. Measures only; nothing here asserts a speed.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use crate::cli::BenchArgs;
+use crate::config::RunConfig;
+use crate::data::{DataSpec, DataSplits};
+use crate::train::Trainer;
+use crate::Error;
+
+pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
+    let base = RunConfig {
+        threads: args.threads.unwrap_or(0),
+        ..RunConfig::default()
+    };
+    crate::app::set_threads(base.threads());
+    let data = DataSplits::load(&DataSpec::Embedded, base.val_split, base.seed)?;
+    say(&format!(
+        "candletop bench: default model ({}), {} threads, {} timed steps",
+        base.arch,
+        base.threads(),
+        args.steps
+    ));
+    say(&format!(
+        "{:<22} {:>12} {:>12}",
+        "what", "images/s", "ms/batch"
+    ));
+    for batch_size in [64, 256] {
+        let cfg = RunConfig {
+            batch_size,
+            ..base.clone()
+        };
+        let mut trainer = Trainer::new(cfg, data.clone())?;
+        let batch = trainer.training_batch(batch_size);
+        for _ in 0..2 {
+            trainer.step_once(&batch)?; // warm-up: allocations, thread pool
+        }
+        let t0 = Instant::now();
+        for _ in 0..args.steps {
+            trainer.step_once(&batch)?;
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        row(
+            &format!("train, batch {batch_size}"),
+            (args.steps * batch_size) as f64 / secs,
+            secs / args.steps as f64,
+        );
+        let val = trainer.val_set();
+        trainer.evaluate_batched(&val, batch_size)?;
+        let t0 = Instant::now();
+        trainer.evaluate_batched(&val, batch_size)?;
+        let secs = t0.elapsed().as_secs_f64();
+        row(
+            &format!("eval, batch {batch_size}"),
+            val.len() as f64 / secs,
+            secs / val.len().div_ceil(batch_size) as f64,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn row(what: &str, ips: f64, secs_per_batch: f64) {
+    say(&format!(
+        "{what:<22} {ips:>12.0} {:>12.1}",
+        secs_per_batch * 1000.0
+    ));
+}
+
+/// A line on stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stdout(), "{line}");
+}

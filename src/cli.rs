@@ -1,0 +1,265 @@
+//! Command-line parsing (clap derive). `train` is the default subcommand; every training flag
+//! may also come from `--config FILE.toml`, and flags override the file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{ConfigError, RunConfig};
+use crate::data::DataSpec;
+use crate::model::Activation;
+use crate::train::optim::OptimizerKind;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "candletop",
+    version,
+    about = "Train a CNN with Candle and watch and steer the run live in the terminal",
+    args_conflicts_with_subcommands = true,
+    allow_negative_numbers = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the train variant does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Cmd {
+    /// Train a model (the default when no subcommand is given).
+    Train(TrainArgs),
+    /// Measure training and evaluation throughput of the default model.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+#[command(allow_negative_numbers = true)]
+pub struct TrainArgs {
+    /// A TOML file with any of the settings below (keys as the flags, with '_' for '-').
+    /// Flags given on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Dataset: 'embedded' (a Fashion-MNIST subset built into the binary), 'mnist:DIR' or
+    /// 'fashion-mnist:DIR' (IDX files, gzipped or not) [default: embedded]
+    #[arg(long, value_name = "SPEC")]
+    pub data: Option<String>,
+
+    /// Share of the training set held out for validation, stratified by class [default: 0.1]
+    #[arg(long, value_name = "F")]
+    pub val_split: Option<f64>,
+
+    /// Layers, comma-separated [default: c32,c64,f128]
+    #[arg(long, value_name = "LAYERS", long_help = ARCH_HELP)]
+    pub arch: Option<String>,
+
+    /// Activation after every conv and hidden layer [default: relu]
+    #[arg(long, value_enum)]
+    pub activation: Option<Activation>,
+
+    /// Batch norm after every conv layer [default: on]
+    #[arg(long, overrides_with = "no_batch_norm")]
+    pub batch_norm: bool,
+
+    /// No batch norm
+    #[arg(long, overrides_with = "batch_norm")]
+    pub no_batch_norm: bool,
+
+    /// Dropout probability after the conv blocks and after every hidden layer [default: 0.25]
+    #[arg(long, value_name = "P")]
+    pub dropout: Option<f32>,
+
+    /// Number of epochs [default: 10]
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+
+    /// Images per training step [default: 64]
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+
+    /// Learning rate [default: 0.001]
+    #[arg(long, value_name = "LR")]
+    pub lr: Option<f64>,
+
+    /// Optimizer [default: adamw]
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+
+    /// SGD momentum [default: 0.9]
+    #[arg(long, value_name = "M")]
+    pub momentum: Option<f32>,
+
+    /// Nesterov momentum for SGD [default: off]
+    #[arg(long)]
+    pub nesterov: bool,
+
+    /// Weight decay: L2 for SGD and Adam, decoupled for AdamW [default: 0.01]
+    #[arg(long, value_name = "WD")]
+    pub weight_decay: Option<f32>,
+
+    /// Label smoothing of the cross-entropy loss [default: 0]
+    #[arg(long, value_name = "EPS")]
+    pub label_smoothing: Option<f64>,
+
+    /// Seed of every random choice (init, dropout, split, batch order) [default: 42]
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Compute threads [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Steps between progress records in metrics.jsonl and progress lines [default: 20]
+    #[arg(long, value_name = "N")]
+    pub log_every: Option<u64>,
+
+    /// Directory for config.toml and metrics.jsonl [default: runs/<timestamp>]
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+
+    /// Print progress lines instead of the terminal UI (the default when stdout is not a
+    /// terminal)
+    #[arg(long)]
+    pub headless: bool,
+}
+
+const ARCH_HELP: &str = "Layers, comma-separated [default: c32,c64,f128]
+
+  cOUT[kK][sS][pP][/POOL]   convolution with OUT channels, kernel K (default 3), stride S
+                            (default 1), padding P (default K/2); then batch norm (unless
+                            --no-batch-norm), the activation, and 2x2 pooling POOL: max
+                            (default), avg or none
+  fUNITS                    hidden fully connected layer (after the convolutions)
+
+The last layer, one output per class, is always added.
+Example: c32k5,c64/avg,c128/none,f256,f64";
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Timed training steps per configuration
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+
+    /// Compute threads [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+impl TrainArgs {
+    /// The run's configuration: defaults, then the config file, then the flags; validated.
+    pub fn resolve(&self) -> Result<RunConfig, crate::Error> {
+        let mut c = match &self.config {
+            Some(path) => RunConfig::from_toml_file(path)?,
+            None => RunConfig::default(),
+        };
+        if let Some(d) = &self.data {
+            c.data = d.parse::<DataSpec>()?;
+        }
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { c.$field = v; } )* };
+        }
+        set!(val_split, arch, activation, dropout, epochs, batch_size, lr, optimizer, momentum);
+        set!(weight_decay, label_smoothing, seed, threads, log_every);
+        if self.batch_norm {
+            c.batch_norm = true;
+        }
+        if self.no_batch_norm {
+            c.batch_norm = false;
+        }
+        if self.nesterov {
+            c.nesterov = true;
+        }
+        if self.run_dir.is_some() {
+            c.run_dir = self.run_dir.clone();
+        }
+        c.validate().map_err(|e| match e {
+            ConfigError::Arch(a) => crate::Error::Arch(a),
+            e => crate::Error::Config(e),
+        })?;
+        Ok(c)
+    }
+}
+
+/// A clap error on one line: the problem and, when clap lists them, the possible values.
+pub fn one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
+        })
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect();
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("candletop").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn train_is_the_default_subcommand_and_flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "lr = 0.05\nepochs = 3\nbatch_norm = false\n").unwrap();
+        let cli = parse(&["--config", file.to_str().unwrap(), "--lr", "0.2"]);
+        assert!(cli.command.is_none());
+        let c = cli.train.resolve().unwrap();
+        assert_eq!((c.lr, c.epochs, c.batch_norm), (0.2, 3, false));
+        let cli = parse(&[
+            "train",
+            "--config",
+            file.to_str().unwrap(),
+            "--batch-norm",
+            "--optimizer",
+            "sgd",
+        ]);
+        let Some(Cmd::Train(t)) = cli.command else {
+            panic!("not train")
+        };
+        let c = t.resolve().unwrap();
+        assert!(c.batch_norm);
+        assert_eq!(c.optimizer, OptimizerKind::Sgd);
+        assert_eq!(c.lr, 0.05);
+    }
+
+    #[test]
+    fn negative_and_zero_values_reach_validation() {
+        let e = parse(&["--lr", "-0.1"]).train.resolve().unwrap_err();
+        assert!(e.is_usage());
+        assert_eq!(e.to_string(), "--lr -0.1: must be a positive number");
+        let e = parse(&["--batch-size", "0"]).train.resolve().unwrap_err();
+        assert_eq!(e.to_string(), "--batch-size 0: must be at least 1");
+    }
+
+    #[test]
+    fn help_states_the_real_defaults() {
+        let help = Cli::command().render_long_help().to_string();
+        let d = RunConfig::default();
+        for want in [
+            format!("[default: {}]", d.arch),
+            format!("[default: {}]", d.lr),
+            format!("[default: {}]", d.batch_size),
+            format!("[default: {}]", d.epochs),
+            format!("[default: {}]", d.dropout),
+            format!("[default: {}]", d.val_split),
+            format!("[default: {}]", d.seed),
+            format!("[default: {}]", d.weight_decay),
+            format!("[default: {}]", d.momentum),
+            format!("[default: {}]", d.log_every),
+            format!("[default: {}]", d.data),
+        ] {
+            assert!(help.contains(&want), "help lacks {want}");
+        }
+        assert!(help.contains("[default: adamw]") && d.optimizer == OptimizerKind::Adamw);
+    }
+}

@@ -1,0 +1,40 @@
+//! candletop: train a convolutional image classifier with Candle and watch and steer the run.
+//!
+//! The core (`data`, `model`, `train`, `run_dir`) knows nothing of how the run is shown; the
+//! front ends (`headless`, and the terminal UI) reach the trainer only through `protocol`.
+
+pub mod app;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod headless;
+pub mod model;
+pub mod protocol;
+pub mod rng;
+pub mod run_dir;
+pub mod train;
+
+/// Every error the library reports. `is_usage` tells input errors (exit code 2) from failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Arch(#[from] model::ArchError),
+    #[error(transparent)]
+    RunDir(#[from] run_dir::RunDirError),
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("{0}")]
+    Training(String),
+}
+
+impl Error {
+    /// True when the user's input (flags, files) is at fault.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::Data(_) | Error::Config(_) | Error::Arch(_))
+    }
+}

@@ -1,0 +1,225 @@
+//! The CNN's layers, each a struct with a constructor and `forward`, holding candle `Var`s for
+//! their parameters. Parameter layouts are PyTorch's (conv OIHW, linear [out, in]).
+
+use candle_core::{DType, Device, Module, Result, Tensor, Var, D};
+use serde::{Deserialize, Serialize};
+
+use crate::rng::Rng;
+
+/// Train mode uses batch statistics and dropout; eval mode running statistics and no dropout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    LeakyRelu,
+    Elu,
+    Tanh,
+    Sigmoid,
+}
+
+impl Activation {
+    pub const LEAKY_SLOPE: f64 = 0.01;
+
+    pub fn forward(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Relu => x.relu(),
+            Self::LeakyRelu => candle_nn::ops::leaky_relu(x, Self::LEAKY_SLOPE),
+            Self::Elu => x.elu(1.0),
+            Self::Tanh => x.tanh(),
+            Self::Sigmoid => candle_nn::ops::sigmoid(x),
+        }
+    }
+
+    /// The equivalent `torch.nn` module.
+    pub fn torch_name(self) -> &'static str {
+        match self {
+            Self::Relu => "ReLU",
+            Self::LeakyRelu => "LeakyReLU",
+            Self::Elu => "ELU",
+            Self::Tanh => "Tanh",
+            Self::Sigmoid => "Sigmoid",
+        }
+    }
+}
+
+/// A tensor made from values drawn uniformly in [-bound, bound) from the project's RNG.
+fn uniform(rng: &mut Rng, shape: &[usize], bound: f32, dtype: DType, dev: &Device) -> Result<Var> {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.uniform(-bound, bound)).collect();
+    Var::from_tensor(&Tensor::from_vec(v, shape, dev)?.to_dtype(dtype)?)
+}
+
+fn constant(value: f32, n: usize, dtype: DType, dev: &Device) -> Result<Tensor> {
+    Tensor::from_vec(vec![value; n], n, dev)?.to_dtype(dtype)
+}
+
+pub struct Conv2d {
+    pub weight: Var,
+    pub bias: Option<Var>,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Conv2d {
+    /// PyTorch's default init: Kaiming uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), ..),
+    /// and the same bound for the bias.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        rng: &mut Rng,
+        in_c: usize,
+        out_c: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Self> {
+        let fan_in = in_c * kernel * kernel;
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let weight = uniform(rng, &[out_c, in_c, kernel, kernel], bound, dtype, dev)?;
+        let bias = if bias {
+            Some(uniform(rng, &[out_c], bound, dtype, dev)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            stride,
+            padding,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?),
+            None => Ok(y),
+        }
+    }
+}
+
+pub struct BatchNorm2d {
+    pub weight: Var,
+    pub bias: Var,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+    pub num_batches_tracked: i64,
+}
+
+impl BatchNorm2d {
+    pub const EPS: f64 = 1e-5;
+    pub const MOMENTUM: f64 = 0.1;
+
+    pub fn new(channels: usize, dtype: DType, dev: &Device) -> Result<Self> {
+        Ok(Self {
+            weight: Var::from_tensor(&constant(1.0, channels, dtype, dev)?)?,
+            bias: Var::from_tensor(&constant(0.0, channels, dtype, dev)?)?,
+            running_mean: constant(0.0, channels, dtype, dev)?,
+            running_var: constant(1.0, channels, dtype, dev)?,
+            num_batches_tracked: 0,
+        })
+    }
+
+    pub fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        // Working on (n, c, h*w) keeps every reduction on the contiguous last dimension and
+        // every broadcast a (1, c, 1) one, which candle's CPU kernels handle fastest.
+        let (n, c, h, w) = x.dims4()?;
+        let x3 = x.reshape((n, c, h * w))?;
+        let count = (n * h * w) as f64;
+        let (mean, var) = match mode {
+            Mode::Train => {
+                let mean = (x3.sum_keepdim(2)?.sum_keepdim(0)? / count)?;
+                let centred = x3.broadcast_sub(&mean)?;
+                let var = (centred.sqr()?.sum_keepdim(2)?.sum_keepdim(0)? / count)?;
+                // Running statistics as PyTorch keeps them: the variance unbiased.
+                let m = Self::MOMENTUM;
+                let bmean = mean.detach().flatten_all()?;
+                let bvar = (var.detach().flatten_all()? * (count / (count - 1.0).max(1.0)))?;
+                self.running_mean = ((&self.running_mean * (1.0 - m))? + (bmean * m)?)?;
+                self.running_var = ((&self.running_var * (1.0 - m))? + (bvar * m)?)?;
+                self.num_batches_tracked += 1;
+                (mean, var)
+            }
+            Mode::Eval => (
+                self.running_mean.reshape((1, c, 1))?,
+                self.running_var.reshape((1, c, 1))?,
+            ),
+        };
+        // y = (x - mean) * (gamma / sqrt(var + eps)) + beta, with the per-channel factors
+        // computed on c values rather than on the whole batch.
+        let scale = (var + Self::EPS)?
+            .sqrt()?
+            .recip()?
+            .broadcast_mul(&self.weight.as_tensor().reshape((1, c, 1))?)?;
+        let y = x3
+            .broadcast_sub(&mean)?
+            .broadcast_mul(&scale)?
+            .broadcast_add(&self.bias.as_tensor().reshape((1, c, 1))?)?;
+        y.reshape((n, c, h, w))
+    }
+}
+
+pub struct Linear {
+    pub weight: Var,
+    pub bias: Var,
+}
+
+impl Linear {
+    pub fn new(
+        rng: &mut Rng,
+        in_f: usize,
+        out_f: usize,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Self> {
+        let bound = 1.0 / (in_f as f32).sqrt();
+        Ok(Self {
+            weight: uniform(rng, &[out_f, in_f], bound, dtype, dev)?,
+            bias: uniform(rng, &[out_f], bound, dtype, dev)?,
+        })
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.matmul(&self.weight.as_tensor().t()?)?
+            .broadcast_add(self.bias.as_tensor())
+    }
+}
+
+/// Inverted dropout with masks from the project's RNG (so runs repeat bit for bit).
+pub fn dropout(x: &Tensor, p: f32, mode: Mode, rng: &mut Rng) -> Result<Tensor> {
+    if mode == Mode::Eval || p <= 0.0 {
+        return Ok(x.clone());
+    }
+    let keep = 1.0 / (1.0 - p);
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| if rng.next_f32() < p { 0.0 } else { keep })
+        .collect();
+    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+    x.mul(&mask)
+}
+
+/// Cross-entropy over logits, averaged over the batch, with optional label smoothing
+/// (as `torch.nn.CrossEntropyLoss(label_smoothing=eps)`).
+pub fn cross_entropy(logits: &Tensor, labels: &[u32], smoothing: f64) -> Result<Tensor> {
+    let (n, c) = logits.dims2()?;
+    let off = smoothing / c as f64;
+    let on = 1.0 - smoothing + off;
+    let mut target = vec![off as f32; n * c];
+    for (i, &y) in labels.iter().enumerate() {
+        target[i * c + y as usize] = on as f32;
+    }
+    let target = Tensor::from_vec(target, (n, c), logits.device())?.to_dtype(logits.dtype())?;
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    (logp * target)?.sum_all()?.affine(-1.0 / n as f64, 0.0)
+}

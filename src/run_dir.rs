@@ -1,0 +1,161 @@
+//! The run directory: `config.toml` (the resolved configuration) and `metrics.jsonl` (one JSON
+//! object per line: every epoch, every N steps, every user action and notable event).
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::config::RunConfig;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct RunDirError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunDirError + '_ {
+    move |source| RunDirError {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Creates the run directory (`runs/<timestamp>` unless one is given) and writes `config.toml`.
+pub fn create(config: &RunConfig) -> Result<PathBuf, RunDirError> {
+    let dir = match &config.run_dir {
+        Some(d) => d.clone(),
+        None => {
+            let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+            let base = PathBuf::from("runs");
+            let mut dir = base.join(&stamp);
+            let mut n = 2;
+            while dir.exists() {
+                dir = base.join(format!("{stamp}-{n}"));
+                n += 1;
+            }
+            dir
+        }
+    };
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let mut resolved = config.clone();
+    resolved.run_dir = Some(dir.clone());
+    let path = dir.join("config.toml");
+    fs::write(&path, resolved.to_toml()).map_err(io_err(&path))?;
+    Ok(dir)
+}
+
+/// Appends records to `metrics.jsonl`, each with its type, the global step, the epoch, the wall
+/// time (ISO 8601) and the seconds since the run started.
+pub struct MetricsLog {
+    path: PathBuf,
+    out: BufWriter<File>,
+    started: Instant,
+}
+
+impl MetricsLog {
+    pub fn create(dir: &Path) -> Result<Self, RunDirError> {
+        let path = dir.join("metrics.jsonl");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        Ok(Self {
+            path,
+            out: BufWriter::new(file),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `record` (a struct or a `type`-tagged enum) with the common fields added.
+    pub fn write(
+        &mut self,
+        kind: &str,
+        step: u64,
+        epoch: usize,
+        record: &impl Serialize,
+    ) -> Result<(), RunDirError> {
+        let mut obj = match serde_json::to_value(record) {
+            Ok(Value::Object(m)) => m,
+            Ok(other) => Map::from_iter([("value".to_string(), other)]),
+            Err(e) => Map::from_iter([("error".to_string(), Value::String(e.to_string()))]),
+        };
+        // Events carry their own `type`; the first keys of every line are the same.
+        let mut line = Map::new();
+        line.insert(
+            "type".into(),
+            obj.remove("type").unwrap_or_else(|| kind.into()),
+        );
+        line.insert(
+            "step".into(),
+            obj.remove("step").unwrap_or_else(|| step.into()),
+        );
+        line.insert(
+            "epoch".into(),
+            obj.remove("epoch").unwrap_or_else(|| epoch.into()),
+        );
+        line.insert(
+            "time".into(),
+            chrono::Local::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+                .into(),
+        );
+        line.insert(
+            "elapsed_secs".into(),
+            ((self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0).into(),
+        );
+        line.extend(obj);
+        let text = Value::Object(line).to_string();
+        writeln!(self.out, "{text}")
+            .and_then(|_| self.out.flush())
+            .map_err(io_err(&self.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_have_type_step_epoch_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = create(&RunConfig {
+            run_dir: Some(dir.path().join("r")),
+            ..Default::default()
+        })
+        .unwrap();
+        let back = RunConfig::from_toml_file(&run.join("config.toml")).unwrap();
+        assert_eq!(back.run_dir, Some(run.clone()));
+        let mut log = MetricsLog::create(&run).unwrap();
+        log.write("step", 20, 1, &serde_json::json!({"loss": 0.5}))
+            .unwrap();
+        log.write(
+            "ignored",
+            7,
+            2,
+            &crate::protocol::Event::Paused { step: 21 },
+        )
+        .unwrap();
+        let text = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["type"], "step");
+        assert_eq!(lines[0]["step"], 20);
+        assert_eq!(lines[0]["loss"], 0.5);
+        assert_eq!(lines[1]["type"], "paused");
+        assert_eq!(lines[1]["step"], 21);
+        assert_eq!(lines[1]["epoch"], 2);
+        assert!(lines[1]["time"].as_str().unwrap().contains('T'));
+    }
+}

@@ -1,0 +1,192 @@
+//! The binary end to end: a real run on the embedded data, and bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn candletop(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_candletop"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn trains_on_the_embedded_data_and_writes_the_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = candletop(
+        &[
+            "--epochs",
+            "1",
+            "--arch",
+            "c16,c32,f64",
+            "--log-every",
+            "50",
+        ],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("epoch   1/1  train loss"), "{stdout}");
+    // runs/<timestamp>/ in the working directory.
+    let runs: Vec<_> = std::fs::read_dir(dir.path().join("runs"))
+        .unwrap()
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let run = runs[0].as_ref().unwrap().path();
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("arch = \"c16,c32,f64\""), "{config}");
+    assert!(config.contains("data = \"embedded\""), "{config}");
+    let lines: Vec<Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for l in &lines {
+        assert!(
+            l["type"].is_string()
+                && l["step"].is_u64()
+                && l["epoch"].is_u64()
+                && l["time"].is_string(),
+            "{l}"
+        );
+    }
+    let kinds: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"started"));
+    assert_eq!(kinds.last(), Some(&"finished"));
+    assert_eq!(kinds.iter().filter(|k| **k == "step").count(), 141 / 50);
+    let epoch = lines
+        .iter()
+        .rev()
+        .find(|l| l["type"] == "epoch")
+        .expect("an epoch line");
+    let val_acc = epoch["val_accuracy"].as_f64().unwrap();
+    assert!(
+        val_acc > 0.6,
+        "validation accuracy {val_acc} is not far above chance (0.1)"
+    );
+    assert_eq!(epoch["val_class_accuracy"].as_array().unwrap().len(), 10);
+}
+
+/// One line on stderr naming `want`, exit code 2, no panic.
+fn rejects(args: &[&str], want: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = candletop(args, dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.contains(want), "{args:?}: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    assert!(
+        !dir.path().join("runs").exists(),
+        "no run directory for bad input"
+    );
+}
+
+fn write_idx(dir: &Path, name: &str, dims: &[usize], data: &[u8]) {
+    std::fs::write(dir.join(name), candletop::data::idx::encode(dims, data)).unwrap();
+}
+
+#[test]
+fn bad_flags_are_one_line_errors_with_exit_code_2() {
+    rejects(&["--lr", "0"], "--lr 0: must be a positive number");
+    rejects(&["--lr", "-0.5"], "--lr -0.5: must be a positive number");
+    rejects(&["--batch-size", "0"], "--batch-size 0: must be at least 1");
+    rejects(
+        &["--val-split", "1.5"],
+        "--val-split 1.5: must be strictly between 0 and 1",
+    );
+    rejects(&["--val-split", "0"], "--val-split 0");
+    rejects(&["--arch", "c32,x9"], "--arch 'c32,x9': layer 2 'x9'");
+    rejects(&["--arch", "c8,c8,c8,c8,c8"], "layer 5 shrinks");
+    rejects(&["--data", "cifar:/tmp"], "unknown data kind 'cifar'");
+    rejects(&["--optimizer", "lbfgs"], "lbfgs");
+    rejects(&["--config", "/nonexistent/c.toml"], "/nonexistent/c.toml");
+}
+
+#[test]
+fn bad_data_files_are_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spec = format!("mnist:{}", d.display());
+    rejects(&["--data", &spec], "no train images file");
+    let images: Vec<u8> = (0..4 * 4 * 4).map(|i| i as u8).collect();
+    write_idx(d, "train-images-idx3-ubyte", &[4, 4, 4], &images);
+    write_idx(d, "train-labels-idx1-ubyte", &[3], &[0, 1, 2]);
+    write_idx(d, "t10k-images-idx3-ubyte", &[4, 4, 4], &images);
+    write_idx(d, "t10k-labels-idx1-ubyte", &[4], &[0, 1, 2, 3]);
+    rejects(&["--data", &spec], "has 4 images but");
+    write_idx(d, "train-labels-idx1-ubyte", &[4], &[0, 1, 12, 3]);
+    rejects(
+        &["--data", &spec],
+        "train-labels-idx1-ubyte: label 12 at index 2 is out of range",
+    );
+    // Truncated and wrong magic, in the other spelling, gzipped.
+    std::fs::remove_file(d.join("train-labels-idx1-ubyte")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &[0, 0, 8, 1, 0, 0, 0, 4, 1, 2]).unwrap();
+    std::fs::write(d.join("train-labels.idx1-ubyte.gz"), gz.finish().unwrap()).unwrap();
+    rejects(&["--data", &spec], "train-labels.idx1-ubyte.gz: truncated");
+    std::fs::write(d.join("train-labels.idx1-ubyte.gz"), b"\x1f\x8b\x08garbage").unwrap();
+    rejects(
+        &["--data", &spec],
+        "train-labels.idx1-ubyte.gz: not valid gzip",
+    );
+    std::fs::write(
+        d.join("train-images-idx3-ubyte"),
+        [0x12, 0x34, 0x56, 0x78, 0, 0],
+    )
+    .unwrap();
+    rejects(
+        &["--data", &spec],
+        "train-images-idx3-ubyte: wrong magic number",
+    );
+}
+
+#[test]
+fn trains_on_an_idx_directory_in_either_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut rng = candletop::rng::Rng::new(3);
+    let n = 40;
+    let images: Vec<u8> = (0..n * 28 * 28).map(|_| rng.below(256) as u8).collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    write_idx(d, "train-images.idx3-ubyte", &[n, 28, 28], &images);
+    write_idx(d, "train-labels.idx1-ubyte", &[n], &labels);
+    write_idx(d, "t10k-images-idx3-ubyte", &[n, 28, 28], &images);
+    write_idx(d, "t10k-labels-idx1-ubyte", &[n], &labels);
+    let spec = format!("mnist:{}", d.display());
+    let run = d.join("run");
+    let out = candletop(
+        &[
+            "--data",
+            &spec,
+            "--epochs",
+            "1",
+            "--arch",
+            "c4,f8",
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--val-split",
+            "0.25",
+        ],
+        d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("30 train / 10 val / 40 test"), "{stdout}");
+    assert!(run.join("metrics.jsonl").exists());
+}

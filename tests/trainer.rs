@@ -1,0 +1,224 @@
+//! The training thread through its channels: determinism, commands between steps, pausing,
+//! stopping, non-finite losses.
+
+mod common;
+
+use std::time::Duration;
+
+use candletop::config::RunConfig;
+use candletop::protocol::{link, Command, Event, FinishReason, MonitorLink, StepMetrics};
+use candletop::train::optim::OptimizerKind;
+use candletop::train::Trainer;
+use common::{small_config, small_data};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn start(cfg: RunConfig, train: usize) -> (MonitorLink, std::thread::JoinHandle<()>) {
+    let trainer = Trainer::new(cfg, small_data(train, 64)).unwrap();
+    let (t, m) = link();
+    let h = trainer.spawn(t);
+    (m, h)
+}
+
+fn next_step(m: &MonitorLink) -> StepMetrics {
+    m.steps.recv_timeout(WAIT).expect("a step")
+}
+
+/// Waits for the first event matching `pred`, returning everything up to it.
+fn until(m: &MonitorLink, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let mut seen = Vec::new();
+    loop {
+        let e = m.events.recv_timeout(WAIT).expect("an event");
+        let done = pred(&e);
+        seen.push(e);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn losses(seed: u64) -> Vec<f64> {
+    let cfg = RunConfig {
+        seed,
+        ..small_config()
+    };
+    let (m, h) = start(cfg, 30 * 32);
+    until(&m, |e| matches!(e, Event::Finished { .. }));
+    h.join().unwrap();
+    let steps: Vec<StepMetrics> = m.steps.try_iter().collect();
+    assert!(
+        steps.iter().all(|s| s.steps == 1),
+        "nothing folded: the channel has room for 30 steps"
+    );
+    steps.iter().map(|s| s.loss).collect()
+}
+
+#[test]
+fn same_seed_same_losses_other_seed_other_losses() {
+    let a = losses(7);
+    let b = losses(7);
+    let c = losses(8);
+    assert_eq!(a.len(), 30);
+    assert_eq!(a, b, "same seed must repeat bit for bit");
+    assert_ne!(a, c);
+}
+
+#[test]
+fn lr_command_applies_at_the_next_step() {
+    let (m, h) = start(
+        RunConfig {
+            epochs: 3,
+            ..small_config()
+        },
+        30 * 32,
+    );
+    m.commands.send(Command::Pause).unwrap();
+    until(&m, |e| matches!(e, Event::Paused { .. }));
+    let last = m.steps.try_iter().last().map(|s| s.step).unwrap_or(0);
+    m.commands.send(Command::SetLr(0.0123)).unwrap();
+    m.commands.send(Command::Step).unwrap();
+    let s = next_step(&m);
+    assert_eq!(s.step, last + 1);
+    assert_eq!(s.lr, 0.0123);
+    m.commands.send(Command::ScaleLr(2.0)).unwrap();
+    m.commands.send(Command::Step).unwrap();
+    let s = next_step(&m);
+    assert_eq!(s.lr, 0.0246);
+    let changes: Vec<Event> = until(
+        &m,
+        |e| matches!(e, Event::LrChanged { new, .. } if *new == 0.0246),
+    );
+    assert!(changes
+        .iter()
+        .any(|e| matches!(e, Event::LrChanged { new, .. } if *new == 0.0123)));
+    m.commands.send(Command::Stop).unwrap();
+    until(&m, |e| {
+        matches!(
+            e,
+            Event::Finished {
+                reason: FinishReason::Stopped,
+                ..
+            }
+        )
+    });
+    h.join().unwrap();
+}
+
+#[test]
+fn pause_stops_steps_resume_continues_stop_ends_cleanly() {
+    let (m, h) = start(
+        RunConfig {
+            epochs: 5,
+            ..small_config()
+        },
+        30 * 32,
+    );
+    next_step(&m);
+    m.commands.send(Command::Pause).unwrap();
+    let events = until(&m, |e| matches!(e, Event::Paused { .. }));
+    let Some(Event::Paused { step: paused_at }) = events.last().cloned() else {
+        unreachable!()
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let during: Vec<StepMetrics> = m.steps.try_iter().collect();
+    assert!(
+        during.iter().all(|s| s.step <= paused_at),
+        "no step runs while paused"
+    );
+    assert!(m.steps.try_recv().is_err());
+    // One step on request.
+    m.commands.send(Command::Step).unwrap();
+    assert_eq!(next_step(&m).step, paused_at + 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        m.steps.try_recv().is_err(),
+        "still paused after the single step"
+    );
+    m.commands.send(Command::Resume).unwrap();
+    until(&m, |e| matches!(e, Event::Resumed { .. }));
+    let s = next_step(&m);
+    assert!(s.step > paused_at + 1);
+    m.commands.send(Command::Stop).unwrap();
+    let end = until(&m, |e| e.is_terminal());
+    assert!(matches!(
+        end.last(),
+        Some(Event::Finished {
+            reason: FinishReason::Stopped,
+            ..
+        })
+    ));
+    h.join()
+        .expect("the training thread ends without panicking");
+}
+
+#[test]
+fn a_non_finite_loss_skips_the_step_and_pauses() {
+    let cfg = RunConfig {
+        optimizer: OptimizerKind::Sgd,
+        lr: 1e12,
+        batch_norm: false,
+        epochs: 3,
+        ..small_config()
+    };
+    let (m, h) = start(cfg, 30 * 32);
+    let events = until(&m, |e| {
+        matches!(e, Event::NonFinite { .. } | Event::Finished { .. })
+    });
+    let Some(Event::NonFinite { step, what, .. }) = events.last().cloned() else {
+        panic!("no non-finite event: {events:?}")
+    };
+    assert!(
+        what.contains("loss") || what.contains("gradient norm"),
+        "{what}"
+    );
+    assert!(matches!(m.events.recv_timeout(WAIT).unwrap(), Event::Paused { step: s } if s == step));
+    m.commands.send(Command::Stop).unwrap();
+    until(&m, |e| e.is_terminal());
+    h.join().unwrap();
+}
+
+#[test]
+fn a_full_run_reports_epochs_and_the_test_set() {
+    let cfg = RunConfig {
+        epochs: 2,
+        ..small_config()
+    };
+    let (m, h) = start(cfg, 10 * 32);
+    let events = until(&m, |e| e.is_terminal());
+    h.join().unwrap();
+    let epochs: Vec<_> = events
+        .iter()
+        .filter_map(|e| {
+            if let Event::Epoch(m) = e {
+                Some(m)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(epochs.len(), 2);
+    assert_eq!(epochs[1].step, 20);
+    assert_eq!(epochs[1].val_class_accuracy.len(), 10);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Evaluated(ev) if ev.split == "test")));
+    assert!(matches!(
+        events.last(),
+        Some(Event::Finished {
+            reason: FinishReason::Completed,
+            step: 20,
+            ..
+        })
+    ));
+    let Some(Event::Started(info)) = events.first() else {
+        panic!("first event is Started")
+    };
+    assert_eq!(info.layers[0], "features.0.weight");
+    let steps: Vec<StepMetrics> = m.steps.try_iter().collect();
+    assert!(steps
+        .iter()
+        .all(|s| s.grad_norms.len() == info.layers.len() && s.grad_norms.iter().all(|g| *g > 0.0)));
+    assert!(steps
+        .iter()
+        .all(|s| s.update_ratios.iter().all(|r| *r > 0.0 && *r < 1.0)));
+}
