@@ -124,6 +124,18 @@ pub struct TrainArgs {
     /// terminal)
     #[arg(long)]
     pub headless: bool,
+
+    /// Factor by which + and - change the learning rate in the UI
+    #[arg(long, value_name = "F", default_value_t = 2.0)]
+    pub lr_step: f64,
+
+    /// UI frames per second
+    #[arg(long, value_name = "N", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub fps: u32,
+
+    /// Draw charts with braille dots (finer, but not every font has them) instead of blocks
+    #[arg(long)]
+    pub braille: bool,
 }
 
 const ARCH_HELP: &str = "Layers, comma-separated [default: c32,c64,f128]
@@ -149,6 +161,25 @@ pub struct BenchArgs {
 }
 
 impl TrainArgs {
+    /// The terminal UI's settings; colour is off when NO_COLOR is set (to anything but "").
+    pub fn ui_options(&self) -> Result<crate::tui::UiOptions, crate::Error> {
+        if !(self.lr_step.is_finite() && self.lr_step > 1.0) {
+            return Err(ConfigError::Invalid {
+                flag: "--lr-step",
+                value: self.lr_step.to_string(),
+                problem: "must be a number above 1",
+            }
+            .into());
+        }
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Ok(crate::tui::UiOptions {
+            lr_step: self.lr_step,
+            fps: self.fps,
+            color: !no_color,
+            braille: self.braille,
+        })
+    }
+
     /// The run's configuration: defaults, then the config file, then the flags; validated.
     pub fn resolve(&self) -> Result<RunConfig, crate::Error> {
         let mut c = match &self.config {

@@ -1,7 +1,8 @@
 //! candletop: train a convolutional image classifier with Candle and watch and steer the run.
 //!
 //! The core (`data`, `model`, `train`, `run_dir`) knows nothing of how the run is shown; the
-//! front ends (`headless`, and the terminal UI) reach the trainer only through `protocol`.
+//! front ends (`headless`, `tui`) reach the trainer only through `protocol`, and both fold its
+//! events the same way (`run_state`).
 
 pub mod app;
 pub mod bench;
@@ -13,7 +14,9 @@ pub mod model;
 pub mod protocol;
 pub mod rng;
 pub mod run_dir;
+pub mod run_state;
 pub mod train;
+pub mod tui;
 
 /// Every error the library reports. `is_usage` tells input errors (exit code 2) from failures.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,8 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
     #[error("{0}")]
     Training(String),
+    #[error("terminal: {0}")]
+    Terminal(#[from] std::io::Error),
 }
 
 impl Error {

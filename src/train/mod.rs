@@ -21,6 +21,9 @@ use crate::rng::Rng;
 use crate::run_dir::MetricsLog;
 use optim::Optimizer;
 
+/// The training thread's name (the UI's panic hook recognises its panics by it).
+pub const THREAD_NAME: &str = "candletop-train";
+
 /// Batch size used for evaluation: bigger than training batches, since no gradients are kept.
 const EVAL_BATCH: usize = 256;
 
@@ -132,7 +135,7 @@ impl Trainer {
     /// Runs on a thread of its own; a panic inside becomes an `Error` event.
     pub fn spawn(mut self, mut link: TrainerLink) -> JoinHandle<()> {
         std::thread::Builder::new()
-            .name("candletop-train".into())
+            .name(THREAD_NAME.into())
             .spawn(move || {
                 let result =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(&mut link)));

@@ -1,0 +1,362 @@
+//! What a watcher knows about a run, folded from the trainer's events: the latest values, bounded
+//! histories for plotting, and a log of notable events. Plain data; the TUI draws it.
+
+use std::collections::VecDeque;
+
+use crate::protocol::{EpochMetrics, EvalMetrics, Event, FinishReason, RunInfo, StepMetrics};
+
+/// Points kept per plotted series before the resolution is halved.
+pub const SERIES_CAPACITY: usize = 1024;
+/// Points kept per layer for the gradient trend sparklines.
+pub const GRAD_TREND_CAPACITY: usize = 64;
+/// Lines kept in the event log.
+pub const LOG_CAPACITY: usize = 200;
+
+/// A bounded series of (x, y) points: when full, neighbouring points are averaged in pairs and
+/// each new point then stands for twice as many inputs, so memory never grows with the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    points: Vec<(f64, f64)>,
+    capacity: usize,
+    /// Inputs per stored point.
+    stride: u64,
+    bucket: (f64, f64, u64),
+}
+
+impl Series {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            points: Vec::new(),
+            capacity: capacity.max(2),
+            stride: 1,
+            bucket: (0.0, 0.0, 0),
+        }
+    }
+
+    pub fn push(&mut self, x: f64, y: f64) {
+        if !y.is_finite() {
+            return;
+        }
+        let b = &mut self.bucket;
+        b.0 += x;
+        b.1 += y;
+        b.2 += 1;
+        if b.2 < self.stride {
+            return;
+        }
+        let n = b.2 as f64;
+        self.points.push((b.0 / n, b.1 / n));
+        self.bucket = (0.0, 0.0, 0);
+        if self.points.len() >= self.capacity {
+            self.points = self
+                .points
+                .chunks(2)
+                .map(|c| {
+                    let n = c.len() as f64;
+                    (
+                        c.iter().map(|p| p.0).sum::<f64>() / n,
+                        c.iter().map(|p| p.1).sum::<f64>() / n,
+                    )
+                })
+                .collect();
+            self.stride *= 2;
+        }
+    }
+
+    /// The stored points, then the mean of the bucket being filled, so the newest inputs show
+    /// at once.
+    pub fn points(&self) -> Vec<(f64, f64)> {
+        let mut out = self.points.clone();
+        let (x, y, n) = self.bucket;
+        if n > 0 {
+            out.push((x / n as f64, y / n as f64));
+        }
+        out
+    }
+
+    pub fn stride(&self) -> u64 {
+        self.stride
+    }
+}
+
+/// Where the run is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    Starting,
+    Running,
+    Paused,
+    Finished(FinishReason),
+    Error(String),
+}
+
+impl Status {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Status::Starting => "STARTING",
+            Status::Running => "RUNNING",
+            Status::Paused => "PAUSED",
+            Status::Finished(FinishReason::Completed) => "FINISHED",
+            Status::Finished(FinishReason::Stopped) => "STOPPED",
+            Status::Error(_) => "ERROR",
+        }
+    }
+
+    /// True while the trainer thread is alive and may take steps.
+    pub fn is_live(&self) -> bool {
+        matches!(self, Status::Starting | Status::Running | Status::Paused)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogKind {
+    Info,
+    Action,
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub step: u64,
+    pub kind: LogKind,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunState {
+    pub info: Option<RunInfo>,
+    pub status: Status,
+    pub step: u64,
+    pub epoch: usize,
+    pub lr: f64,
+    pub images_per_sec: f64,
+    /// Per step: training loss (exponentially smoothed), batch accuracy (smoothed), the LR.
+    pub train_loss: Series,
+    pub train_accuracy: Series,
+    pub lr_trace: Series,
+    /// Steps where the user changed the LR, with the new value.
+    pub lr_marks: VecDeque<(u64, f64)>,
+    pub loss_smoothed: Option<f64>,
+    pub accuracy_smoothed: Option<f64>,
+    pub grad_norms: Vec<f64>,
+    pub update_ratios: Vec<f64>,
+    pub grad_trends: Vec<Series>,
+    pub epochs: Vec<EpochMetrics>,
+    pub test: Option<EvalMetrics>,
+    pub log: VecDeque<LogLine>,
+    pub elapsed_secs: f64,
+}
+
+/// Weight of the newest step in the smoothed loss and accuracy.
+const SMOOTHING: f64 = 0.1;
+
+impl Default for RunState {
+    fn default() -> Self {
+        Self {
+            info: None,
+            status: Status::Starting,
+            step: 0,
+            epoch: 0,
+            lr: 0.0,
+            images_per_sec: 0.0,
+            train_loss: Series::new(SERIES_CAPACITY),
+            train_accuracy: Series::new(SERIES_CAPACITY),
+            lr_trace: Series::new(SERIES_CAPACITY),
+            lr_marks: VecDeque::new(),
+            loss_smoothed: None,
+            accuracy_smoothed: None,
+            grad_norms: Vec::new(),
+            update_ratios: Vec::new(),
+            grad_trends: Vec::new(),
+            epochs: Vec::new(),
+            test: None,
+            log: VecDeque::new(),
+            elapsed_secs: 0.0,
+        }
+    }
+}
+
+fn smooth(prev: Option<f64>, x: f64, steps: u32) -> f64 {
+    match prev {
+        // Folded steps count as several: the weight of the old value decays per step.
+        Some(p) => {
+            let keep = (1.0 - SMOOTHING).powi(steps as i32);
+            keep * p + (1.0 - keep) * x
+        }
+        None => x,
+    }
+}
+
+impl RunState {
+    pub fn total_steps(&self) -> u64 {
+        self.info
+            .as_ref()
+            .map(|i| (i.epochs * i.steps_per_epoch) as u64)
+            .unwrap_or(0)
+    }
+
+    pub fn best_val_accuracy(&self) -> Option<&EpochMetrics> {
+        self.epochs
+            .iter()
+            .max_by(|a, b| a.val_accuracy.total_cmp(&b.val_accuracy))
+    }
+
+    pub fn best_val_loss(&self) -> Option<&EpochMetrics> {
+        self.epochs
+            .iter()
+            .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
+    }
+
+    /// Seconds until the last step at the current speed, when it can be told.
+    pub fn eta_secs(&self) -> Option<f64> {
+        let info = self.info.as_ref()?;
+        if self.images_per_sec <= 0.0 || !self.status.is_live() {
+            return None;
+        }
+        let left = self.total_steps().saturating_sub(self.step) as f64;
+        Some(left * info.batch_size as f64 / self.images_per_sec)
+    }
+
+    pub fn on_step(&mut self, m: &StepMetrics) {
+        if self.status == Status::Starting {
+            self.status = Status::Running;
+        }
+        self.step = m.step;
+        self.epoch = m.epoch;
+        self.lr = m.lr;
+        self.images_per_sec = m.images_per_sec;
+        let x = m.step as f64;
+        let loss = smooth(self.loss_smoothed, m.loss, m.steps);
+        let acc = smooth(self.accuracy_smoothed, m.accuracy, m.steps);
+        if m.loss.is_finite() {
+            self.loss_smoothed = Some(loss);
+            self.train_loss.push(x, loss);
+        }
+        self.accuracy_smoothed = Some(acc);
+        self.train_accuracy.push(x, acc);
+        self.lr_trace.push(x, m.lr);
+        if self.grad_trends.len() != m.grad_norms.len() {
+            self.grad_trends = vec![Series::new(GRAD_TREND_CAPACITY); m.grad_norms.len()];
+        }
+        for (trend, &g) in self.grad_trends.iter_mut().zip(&m.grad_norms) {
+            trend.push(x, g);
+        }
+        self.grad_norms.clone_from(&m.grad_norms);
+        self.update_ratios.clone_from(&m.update_ratios);
+    }
+
+    pub fn on_event(&mut self, e: &Event) {
+        match e {
+            Event::Started(info) => {
+                self.info = Some(info.clone());
+                self.status = Status::Running;
+                self.epoch = 1;
+                self.log(0, LogKind::Info, format!("started: {}", info.model));
+            }
+            Event::Epoch(m) => {
+                self.elapsed_secs = m.elapsed_secs;
+                self.log(
+                    m.step,
+                    LogKind::Info,
+                    format!(
+                        "epoch {}: val acc {:.2}% loss {:.4} (train {:.2}%)",
+                        m.epoch,
+                        100.0 * m.val_accuracy,
+                        m.val_loss,
+                        100.0 * m.train_accuracy
+                    ),
+                );
+                self.epochs.push(m.clone());
+            }
+            Event::Evaluated(m) => {
+                self.log(
+                    self.step,
+                    LogKind::Info,
+                    format!(
+                        "{} set: acc {:.2}% loss {:.4}",
+                        m.split,
+                        100.0 * m.accuracy,
+                        m.loss
+                    ),
+                );
+                self.test = Some(m.clone());
+            }
+            Event::LrChanged { step, old, new, .. } => {
+                self.lr = *new;
+                self.lr_marks.push_back((*step, *new));
+                if self.lr_marks.len() > LOG_CAPACITY {
+                    self.lr_marks.pop_front();
+                }
+                self.log(*step, LogKind::Action, format!("lr {old:.2e} -> {new:.2e}"));
+            }
+            Event::Paused { step } => {
+                self.status = Status::Paused;
+                self.log(*step, LogKind::Action, "paused".into());
+            }
+            Event::Resumed { step } => {
+                self.status = Status::Running;
+                self.log(*step, LogKind::Action, "resumed".into());
+            }
+            Event::NonFinite { step, what, .. } => {
+                self.log(
+                    *step,
+                    LogKind::Warning,
+                    format!("{what}: update skipped, run paused"),
+                );
+            }
+            Event::Finished {
+                step,
+                reason,
+                elapsed_secs,
+                ..
+            } => {
+                self.elapsed_secs = *elapsed_secs;
+                self.status = Status::Finished(*reason);
+                let how = match reason {
+                    FinishReason::Completed => "finished",
+                    FinishReason::Stopped => "stopped",
+                };
+                self.log(*step, LogKind::Info, how.into());
+            }
+            Event::Error { message } => {
+                self.status = Status::Error(message.clone());
+                self.log(self.step, LogKind::Error, message.clone());
+            }
+        }
+    }
+
+    /// Adds a line to the event log (also used by the UI for its own notices).
+    pub fn log(&mut self, step: u64, kind: LogKind, text: String) {
+        self.log.push_back(LogLine { step, kind, text });
+        if self.log.len() > LOG_CAPACITY {
+            self.log.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_series_stays_bounded_and_keeps_the_mean() {
+        let mut s = Series::new(16);
+        for i in 0..10_000 {
+            s.push(i as f64, 2.0);
+        }
+        assert!(s.points().len() <= 16);
+        assert!(s.points().iter().all(|p| p.1 == 2.0));
+        assert!(s.stride() >= 10_000 / 16);
+        // x stays ordered and spans the run.
+        let xs: Vec<f64> = s.points().iter().map(|p| p.0).collect();
+        assert!(xs.windows(2).all(|w| w[0] < w[1]));
+        assert!(xs[xs.len() - 1] > 9_000.0);
+        let mut t = Series::new(4);
+        for i in 0..4 {
+            t.push(i as f64, i as f64);
+        }
+        assert_eq!(t.points(), vec![(0.5, 0.5), (2.5, 2.5)]);
+        t.push(10.0, 10.0);
+        assert_eq!(t.points(), vec![(0.5, 0.5), (2.5, 2.5), (10.0, 10.0)]);
+    }
+}

@@ -1,0 +1,436 @@
+//! The terminal UI's state and its one place of change: events from the trainer and keys from
+//! the user go through `App`, which returns the commands for the trainer. Drawing only reads.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use crate::protocol::{Command, Event, StepMetrics};
+use crate::run_state::{LogKind, RunState, Status};
+
+/// UI settings that come from the command line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UiOptions {
+    /// Factor of `+` and `-`.
+    pub lr_step: f64,
+    pub fps: u32,
+    pub color: bool,
+    pub braille: bool,
+}
+
+impl Default for UiOptions {
+    fn default() -> Self {
+        Self {
+            lr_step: 2.0,
+            fps: 12,
+            color: true,
+            braille: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Panel {
+    Loss,
+    Accuracy,
+    Gradients,
+    LearningRate,
+    Events,
+}
+
+impl Panel {
+    pub const ALL: [Panel; 5] = [
+        Panel::Loss,
+        Panel::Accuracy,
+        Panel::Gradients,
+        Panel::LearningRate,
+        Panel::Events,
+    ];
+
+    fn next(self) -> Panel {
+        let i = Self::ALL.iter().position(|&p| p == self).unwrap_or(0);
+        Self::ALL[(i + 1) % Self::ALL.len()]
+    }
+
+    fn prev(self) -> Panel {
+        let i = Self::ALL.iter().position(|&p| p == self).unwrap_or(0);
+        Self::ALL[(i + Self::ALL.len() - 1) % Self::ALL.len()]
+    }
+}
+
+/// What sits over the panels.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Overlay {
+    None,
+    Help,
+    ConfirmQuit,
+    LrPrompt {
+        input: String,
+        error: Option<String>,
+    },
+}
+
+/// The time axis of the loss and accuracy charts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeAxis {
+    Steps,
+    Epochs,
+}
+
+pub struct App {
+    pub run: RunState,
+    pub options: UiOptions,
+    pub focus: Panel,
+    pub overlay: Overlay,
+    pub axis: TimeAxis,
+    /// Steps shown by the step charts: `None` for the whole run, else the last N.
+    pub window: Option<u64>,
+    /// Lines scrolled up from the newest in the event log; rows scrolled in the gradient table.
+    pub log_scroll: usize,
+    pub grad_scroll: usize,
+    /// The user asked to quit and the trainer was told to stop.
+    pub quitting: bool,
+    pub should_exit: bool,
+    /// Seconds since the UI started (set by the loop, read by the view).
+    pub clock_secs: f64,
+}
+
+/// Zoom levels of the step charts, cycled by `z`.
+const WINDOWS: [Option<u64>; 4] = [None, Some(2000), Some(500), Some(100)];
+
+impl App {
+    pub fn new(options: UiOptions) -> Self {
+        Self {
+            run: RunState::default(),
+            options,
+            focus: Panel::Loss,
+            overlay: Overlay::None,
+            axis: TimeAxis::Steps,
+            window: None,
+            log_scroll: 0,
+            grad_scroll: 0,
+            quitting: false,
+            should_exit: false,
+            clock_secs: 0.0,
+        }
+    }
+
+    pub fn on_step(&mut self, m: &StepMetrics) {
+        self.run.on_step(m);
+    }
+
+    pub fn on_event(&mut self, e: &Event) {
+        self.run.on_event(e);
+        if e.is_terminal() && self.quitting {
+            self.should_exit = true;
+        }
+    }
+
+    /// The trainer's channels closed without a final event.
+    pub fn on_trainer_gone(&mut self) {
+        if self.run.status.is_live() {
+            self.run.status = Status::Error("the training thread ended without a word".into());
+        }
+        if self.quitting {
+            self.should_exit = true;
+        }
+    }
+
+    fn notice(&mut self, kind: LogKind, text: impl Into<String>) {
+        let step = self.run.step;
+        self.run.log(step, kind, text.into());
+        self.log_scroll = 0;
+    }
+
+    /// Quit now if nothing runs, else stop the trainer and quit when it has finished.
+    pub fn quit_confirmed(&mut self) -> Vec<Command> {
+        self.overlay = Overlay::None;
+        if !self.run.status.is_live() {
+            self.should_exit = true;
+            return vec![];
+        }
+        if !self.quitting {
+            self.quitting = true;
+            self.notice(LogKind::Action, "stopping after the current step");
+        }
+        vec![Command::Stop]
+    }
+
+    /// Handles one key; returns the commands for the trainer.
+    pub fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        if key.kind == KeyEventKind::Release {
+            return vec![];
+        }
+        if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+            return self.quit_confirmed();
+        }
+        match std::mem::replace(&mut self.overlay, Overlay::None) {
+            Overlay::Help => {
+                // Any key closes the help; `q` still quits.
+                if key.code == KeyCode::Char('q') {
+                    return self.on_key(key);
+                }
+                vec![]
+            }
+            Overlay::ConfirmQuit => match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => self.quit_confirmed(),
+                _ => {
+                    self.notice(LogKind::Info, "quit cancelled");
+                    vec![]
+                }
+            },
+            Overlay::LrPrompt { mut input, .. } => match key.code {
+                KeyCode::Esc => vec![],
+                KeyCode::Enter => match parse_lr(&input) {
+                    Ok(lr) => vec![Command::SetLr(lr)],
+                    Err(error) => {
+                        self.overlay = Overlay::LrPrompt {
+                            input,
+                            error: Some(error),
+                        };
+                        vec![]
+                    }
+                },
+                KeyCode::Backspace => {
+                    input.pop();
+                    self.overlay = Overlay::LrPrompt { input, error: None };
+                    vec![]
+                }
+                KeyCode::Char(c) if input.len() < 32 && !c.is_control() => {
+                    input.push(c);
+                    self.overlay = Overlay::LrPrompt { input, error: None };
+                    vec![]
+                }
+                _ => {
+                    self.overlay = Overlay::LrPrompt { input, error: None };
+                    vec![]
+                }
+            },
+            Overlay::None => self.on_panel_key(key),
+        }
+    }
+
+    fn on_panel_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let live = self.run.status.is_live();
+        let paused = self.run.status == Status::Paused;
+        match key.code {
+            KeyCode::Char('q') | KeyCode::Char('Q') => {
+                if live {
+                    self.overlay = Overlay::ConfirmQuit;
+                    vec![]
+                } else {
+                    self.quit_confirmed()
+                }
+            }
+            KeyCode::Char('?') | KeyCode::F(1) => {
+                self.overlay = Overlay::Help;
+                vec![]
+            }
+            _ if !live
+                && matches!(
+                    key.code,
+                    KeyCode::Char('+' | '=' | '-' | 'l' | 'p' | ' ' | 'n')
+                ) =>
+            {
+                self.notice(LogKind::Warning, "the run has ended: nothing to steer");
+                vec![]
+            }
+            KeyCode::Char('+') | KeyCode::Char('=') => vec![Command::ScaleLr(self.options.lr_step)],
+            KeyCode::Char('-') | KeyCode::Char('_') => {
+                vec![Command::ScaleLr(1.0 / self.options.lr_step)]
+            }
+            KeyCode::Char('l') => {
+                self.overlay = Overlay::LrPrompt {
+                    input: String::new(),
+                    error: None,
+                };
+                vec![]
+            }
+            KeyCode::Char('p') | KeyCode::Char(' ') => {
+                vec![if paused {
+                    Command::Resume
+                } else {
+                    Command::Pause
+                }]
+            }
+            KeyCode::Char('n') => {
+                if paused {
+                    vec![Command::Step]
+                } else {
+                    self.notice(LogKind::Info, "n takes one step while paused (p pauses)");
+                    vec![]
+                }
+            }
+            KeyCode::Char('s') => {
+                self.notice(LogKind::Warning, "checkpoints are not available yet");
+                vec![]
+            }
+            KeyCode::Tab => {
+                self.focus = self.focus.next();
+                vec![]
+            }
+            KeyCode::BackTab => {
+                self.focus = self.focus.prev();
+                vec![]
+            }
+            KeyCode::Char('v') => {
+                self.axis = match self.axis {
+                    TimeAxis::Steps => TimeAxis::Epochs,
+                    TimeAxis::Epochs => TimeAxis::Steps,
+                };
+                vec![]
+            }
+            KeyCode::Char('z') => {
+                let i = WINDOWS.iter().position(|&w| w == self.window).unwrap_or(0);
+                self.window = WINDOWS[(i + 1) % WINDOWS.len()];
+                vec![]
+            }
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.scroll(1);
+                vec![]
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.scroll(-1);
+                vec![]
+            }
+            _ => vec![],
+        }
+    }
+
+    /// Scrolls the focused list: up (positive) shows older log lines or earlier layers.
+    fn scroll(&mut self, up: isize) {
+        match self.focus {
+            Panel::Events => {
+                let max = self.run.log.len().saturating_sub(1);
+                self.log_scroll = self.log_scroll.saturating_add_signed(up).min(max);
+            }
+            Panel::Gradients => {
+                let max = self.run.grad_norms.len().saturating_sub(1);
+                self.grad_scroll = self.grad_scroll.saturating_add_signed(-up).min(max);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A learning rate typed by the user: a positive finite number.
+pub fn parse_lr(input: &str) -> Result<f64, String> {
+    let s = input.trim();
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err(format!("'{s}' is not a positive learning rate")),
+        Err(_) if s.is_empty() => Err("type a learning rate, e.g. 0.003 or 3e-3".into()),
+        Err(_) => Err(format!("'{s}' is not a number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{FinishReason, RunInfo};
+
+    fn key(c: char) -> KeyEvent {
+        KeyEvent::from(KeyCode::Char(c))
+    }
+
+    fn running() -> App {
+        let mut app = App::new(UiOptions::default());
+        app.on_event(&Event::Started(RunInfo {
+            data: "d".into(),
+            model: "m".into(),
+            param_count: 1,
+            optimizer: "o".into(),
+            layers: vec![],
+            classes: vec![],
+            epochs: 1,
+            steps_per_epoch: 1,
+            batch_size: 1,
+            run_dir: String::new(),
+        }));
+        app
+    }
+
+    #[test]
+    fn keys_become_commands() {
+        let mut app = running();
+        assert_eq!(app.on_key(key('+')), vec![Command::ScaleLr(2.0)]);
+        assert_eq!(app.on_key(key('-')), vec![Command::ScaleLr(0.5)]);
+        assert_eq!(app.on_key(key('p')), vec![Command::Pause]);
+        app.on_event(&Event::Paused { step: 3 });
+        assert_eq!(app.on_key(key(' ')), vec![Command::Resume]);
+        assert_eq!(app.on_key(key('n')), vec![Command::Step]);
+    }
+
+    #[test]
+    fn quit_asks_first_while_running() {
+        let mut app = running();
+        assert!(app.on_key(key('q')).is_empty());
+        assert_eq!(app.overlay, Overlay::ConfirmQuit);
+        assert!(app.on_key(key('x')).is_empty(), "any other key cancels");
+        assert_eq!(app.overlay, Overlay::None);
+        app.on_key(key('q'));
+        assert_eq!(app.on_key(key('y')), vec![Command::Stop]);
+        assert!(!app.should_exit, "waits for the trainer to finish its step");
+        app.on_event(&Event::Finished {
+            step: 1,
+            epoch: 1,
+            reason: FinishReason::Stopped,
+            elapsed_secs: 1.0,
+        });
+        assert!(app.should_exit);
+    }
+
+    #[test]
+    fn ctrl_c_is_a_confirmed_quit() {
+        let mut app = running();
+        let cmds = app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+        assert_eq!(cmds, vec![Command::Stop]);
+        assert!(app.quitting);
+    }
+
+    #[test]
+    fn the_lr_prompt_validates() {
+        let mut app = running();
+        app.on_key(key('l'));
+        for c in "0.003".chars() {
+            assert!(app.on_key(key(c)).is_empty());
+        }
+        assert_eq!(
+            app.on_key(KeyEvent::from(KeyCode::Enter)),
+            vec![Command::SetLr(0.003)]
+        );
+        assert_eq!(app.overlay, Overlay::None);
+        app.on_key(key('l'));
+        for c in "-1".chars() {
+            app.on_key(key(c));
+        }
+        assert!(app.on_key(KeyEvent::from(KeyCode::Enter)).is_empty());
+        let Overlay::LrPrompt { error: Some(e), .. } = &app.overlay else {
+            panic!("prompt stays open")
+        };
+        assert!(e.contains("not a positive"), "{e}");
+        app.on_key(KeyEvent::from(KeyCode::Esc));
+        assert_eq!(app.overlay, Overlay::None);
+        assert!(parse_lr("abc").unwrap_err().contains("not a number"));
+        assert_eq!(parse_lr(" 1e-4 "), Ok(1e-4));
+    }
+
+    #[test]
+    fn a_finished_run_quits_at_once_and_refuses_steering() {
+        let mut app = running();
+        app.on_event(&Event::Finished {
+            step: 1,
+            epoch: 1,
+            reason: FinishReason::Completed,
+            elapsed_secs: 1.0,
+        });
+        assert!(app.on_key(key('+')).is_empty());
+        assert!(app
+            .run
+            .log
+            .back()
+            .unwrap()
+            .text
+            .contains("nothing to steer"));
+        assert!(app.on_key(key('q')).is_empty());
+        assert!(app.should_exit);
+    }
+}

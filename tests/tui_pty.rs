@@ -1,0 +1,157 @@
+//! The real binary in a real pseudo-terminal: keys change the run on screen, quitting and
+//! hanging up end the process and leave the terminal restored.
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
+
+struct Session {
+    screen: Arc<Mutex<vt100::Parser>>,
+    writer: Box<dyn Write + Send>,
+    child: Box<dyn Child + Send + Sync>,
+    _master: Box<dyn MasterPty + Send>,
+    _dir: tempfile::TempDir,
+}
+
+impl Session {
+    fn start() -> Session {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = native_pty_system()
+            .openpty(PtySize {
+                rows: 36,
+                cols: 120,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_candletop"));
+        cmd.args(["--arch", "c8,f32", "--epochs", "50", "--threads", "1"]);
+        cmd.arg("--run-dir");
+        cmd.arg(dir.path().join("run"));
+        cmd.cwd(dir.path());
+        cmd.env("TERM", "xterm-256color");
+        let child = pair.slave.spawn_command(cmd).unwrap();
+        drop(pair.slave);
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(
+            std::num::NonZeroU16::new(36).unwrap(),
+            std::num::NonZeroU16::new(120).unwrap(),
+            0,
+        )));
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        let feed = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                feed.lock().unwrap().process(&buf[..n]);
+            }
+        });
+        let writer = pair.master.take_writer().unwrap();
+        Session {
+            screen,
+            writer,
+            child,
+            _master: pair.master,
+            _dir: dir,
+        }
+    }
+
+    fn contents(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    fn wait_for(&self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.contents().contains(what) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{what:?} never appeared on screen:\n{}", self.contents());
+    }
+
+    fn press(&mut self, keys: &str) {
+        self.writer.write_all(keys.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    /// Waits for the process to end; `None` if it is still running after `limit` (a hang).
+    fn wait_exit(&mut self, limit: Duration) -> Option<portable_pty::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        None
+    }
+
+    fn assert_restored(&self) {
+        // Give the reader thread a moment to take in the last bytes.
+        std::thread::sleep(Duration::from_millis(300));
+        let p = self.screen.lock().unwrap();
+        assert!(
+            !p.screen().alternate_screen(),
+            "still on the alternate screen"
+        );
+        assert!(!p.screen().hide_cursor(), "the cursor is still hidden");
+    }
+}
+
+#[test]
+fn keys_steer_the_run_and_quit_restores_the_terminal() {
+    let mut s = Session::start();
+    s.wait_for("RUNNING");
+    s.wait_for("lr 1.00e-3");
+    s.press("+");
+    s.wait_for("lr 2.00e-3");
+    s.wait_for("lr 1.00e-3 -> 2.00e-3");
+    s.press("p");
+    s.wait_for("PAUSED");
+    s.press("?");
+    s.wait_for("multiply / divide the learning rate");
+    s.press("x");
+    s.press("q");
+    s.wait_for("Stop training and quit?");
+    s.press("y");
+    let status = s
+        .wait_exit(Duration::from_secs(30))
+        .expect("the process ends after q y");
+    assert!(status.success(), "{status:?}");
+    s.assert_restored();
+}
+
+#[test]
+fn a_hangup_ends_the_process_promptly() {
+    let mut s = Session::start();
+    s.wait_for("RUNNING");
+    s.wait_for("img/s");
+    let pid = s.child.process_id().unwrap() as libc::pid_t;
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    assert!(
+        s.wait_exit(Duration::from_secs(20)).is_some(),
+        "still running after SIGHUP"
+    );
+}
+
+#[test]
+fn sigterm_stops_cleanly() {
+    let mut s = Session::start();
+    s.wait_for("RUNNING");
+    let pid = s.child.process_id().unwrap() as libc::pid_t;
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = s
+        .wait_exit(Duration::from_secs(30))
+        .expect("the process ends after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    s.assert_restored();
+}
