@@ -33,6 +33,10 @@ pub enum Cmd {
     Train(TrainArgs),
     /// Measure training and evaluation throughput of the default model.
     Bench(BenchArgs),
+    /// Evaluate a checkpoint: loss, accuracy, per-class accuracy, confusion matrix.
+    Eval(EvalArgs),
+    /// Summarise a checkpoint and check its integrity.
+    Inspect(InspectArgs),
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -116,9 +120,30 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N")]
     pub log_every: Option<u64>,
 
-    /// Directory for config.toml and metrics.jsonl [default: runs/<timestamp>]
+    /// Directory for config.toml, metrics.jsonl and checkpoints/ [default: runs/<timestamp>]
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
+
+    /// Continue the run saved in a checkpoint (weights, optimizer, LR, RNG, position), with its
+    /// settings; flags given here override them (--epochs stays the run's total)
+    #[arg(long, value_name = "FILE.h5", conflicts_with = "config")]
+    pub resume: Option<PathBuf>,
+
+    /// Epoch checkpoints (checkpoints/epoch-NNN.h5) kept; older ones are deleted [default: 3]
+    #[arg(long, value_name = "K")]
+    pub keep_last: Option<usize>,
+
+    /// The validation metric that decides checkpoints/best.h5 [default: val_acc]
+    #[arg(long, value_enum)]
+    pub best_metric: Option<crate::config::BestMetric>,
+
+    /// Also save checkpoints/last.h5 every N steps [default: 0, never]
+    #[arg(long, value_name = "N")]
+    pub save_every_steps: Option<u64>,
+
+    /// Stop after N steps in total [default: 0, no limit]
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<u64>,
 
     /// Print progress lines instead of the terminal UI (the default when stdout is not a
     /// terminal)
@@ -148,6 +173,43 @@ const ARCH_HELP: &str = "Layers, comma-separated [default: c32,c64,f128]
 
 The last layer, one output per class, is always added.
 Example: c32k5,c64/avg,c128/none,f256,f64";
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// The checkpoint to evaluate
+    #[arg(long, value_name = "FILE.h5")]
+    pub checkpoint: PathBuf,
+
+    /// Dataset, as for train [default: the checkpoint's]
+    #[arg(long, value_name = "SPEC")]
+    pub data: Option<String>,
+
+    /// Which split to evaluate
+    #[arg(long, value_enum, default_value_t = Split::Test)]
+    pub split: Split,
+
+    /// Write index,label,predicted,p0..p{C-1} (softmax probabilities) per sample to this CSV
+    #[arg(long, value_name = "FILE.csv")]
+    pub predictions: Option<PathBuf>,
+
+    /// Compute threads [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    /// The checkpoint to summarise
+    #[arg(value_name = "FILE.h5")]
+    pub file: PathBuf,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -182,10 +244,17 @@ impl TrainArgs {
 
     /// The run's configuration: defaults, then the config file, then the flags; validated.
     pub fn resolve(&self) -> Result<RunConfig, crate::Error> {
-        let mut c = match &self.config {
+        let base = match &self.config {
             Some(path) => RunConfig::from_toml_file(path)?,
             None => RunConfig::default(),
         };
+        self.resolve_over(base)
+    }
+
+    /// The flags given on the command line applied over `base` (the defaults and config file,
+    /// or a resumed checkpoint's settings); validated.
+    pub fn resolve_over(&self, base: RunConfig) -> Result<RunConfig, crate::Error> {
+        let mut c = base;
         if let Some(d) = &self.data {
             c.data = d.parse::<DataSpec>()?;
         }
@@ -194,6 +263,7 @@ impl TrainArgs {
         }
         set!(val_split, arch, activation, dropout, epochs, batch_size, lr, optimizer, momentum);
         set!(weight_decay, label_smoothing, seed, threads, log_every);
+        set!(keep_last, best_metric, save_every_steps, max_steps);
         if self.batch_norm {
             c.batch_norm = true;
         }

@@ -36,6 +36,22 @@ pub struct RunConfig {
     pub log_every: u64,
     /// Where the run writes its files; empty means `runs/<timestamp>`.
     pub run_dir: Option<PathBuf>,
+    /// Epoch checkpoints kept (`epoch-NNN.h5`); older ones are deleted.
+    pub keep_last: usize,
+    /// What makes `best.h5` better.
+    pub best_metric: BestMetric,
+    /// Save `last.h5` every N steps; 0 never (it is still saved on every way out).
+    pub save_every_steps: u64,
+    /// Stop after this many steps in total; 0 means no limit.
+    pub max_steps: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum BestMetric {
+    ValAcc,
+    ValLoss,
 }
 
 impl Default for RunConfig {
@@ -62,6 +78,10 @@ impl Default for RunConfig {
             threads: 0,
             log_every: 20,
             run_dir: None,
+            keep_last: 3,
+            best_metric: BestMetric::ValAcc,
+            save_every_steps: 0,
+            max_steps: 0,
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crossbeam_channel::select;
+use crossbeam_channel::{select, Receiver};
 
 use crate::protocol::{Event, FinishReason, MonitorLink, RunInfo, StepMetrics};
 
@@ -41,10 +41,19 @@ impl<W: Write> Reporter<W> {
         }
     }
 
-    /// Reads events until the run ends.
-    pub fn run(mut self, link: &MonitorLink) -> Outcome {
+    /// Reads events until the run ends. A signal (SIGTERM, SIGINT, SIGHUP) stops the trainer,
+    /// which saves `last.h5` and finishes; the reporter waits for that.
+    pub fn run(mut self, link: &MonitorLink, signals: &Receiver<i32>) -> Outcome {
+        let mut signals = signals.clone();
         loop {
             select! {
+                recv(signals) -> s => match s {
+                    Ok(_) => {
+                        self.line("  signal received: stopping after the current step");
+                        let _ = link.commands.send(crate::protocol::Command::Stop);
+                    }
+                    Err(_) => signals = crossbeam_channel::never(),
+                },
                 recv(link.steps) -> m => if let Ok(m) = m {
                     // `Started` precedes every step; select may still pick the step first.
                     if self.info.is_none() {
@@ -150,6 +159,19 @@ impl<W: Write> Reporter<W> {
             Event::LrChanged { step, old, new, .. } => {
                 self.line(&format!("  lr {old:.2e} -> {new:.2e} at step {step}"));
             }
+            Event::CheckpointSaved {
+                path,
+                bytes,
+                write_secs,
+                ..
+            } => self.line(&format!(
+                "  saved {path} ({}, {:.0} ms)",
+                human_bytes(*bytes),
+                write_secs * 1000.0
+            )),
+            Event::CheckpointFailed { path, error, .. } => self.line(&format!(
+                "  could not save {path}: {error}; training goes on"
+            )),
             Event::Paused { step } => self.line(&format!("  paused at step {step}")),
             Event::Resumed { step } => self.line(&format!("  resumed at step {step}")),
             Event::NonFinite { step, what, .. } => self.line(&format!(
@@ -185,6 +207,20 @@ impl<W: Write> Reporter<W> {
     }
 }
 
+/// `1.7 MB` style.
+pub fn human_bytes(n: u64) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.1} GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} MB", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.1} kB", n / 1e3)
+    } else {
+        format!("{n} B")
+    }
+}
+
 /// `m:ss` or `h:mm:ss`.
 pub fn clock(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
@@ -214,6 +250,7 @@ mod tests {
             steps_per_epoch: 5,
             batch_size: 8,
             run_dir: "r".into(),
+            resumed_from: None,
         }));
         for i in 1..=5u64 {
             t.send_step(StepMetrics {
@@ -247,7 +284,7 @@ mod tests {
             elapsed_secs: 66.0,
         });
         let mut out = Vec::new();
-        let outcome = Reporter::new(&mut out, 2).run(&m);
+        let outcome = Reporter::new(&mut out, 2).run(&m, &crossbeam_channel::never());
         assert_eq!(outcome, Outcome::Finished(FinishReason::Stopped));
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();

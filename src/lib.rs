@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod data;
@@ -15,6 +16,7 @@ pub mod protocol;
 pub mod rng;
 pub mod run_dir;
 pub mod run_state;
+pub mod signals;
 pub mod train;
 pub mod tui;
 
@@ -33,6 +35,10 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
     #[error("{0}")]
     Training(String),
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error("--resume {0}")]
+    Resume(String),
     #[error("terminal: {0}")]
     Terminal(#[from] std::io::Error),
 }
@@ -40,6 +46,13 @@ pub enum Error {
 impl Error {
     /// True when the user's input (flags, files) is at fault.
     pub fn is_usage(&self) -> bool {
-        matches!(self, Error::Data(_) | Error::Config(_) | Error::Arch(_))
+        matches!(
+            self,
+            Error::Data(_)
+                | Error::Config(_)
+                | Error::Arch(_)
+                | Error::Checkpoint(_)
+                | Error::Resume(_)
+        )
     }
 }

@@ -19,6 +19,8 @@ pub enum Command {
     Resume,
     /// One step while paused.
     Step,
+    /// Save `last.h5` now.
+    Save,
     /// Finish the current step, then end cleanly.
     Stop,
 }
@@ -37,6 +39,8 @@ pub struct RunInfo {
     pub steps_per_epoch: usize,
     pub batch_size: usize,
     pub run_dir: String,
+    /// The checkpoint this run continues, if any.
+    pub resumed_from: Option<String>,
 }
 
 /// Metrics of one training step, or of several folded together when the receiver lagged.
@@ -143,6 +147,21 @@ pub enum Event {
         epoch: usize,
         what: String,
     },
+    /// A checkpoint was written: its size, how long the background write took and how long
+    /// the snapshot held the training thread.
+    CheckpointSaved {
+        step: u64,
+        path: String,
+        bytes: u64,
+        write_secs: f64,
+        hold_ms: f64,
+    },
+    /// A checkpoint could not be written; training goes on and earlier files stay intact.
+    CheckpointFailed {
+        step: u64,
+        path: String,
+        error: String,
+    },
     Finished {
         step: u64,
         epoch: usize,
@@ -230,9 +249,12 @@ impl TrainerLink {
         self.commands.try_recv().ok()
     }
 
-    /// Waits for a command (used while paused). `None` when every watcher is gone.
-    pub fn wait_command(&self) -> Option<Command> {
-        self.commands.recv().ok()
+    /// Waits up to `timeout` for a command (used while paused).
+    pub fn wait_command_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Command, crossbeam_channel::RecvTimeoutError> {
+        self.commands.recv_timeout(timeout)
     }
 }
 

@@ -145,6 +145,8 @@ pub struct RunState {
     pub test: Option<EvalMetrics>,
     pub log: VecDeque<LogLine>,
     pub elapsed_secs: f64,
+    /// Path of the newest checkpoint written.
+    pub last_save: Option<String>,
 }
 
 /// Weight of the newest step in the smoothed loss and accuracy.
@@ -172,6 +174,7 @@ impl Default for RunState {
             test: None,
             log: VecDeque::new(),
             elapsed_secs: 0.0,
+            last_save: None,
         }
     }
 }
@@ -288,6 +291,32 @@ impl RunState {
                     self.lr_marks.pop_front();
                 }
                 self.log(*step, LogKind::Action, format!("lr {old:.2e} -> {new:.2e}"));
+            }
+            Event::CheckpointSaved {
+                step,
+                path,
+                bytes,
+                write_secs,
+                ..
+            } => {
+                let name = std::path::Path::new(path)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let text = format!(
+                    "saved {name} ({}, {:.0} ms)",
+                    crate::headless::human_bytes(*bytes),
+                    write_secs * 1000.0
+                );
+                self.last_save = Some(path.clone());
+                self.log(*step, LogKind::Action, text);
+            }
+            Event::CheckpointFailed { step, path, error } => {
+                self.log(
+                    *step,
+                    LogKind::Error,
+                    format!("save failed: {path}: {error}"),
+                );
             }
             Event::Paused { step } => {
                 self.status = Status::Paused;

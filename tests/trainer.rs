@@ -222,3 +222,20 @@ fn a_full_run_reports_epochs_and_the_test_set() {
         .iter()
         .all(|s| s.update_ratios.iter().all(|r| *r > 0.0 && *r < 1.0)));
 }
+
+#[test]
+fn a_panic_in_the_training_thread_becomes_an_error_event() {
+    let mut data = small_data(64, 64);
+    // A label beyond the classes cannot come from the loaders (they check); planted here, it
+    // makes the loss computation index out of bounds inside the training thread.
+    data.train.labels[0] = 200;
+    let trainer = Trainer::new(small_config(), data).unwrap();
+    let (t, m) = link();
+    let h = trainer.spawn(t);
+    let events = until(&m, |e| e.is_terminal());
+    h.join().expect("the panic is caught inside the thread");
+    let Some(Event::Error { message }) = events.last() else {
+        panic!("no error event: {events:?}")
+    };
+    assert!(message.contains("panicked"), "{message}");
+}

@@ -34,6 +34,7 @@ fn recorded() -> App {
         steps_per_epoch: 50,
         batch_size: 64,
         run_dir: "runs/x".into(),
+        resumed_from: None,
     }));
     let mut lr = 1e-3;
     for step in 1..=75u64 {
@@ -196,4 +197,48 @@ fn overlays_show_help_prompt_and_quit() {
     app.on_key(KeyEvent::from(KeyCode::Esc));
     app.on_key(KeyEvent::from(KeyCode::Char('v')));
     assert!(screen(&app, 120, 36).contains("epoch"));
+}
+
+#[test]
+fn an_error_shows_the_error_state_and_message() {
+    let mut app = recorded();
+    app.on_event(&Event::Error {
+        message: "the training thread panicked: boom".into(),
+    });
+    let s = screen(&app, 120, 36);
+    assert!(s.contains("ERROR"), "{s}");
+    assert!(
+        s.contains("error: the training thread panicked: boom"),
+        "{s}"
+    );
+    let s = screen(&app, 80, 24);
+    assert!(
+        s.contains("ERROR") && s.contains("error: the training thread panicked"),
+        "{s}"
+    );
+    // Nothing is left to stop: q quits at once.
+    assert!(app.on_key(KeyEvent::from(KeyCode::Char('q'))).is_empty());
+    assert!(app.should_exit);
+}
+
+#[test]
+fn no_color_keeps_emphasis() {
+    let mut app = recorded();
+    app.options.color = false;
+    let mut t = Terminal::new(TestBackend::new(120, 36)).unwrap();
+    t.draw(|f| f.render_widget(&app, f.area())).unwrap();
+    let buf = t.backend().buffer();
+    let mut reversed = false;
+    for y in 0..36 {
+        for x in 0..120 {
+            let c = &buf[(x, y)];
+            assert_eq!(
+                c.fg,
+                ratatui::style::Color::Reset,
+                "a colour at {x},{y} with NO_COLOR"
+            );
+            reversed |= c.modifier.contains(ratatui::style::Modifier::REVERSED);
+        }
+    }
+    assert!(reversed, "the state badge is still emphasised");
 }

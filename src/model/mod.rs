@@ -84,6 +84,140 @@ enum Layer {
     Linear(Linear),
 }
 
+/// A layer as planned from the config, before any weights exist.
+#[derive(Debug, Clone, PartialEq)]
+enum LayerPlan {
+    Conv {
+        in_c: usize,
+        out_c: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+    },
+    BatchNorm {
+        channels: usize,
+    },
+    Act(Activation),
+    Pool(Pool),
+    Dropout(f32),
+    Linear {
+        in_f: usize,
+        out_f: usize,
+    },
+}
+
+/// The two `Sequential`s of the equivalent PyTorch model, as plans. The one place that decides
+/// which module sits at which index.
+fn plan(config: &ModelConfig) -> std::result::Result<(Vec<LayerPlan>, Vec<LayerPlan>), ArchError> {
+    let shapes = config.feature_shapes()?;
+    let mut features = Vec::new();
+    let mut in_c = config.input[0];
+    for conv in &config.arch.convs {
+        features.push(LayerPlan::Conv {
+            in_c,
+            out_c: conv.out_channels,
+            kernel: conv.kernel,
+            stride: conv.stride,
+            padding: conv.padding,
+            bias: !config.batch_norm,
+        });
+        if config.batch_norm {
+            features.push(LayerPlan::BatchNorm {
+                channels: conv.out_channels,
+            });
+        }
+        features.push(LayerPlan::Act(config.activation));
+        if conv.pool != Pool::None {
+            features.push(LayerPlan::Pool(conv.pool));
+        }
+        in_c = conv.out_channels;
+    }
+    if config.dropout > 0.0 && !config.arch.convs.is_empty() {
+        features.push(LayerPlan::Dropout(config.dropout));
+    }
+    let mut in_f = shapes
+        .last()
+        .copied()
+        .unwrap_or(config.input)
+        .iter()
+        .product::<usize>();
+    let mut classifier = Vec::new();
+    for &units in &config.arch.hidden {
+        classifier.push(LayerPlan::Linear { in_f, out_f: units });
+        classifier.push(LayerPlan::Act(config.activation));
+        if config.dropout > 0.0 {
+            classifier.push(LayerPlan::Dropout(config.dropout));
+        }
+        in_f = units;
+    }
+    classifier.push(LayerPlan::Linear {
+        in_f,
+        out_f: config.classes,
+    });
+    Ok((features, classifier))
+}
+
+/// One entry of the model's `state_dict`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateEntry {
+    Tensor {
+        name: String,
+        shape: Vec<usize>,
+        trainable: bool,
+    },
+    /// `num_batches_tracked` (an int64 scalar in PyTorch).
+    Counter { name: String },
+}
+
+/// The names and shapes of the `state_dict` of the model `config` describes, in PyTorch's
+/// order, without building it.
+pub fn state_dict_layout(config: &ModelConfig) -> std::result::Result<Vec<StateEntry>, ArchError> {
+    let (features, classifier) = plan(config)?;
+    let mut out = Vec::new();
+    for (prefix, layers) in [("features", &features), ("classifier", &classifier)] {
+        for (i, layer) in layers.iter().enumerate() {
+            let t = |suffix: &str, shape: Vec<usize>, trainable: bool| StateEntry::Tensor {
+                name: format!("{prefix}.{i}.{suffix}"),
+                shape,
+                trainable,
+            };
+            match *layer {
+                LayerPlan::Conv {
+                    in_c,
+                    out_c,
+                    kernel,
+                    bias,
+                    ..
+                } => {
+                    out.push(t("weight", vec![out_c, in_c, kernel, kernel], true));
+                    if bias {
+                        out.push(t("bias", vec![out_c], true));
+                    }
+                }
+                LayerPlan::BatchNorm { channels } => {
+                    out.push(t("weight", vec![channels], true));
+                    out.push(t("bias", vec![channels], true));
+                    out.push(t("running_mean", vec![channels], false));
+                    out.push(t("running_var", vec![channels], false));
+                    out.push(StateEntry::Counter {
+                        name: format!("{prefix}.{i}.num_batches_tracked"),
+                    });
+                }
+                LayerPlan::Linear { in_f, out_f } => {
+                    out.push(t("weight", vec![out_f, in_f], true));
+                    out.push(t("bias", vec![out_f], true));
+                }
+                LayerPlan::Act(_) | LayerPlan::Pool(_) | LayerPlan::Dropout(_) => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A model's tensors and batch-norm counters, as checkpoints store them.
+pub type StateDict = (Vec<crate::checkpoint::NamedTensor>, Vec<(String, i64)>);
+
 /// A named trainable parameter.
 #[derive(Clone)]
 pub struct Param {
@@ -105,60 +239,38 @@ impl Cnn {
         rng: &mut Rng,
         dtype: DType,
     ) -> std::result::Result<Self, crate::Error> {
-        let shapes = config.feature_shapes()?;
+        let (feature_plan, classifier_plan) = plan(&config)?;
         let dev = Device::Cpu;
-        let mut features = Vec::new();
-        let mut in_c = config.input[0];
-        for conv in &config.arch.convs {
-            features.push(Layer::Conv(Conv2d::new(
-                rng,
-                in_c,
-                conv.out_channels,
-                conv.kernel,
-                conv.stride,
-                conv.padding,
-                !config.batch_norm,
-                dtype,
-                &dev,
-            )?));
-            if config.batch_norm {
-                features.push(Layer::BatchNorm(BatchNorm2d::new(
-                    conv.out_channels,
-                    dtype,
-                    &dev,
-                )?));
-            }
-            features.push(Layer::Act(config.activation));
-            if conv.pool != Pool::None {
-                features.push(Layer::Pool(conv.pool));
-            }
-            in_c = conv.out_channels;
-        }
-        if config.dropout > 0.0 && !config.arch.convs.is_empty() {
-            features.push(Layer::Dropout(config.dropout));
-        }
-        let mut in_f = shapes
-            .last()
-            .copied()
-            .unwrap_or(config.input)
-            .iter()
-            .product::<usize>();
-        let mut classifier = Vec::new();
-        for &units in &config.arch.hidden {
-            classifier.push(Layer::Linear(Linear::new(rng, in_f, units, dtype, &dev)?));
-            classifier.push(Layer::Act(config.activation));
-            if config.dropout > 0.0 {
-                classifier.push(Layer::Dropout(config.dropout));
-            }
-            in_f = units;
-        }
-        classifier.push(Layer::Linear(Linear::new(
-            rng,
-            in_f,
-            config.classes,
-            dtype,
-            &dev,
-        )?));
+        let build = |plans: Vec<LayerPlan>, rng: &mut Rng| -> Result<Vec<Layer>> {
+            plans
+                .into_iter()
+                .map(|p| {
+                    Ok(match p {
+                        LayerPlan::Conv {
+                            in_c,
+                            out_c,
+                            kernel,
+                            stride,
+                            padding,
+                            bias,
+                        } => Layer::Conv(Conv2d::new(
+                            rng, in_c, out_c, kernel, stride, padding, bias, dtype, &dev,
+                        )?),
+                        LayerPlan::BatchNorm { channels } => {
+                            Layer::BatchNorm(BatchNorm2d::new(channels, dtype, &dev)?)
+                        }
+                        LayerPlan::Act(a) => Layer::Act(a),
+                        LayerPlan::Pool(p) => Layer::Pool(p),
+                        LayerPlan::Dropout(p) => Layer::Dropout(p),
+                        LayerPlan::Linear { in_f, out_f } => {
+                            Layer::Linear(Linear::new(rng, in_f, out_f, dtype, &dev)?)
+                        }
+                    })
+                })
+                .collect()
+        };
+        let features = build(feature_plan, rng)?;
+        let classifier = build(classifier_plan, rng)?;
         let mut params = Vec::new();
         for (prefix, layers) in [("features", &features), ("classifier", &classifier)] {
             for (i, layer) in layers.iter().enumerate() {
@@ -193,6 +305,120 @@ impl Cnn {
             classifier,
             params,
         })
+    }
+
+    /// Every tensor of the `state_dict` (parameters and running statistics) as f32, and the
+    /// batch-norm counters.
+    pub fn state(&self) -> Result<StateDict> {
+        let mut tensors = Vec::new();
+        let mut counters = Vec::new();
+        let flat =
+            |t: &Tensor| -> Result<Vec<f32>> { t.flatten_all()?.to_dtype(DType::F32)?.to_vec1() };
+        for (prefix, layers) in [
+            ("features", &self.features),
+            ("classifier", &self.classifier),
+        ] {
+            for (i, layer) in layers.iter().enumerate() {
+                let mut push = |suffix: &str, t: &Tensor| -> Result<()> {
+                    tensors.push(crate::checkpoint::NamedTensor {
+                        name: format!("{prefix}.{i}.{suffix}"),
+                        shape: t.dims().to_vec(),
+                        data: flat(t)?,
+                    });
+                    Ok(())
+                };
+                match layer {
+                    Layer::Conv(c) => {
+                        push("weight", c.weight.as_tensor())?;
+                        if let Some(b) = &c.bias {
+                            push("bias", b.as_tensor())?;
+                        }
+                    }
+                    Layer::BatchNorm(bn) => {
+                        push("weight", bn.weight.as_tensor())?;
+                        push("bias", bn.bias.as_tensor())?;
+                        push("running_mean", &bn.running_mean)?;
+                        push("running_var", &bn.running_var)?;
+                        counters.push((
+                            format!("{prefix}.{i}.num_batches_tracked"),
+                            bn.num_batches_tracked,
+                        ));
+                    }
+                    Layer::Linear(l) => {
+                        push("weight", l.weight.as_tensor())?;
+                        push("bias", l.bias.as_tensor())?;
+                    }
+                    Layer::Act(_) | Layer::Pool(_) | Layer::Dropout(_) => {}
+                }
+            }
+        }
+        Ok((tensors, counters))
+    }
+
+    /// Loads a `state_dict`; every tensor of the model must be there with its shape.
+    pub fn load_state(
+        &mut self,
+        tensors: &[crate::checkpoint::NamedTensor],
+        counters: &[(String, i64)],
+    ) -> std::result::Result<(), String> {
+        let find = |name: &str, shape: &[usize]| -> std::result::Result<Tensor, String> {
+            let t = tensors
+                .iter()
+                .find(|t| t.name == name)
+                .ok_or_else(|| format!("missing tensor {name}"))?;
+            if t.shape != shape {
+                return Err(format!(
+                    "shape mismatch for {name}: checkpoint {:?}, model {shape:?}",
+                    t.shape
+                ));
+            }
+            Tensor::from_slice(&t.data, shape, &Device::Cpu).map_err(|e| e.to_string())
+        };
+        let set = |var: &Var, name: String| -> std::result::Result<(), String> {
+            let t = find(&name, var.dims())?
+                .to_dtype(var.dtype())
+                .map_err(|e| e.to_string())?;
+            var.set(&t).map_err(|e| e.to_string())
+        };
+        for (prefix, layers) in [
+            ("features", &mut self.features),
+            ("classifier", &mut self.classifier),
+        ] {
+            for (i, layer) in layers.iter_mut().enumerate() {
+                let name = |suffix: &str| format!("{prefix}.{i}.{suffix}");
+                match layer {
+                    Layer::Conv(c) => {
+                        set(&c.weight, name("weight"))?;
+                        if let Some(b) = &c.bias {
+                            set(b, name("bias"))?;
+                        }
+                    }
+                    Layer::BatchNorm(bn) => {
+                        set(&bn.weight, name("weight"))?;
+                        set(&bn.bias, name("bias"))?;
+                        let dtype = bn.running_mean.dtype();
+                        bn.running_mean = find(&name("running_mean"), bn.running_mean.dims())?
+                            .to_dtype(dtype)
+                            .map_err(|e| e.to_string())?;
+                        bn.running_var = find(&name("running_var"), bn.running_var.dims())?
+                            .to_dtype(dtype)
+                            .map_err(|e| e.to_string())?;
+                        let counter = name("num_batches_tracked");
+                        bn.num_batches_tracked = counters
+                            .iter()
+                            .find(|(n, _)| *n == counter)
+                            .map(|c| c.1)
+                            .ok_or_else(|| format!("missing tensor {counter}"))?;
+                    }
+                    Layer::Linear(l) => {
+                        set(&l.weight, name("weight"))?;
+                        set(&l.bias, name("bias"))?;
+                    }
+                    Layer::Act(_) | Layer::Pool(_) | Layer::Dropout(_) => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &ModelConfig {

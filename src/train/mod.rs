@@ -9,6 +9,8 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, D};
 
+use crate::checkpoint::{Checkpoint, CheckpointWriter, DataInfo, Position, SaveKind, SaveResult};
+use crate::config::BestMetric;
 use crate::config::RunConfig;
 use crate::data::batch::{batches_per_epoch, epoch_order};
 use crate::data::{Batch, BatchStream, DataSplits, Dataset, Normalization};
@@ -36,6 +38,14 @@ pub struct Trainer {
     lr: f64,
     step: u64,
     epoch: usize,
+    /// Where in the epoch the trainer is, with the epoch's sums so far.
+    pos: Position,
+    /// Every finished epoch's metrics, and the user's LR changes (for checkpoints).
+    history: Vec<EpochMetrics>,
+    lr_changes: Vec<(u64, f64)>,
+    /// Set with a run directory: checkpoints go to `<run-dir>/checkpoints`.
+    writer: Option<CheckpointWriter>,
+    resumed_from: Option<String>,
     train: Arc<Dataset>,
     val: Arc<Dataset>,
     test: Arc<Dataset>,
@@ -48,6 +58,8 @@ pub struct Trainer {
     ips: Option<f64>,
     window: Window,
     started: Instant,
+    /// How long the last snapshot held the training thread.
+    last_hold_ms: f64,
 }
 
 /// Training loss and accuracy since the last progress record.
@@ -57,6 +69,15 @@ struct Window {
     correct: usize,
     seen: usize,
     steps: u64,
+}
+
+/// Predictions on a whole split.
+pub struct Predictions {
+    pub loss: f64,
+    pub labels: Vec<u32>,
+    pub predicted: Vec<u32>,
+    /// Row-major, one row of class probabilities per sample.
+    pub probabilities: Vec<f32>,
 }
 
 /// What one call to `train_step` did.
@@ -91,6 +112,7 @@ impl Trainer {
             steps_per_epoch: batches_per_epoch(data.train.len(), cfg.batch_size),
             batch_size: cfg.batch_size,
             run_dir: String::new(),
+            resumed_from: None,
         };
         Ok(Self {
             lr: cfg.lr,
@@ -99,6 +121,14 @@ impl Trainer {
             opt,
             step: 0,
             epoch: 1,
+            pos: Position {
+                epoch: 1,
+                ..Position::default()
+            },
+            history: Vec::new(),
+            lr_changes: Vec::new(),
+            writer: None,
+            resumed_from: None,
             train: Arc::new(data.train),
             val: Arc::new(data.val),
             test: Arc::new(data.test),
@@ -110,18 +140,156 @@ impl Trainer {
             ips: None,
             window: Window::default(),
             started: Instant::now(),
+            last_hold_ms: 0.0,
             cfg,
         })
     }
 
-    /// Records the run in `metrics.jsonl` of the log's directory.
-    pub fn set_log(&mut self, log: MetricsLog) {
-        self.info.run_dir = log
-            .path()
-            .parent()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+    /// Continues the run a checkpoint describes: weights, optimizer state, LR, RNG, step and
+    /// position in the epoch, so that the run goes on exactly as if it had not stopped.
+    pub fn resume(
+        cfg: RunConfig,
+        data: DataSplits,
+        ckpt: &Checkpoint,
+        from: &std::path::Path,
+    ) -> Result<Self, crate::Error> {
+        let mut t = Self::new(cfg, data)?;
+        let bad = |what: String| crate::Error::Resume(format!("{}: {what}", from.display()));
+        if *t.model.config() != ckpt.model_config {
+            return Err(bad(format!(
+                "the checkpoint's model ({}) differs from this run's ({})",
+                ckpt.model_config.arch,
+                t.model.config().arch
+            )));
+        }
+        t.model
+            .load_state(&ckpt.tensors, &ckpt.counters)
+            .map_err(bad)?;
+        let sizes: Vec<usize> = t
+            .model
+            .params()
+            .iter()
+            .map(|p| p.var.elem_count())
+            .collect();
+        let state_ok = ckpt.optimizer.state.len() == sizes.len()
+            && ckpt.optimizer.state.iter().zip(&sizes).all(|(s, &n)| {
+                (s.m.is_empty() || s.m.len() == n) && (s.v.is_empty() || s.v.len() == n)
+            });
+        if !state_ok {
+            return Err(bad("the optimizer state does not fit the model".into()));
+        }
+        if ckpt.optimizer.kind == t.opt.kind {
+            t.opt.state.clone_from(&ckpt.optimizer.state);
+            t.opt.steps = ckpt.optimizer.steps;
+        }
+        t.rng = Rng::from_state(ckpt.rng);
+        t.lr = ckpt.lr;
+        t.step = ckpt.global_step;
+        t.epoch = ckpt.position.epoch.max(1);
+        t.pos = ckpt.position;
+        t.history.clone_from(&ckpt.epochs);
+        t.lr_changes.clone_from(&ckpt.lr_changes);
+        t.norm = Normalization {
+            mean: ckpt.data.mean,
+            std: ckpt.data.std,
+        };
+        t.resumed_from = Some(from.display().to_string());
+        t.info.resumed_from = t.resumed_from.clone();
+        Ok(t)
+    }
+
+    /// Records the run in `<dir>/metrics.jsonl` and saves checkpoints in `<dir>/checkpoints`.
+    pub fn set_run_dir(&mut self, dir: &std::path::Path) -> Result<(), crate::Error> {
+        std::fs::create_dir_all(dir).map_err(|source| crate::run_dir::RunDirError {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let log = MetricsLog::create(dir)?;
+        let ckpt_dir = dir.join("checkpoints");
+        let writer =
+            CheckpointWriter::spawn(ckpt_dir.clone(), self.cfg.keep_last).map_err(|source| {
+                crate::run_dir::RunDirError {
+                    path: ckpt_dir,
+                    source,
+                }
+            })?;
+        self.info.run_dir = dir.display().to_string();
         self.log = Some(log);
+        self.writer = Some(writer);
+        Ok(())
+    }
+
+    /// Everything needed to resume from here. Taken between two steps.
+    pub fn snapshot(&self) -> Result<Checkpoint, crate::Error> {
+        let (tensors, counters) = self.model.state()?;
+        Ok(Checkpoint {
+            created: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+            global_step: self.step,
+            model_config: self.model.config().clone(),
+            train_config: self.cfg.clone(),
+            classes: self.info.classes.clone(),
+            data: DataInfo {
+                source: self.cfg.data.to_string(),
+                mean: self.norm.mean,
+                std: self.norm.std,
+            },
+            tensors,
+            counters,
+            optimizer: self.opt.clone(),
+            param_names: self.model.params().iter().map(|p| p.name.clone()).collect(),
+            lr: self.lr,
+            rng: self.rng.state(),
+            position: self.pos,
+            epochs: self.history.clone(),
+            lr_changes: self.lr_changes.clone(),
+        })
+    }
+
+    /// Hands a snapshot to the background writer (no-op without a run directory).
+    fn save(&mut self, kinds: &[SaveKind], link: &mut TrainerLink) -> Result<(), crate::Error> {
+        if self.writer.is_none() {
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        let ckpt = Arc::new(self.snapshot()?);
+        self.last_hold_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        if let Some(w) = &self.writer {
+            for k in kinds {
+                w.save(ckpt.clone(), k.clone());
+            }
+        }
+        self.poll_saves(link);
+        Ok(())
+    }
+
+    /// Reports the saves the writer has finished.
+    fn poll_saves(&mut self, link: &mut TrainerLink) {
+        let done: Vec<SaveResult> = match &self.writer {
+            Some(w) => std::iter::from_fn(|| w.try_result()).collect(),
+            None => return,
+        };
+        for r in done {
+            self.report_save(r, link);
+        }
+    }
+
+    fn report_save(&mut self, r: SaveResult, link: &mut TrainerLink) {
+        let path = r.path.display().to_string();
+        let e = match r.outcome {
+            Ok((bytes, secs)) => Event::CheckpointSaved {
+                step: r.step,
+                path,
+                bytes,
+                write_secs: secs,
+                hold_ms: self.last_hold_ms,
+            },
+            Err(error) => Event::CheckpointFailed {
+                step: r.step,
+                path,
+                error,
+            },
+        };
+        self.emit(link, e);
     }
 
     pub fn info(&self) -> &RunInfo {
@@ -156,22 +324,32 @@ impl Trainer {
 
     /// The whole run: every epoch, then the test set. Returns when done, stopped or failed.
     pub fn run(&mut self, link: &mut TrainerLink) -> Result<(), crate::Error> {
-        self.started = Instant::now();
+        self.started = Instant::now()
+            - std::time::Duration::from_secs_f64(
+                self.history.last().map(|e| e.elapsed_secs).unwrap_or(0.0),
+            );
         self.emit(link, Event::Started(self.info.clone()));
         while self.epoch <= self.cfg.epochs {
             let order = epoch_order(self.train.len(), self.cfg.seed, self.epoch);
-            let batches =
-                BatchStream::spawn(self.train.clone(), order, self.cfg.batch_size, 0, self.norm);
-            let epoch_started = Instant::now();
-            let mut active_secs = 0.0;
-            let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+            let batches = BatchStream::spawn(
+                self.train.clone(),
+                order,
+                self.cfg.batch_size,
+                self.pos.batch,
+                self.norm,
+            );
             for batch in batches {
-                if !self.between_steps(link) {
+                self.poll_saves(link);
+                if self.cfg.max_steps > 0 && self.step >= self.cfg.max_steps {
+                    return self.finish(link, FinishReason::Stopped);
+                }
+                if !self.between_steps(link)? {
                     return self.finish(link, FinishReason::Stopped);
                 }
                 let t0 = Instant::now();
                 let (outcome, loss, hits) = self.train_step(&batch, link)?;
-                active_secs += t0.elapsed().as_secs_f64();
+                self.pos.active_secs += t0.elapsed().as_secs_f64();
+                self.pos.batch = batch.index + 1;
                 if let StepOutcome::NonFinite(what) = outcome {
                     self.paused = true;
                     let e = Event::NonFinite {
@@ -183,29 +361,42 @@ impl Trainer {
                     self.emit(link, Event::Paused { step: self.step });
                     continue;
                 }
-                loss_sum += loss * batch.len() as f64;
-                correct += hits;
-                seen += batch.len();
+                self.pos.loss_sum += loss * batch.len() as f64;
+                self.pos.correct += hits as u64;
+                self.pos.seen += batch.len() as u64;
+                if self.cfg.save_every_steps > 0 && self.step % self.cfg.save_every_steps == 0 {
+                    self.save(&[SaveKind::Last], link)?;
+                }
             }
-            let _ = epoch_started;
             let (val_loss, val_accuracy, val_class_accuracy, _) =
                 self.evaluate(&self.val.clone())?;
+            let p = self.pos;
             let m = EpochMetrics {
                 epoch: self.epoch,
                 step: self.step,
-                train_loss: loss_sum / seen.max(1) as f64,
-                train_accuracy: correct as f64 / seen.max(1) as f64,
+                train_loss: p.loss_sum / p.seen.max(1) as f64,
+                train_accuracy: p.correct as f64 / p.seen.max(1) as f64,
                 val_loss,
                 val_accuracy,
                 val_class_accuracy,
                 lr: self.lr,
-                images_per_sec: seen as f64 / active_secs.max(1e-9),
+                images_per_sec: p.seen as f64 / p.active_secs.max(1e-9),
                 elapsed_secs: self.started.elapsed().as_secs_f64(),
             };
+            let improved = self.improves(&m);
+            self.history.push(m.clone());
             self.emit(link, Event::Epoch(m));
             self.epoch += 1;
+            self.pos = Position {
+                epoch: self.epoch,
+                ..Position::default()
+            };
+            let mut kinds = vec![SaveKind::Epoch(self.epoch - 1)];
+            if improved {
+                kinds.push(SaveKind::Best);
+            }
+            self.save(&kinds, link)?;
         }
-        self.epoch = self.cfg.epochs;
         let (loss, accuracy, class_accuracy, images_per_sec) = self.evaluate(&self.test.clone())?;
         let e = Event::Evaluated(EvalMetrics {
             split: "test".into(),
@@ -218,10 +409,24 @@ impl Trainer {
         self.finish(link, FinishReason::Completed)
     }
 
+    /// True when `m` beats every earlier epoch on the chosen validation metric.
+    fn improves(&self, m: &EpochMetrics) -> bool {
+        match self.cfg.best_metric {
+            BestMetric::ValAcc => self.history.iter().all(|e| m.val_accuracy > e.val_accuracy),
+            BestMetric::ValLoss => self.history.iter().all(|e| m.val_loss < e.val_loss),
+        }
+    }
+
+    /// Saves `last.h5`, waits for the writer, then reports the end.
     fn finish(&mut self, link: &mut TrainerLink, reason: FinishReason) -> Result<(), crate::Error> {
+        self.save(&[SaveKind::Last], link)?;
+        let rest = self.writer.as_mut().map(|w| w.finish()).unwrap_or_default();
+        for r in rest {
+            self.report_save(r, link);
+        }
         let e = Event::Finished {
             step: self.step,
-            epoch: self.epoch,
+            epoch: self.epoch.min(self.cfg.epochs),
             reason,
             elapsed_secs: self.started.elapsed().as_secs_f64(),
         };
@@ -231,32 +436,34 @@ impl Trainer {
 
     /// Applies the commands that arrived; while paused, waits for one that lets a step run.
     /// Returns false when the run must stop.
-    fn between_steps(&mut self, link: &mut TrainerLink) -> bool {
+    fn between_steps(&mut self, link: &mut TrainerLink) -> Result<bool, crate::Error> {
         loop {
             while let Some(cmd) = link.try_command() {
-                if !self.apply(cmd, link) {
-                    return false;
+                if !self.apply(cmd, link)? {
+                    return Ok(false);
                 }
             }
             if !self.paused {
-                return true;
+                return Ok(true);
             }
             if self.single_steps > 0 {
                 self.single_steps -= 1;
-                return true;
+                return Ok(true);
             }
-            match link.wait_command() {
-                Some(cmd) => {
-                    if !self.apply(cmd, link) {
-                        return false;
+            // While paused, saves finishing are still reported promptly.
+            match link.wait_command_timeout(std::time::Duration::from_millis(200)) {
+                Ok(cmd) => {
+                    if !self.apply(cmd, link)? {
+                        return Ok(false);
                     }
                 }
-                None => return false, // nobody is left to resume the run
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.poll_saves(link),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(false), // nobody is left to resume the run
             }
         }
     }
 
-    fn apply(&mut self, cmd: Command, link: &mut TrainerLink) -> bool {
+    fn apply(&mut self, cmd: Command, link: &mut TrainerLink) -> Result<bool, crate::Error> {
         match cmd {
             Command::SetLr(lr) | Command::ScaleLr(lr) if !(lr.is_finite() && lr > 0.0) => {}
             Command::SetLr(lr) => self.set_lr(lr, link),
@@ -272,14 +479,16 @@ impl Trainer {
             }
             Command::Step if self.paused => self.single_steps += 1,
             Command::Pause | Command::Resume | Command::Step => {}
-            Command::Stop => return false,
+            Command::Save => self.save(&[SaveKind::Last], link)?,
+            Command::Stop => return Ok(false),
         }
-        true
+        Ok(true)
     }
 
     fn set_lr(&mut self, lr: f64, link: &mut TrainerLink) {
         let old = self.lr;
         self.lr = lr;
+        self.lr_changes.push((self.step, lr));
         self.emit(
             link,
             Event::LrChanged {
@@ -456,8 +665,43 @@ impl Trainer {
             .expect("a non-empty training set")
     }
 
+    pub fn train_set(&self) -> Arc<Dataset> {
+        self.train.clone()
+    }
+
     pub fn val_set(&self) -> Arc<Dataset> {
         self.val.clone()
+    }
+
+    pub fn test_set(&self) -> Arc<Dataset> {
+        self.test.clone()
+    }
+
+    /// The model's predictions on `data` in eval mode: softmax probabilities and mean loss.
+    pub fn predict(&mut self, data: &Arc<Dataset>) -> Result<Predictions, crate::Error> {
+        let [c, h, w] = self.model.config().input;
+        let mut p = Predictions {
+            loss: 0.0,
+            labels: Vec::new(),
+            predicted: Vec::new(),
+            probabilities: Vec::new(),
+        };
+        for batch in BatchStream::sequential(data.clone(), EVAL_BATCH, self.norm) {
+            let x = Tensor::from_slice(&batch.x, (batch.len(), c, h, w), &Device::Cpu)?;
+            let logits = self.model.forward(&x, Mode::Eval, &mut self.rng)?.detach();
+            p.loss += cross_entropy(&logits, &batch.y, 0.0)?.to_scalar::<f32>()? as f64
+                * batch.len() as f64;
+            p.predicted
+                .extend(logits.argmax(D::Minus1)?.to_vec1::<u32>()?);
+            p.probabilities.extend(
+                candle_nn::ops::softmax_last_dim(&logits)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            );
+            p.labels.extend_from_slice(&batch.y);
+        }
+        p.loss /= p.labels.len().max(1) as f64;
+        Ok(p)
     }
 }
 

@@ -259,10 +259,7 @@ impl App {
                     vec![]
                 }
             }
-            KeyCode::Char('s') => {
-                self.notice(LogKind::Warning, "checkpoints are not available yet");
-                vec![]
-            }
+            KeyCode::Char('s') => vec![Command::Save],
             KeyCode::Tab => {
                 self.focus = self.focus.next();
                 vec![]
@@ -344,6 +341,7 @@ mod tests {
             steps_per_epoch: 1,
             batch_size: 1,
             run_dir: String::new(),
+            resumed_from: None,
         }));
         app
     }

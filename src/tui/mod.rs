@@ -9,6 +9,7 @@ pub mod view;
 use std::io::{self, Stdout, Write};
 use std::time::{Duration, Instant};
 
+use crate::signals::SIGHUP;
 use crossbeam_channel::{never, select, tick, unbounded, Receiver};
 use crossterm::event::Event as TermEvent;
 use crossterm::terminal::{
@@ -18,7 +19,6 @@ use crossterm::terminal::{
 use crossterm::{cursor, execute};
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 pub use app::{App, UiOptions};
 
@@ -99,21 +99,6 @@ fn spawn_input() -> Receiver<Input> {
     rx
 }
 
-fn spawn_signals() -> io::Result<Receiver<i32>> {
-    let (tx, rx) = unbounded();
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT])?;
-    std::thread::Builder::new()
-        .name("candletop-signals".into())
-        .spawn(move || {
-            for s in signals.forever() {
-                if tx.send(s).is_err() {
-                    return;
-                }
-            }
-        })?;
-    Ok(rx)
-}
-
 type Term = Terminal<CrosstermBackend<Stdout>>;
 
 fn draw(terminal: &mut Term, app: &App) -> io::Result<()> {
@@ -125,8 +110,11 @@ fn draw(terminal: &mut Term, app: &App) -> io::Result<()> {
 
 /// Runs the UI until the user quits (or a signal or hang-up ends it). The terminal is restored
 /// on every way out.
-pub fn run(monitor: &MonitorLink, options: UiOptions) -> io::Result<Outcome> {
-    let signals = spawn_signals()?;
+pub fn run(
+    monitor: &MonitorLink,
+    options: UiOptions,
+    signals: Receiver<i32>,
+) -> io::Result<Outcome> {
     install_panic_hook();
     terminal::enable_raw_mode()?;
     // No mouse capture: it would break tmux's copy mode and scrolling.

@@ -27,8 +27,18 @@ impl Theme {
         }
     }
 
+    /// Titles and values inside titles: the default colour (a block's border colour would
+    /// otherwise carry over to them).
     pub fn title(&self) -> Style {
-        Style::new().add_modifier(Modifier::BOLD)
+        self.text().add_modifier(Modifier::BOLD)
+    }
+
+    pub fn text(&self) -> Style {
+        if self.color {
+            Style::new().fg(Color::Reset)
+        } else {
+            Style::new()
+        }
     }
 
     pub fn border(&self, focused: bool) -> Style {

@@ -627,7 +627,7 @@ const HELP: [(&str, &str); 14] = [
     ),
     ("p, space", "pause / resume"),
     ("n", "one training step while paused"),
-    ("s", "save a checkpoint (not available yet)"),
+    ("s", "save a checkpoint now (<run-dir>/checkpoints/last.h5)"),
     (
         "q",
         "quit (asks first while training; Ctrl-C quits at once)",

@@ -1,0 +1,591 @@
+//! The HDF5 layout of a checkpoint (format version 1):
+//!
+//! ```text
+//! user block (512 bytes)   "CANDLETOP-CKPT" magic, header version, payload length, CRC32 of
+//!                          everything after the user block; checked before HDF5 sees the file
+//! / attributes             format, format_version, epoch, global_step, created, model_config,
+//!                          train_config, classes, data (JSON strings where structured)
+//! /model/<name>            every parameter and buffer, float32, PyTorch names and layouts
+//!                          (num_batches_tracked: int64 scalars)
+//! /optimizer               attributes kind, hyper (JSON), steps;
+//!                          /optimizer/state/<param>/{m,v} (momentum buffer / Adam moments)
+//! /schedule                attributes kind, lr
+//! /rng                     uint64[4]: the dropout RNG
+//! /position                attributes epoch, batch, loss_sum, correct, seen, active_secs
+//! /history/<metric>        per-epoch arrays (train_loss, val_accuracy, ...); lr_step and lr:
+//!                          the LR per step, downsampled to at most 10,000 entries
+//! ```
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use hdf5::types::VarLenUnicode;
+use hdf5::{File, Group};
+
+use super::{Checkpoint, DataInfo, NamedTensor, Position};
+use crate::protocol::EpochMetrics;
+use crate::train::optim::{Optimizer, ParamState};
+
+pub const FORMAT: &str = "candletop-checkpoint";
+pub const FORMAT_VERSION: u32 = 1;
+
+const USER_BLOCK: usize = 512;
+const MAGIC: &[u8; 16] = b"CANDLETOP-CKPT\n\0";
+const HEADER_VERSION: u32 = 1;
+/// The LR history is downsampled to at most this many entries.
+const MAX_LR_HISTORY: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a candletop checkpoint ({reason})")]
+    Foreign { path: PathBuf, reason: String },
+    #[error("{path}: integrity check failed ({reason}); the file is truncated or damaged")]
+    Integrity { path: PathBuf, reason: String },
+    #[error("{path}: unsupported format version {found} (this candletop reads version {FORMAT_VERSION})")]
+    Version { path: PathBuf, found: u32 },
+    #[error("{path}: {what}")]
+    Content { path: PathBuf, what: String },
+}
+
+fn content(path: &Path, what: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::Content {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+    }
+}
+
+/// Writes `ckpt` to `path` (not atomically: see `writer` for that). Returns the file size.
+pub fn write(ckpt: &Checkpoint, path: &Path) -> Result<u64, CheckpointError> {
+    let h5err = |e: hdf5::Error| content(path, format!("writing HDF5: {e}"));
+    {
+        let file = File::with_options()
+            .with_fcpl(|p| p.userblock(USER_BLOCK as u64))
+            .create(path)
+            .map_err(h5err)?;
+        write_contents(&file, ckpt).map_err(h5err)?;
+        file.close().map_err(h5err)?;
+    }
+    seal(path)
+}
+
+fn str_attr(loc: &hdf5::Location, name: &str, value: &str) -> hdf5::Result<()> {
+    let v: VarLenUnicode = value
+        .parse()
+        .map_err(|e| hdf5::Error::from(format!("{e}")))?;
+    loc.new_attr::<VarLenUnicode>()
+        .shape(())
+        .create(name)?
+        .write_scalar(&v)
+}
+
+fn num_attr<T: hdf5::H5Type>(loc: &hdf5::Location, name: &str, value: T) -> hdf5::Result<()> {
+    loc.new_attr::<T>()
+        .shape(())
+        .create(name)?
+        .write_scalar(&value)
+}
+
+fn dataset<T: hdf5::H5Type>(
+    g: &Group,
+    name: &str,
+    shape: &[usize],
+    data: &[T],
+) -> hdf5::Result<()> {
+    g.new_dataset::<T>()
+        .shape(shape)
+        .create(name)?
+        .write_raw(data)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("checkpoint metadata serialises")
+}
+
+fn write_contents(file: &File, c: &Checkpoint) -> hdf5::Result<()> {
+    str_attr(file, "format", FORMAT)?;
+    num_attr(file, "format_version", FORMAT_VERSION)?;
+    num_attr(file, "epoch", c.completed_epochs() as u64)?;
+    num_attr(file, "global_step", c.global_step)?;
+    str_attr(file, "created", &c.created)?;
+    str_attr(file, "model_config", &json(&c.model_config))?;
+    str_attr(file, "train_config", &json(&c.train_config))?;
+    str_attr(file, "classes", &json(&c.classes))?;
+    str_attr(file, "data", &json(&c.data))?;
+
+    let model = file.create_group("model")?;
+    for t in &c.tensors {
+        dataset(&model, &t.name, &t.shape, &t.data)?;
+    }
+    for (name, n) in &c.counters {
+        model
+            .new_dataset::<i64>()
+            .shape(())
+            .create(name.as_str())?
+            .write_scalar(n)?;
+    }
+
+    let opt = file.create_group("optimizer")?;
+    str_attr(&opt, "kind", &json(&c.optimizer.kind).replace('"', ""))?;
+    str_attr(&opt, "hyper", &json(&c.optimizer.hyper))?;
+    num_attr(&opt, "steps", c.optimizer.steps)?;
+    let state = opt.create_group("state")?;
+    for (name, s) in c.param_names.iter().zip(&c.optimizer.state) {
+        let g = state.create_group(name)?;
+        if !s.m.is_empty() {
+            dataset(&g, "m", &[s.m.len()], &s.m)?;
+        }
+        if !s.v.is_empty() {
+            dataset(&g, "v", &[s.v.len()], &s.v)?;
+        }
+    }
+
+    let schedule = file.create_group("schedule")?;
+    str_attr(&schedule, "kind", "constant")?;
+    num_attr(&schedule, "lr", c.lr)?;
+    let changes: Vec<u64> = c.lr_changes.iter().map(|x| x.0).collect();
+    let values: Vec<f64> = c.lr_changes.iter().map(|x| x.1).collect();
+    dataset(&schedule, "change_step", &[changes.len()], &changes)?;
+    dataset(&schedule, "change_lr", &[values.len()], &values)?;
+
+    dataset(file, "rng", &[4], &c.rng)?;
+
+    let pos = file.create_group("position")?;
+    let p = c.position;
+    num_attr(&pos, "epoch", p.epoch as u64)?;
+    num_attr(&pos, "batch", p.batch as u64)?;
+    num_attr(&pos, "loss_sum", p.loss_sum)?;
+    num_attr(&pos, "correct", p.correct)?;
+    num_attr(&pos, "seen", p.seen)?;
+    num_attr(&pos, "active_secs", p.active_secs)?;
+
+    let history = file.create_group("history")?;
+    let n = c.epochs.len();
+    let col = |f: fn(&EpochMetrics) -> f64| c.epochs.iter().map(f).collect::<Vec<f64>>();
+    dataset(
+        &history,
+        "epoch",
+        &[n],
+        &c.epochs.iter().map(|e| e.epoch as u64).collect::<Vec<_>>(),
+    )?;
+    dataset(&history, "train_loss", &[n], &col(|e| e.train_loss))?;
+    dataset(&history, "train_accuracy", &[n], &col(|e| e.train_accuracy))?;
+    dataset(&history, "val_loss", &[n], &col(|e| e.val_loss))?;
+    dataset(&history, "val_accuracy", &[n], &col(|e| e.val_accuracy))?;
+    dataset(&history, "epoch_lr", &[n], &col(|e| e.lr))?;
+    dataset(&history, "images_per_sec", &[n], &col(|e| e.images_per_sec))?;
+    let classes = c.classes.len();
+    let per_class: Vec<f64> = c
+        .epochs
+        .iter()
+        .flat_map(|e| e.val_class_accuracy.iter().copied())
+        .collect();
+    if per_class.len() == n * classes {
+        dataset(&history, "val_class_accuracy", &[n, classes], &per_class)?;
+    }
+    let (steps, lrs) = lr_per_step(c);
+    dataset(&history, "lr_step", &[steps.len()], &steps)?;
+    dataset(&history, "lr", &[lrs.len()], &lrs)?;
+    Ok(())
+}
+
+/// The LR at every step so far (from its changes), downsampled to `MAX_LR_HISTORY` entries.
+fn lr_per_step(c: &Checkpoint) -> (Vec<u64>, Vec<f64>) {
+    let total = c.global_step;
+    let stride = total.div_ceil(MAX_LR_HISTORY as u64).max(1);
+    let mut steps = Vec::new();
+    let mut lrs = Vec::new();
+    let initial = c.train_config.lr;
+    let mut step = 1;
+    while step <= total {
+        // The LR of a step is the last change made before it ran.
+        let lr = c
+            .lr_changes
+            .iter()
+            .take_while(|(s, _)| *s < step)
+            .last()
+            .map(|x| x.1)
+            .unwrap_or(initial);
+        steps.push(step);
+        lrs.push(lr);
+        step += stride;
+    }
+    (steps, lrs)
+}
+
+/// The user block: magic, header version, payload length, CRC32, format version, zeros.
+/// The CRC covers every byte of the file except its own four.
+fn header(payload_len: u64, crc: u32) -> [u8; USER_BLOCK] {
+    let mut h = [0u8; USER_BLOCK];
+    h[..16].copy_from_slice(MAGIC);
+    h[16..20].copy_from_slice(&HEADER_VERSION.to_le_bytes());
+    h[20..28].copy_from_slice(&payload_len.to_le_bytes());
+    h[28..32].copy_from_slice(&crc.to_le_bytes());
+    h[32..36].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h
+}
+
+fn crc_of(
+    block: &[u8],
+    payload: impl FnOnce(&mut crc32fast::Hasher) -> std::io::Result<()>,
+) -> std::io::Result<u32> {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&block[..28]);
+    hasher.update(&block[32..USER_BLOCK]);
+    payload(&mut hasher)?;
+    Ok(hasher.finalize())
+}
+
+/// Fills in the user block and fsyncs the file.
+fn seal(path: &Path) -> Result<u64, CheckpointError> {
+    let io = |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io)?;
+    let len = f.metadata().map_err(io)?.len();
+    let payload_len = len.saturating_sub(USER_BLOCK as u64);
+    f.seek(SeekFrom::Start(USER_BLOCK as u64)).map_err(io)?;
+    let crc = crc_of(&header(payload_len, 0), |hasher| {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            hasher.update(&buf[..n]);
+        }
+    })
+    .map_err(io)?;
+    f.seek(SeekFrom::Start(0)).map_err(io)?;
+    f.write_all(&header(payload_len, crc)).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok(len)
+}
+
+/// Checks the user block and the CRC before the HDF5 library parses anything: a damaged file
+/// could crash or hang it.
+pub fn verify(path: &Path) -> Result<(), CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    verify_bytes(path, &bytes)
+}
+
+pub fn verify_bytes(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let bad = |reason: &str| CheckpointError::Integrity {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    };
+    if bytes.len() < 36 || &bytes[..16] != MAGIC {
+        let reason = if bytes.starts_with(b"\x89HDF\r\n\x1a\n") {
+            "an HDF5 file without candletop's header".to_string()
+        } else if bytes.len() >= 16 && bytes[..14] == MAGIC[..14] {
+            return Err(bad("damaged header"));
+        } else if bytes.is_empty() {
+            "the file is empty".to_string()
+        } else {
+            "no candletop header".to_string()
+        };
+        return Err(CheckpointError::Foreign {
+            path: path.to_path_buf(),
+            reason,
+        });
+    }
+    let word =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    if word(16) != HEADER_VERSION {
+        return Err(bad("unknown header version"));
+    }
+    let declared = u64::from_le_bytes(bytes[20..28].try_into().expect("8 bytes"));
+    if bytes.len() < USER_BLOCK || (bytes.len() - USER_BLOCK) as u64 != declared {
+        return Err(bad(&format!(
+            "expected {} bytes, found {}",
+            declared + USER_BLOCK as u64,
+            bytes.len()
+        )));
+    }
+    let crc = crc_of(&bytes[..USER_BLOCK], |h| {
+        h.update(&bytes[USER_BLOCK..]);
+        Ok(())
+    })
+    .expect("hashing memory cannot fail");
+    if crc != word(28) {
+        return Err(bad("CRC32 mismatch"));
+    }
+    let version = word(32);
+    if version != FORMAT_VERSION {
+        return Err(CheckpointError::Version {
+            path: path.to_path_buf(),
+            found: version,
+        });
+    }
+    Ok(())
+}
+
+fn read_str(path: &Path, loc: &hdf5::Location, name: &str) -> Result<String, CheckpointError> {
+    let v: VarLenUnicode = loc.attr(name).and_then(|a| a.read_scalar()).map_err(|e| {
+        content(
+            path,
+            format!("missing or unreadable attribute '{name}': {e}"),
+        )
+    })?;
+    // `as_str` would skip UTF-8 validation.
+    std::str::from_utf8(v.as_bytes())
+        .map(str::to_string)
+        .map_err(|_| content(path, format!("attribute '{name}' is not valid UTF-8")))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    loc: &hdf5::Location,
+    name: &str,
+) -> Result<T, CheckpointError> {
+    let s = read_str(path, loc, name)?;
+    serde_json::from_str(&s).map_err(|e| content(path, format!("attribute '{name}': {e}")))
+}
+
+fn read_num<T: hdf5::H5Type>(
+    path: &Path,
+    loc: &hdf5::Location,
+    name: &str,
+) -> Result<T, CheckpointError> {
+    loc.attr(name).and_then(|a| a.read_scalar()).map_err(|e| {
+        content(
+            path,
+            format!("missing or unreadable attribute '{name}': {e}"),
+        )
+    })
+}
+
+/// Reads `/<group>/<name>` checking its shape first.
+fn read_data<T: hdf5::H5Type>(
+    path: &Path,
+    g: &Group,
+    group: &str,
+    name: &str,
+    shape: &[usize],
+) -> Result<Vec<T>, CheckpointError> {
+    let ds = g
+        .dataset(name)
+        .map_err(|_| content(path, format!("missing dataset {group}/{name}")))?;
+    let found = ds.shape();
+    if found != shape {
+        return Err(content(
+            path,
+            format!("shape mismatch for {group}/{name}: file {found:?}, model {shape:?}"),
+        ));
+    }
+    ds.read_raw::<T>()
+        .map_err(|e| content(path, format!("reading {group}/{name}: {e}")))
+}
+
+fn read_vec<T: hdf5::H5Type>(
+    path: &Path,
+    g: &Group,
+    group: &str,
+    name: &str,
+) -> Result<Vec<T>, CheckpointError> {
+    let ds = g
+        .dataset(name)
+        .map_err(|_| content(path, format!("missing dataset {group}/{name}")))?;
+    if ds.shape().len() != 1 {
+        return Err(content(
+            path,
+            format!("{group}/{name} is not one-dimensional"),
+        ));
+    }
+    ds.read_raw::<T>()
+        .map_err(|e| content(path, format!("reading {group}/{name}: {e}")))
+}
+
+/// Reads a checkpoint: integrity first, then the layout above, checking names and shapes
+/// against the model the file describes.
+pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    verify(path)?;
+    let file = File::open(path).map_err(|e| content(path, format!("HDF5: {e}")))?;
+    let format = read_str(path, &file, "format")?;
+    if format != FORMAT {
+        return Err(CheckpointError::Foreign {
+            path: path.into(),
+            reason: format!("format is '{format}'"),
+        });
+    }
+    let version: u32 = read_num(path, &file, "format_version")?;
+    if version != FORMAT_VERSION {
+        return Err(CheckpointError::Version {
+            path: path.into(),
+            found: version,
+        });
+    }
+    let model_config: crate::model::ModelConfig = read_json(path, &file, "model_config")?;
+    let train_config: crate::config::RunConfig = read_json(path, &file, "train_config")?;
+    let classes: Vec<String> = read_json(path, &file, "classes")?;
+    let data: DataInfo = read_json(path, &file, "data")?;
+    let created = read_str(path, &file, "created")?;
+    let global_step: u64 = read_num(path, &file, "global_step")?;
+
+    // The expected tensors come from the model the file describes.
+    let expected = crate::model::state_dict_layout(&model_config).map_err(|e| content(path, e))?;
+    let group = |name: &str| {
+        file.group(name)
+            .map_err(|_| content(path, format!("missing group /{name}")))
+    };
+    let model = group("model")?;
+    let mut tensors = Vec::new();
+    let mut counters = Vec::new();
+    let mut param_names = Vec::new();
+    for entry in &expected {
+        match entry {
+            crate::model::StateEntry::Tensor {
+                name,
+                shape,
+                trainable,
+            } => {
+                let data = read_data::<f32>(path, &model, "model", name, shape)?;
+                if *trainable {
+                    param_names.push(name.clone());
+                }
+                tensors.push(NamedTensor {
+                    name: name.clone(),
+                    shape: shape.clone(),
+                    data,
+                });
+            }
+            crate::model::StateEntry::Counter { name } => {
+                let n = read_data::<i64>(path, &model, "model", name, &[])?;
+                counters.push((name.clone(), n.first().copied().unwrap_or(0)));
+            }
+        }
+    }
+
+    let opt = group("optimizer")?;
+    let kind: crate::train::optim::OptimizerKind =
+        serde_json::from_value(serde_json::Value::String(read_str(path, &opt, "kind")?))
+            .map_err(|e| content(path, format!("optimizer kind: {e}")))?;
+    let hyper = read_json(path, &opt, "hyper")?;
+    let steps: u64 = read_num(path, &opt, "steps")?;
+    let state_group = opt
+        .group("state")
+        .map_err(|_| content(path, "missing group /optimizer/state"))?;
+    let fresh = Optimizer::new(
+        kind,
+        hyper,
+        &tensors
+            .iter()
+            .filter(|t| param_names.contains(&t.name))
+            .map(|t| t.data.len())
+            .collect::<Vec<_>>(),
+    );
+    let mut state = Vec::new();
+    for (name, blank) in param_names.iter().zip(&fresh.state) {
+        let g = state_group
+            .group(name)
+            .map_err(|_| content(path, format!("missing group /optimizer/state/{name}")))?;
+        let gp = format!("optimizer/state/{name}");
+        let m = if blank.m.is_empty() {
+            Vec::new()
+        } else {
+            read_data(path, &g, &gp, "m", &[blank.m.len()])?
+        };
+        let v = if blank.v.is_empty() {
+            Vec::new()
+        } else {
+            read_data(path, &g, &gp, "v", &[blank.v.len()])?
+        };
+        state.push(ParamState { m, v });
+    }
+    let optimizer = Optimizer {
+        kind,
+        hyper,
+        steps,
+        state,
+    };
+
+    let schedule = group("schedule")?;
+    let lr: f64 = read_num(path, &schedule, "lr")?;
+    let change_step: Vec<u64> = read_vec(path, &schedule, "schedule", "change_step")?;
+    let change_lr: Vec<f64> = read_vec(path, &schedule, "schedule", "change_lr")?;
+    if change_step.len() != change_lr.len() {
+        return Err(content(
+            path,
+            "schedule/change_step and change_lr differ in length",
+        ));
+    }
+    let rng_v: Vec<u64> = read_data(path, &file, "", "rng", &[4])?;
+    let pos = group("position")?;
+    let position = Position {
+        epoch: read_num::<u64>(path, &pos, "epoch")? as usize,
+        batch: read_num::<u64>(path, &pos, "batch")? as usize,
+        loss_sum: read_num(path, &pos, "loss_sum")?,
+        correct: read_num(path, &pos, "correct")?,
+        seen: read_num(path, &pos, "seen")?,
+        active_secs: read_num(path, &pos, "active_secs")?,
+    };
+    let history = group("history")?;
+    let epoch_no: Vec<u64> = read_vec(path, &history, "history", "epoch")?;
+    let n = epoch_no.len();
+    let col = |name: &str| read_data::<f64>(path, &history, "history", name, &[n]);
+    let (tl, ta, vl, va, elr, ips) = (
+        col("train_loss")?,
+        col("train_accuracy")?,
+        col("val_loss")?,
+        col("val_accuracy")?,
+        col("epoch_lr")?,
+        col("images_per_sec")?,
+    );
+    let per_class: Vec<f64> = if history.dataset("val_class_accuracy").is_ok() {
+        read_data(
+            path,
+            &history,
+            "history",
+            "val_class_accuracy",
+            &[n, classes.len()],
+        )?
+    } else {
+        Vec::new()
+    };
+    let epochs = (0..n)
+        .map(|i| EpochMetrics {
+            epoch: epoch_no[i] as usize,
+            step: 0,
+            train_loss: tl[i],
+            train_accuracy: ta[i],
+            val_loss: vl[i],
+            val_accuracy: va[i],
+            val_class_accuracy: per_class
+                .get(i * classes.len()..(i + 1) * classes.len())
+                .map(<[f64]>::to_vec)
+                .unwrap_or_default(),
+            lr: elr[i],
+            images_per_sec: ips[i],
+            elapsed_secs: 0.0,
+        })
+        .collect();
+    Ok(Checkpoint {
+        created,
+        global_step,
+        model_config,
+        train_config,
+        classes,
+        data,
+        tensors,
+        counters,
+        optimizer,
+        param_names,
+        lr,
+        rng: [rng_v[0], rng_v[1], rng_v[2], rng_v[3]],
+        position,
+        epochs,
+        lr_changes: change_step.into_iter().zip(change_lr).collect(),
+    })
+}

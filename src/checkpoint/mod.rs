@@ -1,0 +1,86 @@
+//! Checkpoints: everything needed to resume a run exactly, as plain data (`Checkpoint`), stored
+//! in HDF5 files that h5py, PyTorch and h5dump can read (`h5`), written atomically off the
+//! training thread (`writer`).
+
+pub mod h5;
+pub mod writer;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::RunConfig;
+use crate::model::ModelConfig;
+use crate::protocol::EpochMetrics;
+use crate::train::optim::Optimizer;
+
+pub use h5::{read, write, CheckpointError, FORMAT, FORMAT_VERSION};
+pub use writer::{CheckpointWriter, SaveKind, SaveResult};
+
+/// One tensor of the model's `state_dict`, row-major, PyTorch layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Where the data came from and how it was normalised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataInfo {
+    pub source: String,
+    pub mean: f32,
+    pub std: f32,
+}
+
+/// Where in the run the checkpoint was taken: the next batch to train is `batch` of `epoch`,
+/// with the epoch's running sums so far (so the epoch's metrics come out the same).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Position {
+    pub epoch: usize,
+    pub batch: usize,
+    pub loss_sum: f64,
+    pub correct: u64,
+    pub seen: u64,
+    pub active_secs: f64,
+}
+
+/// Everything a checkpoint holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub created: String,
+    pub global_step: u64,
+    pub model_config: ModelConfig,
+    pub train_config: RunConfig,
+    pub classes: Vec<String>,
+    pub data: DataInfo,
+    /// Parameters and batch-norm running statistics, in `state_dict` order.
+    pub tensors: Vec<NamedTensor>,
+    /// Batch-norm `num_batches_tracked` counters (int64 in PyTorch).
+    pub counters: Vec<(String, i64)>,
+    /// Optimizer state; `state[i]` belongs to the i-th trainable parameter of `tensors`.
+    pub optimizer: Optimizer,
+    pub param_names: Vec<String>,
+    /// The learning rate in force.
+    pub lr: f64,
+    /// State of the dropout RNG.
+    pub rng: [u64; 4],
+    pub position: Position,
+    /// Per-epoch metrics so far, and the learning rate's changes as (step, new lr).
+    pub epochs: Vec<EpochMetrics>,
+    pub lr_changes: Vec<(u64, f64)>,
+}
+
+impl Checkpoint {
+    /// Epochs completed when the checkpoint was taken (the root `epoch` attribute): the
+    /// position is always in the epoch after them.
+    pub fn completed_epochs(&self) -> usize {
+        self.position.epoch.saturating_sub(1)
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.tensors
+            .iter()
+            .filter(|t| self.param_names.contains(&t.name))
+            .map(|t| t.data.len())
+            .sum()
+    }
+}

@@ -1,0 +1,312 @@
+//! Checkpoints: exact resume, files read back, atomic saves that fail without harm, and damaged
+//! or foreign files rejected with a clear error before HDF5 parses them.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use candletop::checkpoint::{self, h5::verify_bytes, Checkpoint, CheckpointError};
+use candletop::config::RunConfig;
+use candletop::protocol::{link, Event, StepMetrics};
+use candletop::rng::Rng;
+use candletop::train::Trainer;
+use common::{small_config, small_data};
+
+/// Runs a trainer in `dir` to its end; returns its step losses and events.
+fn run(trainer: Trainer) -> (Vec<StepMetrics>, Vec<Event>) {
+    let (t, m) = link();
+    let h = trainer.spawn(t);
+    let mut steps = Vec::new();
+    let mut events = Vec::new();
+    let mut step_rx = m.steps.clone();
+    loop {
+        crossbeam_channel::select! {
+            recv(step_rx) -> s => match s {
+                Ok(s) => steps.push(s),
+                Err(_) => step_rx = crossbeam_channel::never(),
+            },
+            recv(m.events) -> e => {
+                let e = e.unwrap();
+                let done = e.is_terminal();
+                events.push(e);
+                if done {
+                    break;
+                }
+            }
+        }
+        assert!(events.len() < 10_000);
+    }
+    h.join().unwrap();
+    steps.extend(m.steps.try_iter());
+    (steps, events)
+}
+
+fn cfg(max_steps: u64) -> RunConfig {
+    // 2 epochs of 12 steps; dropout on, so the RNG state matters too.
+    RunConfig {
+        epochs: 2,
+        max_steps,
+        dropout: 0.3,
+        arch: "c4,f16".into(),
+        ..small_config()
+    }
+}
+
+fn trainer_in(dir: &Path, cfg: RunConfig) -> Trainer {
+    let mut t = Trainer::new(cfg, small_data(12 * 32, 64)).unwrap();
+    t.set_run_dir(dir).unwrap();
+    t
+}
+
+fn last(dir: &Path) -> PathBuf {
+    dir.join("checkpoints/last.h5")
+}
+
+#[test]
+fn resuming_gives_bit_identical_losses_and_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (full_dir, part_dir, rest_dir) = (
+        tmp.path().join("full"),
+        tmp.path().join("part"),
+        tmp.path().join("rest"),
+    );
+    let (full, _) = run(trainer_in(&full_dir, cfg(0)));
+    assert_eq!(full.len(), 24);
+    // Stop mid-epoch 1 at step 7, then resume and run to the end (through an epoch boundary).
+    let (part, _) = run(trainer_in(&part_dir, cfg(7)));
+    assert_eq!(part.len(), 7);
+    let ckpt = checkpoint::read(&last(&part_dir)).unwrap();
+    assert_eq!(
+        (ckpt.global_step, ckpt.position.epoch, ckpt.position.batch),
+        (7, 1, 7)
+    );
+    let mut resumed =
+        Trainer::resume(cfg(0), small_data(12 * 32, 64), &ckpt, &last(&part_dir)).unwrap();
+    resumed.set_run_dir(&rest_dir).unwrap();
+    let (rest, _) = run(resumed);
+    let losses = |s: &[StepMetrics]| {
+        s.iter()
+            .map(|m| (m.step, m.loss.to_bits()))
+            .collect::<Vec<_>>()
+    };
+    let mut joined = losses(&part);
+    joined.extend(losses(&rest));
+    assert_eq!(joined, losses(&full), "loss sequences differ");
+    let a = checkpoint::read(&last(&full_dir)).unwrap();
+    let b = checkpoint::read(&last(&rest_dir)).unwrap();
+    assert_eq!(a.tensors, b.tensors, "weights differ");
+    assert_eq!(a.counters, b.counters);
+    assert_eq!(a.optimizer, b.optimizer);
+    assert_eq!(a.rng, b.rng);
+    assert_eq!(a.epochs.len(), 2);
+    for (x, y) in a.epochs.iter().zip(&b.epochs) {
+        assert_eq!(x.val_loss.to_bits(), y.val_loss.to_bits());
+        assert_eq!(
+            x.train_loss.to_bits(),
+            y.train_loss.to_bits(),
+            "the epoch's train loss spans the resume"
+        );
+    }
+}
+
+#[test]
+fn epoch_best_and_last_files_are_written_and_pruned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = RunConfig {
+        epochs: 4,
+        keep_last: 2,
+        ..cfg(0)
+    };
+    let mut t = Trainer::new(c, small_data(4 * 32, 64)).unwrap();
+    t.set_run_dir(tmp.path()).unwrap();
+    let (_, events) = run(t);
+    let dir = tmp.path().join("checkpoints");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["best.h5", "epoch-003.h5", "epoch-004.h5", "last.h5"]
+    );
+    let saves: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e, Event::CheckpointSaved { .. }))
+        .collect();
+    assert!(saves.len() >= 6, "{saves:?}");
+    let e3 = checkpoint::read(&dir.join("epoch-003.h5")).unwrap();
+    assert_eq!(
+        (e3.completed_epochs(), e3.global_step, e3.position.batch),
+        (3, 12, 0)
+    );
+    // best.h5 holds the epoch with the best validation accuracy.
+    let best = checkpoint::read(&dir.join("best.h5")).unwrap();
+    let top = best
+        .epochs
+        .iter()
+        .map(|e| e.val_accuracy)
+        .fold(0.0, f64::max);
+    assert_eq!(best.epochs.last().unwrap().val_accuracy, top);
+    // metrics.jsonl records every save with its path and size.
+    let log = std::fs::read_to_string(tmp.path().join("metrics.jsonl")).unwrap();
+    let saved: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "checkpoint_saved")
+        .collect();
+    assert_eq!(saved.len(), saves.len());
+    assert!(saved.iter().all(
+        |v| v["path"].as_str().unwrap().ends_with(".h5") && v["bytes"].as_u64().unwrap() > 1000
+    ));
+}
+
+#[test]
+fn a_failed_save_is_reported_and_training_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(
+        RunConfig {
+            epochs: 2,
+            ..cfg(0)
+        },
+        small_data(4 * 32, 64),
+    )
+    .unwrap();
+    t.set_run_dir(tmp.path()).unwrap();
+    // A directory where epoch-001.h5 should go: the rename onto it fails (even for root).
+    let blocker = tmp.path().join("checkpoints/epoch-001.h5");
+    std::fs::create_dir_all(blocker.join("x")).unwrap();
+    let (steps, events) = run(t);
+    assert_eq!(steps.len(), 8, "training went on");
+    let failed: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e, Event::CheckpointFailed { .. }))
+        .collect();
+    assert_eq!(failed.len(), 1, "{events:?}");
+    assert!(checkpoint::read(&tmp.path().join("checkpoints/epoch-002.h5")).is_ok());
+    assert!(blocker.join("x").is_dir(), "what was there is untouched");
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("checkpoints"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".tmp")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary files left behind");
+}
+
+/// A small checkpoint's bytes.
+fn small_checkpoint(dir: &Path) -> (PathBuf, Checkpoint) {
+    let mut t = trainer_in(dir, cfg(3));
+    let (t_link, m) = link();
+    t.run(&mut { t_link }).unwrap();
+    drop(m);
+    let p = last(dir);
+    let c = checkpoint::read(&p).unwrap();
+    (p, c)
+}
+
+#[test]
+fn every_truncation_and_byte_flip_is_rejected_before_hdf5() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, _) = small_checkpoint(tmp.path());
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(verify_bytes(&path, &bytes).is_ok());
+    for n in 0..bytes.len() {
+        assert!(
+            verify_bytes(&path, &bytes[..n]).is_err(),
+            "a {n}-byte prefix passed"
+        );
+    }
+    let mut rng = Rng::new(9);
+    let probe = tmp.path().join("probe.h5");
+    for i in 0..3000 {
+        let mut b = bytes.clone();
+        let at = rng.below(b.len() as u64) as usize;
+        b[at] ^= 1 << rng.below(8);
+        assert!(verify_bytes(&path, &b).is_err(), "flip at byte {at} passed");
+        // Through the real reader too, for a sample.
+        if i % 100 == 0 {
+            std::fs::write(&probe, &b).unwrap();
+            let e = checkpoint::read(&probe).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    CheckpointError::Integrity { .. } | CheckpointError::Foreign { .. }
+                ),
+                "{e}"
+            );
+        }
+    }
+    for n in [0, 10, 511, 512, 4096, bytes.len() - 1] {
+        std::fs::write(&probe, &bytes[..n]).unwrap();
+        let e = checkpoint::read(&probe).unwrap_err().to_string();
+        assert!(e.starts_with(&probe.display().to_string()), "{e}");
+    }
+}
+
+#[test]
+fn foreign_old_and_inconsistent_files_get_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, ckpt) = small_checkpoint(tmp.path());
+    // A plain HDF5 file without the header.
+    let plain = tmp.path().join("plain.h5");
+    hdf5::File::create(&plain)
+        .unwrap()
+        .create_group("model")
+        .unwrap();
+    let e = checkpoint::read(&plain).unwrap_err().to_string();
+    assert!(
+        e.contains("not a candletop checkpoint") && e.contains("HDF5 file without"),
+        "{e}"
+    );
+    // A newer format version in an intact file.
+    let mut b = std::fs::read(&path).unwrap();
+    b[32..36].copy_from_slice(&7u32.to_le_bytes());
+    // As a future candletop would write it: with a matching CRC (over all but its own bytes).
+    let mut h = crc32fast::Hasher::new();
+    h.update(&b[..28]);
+    h.update(&b[32..]);
+    let crc = h.finalize();
+    b[28..32].copy_from_slice(&crc.to_le_bytes());
+    let newer = tmp.path().join("newer.h5");
+    std::fs::write(&newer, &b).unwrap();
+    let e = checkpoint::read(&newer).unwrap_err().to_string();
+    assert!(e.contains("unsupported format version 7"), "{e}");
+    // Intact files whose contents do not fit the model they describe.
+    let mut missing = ckpt.clone();
+    missing.tensors.retain(|t| t.name != "features.0.weight");
+    let p = tmp.path().join("missing.h5");
+    checkpoint::write(&missing, &p).unwrap();
+    let e = checkpoint::read(&p).unwrap_err().to_string();
+    assert!(e.contains("missing dataset model/features.0.weight"), "{e}");
+    let mut reshaped = ckpt.clone();
+    reshaped.tensors[0].shape = vec![4, 1, 9];
+    let p = tmp.path().join("reshaped.h5");
+    checkpoint::write(&reshaped, &p).unwrap();
+    let e = checkpoint::read(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("shape mismatch for model/features.0.weight"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_written_checkpoint_reads_back_equal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, ckpt) = small_checkpoint(tmp.path());
+    let p = tmp.path().join("again.h5");
+    checkpoint::write(&ckpt, &p).unwrap();
+    let back = checkpoint::read(&p).unwrap();
+    assert_eq!(back.tensors, ckpt.tensors);
+    assert_eq!(back.optimizer, ckpt.optimizer);
+    assert_eq!(back.model_config, ckpt.model_config);
+    assert_eq!(back.train_config, ckpt.train_config);
+    assert_eq!(back.position, ckpt.position);
+    assert_eq!(back.rng, ckpt.rng);
+    let _ = Duration::ZERO;
+}
