@@ -59,7 +59,56 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
             secs / val.len().div_ceil(batch_size) as f64,
         );
     }
+    checkpoints(&base, &data, args.steps.clamp(1, 5))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Checkpoint cost for the default model and a 10M-parameter one: how long the snapshot holds
+/// the training thread (against one training step), the background write, the file size.
+fn checkpoints(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), Error> {
+    say("");
+    say(&format!(
+        "{:<30} {:>10} {:>12} {:>12} {:>12} {:>10}",
+        "checkpoint", "params", "step ms", "hold ms", "write ms", "size MB"
+    ));
+    let dir = std::env::temp_dir().join(format!("candletop-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| crate::run_dir::RunDirError {
+        path: dir.clone(),
+        source,
+    })?;
+    for (label, arch) in [
+        ("default (c32,c64,f128)", base.arch.as_str()),
+        ("10M params (c32,c64,f3072)", "c32,c64,f3072"),
+    ] {
+        let cfg = RunConfig {
+            arch: arch.into(),
+            ..base.clone()
+        };
+        let mut trainer = Trainer::new(cfg, data.clone())?;
+        let batch = trainer.training_batch(base.batch_size);
+        trainer.step_once(&batch)?;
+        let t0 = Instant::now();
+        for _ in 0..steps {
+            trainer.step_once(&batch)?;
+        }
+        let step_ms = t0.elapsed().as_secs_f64() * 1000.0 / steps as f64;
+        let (mut hold, mut write, mut size) = (f64::MAX, f64::MAX, 0);
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            let ckpt = trainer.snapshot()?;
+            hold = hold.min(t0.elapsed().as_secs_f64() * 1000.0);
+            let t0 = Instant::now();
+            size = crate::checkpoint::writer::write_atomic(&ckpt, &dir.join("bench.h5"))?;
+            write = write.min(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        say(&format!(
+            "{label:<30} {:>10} {step_ms:>12.1} {hold:>12.1} {write:>12.1} {:>10.1}",
+            crate::model::group_thousands(trainer.model().param_count()),
+            size as f64 / 1e6
+        ));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 fn row(what: &str, ips: f64, secs_per_batch: f64) {

@@ -310,3 +310,101 @@ fn a_written_checkpoint_reads_back_equal() {
     assert_eq!(back.rng, ckpt.rng);
     let _ = Duration::ZERO;
 }
+
+/// Python (h5py + numpy) reads what the binary's library wrote: names, shapes, values and
+/// attributes. Runs where CANDLETOP_PYTHON names a Python with h5py (`.ci/run` sets one up).
+#[test]
+fn python_reads_the_checkpoint() {
+    let Some(python) = std::env::var_os("CANDLETOP_PYTHON") else {
+        eprintln!("skipped: set CANDLETOP_PYTHON to a Python with h5py and numpy (.ci/run does)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // Two epochs and a bit, with an LR change, so history and schedule have content.
+    let mut t = trainer_in(
+        tmp.path(),
+        RunConfig {
+            epochs: 3,
+            max_steps: 27,
+            ..cfg(0)
+        },
+    );
+    let (tl, m) = link();
+    m.commands
+        .send(candletop::protocol::Command::ScaleLr(0.5))
+        .unwrap();
+    t.run(&mut { tl }).unwrap();
+    let snapshot = t.snapshot().unwrap();
+    let path = last(tmp.path());
+    let mut tensors = serde_json::Map::new();
+    for nt in &snapshot.tensors {
+        let sum: f64 = nt.data.iter().map(|&x| x as f64).sum();
+        let head: Vec<f32> = nt.data.iter().take(5).copied().collect();
+        tensors.insert(
+            nt.name.clone(),
+            serde_json::json!({"shape": nt.shape, "sum": sum, "head": head}),
+        );
+    }
+    let counters: serde_json::Map<String, serde_json::Value> = snapshot
+        .counters
+        .iter()
+        .map(|(n, c)| (n.clone(), serde_json::json!(c)))
+        .collect();
+    let expected = serde_json::json!({
+        "tensors": tensors,
+        "counters": counters,
+        "epoch": 2,
+        "global_step": 27,
+        "param_names": snapshot.param_names,
+    });
+    let exp_path = tmp.path().join("expected.json");
+    std::fs::write(&exp_path, expected.to_string()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_checkpoint.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(&path)
+        .arg(&exp_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python reader: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
+/// h5dump (the HDF5 command-line tools) reads the file, user block and all. Runs where h5dump
+/// is installed (`.ci/run` installs hdf5-tools).
+#[test]
+fn h5dump_reads_the_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, _) = small_checkpoint(tmp.path());
+    let out = match std::process::Command::new("h5dump")
+        .arg("-A")
+        .arg(&path)
+        .output()
+    {
+        Ok(o) => o,
+        Err(_) => {
+            eprintln!("skipped: h5dump is not installed (apt-get install hdf5-tools)");
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "\"candletop-checkpoint\"",
+        "GROUP \"model\"",
+        "DATASET \"features.0.weight\"",
+        "H5T_IEEE_F32LE",
+        "GROUP \"optimizer\"",
+    ] {
+        assert!(text.contains(want), "h5dump output lacks {want}");
+    }
+}

@@ -190,3 +190,159 @@ fn trains_on_an_idx_directory_in_either_spelling() {
     assert!(stdout.contains("30 train / 10 val / 40 test"), "{stdout}");
     assert!(run.join("metrics.jsonl").exists());
 }
+
+#[test]
+fn checkpoints_resume_evaluate_and_inspect_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = [
+        "--headless",
+        "--arch",
+        "c4,f16",
+        "--epochs",
+        "1",
+        "--run-dir",
+        "first",
+    ];
+    let out = candletop(&args, d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ckpts = d.join("first/checkpoints");
+    for f in ["epoch-001.h5", "best.h5", "last.h5"] {
+        assert!(ckpts.join(f).is_file(), "{f} missing");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("saved") && stdout.contains("last.h5"),
+        "{stdout}"
+    );
+    // Resuming the epoch-1 checkpoint with --epochs 2 trains one more epoch.
+    let epoch1 = ckpts.join("epoch-001.h5");
+    let out = candletop(
+        &[
+            "--headless",
+            "--resume",
+            epoch1.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--run-dir",
+            "second",
+        ],
+        d,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("epoch   1/2"), "{stdout}");
+    assert!(stdout.contains("epoch   2/2"), "{stdout}");
+    assert!(stdout.contains("finished at step 282"), "{stdout}");
+    // inspect
+    let last = d.join("second/checkpoints/last.h5");
+    let out = candletop(&["inspect", last.to_str().unwrap()], d);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for want in [
+        "integrity   ok",
+        "version 1",
+        "2 epochs done, step 282",
+        "c4,f16",
+        "adamw",
+        "/model/features.0.weight",
+        "epoch   2",
+    ] {
+        assert!(text.contains(want), "inspect lacks {want:?}:\n{text}");
+    }
+    // eval with predictions
+    let csv = d.join("p.csv");
+    let out = candletop(
+        &[
+            "eval",
+            "--checkpoint",
+            last.to_str().unwrap(),
+            "--predictions",
+            csv.to_str().unwrap(),
+        ],
+        d,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("test split")
+            && text.contains("confusion matrix")
+            && text.contains("Ankle boot"),
+        "{text}"
+    );
+    let rows: Vec<String> = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        rows[0],
+        "index,label,predicted,p0,p1,p2,p3,p4,p5,p6,p7,p8,p9"
+    );
+    assert_eq!(rows.len(), 2001);
+    let probs: f64 = rows[1]
+        .split(',')
+        .skip(3)
+        .map(|p| p.parse::<f64>().unwrap())
+        .sum();
+    assert!((probs - 1.0).abs() < 1e-4, "{probs}");
+    // The accuracy printed is the share of CSV rows whose prediction is the label.
+    let right = rows[1..].iter().filter(|r| {
+        let f: Vec<&str> = r.split(',').collect();
+        f[1] == f[2]
+    });
+    let acc = 100.0 * right.count() as f64 / 2000.0;
+    assert!(
+        text.contains(&format!("accuracy {acc:.2}%")),
+        "{acc} in {text}"
+    );
+}
+
+#[test]
+fn damaged_checkpoints_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = candletop(
+        &[
+            "--headless",
+            "--arch",
+            "c4,f16",
+            "--max-steps",
+            "3",
+            "--run-dir",
+            "r",
+        ],
+        d,
+    );
+    assert!(out.status.success());
+    let good = std::fs::read(d.join("r/checkpoints/last.h5")).unwrap();
+    let bad = d.join("bad.h5");
+    std::fs::write(&bad, &good[..good.len() / 2]).unwrap();
+    let b = bad.to_str().unwrap();
+    rejects(&["--resume", b], "bad.h5: integrity check failed");
+    rejects(&["inspect", b], "bad.h5: integrity check failed");
+    rejects(
+        &["eval", "--checkpoint", b],
+        "bad.h5: integrity check failed",
+    );
+    std::fs::write(&bad, b"just text").unwrap();
+    rejects(&["inspect", b], "bad.h5: not a candletop checkpoint");
+    rejects(&["inspect", "/nonexistent.h5"], "/nonexistent.h5");
+    let good_path = d.join("r/checkpoints/last.h5");
+    rejects(
+        &["--resume", good_path.to_str().unwrap(), "--arch", "c8,f16"],
+        "differs from this run",
+    );
+}

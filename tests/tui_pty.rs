@@ -12,7 +12,7 @@ struct Session {
     writer: Box<dyn Write + Send>,
     child: Box<dyn Child + Send + Sync>,
     _master: Box<dyn MasterPty + Send>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Session {
@@ -56,7 +56,7 @@ impl Session {
             writer,
             child,
             _master: pair.master,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -93,6 +93,14 @@ impl Session {
         None
     }
 
+    /// The last checkpoint the run left, read back.
+    fn assert_last_checkpoint(&self) {
+        let path = self.dir.path().join("run/checkpoints/last.h5");
+        let c =
+            candletop::checkpoint::read(&path).unwrap_or_else(|e| panic!("no good last.h5: {e}"));
+        assert!(c.global_step > 0);
+    }
+
     fn assert_restored(&self) {
         // Give the reader thread a moment to take in the last bytes.
         std::thread::sleep(Duration::from_millis(300));
@@ -115,6 +123,8 @@ fn keys_steer_the_run_and_quit_restores_the_terminal() {
     s.wait_for("lr 1.00e-3 -> 2.00e-3");
     s.press("p");
     s.wait_for("PAUSED");
+    s.press("s");
+    s.wait_for("saved last.h5");
     s.press("?");
     s.wait_for("multiply / divide the learning rate");
     s.press("x");
@@ -126,6 +136,7 @@ fn keys_steer_the_run_and_quit_restores_the_terminal() {
         .expect("the process ends after q y");
     assert!(status.success(), "{status:?}");
     s.assert_restored();
+    s.assert_last_checkpoint();
 }
 
 #[test]
