@@ -244,18 +244,8 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode, Error> {
     );
     let _ = writeln!(
         out,
-        "  model       {} {}{}{}  input {}x{}x{}, {} classes, {} params",
-        m.arch,
-        serde_json::to_value(m.activation)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default(),
-        if m.batch_norm { " bn" } else { "" },
-        if m.dropout > 0.0 {
-            format!(" dropout {}", m.dropout)
-        } else {
-            String::new()
-        },
+        "  model       {}  input {}x{}x{}, {} classes, {} params",
+        m.describe(),
         m.input[0],
         m.input[1],
         m.input[2],
@@ -265,10 +255,7 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode, Error> {
     let _ = writeln!(
         out,
         "  optimizer   {} after {} steps, lr {:.3e}, {}",
-        serde_json::to_value(c.optimizer.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default(),
+        c.optimizer.kind.name(),
         c.optimizer.steps,
         c.lr,
         serde_json::to_string(&c.optimizer.hyper).unwrap_or_default()

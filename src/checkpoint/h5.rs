@@ -130,7 +130,7 @@ fn write_contents(file: &File, c: &Checkpoint) -> hdf5::Result<()> {
     }
 
     let opt = file.create_group("optimizer")?;
-    str_attr(&opt, "kind", &json(&c.optimizer.kind).replace('"', ""))?;
+    str_attr(&opt, "kind", c.optimizer.kind.name())?;
     str_attr(&opt, "hyper", &json(&c.optimizer.hyper))?;
     num_attr(&opt, "steps", c.optimizer.steps)?;
     let state = opt.create_group("state")?;

@@ -37,6 +37,17 @@ impl Activation {
         }
     }
 
+    /// The name used on the command line and in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Relu => "relu",
+            Self::LeakyRelu => "leaky_relu",
+            Self::Elu => "elu",
+            Self::Tanh => "tanh",
+            Self::Sigmoid => "sigmoid",
+        }
+    }
+
     /// The equivalent `torch.nn` module.
     pub fn torch_name(self) -> &'static str {
         match self {

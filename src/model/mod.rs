@@ -34,6 +34,18 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// `c32,c64,f128 relu bn dropout 0.25`.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{} {}", self.arch, self.activation.name());
+        if self.batch_norm {
+            s += " bn";
+        }
+        if self.dropout > 0.0 {
+            s += &format!(" dropout {}", self.dropout);
+        }
+        s
+    }
+
     /// The shape after each conv block, or an error naming the block that shrinks it to nothing.
     pub fn feature_shapes(&self) -> std::result::Result<Vec<[usize; 3]>, ArchError> {
         let [_, mut h, mut w] = self.input;
@@ -464,20 +476,9 @@ impl Cnn {
 
     /// A one-line summary: `c32,c64,f128 relu bn dropout 0.25 (421,642 params)`.
     pub fn summary(&self) -> String {
-        let c = &self.config;
         format!(
-            "{} {}{}{} ({} params)",
-            c.arch,
-            serde_json::to_value(c.activation)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-            if c.batch_norm { " bn" } else { "" },
-            if c.dropout > 0.0 {
-                format!(" dropout {}", c.dropout)
-            } else {
-                String::new()
-            },
+            "{} ({} params)",
+            self.config.describe(),
             group_thousands(self.param_count())
         )
     }
@@ -563,6 +564,60 @@ mod tests {
             m.param_count(),
             32 * 9 + 64 + 64 * 32 * 9 + 128 + 3136 * 128 + 128 + 1280 + 10
         );
+    }
+
+    #[test]
+    fn the_layout_without_a_model_matches_the_model() {
+        for (arch, bn, dropout) in [
+            ("c32,c64,f128", true, 0.25),
+            ("c8k5s2/avg,c4/none,f16,f8", false, 0.0),
+            ("f10", true, 0.5),
+        ] {
+            let cfg = config(arch, bn, dropout);
+            let m = Cnn::new(cfg.clone(), &mut Rng::new(0), DType::F32).unwrap();
+            let (tensors, counters) = m.state().unwrap();
+            let mut from_model: Vec<StateEntry> = Vec::new();
+            let params: Vec<&str> = m.params().iter().map(|p| p.name.as_str()).collect();
+            for t in &tensors {
+                from_model.push(StateEntry::Tensor {
+                    name: t.name.clone(),
+                    shape: t.shape.clone(),
+                    trainable: params.contains(&t.name.as_str()),
+                });
+                let counter = t.name.replace("running_var", "num_batches_tracked");
+                if counters.iter().any(|(n, _)| *n == counter) {
+                    from_model.push(StateEntry::Counter { name: counter });
+                }
+            }
+            assert_eq!(state_dict_layout(&cfg).unwrap(), from_model, "{arch}");
+        }
+    }
+
+    #[test]
+    fn names_match_the_config_spelling() {
+        use crate::train::optim::OptimizerKind;
+        for a in [
+            Activation::Relu,
+            Activation::LeakyRelu,
+            Activation::Elu,
+            Activation::Tanh,
+            Activation::Sigmoid,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&a).unwrap(),
+                format!("\"{}\"", a.name())
+            );
+        }
+        for k in [
+            OptimizerKind::Sgd,
+            OptimizerKind::Adam,
+            OptimizerKind::Adamw,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.name())
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,17 @@ pub enum OptimizerKind {
     Adamw,
 }
 
+impl OptimizerKind {
+    /// The name used on the command line, in configs and in checkpoints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sgd => "sgd",
+            Self::Adam => "adam",
+            Self::Adamw => "adamw",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Hyper {
     pub momentum: f32,
