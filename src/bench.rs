@@ -3,13 +3,16 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::cli::BenchArgs;
 use crate::config::RunConfig;
 use crate::data::{DataSpec, DataSplits};
+use crate::headless::Reporter;
 use crate::train::Trainer;
-use crate::Error;
+use crate::{protocol, Error};
 
 pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
     let base = RunConfig {
@@ -60,7 +63,93 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
         );
     }
     checkpoints(&base, &data, args.steps.clamp(1, 5))?;
+    ui_overhead(&base, &data, args.steps)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Counts the bytes the UI writes, after a warm-up (the first full frame is not steady state).
+#[derive(Clone)]
+struct CountingWriter {
+    bytes: Arc<AtomicU64>,
+    from: Instant,
+}
+
+impl Write for CountingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.from.elapsed() >= UI_WARMUP {
+            self.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const UI_WARMUP: Duration = Duration::from_secs(2);
+
+/// Training throughput with the terminal UI drawing a 120x40 screen at its frame rate, against
+/// the headless reporter, interleaved; and the bytes the UI writes per second.
+fn ui_overhead(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), Error> {
+    say("");
+    say(&format!(
+        "{:<30} {:>12} {:>16}",
+        "front end (batch 64)", "images/s", "terminal KB/s"
+    ));
+    let mut results: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut kbps = Vec::new();
+    for _round in 0..2 {
+        for (i, ui) in [false, true].into_iter().enumerate() {
+            let cfg = RunConfig {
+                max_steps: steps as u64 + 3,
+                epochs: 1,
+                ..base.clone()
+            };
+            let trainer = Trainer::new(cfg, data.clone())?;
+            let (link, monitor) = protocol::link();
+            let t0 = Instant::now();
+            let handle = trainer.spawn(link);
+            if ui {
+                let counter = CountingWriter {
+                    bytes: Arc::new(AtomicU64::new(0)),
+                    from: Instant::now(),
+                };
+                let size = ratatui::layout::Rect::new(0, 0, 120, 40);
+                crate::tui::run_offscreen(
+                    &monitor,
+                    crate::tui::UiOptions::default(),
+                    counter.clone(),
+                    size,
+                )?;
+                let secs = t0.elapsed().saturating_sub(UI_WARMUP).as_secs_f64();
+                kbps.push(counter.bytes.load(Ordering::Relaxed) as f64 / 1000.0 / secs.max(1e-9));
+            } else {
+                Reporter::new(std::io::sink(), 20).run(&monitor, &crossbeam_channel::never());
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            let _ = handle.join();
+            results[i].push(((steps + 3) * base.batch_size) as f64 / secs);
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0
+    };
+    let (h, t) = (median(&results[0]), median(&results[1]));
+    say(&format!("{:<30} {h:>12.0} {:>16}", "headless", "-"));
+    say(&format!(
+        "{:<30} {t:>12.0} {:>16.1}",
+        "terminal UI, 120x40, 12 fps",
+        median(&kbps)
+    ));
+    say(&format!(
+        "{:<30} {:>11.1}%",
+        "UI slowdown",
+        100.0 * (1.0 - t / h)
+    ));
+    Ok(())
 }
 
 /// Checkpoint cost for the default model and a 10M-parameter one: how long the snapshot holds

@@ -239,6 +239,7 @@ impl TrainArgs {
             fps: self.fps,
             color: !no_color,
             braille: self.braille,
+            quit_when_done: false,
         })
     }
 

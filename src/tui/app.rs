@@ -14,6 +14,8 @@ pub struct UiOptions {
     pub fps: u32,
     pub color: bool,
     pub braille: bool,
+    /// Leave as soon as the run ends (off-screen measurement); a person gets to read the end.
+    pub quit_when_done: bool,
 }
 
 impl Default for UiOptions {
@@ -23,6 +25,7 @@ impl Default for UiOptions {
             fps: 12,
             color: true,
             braille: false,
+            quit_when_done: false,
         }
     }
 }
@@ -119,7 +122,7 @@ impl App {
 
     pub fn on_event(&mut self, e: &Event) {
         self.run.on_event(e);
-        if e.is_terminal() && self.quitting {
+        if e.is_terminal() && (self.quitting || self.options.quit_when_done) {
             self.should_exit = true;
         }
     }

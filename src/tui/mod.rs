@@ -6,7 +6,7 @@ pub mod app;
 pub mod theme;
 pub mod view;
 
-use std::io::{self, Stdout, Write};
+use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use crate::signals::SIGHUP;
@@ -32,7 +32,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// After a hang-up nobody is watching: leave sooner.
 const HANGUP_GRACE: Duration = Duration::from_secs(3);
 
-enum Input {
+pub enum Input {
     Term(TermEvent),
     /// The terminal went away (read error).
     Closed,
@@ -99,9 +99,7 @@ fn spawn_input() -> Receiver<Input> {
     rx
 }
 
-type Term = Terminal<CrosstermBackend<Stdout>>;
-
-fn draw(terminal: &mut Term, app: &App) -> io::Result<()> {
+fn draw<W: Write>(terminal: &mut Terminal<CrosstermBackend<W>>, app: &App) -> io::Result<()> {
     execute!(terminal.backend_mut(), BeginSynchronizedUpdate)?;
     terminal.draw(|f| f.render_widget(app, f.area()))?;
     execute!(terminal.backend_mut(), EndSynchronizedUpdate)?;
@@ -122,21 +120,61 @@ pub fn run(
         restore_terminal();
         return Err(e);
     }
-    let result = Terminal::new(CrosstermBackend::new(io::stdout()))
-        .and_then(|mut t| event_loop(&mut t, monitor, options, signals));
+    let result = Terminal::new(CrosstermBackend::new(io::stdout())).and_then(|mut t| {
+        let sources = Sources {
+            input: spawn_input(),
+            signals,
+            watch_tty: true,
+        };
+        event_loop(&mut t, monitor, options, sources)
+    });
     restore_terminal();
     result
 }
 
-fn event_loop(
-    terminal: &mut Term,
+/// Where the loop's input comes from besides the trainer.
+pub struct Sources {
+    pub input: Receiver<Input>,
+    pub signals: Receiver<i32>,
+    /// Check every second whether the terminal hung up.
+    pub watch_tty: bool,
+}
+
+/// Draws the UI for a run into `out` (a `size` screen) with no keyboard, as the real loop does;
+/// returns when the run ends. For measuring what the UI costs: `candletop bench`.
+pub fn run_offscreen<W: Write>(
     monitor: &MonitorLink,
     options: UiOptions,
-    signals: Receiver<i32>,
+    out: W,
+    size: ratatui::layout::Rect,
+) -> io::Result<Outcome> {
+    let options_fixed = ratatui::TerminalOptions {
+        viewport: ratatui::Viewport::Fixed(size),
+    };
+    let mut t = Terminal::with_options(CrosstermBackend::new(out), options_fixed)?;
+    let sources = Sources {
+        input: never(),
+        signals: never(),
+        watch_tty: false,
+    };
+    let mut options = options;
+    options.quit_when_done = true;
+    event_loop(&mut t, monitor, options, sources)
+}
+
+fn event_loop<W: Write>(
+    terminal: &mut Terminal<CrosstermBackend<W>>,
+    monitor: &MonitorLink,
+    options: UiOptions,
+    sources: Sources,
 ) -> io::Result<Outcome> {
     let mut app = App::new(options);
     let started = Instant::now();
-    let input = spawn_input();
+    let Sources {
+        input,
+        signals,
+        watch_tty,
+    } = sources;
     let frame = tick(Duration::from_secs_f64(
         1.0 / options.fps.clamp(1, 60) as f64,
     ));
@@ -228,7 +266,7 @@ fn event_loop(
                 dirty |= std::mem::take(&mut new_steps);
                 if last_check.elapsed() >= Duration::from_secs(1) {
                     last_check = Instant::now();
-                    if terminal_gone() {
+                    if watch_tty && terminal_gone() {
                         hung_up = true;
                     }
                 }
