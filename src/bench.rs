@@ -99,7 +99,7 @@ fn ui_overhead(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), 
     ));
     let mut results: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     let mut kbps = Vec::new();
-    for _round in 0..2 {
+    for _round in 0..3 {
         for (i, ui) in [false, true].into_iter().enumerate() {
             let cfg = RunConfig {
                 max_steps: steps as u64 + 3,

@@ -129,6 +129,9 @@ impl<W: Write> Reporter<W> {
                     info.run_dir
                 );
                 self.line(&line);
+                if let Some(from) = &info.resumed_from {
+                    self.line(&format!("  resumed from {from}"));
+                }
                 self.info = Some(info.clone());
             }
             Event::Epoch(m) => {

@@ -113,7 +113,10 @@ impl MetricsLog {
             "elapsed_secs".into(),
             ((self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0).into(),
         );
-        line.extend(obj);
+        // The common fields come first and win over a record's own (e.g. `elapsed_secs`).
+        for (k, v) in obj {
+            line.entry(k).or_insert(v);
+        }
         let text = Value::Object(line).to_string();
         writeln!(self.out, "{text}")
             .and_then(|_| self.out.flush())

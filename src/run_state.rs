@@ -255,6 +255,9 @@ impl RunState {
                 self.status = Status::Running;
                 self.epoch = 1;
                 self.log(0, LogKind::Info, format!("started: {}", info.model));
+                if let Some(from) = &info.resumed_from {
+                    self.log(0, LogKind::Info, format!("resumed from {from}"));
+                }
             }
             Event::Epoch(m) => {
                 self.elapsed_secs = m.elapsed_secs;

@@ -244,18 +244,21 @@ fn render_metric_chart(app: &App, theme: &Theme, metric: Metric, area: Rect, buf
             "train ",
             theme.fg(Theme::TRAIN).add_modifier(Modifier::BOLD),
         ),
-        Span::raw(format!(
-            "{}  ",
-            train_now.map(fmt).unwrap_or_else(|| "-".into())
-        )),
+        Span::styled(
+            format!("{}  ", train_now.map(fmt).unwrap_or_else(|| "-".into())),
+            theme.text(),
+        ),
         Span::styled("val ", theme.fg(Theme::VAL).add_modifier(Modifier::BOLD)),
-        Span::raw(format!(
-            "{}{} ",
-            val_now.map(fmt).unwrap_or_else(|| "-".into()),
-            val_best
-                .map(|b| format!(" (best {})", fmt(b)))
-                .unwrap_or_default()
-        )),
+        Span::styled(
+            format!(
+                "{}{} ",
+                val_now.map(fmt).unwrap_or_else(|| "-".into()),
+                val_best
+                    .map(|b| format!(" (best {})", fmt(b)))
+                    .unwrap_or_default()
+            ),
+            theme.text(),
+        ),
     ]);
     let marker = if app.options.braille {
         Marker::Braille
@@ -417,7 +420,12 @@ fn spark_log(ys: &[(f64, f64)], width: usize) -> String {
 
 fn render_gradients(app: &App, theme: &Theme, area: Rect, buf: &mut Buffer) {
     let run = &app.run;
-    let title = " Gradients  L2 norm (log scale 1e-8..1e2)  trend  update/weight ".to_string();
+    let title = if area.width >= 60 {
+        " Gradients  L2 norm (log scale 1e-8..1e2)  trend  update/weight "
+    } else {
+        " Gradients  L2 norm (log)  update/weight "
+    }
+    .to_string();
     let outer = block(title, theme, app.focus == Panel::Gradients);
     let inner = outer.inner(area);
     outer.render(area, buf);
