@@ -38,8 +38,9 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
         };
         let mut trainer = Trainer::new(cfg, data.clone())?;
         let batch = trainer.training_batch(batch_size);
-        for _ in 0..2 {
-            trainer.step_once(&batch)?; // warm-up: allocations, thread pool
+        // Warm-up: the first steps pay for fresh allocations (page faults) and thread start-up.
+        for _ in 0..5 {
+            trainer.step_once(&batch)?;
         }
         let t0 = Instant::now();
         for _ in 0..args.steps {

@@ -4,6 +4,9 @@ use clap::error::ErrorKind;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    if std::env::var_os("CANDLETOP_MALLOC_DEFAULTS").is_none() {
+        candletop::app::tune_allocator();
+    }
     let cli = match candletop::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
