@@ -11,6 +11,7 @@ use crate::cli::BenchArgs;
 use crate::config::RunConfig;
 use crate::data::{DataSpec, DataSplits};
 use crate::headless::Reporter;
+use crate::model::Kernels;
 use crate::train::Trainer;
 use crate::{protocol, Error};
 
@@ -28,13 +29,23 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
         args.steps
     ));
     say(&format!(
-        "{:<22} {:>12} {:>12}",
+        "{:<28} {:>12} {:>12}",
         "what", "images/s", "ms/batch"
     ));
-    for batch_size in [64, 256] {
+    // Interleaved, so that a change in the machine's load hits both kernels alike.
+    for (batch_size, kernels) in [64, 256]
+        .into_iter()
+        .flat_map(|b| [(b, Kernels::Stock), (b, Kernels::Fast)])
+    {
         let cfg = RunConfig {
             batch_size,
+            kernels,
             ..base.clone()
+        };
+        let k = if kernels == Kernels::Stock {
+            "stock"
+        } else {
+            "fast"
         };
         let mut trainer = Trainer::new(cfg, data.clone())?;
         let batch = trainer.training_batch(batch_size);
@@ -48,7 +59,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
         }
         let secs = t0.elapsed().as_secs_f64();
         row(
-            &format!("train, batch {batch_size}"),
+            &format!("train, batch {batch_size}, {k}"),
             (args.steps * batch_size) as f64 / secs,
             secs / args.steps as f64,
         );
@@ -58,7 +69,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
         trainer.evaluate_batched(&val, batch_size)?;
         let secs = t0.elapsed().as_secs_f64();
         row(
-            &format!("eval, batch {batch_size}"),
+            &format!("eval, batch {batch_size}, {k}"),
             val.len() as f64 / secs,
             secs / val.len().div_ceil(batch_size) as f64,
         );
@@ -203,7 +214,7 @@ fn checkpoints(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), 
 
 fn row(what: &str, ips: f64, secs_per_batch: f64) {
     say(&format!(
-        "{what:<22} {ips:>12.0} {:>12.1}",
+        "{what:<28} {ips:>12.0} {:>12.1}",
         secs_per_batch * 1000.0
     ));
 }

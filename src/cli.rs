@@ -145,6 +145,11 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N")]
     pub max_steps: Option<u64>,
 
+    /// Hot-path implementation: candle's stock ops, or candletop's fused custom ops (batch norm)
+    /// [default: fast]
+    #[arg(long, value_enum)]
+    pub kernels: Option<crate::model::Kernels>,
+
     /// Print progress lines instead of the terminal UI (the default when stdout is not a
     /// terminal)
     #[arg(long)]
@@ -264,7 +269,7 @@ impl TrainArgs {
         }
         set!(val_split, arch, activation, dropout, epochs, batch_size, lr, optimizer, momentum);
         set!(weight_decay, label_smoothing, seed, threads, log_every);
-        set!(keep_last, best_metric, save_every_steps, max_steps);
+        set!(keep_last, best_metric, save_every_steps, max_steps, kernels);
         if self.batch_norm {
             c.batch_norm = true;
         }

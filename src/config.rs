@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::data::DataSpec;
-use crate::model::{Activation, Arch};
+use crate::model::{Activation, Arch, Kernels};
 use crate::train::optim::{Hyper, OptimizerKind};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +44,8 @@ pub struct RunConfig {
     pub save_every_steps: u64,
     /// Stop after this many steps in total; 0 means no limit.
     pub max_steps: u64,
+    /// Candle's stock ops or candletop's fused custom ops for the hot paths.
+    pub kernels: Kernels,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -82,6 +84,7 @@ impl Default for RunConfig {
             best_metric: BestMetric::ValAcc,
             save_every_steps: 0,
             max_steps: 0,
+            kernels: Kernels::Fast,
         }
     }
 }

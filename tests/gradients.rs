@@ -2,10 +2,16 @@
 //! differences, in f64 on a tiny network.
 
 use candle_core::{DType, Device, Tensor};
-use candletop::model::{cross_entropy, Activation, Cnn, Mode, ModelConfig};
+use candletop::model::{cross_entropy, Activation, Cnn, Kernels, Mode, ModelConfig};
 use candletop::rng::Rng;
 
 fn check(activation: Activation, arch: &str, batch_norm: bool) {
+    for kernels in [Kernels::Fast, Kernels::Stock] {
+        check_with(activation, arch, batch_norm, kernels);
+    }
+}
+
+fn check_with(activation: Activation, arch: &str, batch_norm: bool, kernels: Kernels) {
     let config = ModelConfig {
         input: [2, 6, 6],
         classes: 3,
@@ -15,6 +21,7 @@ fn check(activation: Activation, arch: &str, batch_norm: bool) {
         dropout: 0.0,
     };
     let mut model = Cnn::new(config, &mut Rng::new(11), DType::F64).unwrap();
+    model.set_kernels(kernels);
     let mut data_rng = Rng::new(5);
     let x: Vec<f64> = (0..4 * 2 * 36)
         .map(|_| data_rng.uniform(-2.0, 2.0) as f64)
@@ -62,7 +69,7 @@ fn check(activation: Activation, arch: &str, batch_norm: bool) {
             let err = (numeric - analytic[i]).abs() / (numeric.abs() + analytic[i].abs()).max(1e-6);
             assert!(
                 err < 1e-4,
-                "{} [{i}]: backprop {} vs finite difference {numeric} ({activation:?})",
+                "{} [{i}]: backprop {} vs finite difference {numeric} ({activation:?}, {kernels:?})",
                 p.name,
                 analytic[i]
             );
@@ -83,4 +90,83 @@ fn gradients_match_finite_differences_other_activations_and_pools() {
     check(Activation::Sigmoid, "c2/none,f4", true);
     check(Activation::Elu, "c2k1p0", false);
     check(Activation::LeakyRelu, "c2,f3", true);
+}
+
+/// The fused batch-norm ops against candle's stock composition: forward, and every gradient,
+/// over random shapes (relative error at most 1e-4).
+#[test]
+fn fast_batch_norm_matches_the_stock_ops() {
+    use candle_core::Var;
+    use candletop::model::batchnorm::batch_norm_train;
+    let mut rng = Rng::new(21);
+    for case in 0..12 {
+        let dims = (
+            1 + rng.below(5) as usize,
+            1 + rng.below(6) as usize,
+            1 + rng.below(7) as usize,
+            1 + rng.below(7) as usize,
+        );
+        let n: usize = dims.0 * dims.1 * dims.2 * dims.3;
+        if n / dims.1 < 2 {
+            continue; // one value per channel: the variance is zero and the gradient ill-posed
+        }
+        let c = dims.1;
+        let vals = |k: usize, rng: &mut Rng| -> Vec<f32> {
+            (0..k).map(|_| rng.uniform(-3.0, 3.0)).collect()
+        };
+        let x = Var::from_vec(vals(n, &mut rng), dims, &Device::Cpu).unwrap();
+        let g = Var::from_vec(vals(c, &mut rng), c, &Device::Cpu).unwrap();
+        let b = Var::from_vec(vals(c, &mut rng), c, &Device::Cpu).unwrap();
+        let w = Tensor::from_vec(vals(n, &mut rng), dims, &Device::Cpu).unwrap();
+        // Stock: the same formula from candle's ops, in f64 (the f32 stock ops lose digits to
+        // cancellation in dx when a channel has few values).
+        let x64 = Var::from_tensor(&x.to_dtype(DType::F64).unwrap()).unwrap();
+        let g64 = Var::from_tensor(&g.to_dtype(DType::F64).unwrap()).unwrap();
+        let b64 = Var::from_tensor(&b.to_dtype(DType::F64).unwrap()).unwrap();
+        let mean = x64.mean_keepdim((0, 2, 3)).unwrap();
+        let centred = x64.broadcast_sub(&mean).unwrap();
+        let var = centred.sqr().unwrap().mean_keepdim((0, 2, 3)).unwrap();
+        let stock = centred
+            .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+            .unwrap()
+            .broadcast_mul(&g64.as_tensor().reshape((1, c, 1, 1)).unwrap())
+            .unwrap()
+            .broadcast_add(&b64.as_tensor().reshape((1, c, 1, 1)).unwrap())
+            .unwrap();
+        let (fast, _, _) =
+            batch_norm_train(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-5).unwrap();
+        let loss = |y: &Tensor| {
+            (y * &w.to_dtype(y.dtype()).unwrap())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
+        let gs = loss(&stock).backward().unwrap();
+        let gf = loss(&fast).backward().unwrap();
+        let flat = |t: &Tensor| {
+            t.flatten_all()
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let close = |a: Vec<f32>, b: Vec<f32>, what: &str| {
+            let scale = a.iter().map(|v| v.abs()).fold(1e-3f32, f32::max);
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                assert!(
+                    (x - y).abs() / scale <= 1e-4,
+                    "case {case} {dims:?} {what}[{i}]: stock {x} fast {y}"
+                );
+            }
+        };
+        close(flat(&stock), flat(&fast), "y");
+        for (v64, v, what) in [(&x64, &x, "dx"), (&g64, &g, "dgamma"), (&b64, &b, "dbeta")] {
+            close(
+                flat(gs.get(v64.as_tensor()).unwrap()),
+                flat(gf.get(v.as_tensor()).unwrap()),
+                what,
+            );
+        }
+    }
 }

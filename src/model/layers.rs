@@ -6,6 +6,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
 
+/// Which implementation of the hot operations runs: candle's stock ops (the reference), or
+/// candletop's fused custom ops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernels {
+    Stock,
+    Fast,
+}
+
 /// Train mode uses batch statistics and dropout; eval mode running statistics and no dropout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -140,7 +149,30 @@ impl BatchNorm2d {
         })
     }
 
-    pub fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    /// Folds a batch's mean and biased variance into the running statistics, as PyTorch does
+    /// (with the variance made unbiased).
+    fn track(&mut self, mean: &Tensor, var: &Tensor, count: f64) -> Result<()> {
+        let m = Self::MOMENTUM;
+        let unbiased = (var.detach().flatten_all()? * (count / (count - 1.0).max(1.0)))?;
+        self.running_mean =
+            ((&self.running_mean * (1.0 - m))? + (mean.detach().flatten_all()? * m)?)?;
+        self.running_var = ((&self.running_var * (1.0 - m))? + (unbiased * m)?)?;
+        self.num_batches_tracked += 1;
+        Ok(())
+    }
+
+    pub fn forward(&mut self, x: &Tensor, mode: Mode, kernels: Kernels) -> Result<Tensor> {
+        if mode == Mode::Train && kernels == Kernels::Fast {
+            let (n, _, h, w) = x.dims4()?;
+            let (y, mean, var) = super::batchnorm::batch_norm_train(
+                x,
+                self.weight.as_tensor(),
+                self.bias.as_tensor(),
+                Self::EPS,
+            )?;
+            self.track(&mean, &var, (n * h * w) as f64)?;
+            return Ok(y);
+        }
         // Working on (n, c, h*w) keeps every reduction on the contiguous last dimension and
         // every broadcast a (1, c, 1) one, which candle's CPU kernels handle fastest.
         let (n, c, h, w) = x.dims4()?;
@@ -151,13 +183,7 @@ impl BatchNorm2d {
                 let mean = (x3.sum_keepdim(2)?.sum_keepdim(0)? / count)?;
                 let centred = x3.broadcast_sub(&mean)?;
                 let var = (centred.sqr()?.sum_keepdim(2)?.sum_keepdim(0)? / count)?;
-                // Running statistics as PyTorch keeps them: the variance unbiased.
-                let m = Self::MOMENTUM;
-                let bmean = mean.detach().flatten_all()?;
-                let bvar = (var.detach().flatten_all()? * (count / (count - 1.0).max(1.0)))?;
-                self.running_mean = ((&self.running_mean * (1.0 - m))? + (bmean * m)?)?;
-                self.running_var = ((&self.running_var * (1.0 - m))? + (bvar * m)?)?;
-                self.num_batches_tracked += 1;
+                self.track(&mean, &var, count)?;
                 (mean, var)
             }
             Mode::Eval => (

@@ -10,6 +10,7 @@
 //! batch norm has no bias (`bias=False`).
 
 pub mod arch;
+pub mod batchnorm;
 pub mod layers;
 pub mod pool;
 
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
 pub use arch::{Arch, ArchError, ConvSpec, Pool};
-pub use layers::{cross_entropy, Activation, Mode};
+pub use layers::{cross_entropy, Activation, Kernels, Mode};
 use layers::{BatchNorm2d, Conv2d, Linear};
 
 /// Everything needed to rebuild the network (stored in checkpoints as JSON).
@@ -239,6 +240,7 @@ pub struct Param {
 
 pub struct Cnn {
     config: ModelConfig,
+    kernels: Kernels,
     features: Vec<Layer>,
     classifier: Vec<Layer>,
     params: Vec<Param>,
@@ -313,6 +315,7 @@ impl Cnn {
         }
         Ok(Self {
             config,
+            kernels: Kernels::Fast,
             features,
             classifier,
             params,
@@ -433,6 +436,11 @@ impl Cnn {
         Ok(())
     }
 
+    /// Chooses the implementation of the hot operations (fast by default).
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
+    }
+
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
@@ -465,11 +473,11 @@ impl Cnn {
     pub fn forward(&mut self, x: &Tensor, mode: Mode, rng: &mut Rng) -> Result<Tensor> {
         let mut x = x.clone();
         for layer in &mut self.features {
-            x = run(layer, &x, mode, rng)?;
+            x = run(layer, &x, mode, self.kernels, rng)?;
         }
         let mut x = x.flatten_from(1)?;
         for layer in &mut self.classifier {
-            x = run(layer, &x, mode, rng)?;
+            x = run(layer, &x, mode, self.kernels, rng)?;
         }
         Ok(x)
     }
@@ -484,10 +492,16 @@ impl Cnn {
     }
 }
 
-fn run(layer: &mut Layer, x: &Tensor, mode: Mode, rng: &mut Rng) -> Result<Tensor> {
+fn run(
+    layer: &mut Layer,
+    x: &Tensor,
+    mode: Mode,
+    kernels: Kernels,
+    rng: &mut Rng,
+) -> Result<Tensor> {
     match layer {
         Layer::Conv(c) => c.forward(x),
-        Layer::BatchNorm(bn) => bn.forward(x, mode),
+        Layer::BatchNorm(bn) => bn.forward(x, mode, kernels),
         Layer::Act(a) => a.forward(x),
         Layer::Pool(kind) => pool::pool2x2(x, *kind),
         Layer::Dropout(p) => layers::dropout(x, *p, mode, rng),

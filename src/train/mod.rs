@@ -98,7 +98,8 @@ impl Trainer {
             dropout: cfg.dropout,
         };
         let mut rng = Rng::derive(cfg.seed, "init", 0);
-        let model = Cnn::new(model_cfg, &mut rng, DType::F32)?;
+        let mut model = Cnn::new(model_cfg, &mut rng, DType::F32)?;
+        model.set_kernels(cfg.kernels);
         let sizes: Vec<usize> = model.params().iter().map(|p| p.var.elem_count()).collect();
         let opt = Optimizer::new(cfg.optimizer, cfg.hyper(), &sizes);
         let info = RunInfo {
