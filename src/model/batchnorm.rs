@@ -37,6 +37,30 @@ fn contiguous<'a, T>(data: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
     }
 }
 
+/// Runs `f32` or `f64` on three contiguous inputs of the same dtype.
+fn dispatch3(
+    name: &str,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    (s3, l3): (&CpuStorage, &Layout),
+    f32: impl Fn(&[f32], &[f32], &[f32]) -> Vec<f32>,
+    f64: impl Fn(&[f64], &[f64], &[f64]) -> Vec<f64>,
+) -> Result<CpuStorage> {
+    Ok(match (s1, s2, s3) {
+        (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => CpuStorage::F32(f32(
+            contiguous(a, l1, name)?,
+            contiguous(b, l2, name)?,
+            contiguous(c, l3, name)?,
+        )),
+        (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => CpuStorage::F64(f64(
+            contiguous(a, l1, name)?,
+            contiguous(b, l2, name)?,
+            contiguous(c, l3, name)?,
+        )),
+        _ => candle_core::bail!("{name}: only f32 and f64 are supported"),
+    })
+}
+
 /// y = gamma * (x - mean) / sqrt(var + eps) + beta with the batch's own statistics.
 pub struct BatchNormTrain {
     pub eps: f64,
@@ -93,27 +117,15 @@ impl CustomOp3 for BatchNormTrain {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dims = l1.shape().dims4()?;
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(g), CpuStorage::F32(b)) => {
-                CpuStorage::F32(forward(
-                    contiguous(x, l1, self.name())?,
-                    contiguous(g, l2, self.name())?,
-                    contiguous(b, l3, self.name())?,
-                    dims,
-                    self.eps,
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(g), CpuStorage::F64(b)) => {
-                CpuStorage::F64(forward(
-                    contiguous(x, l1, self.name())?,
-                    contiguous(g, l2, self.name())?,
-                    contiguous(b, l3, self.name())?,
-                    dims,
-                    self.eps,
-                ))
-            }
-            _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
-        };
+        let eps = self.eps;
+        let out = dispatch3(
+            self.name(),
+            (s1, l1),
+            (s2, l2),
+            (s3, l3),
+            |x, g, b| forward(x, g, b, dims, eps),
+            |x, g, b| forward(x, g, b, dims, eps),
+        )?;
         Ok((out, l1.shape().clone()))
     }
 
@@ -210,27 +222,15 @@ impl CustomOp3 for BatchNormTrainBackward {
     ) -> Result<(CpuStorage, Shape)> {
         let dims = l1.shape().dims4()?;
         let len = l1.shape().elem_count() + 2 * dims.1;
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(g), CpuStorage::F32(dy)) => {
-                CpuStorage::F32(backward(
-                    contiguous(x, l1, self.name())?,
-                    contiguous(g, l2, self.name())?,
-                    contiguous(dy, l3, self.name())?,
-                    dims,
-                    self.eps,
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(g), CpuStorage::F64(dy)) => {
-                CpuStorage::F64(backward(
-                    contiguous(x, l1, self.name())?,
-                    contiguous(g, l2, self.name())?,
-                    contiguous(dy, l3, self.name())?,
-                    dims,
-                    self.eps,
-                ))
-            }
-            _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
-        };
+        let eps = self.eps;
+        let out = dispatch3(
+            self.name(),
+            (s1, l1),
+            (s2, l2),
+            (s3, l3),
+            |x, g, dy| backward(x, g, dy, dims, eps),
+            |x, g, dy| backward(x, g, dy, dims, eps),
+        )?;
         Ok((out, Shape::from(len)))
     }
 }
