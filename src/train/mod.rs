@@ -325,10 +325,8 @@ impl Trainer {
 
     /// The whole run: every epoch, then the test set. Returns when done, stopped or failed.
     pub fn run(&mut self, link: &mut TrainerLink) -> Result<(), crate::Error> {
-        self.started = Instant::now()
-            - std::time::Duration::from_secs_f64(
-                self.history.last().map(|e| e.elapsed_secs).unwrap_or(0.0),
-            );
+        // Elapsed times count from this start (a resumed run starts its clock again).
+        self.started = Instant::now();
         self.emit(link, Event::Started(self.info.clone()));
         while self.epoch <= self.cfg.epochs {
             let order = epoch_order(self.train.len(), self.cfg.seed, self.epoch);
