@@ -346,3 +346,50 @@ fn damaged_checkpoints_are_one_line_errors() {
         "differs from this run",
     );
 }
+
+#[test]
+fn sigterm_in_headless_mode_stops_cleanly_with_last_h5() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_candletop"))
+        .args([
+            "--headless",
+            "--arch",
+            "c4,f16",
+            "--epochs",
+            "50",
+            "--log-every",
+            "5",
+            "--run-dir",
+            "r",
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Wait for training to be under way.
+    let first = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("step      5/"))
+        .expect("a progress line");
+    assert!(first.contains("epoch 1/50"));
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?} {rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("signal received")),
+        "{rest:?}"
+    );
+    assert!(
+        rest.last().unwrap().starts_with("stopped at step"),
+        "{rest:?}"
+    );
+    assert!(candletop::checkpoint::read(&dir.path().join("r/checkpoints/last.h5")).is_ok());
+}
