@@ -42,10 +42,17 @@ pub fn create(config: &RunConfig) -> Result<PathBuf, RunDirError> {
         }
     };
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    // Without the run directory, so that `--config <this file>` repeats the run in a new one
+    // rather than writing over this one.
     let mut resolved = config.clone();
-    resolved.run_dir = Some(dir.clone());
+    resolved.run_dir = None;
+    let text = format!(
+        "# The resolved configuration of the run in {}.\n# `candletop --config <this file>` repeats it in a new run directory.\n\n{}",
+        dir.display(),
+        resolved.to_toml()
+    );
     let path = dir.join("config.toml");
-    fs::write(&path, resolved.to_toml()).map_err(io_err(&path))?;
+    fs::write(&path, text).map_err(io_err(&path))?;
     Ok(dir)
 }
 
@@ -137,7 +144,8 @@ mod tests {
         })
         .unwrap();
         let back = RunConfig::from_toml_file(&run.join("config.toml")).unwrap();
-        assert_eq!(back.run_dir, Some(run.clone()));
+        assert_eq!(back.run_dir, None);
+        assert_eq!(back.lr, RunConfig::default().lr);
         let mut log = MetricsLog::create(&run).unwrap();
         log.write("step", 20, 1, &serde_json::json!({"loss": 0.5}))
             .unwrap();
