@@ -11,6 +11,7 @@
 
 pub mod arch;
 pub mod batchnorm;
+pub mod conv;
 pub mod layers;
 pub mod pool;
 
@@ -500,7 +501,7 @@ fn run(
     rng: &mut Rng,
 ) -> Result<Tensor> {
     match layer {
-        Layer::Conv(c) => c.forward(x),
+        Layer::Conv(c) => c.forward(x, mode, kernels),
         Layer::BatchNorm(bn) => bn.forward(x, mode, kernels),
         Layer::Act(a) => a.forward(x),
         Layer::Pool(kind) => pool::pool2x2(x, *kind),
