@@ -320,15 +320,24 @@ fn render_metric_chart(app: &App, theme: &Theme, metric: Metric, area: Rect, buf
             (train, val, "epoch")
         }
     };
-    let (x0, x1) = bounds(train.iter().chain(&val).map(|p| p.0));
+    // Axes that stay put while the run grows: redrawing a rescaled chart every step would
+    // rewrite every cell of it (bytes over SSH) and make the curve hard to follow.
+    let (x0, x1) = match (app.axis, app.window) {
+        (TimeAxis::Steps, None) => (0.0, run.total_steps().max(run.step).max(1) as f64),
+        (TimeAxis::Epochs, _) => (
+            1.0,
+            run.info.as_ref().map(|i| i.epochs).unwrap_or(1).max(2) as f64,
+        ),
+        (TimeAxis::Steps, Some(_)) => bounds(train.iter().chain(&val).map(|p| p.0)),
+    };
     let (y0, y1) = match metric {
         Metric::Accuracy => {
             let (lo, _) = bounds(train.iter().chain(&val).map(|p| p.1));
-            ((lo - 5.0).clamp(0.0, 90.0).floor(), 100.0)
+            (((lo - 5.0) / 10.0).floor().clamp(0.0, 9.0) * 10.0, 100.0)
         }
         Metric::Loss => {
-            let (lo, hi) = bounds(train.iter().chain(&val).map(|p| p.1));
-            ((lo * 0.9).max(0.0), (hi * 1.05).max(lo + 1e-3))
+            let (_, hi) = bounds(train.iter().chain(&val).map(|p| p.1));
+            (0.0, nice_ceil(hi))
         }
     };
     let datasets = vec![
@@ -378,6 +387,20 @@ fn render_metric_chart(app: &App, theme: &Theme, metric: Metric, area: Rect, buf
         )
         .legend_position(None)
         .render(area, buf);
+}
+
+/// The smallest of 1, 2, 2.5, 5 times a power of ten that is at least `x` (an axis end that
+/// changes rarely).
+fn nice_ceil(x: f64) -> f64 {
+    if !(x.is_finite() && x > 0.0) {
+        return 1.0;
+    }
+    let p = 10f64.powf(x.log10().floor());
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * p)
+        .find(|&v| v >= x)
+        .unwrap_or(10.0 * p)
 }
 
 /// Min and max of `xs`, widened when they are equal or absent.
@@ -535,7 +558,7 @@ fn render_lr(app: &App, theme: &Theme, area: Rect, buf: &mut Buffer) {
         .iter()
         .map(|&(s, lr)| (s as f64, lr.max(1e-12).log10()))
         .collect();
-    let (x0, x1) = bounds(trace.iter().chain(&marks).map(|p| p.0));
+    let (x0, x1) = (0.0, run.total_steps().max(run.step).max(1) as f64);
     let (lo, hi) = bounds(trace.iter().chain(&marks).map(|p| p.1));
     let (y0, y1) = ((lo - 0.25).floor(), (hi + 0.25).ceil());
     let marker = if app.options.braille {
@@ -694,4 +717,22 @@ fn render_popup(theme: &Theme, title: &str, lines: Vec<Line>, area: Rect, buf: &
                 .padding(ratatui::widgets::Padding::horizontal(1)),
         )
         .render(popup, buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nice_ceil;
+
+    #[test]
+    fn axis_ends_are_round_and_cover_the_value() {
+        assert_eq!(nice_ceil(2.41), 2.5);
+        assert_eq!(nice_ceil(3.0), 5.0);
+        assert_eq!(nice_ceil(12.0), 20.0);
+        assert_eq!(nice_ceil(0.7), 1.0);
+        assert_eq!(nice_ceil(f64::NAN), 1.0);
+        for x in [0.013, 0.9, 1.0, 7.7, 99.0, 1234.5] {
+            let v = nice_ceil(x);
+            assert!(v >= x && v <= 2.5 * x, "{x} -> {v}");
+        }
+    }
 }
