@@ -10,6 +10,8 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::cpu::{dispatch1, dispatch3};
+
 /// Per-channel mean and biased variance of an (n, c, h, w) tensor, accumulated in f64.
 fn channel_stats<T: WithDType>(x: &[T], n: usize, c: usize, hw: usize) -> Vec<(f64, f64)> {
     (0..c)
@@ -28,37 +30,6 @@ fn channel_stats<T: WithDType>(x: &[T], n: usize, c: usize, hw: usize) -> Vec<(f
             (mean, (sq / m - mean * mean).max(0.0))
         })
         .collect()
-}
-
-fn contiguous<'a, T>(data: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("{what}: inputs must be contiguous"),
-    }
-}
-
-/// Runs `f32` or `f64` on three contiguous inputs of the same dtype.
-fn dispatch3(
-    name: &str,
-    (s1, l1): (&CpuStorage, &Layout),
-    (s2, l2): (&CpuStorage, &Layout),
-    (s3, l3): (&CpuStorage, &Layout),
-    f32: impl Fn(&[f32], &[f32], &[f32]) -> Vec<f32>,
-    f64: impl Fn(&[f64], &[f64], &[f64]) -> Vec<f64>,
-) -> Result<CpuStorage> {
-    Ok(match (s1, s2, s3) {
-        (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => CpuStorage::F32(f32(
-            contiguous(a, l1, name)?,
-            contiguous(b, l2, name)?,
-            contiguous(c, l3, name)?,
-        )),
-        (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => CpuStorage::F64(f64(
-            contiguous(a, l1, name)?,
-            contiguous(b, l2, name)?,
-            contiguous(c, l3, name)?,
-        )),
-        _ => candle_core::bail!("{name}: only f32 and f64 are supported"),
-    })
 }
 
 /// y = gamma * (x - mean) / sqrt(var + eps) + beta with the batch's own statistics.
@@ -252,19 +223,17 @@ impl CustomOp1 for ChannelStats {
                 .chain(st.iter().map(|s| s.1))
                 .collect()
         };
-        let out = match s {
-            CpuStorage::F32(x) => {
-                let v = pack(channel_stats(contiguous(x, l, self.name())?, n, c, h * w));
-                CpuStorage::F32(v.into_iter().map(|v| v as f32).collect())
-            }
-            CpuStorage::F64(x) => CpuStorage::F64(pack(channel_stats(
-                contiguous(x, l, self.name())?,
-                n,
-                c,
-                h * w,
-            ))),
-            _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
-        };
+        let out = dispatch1(
+            self.name(),
+            (s, l),
+            |x| {
+                pack(channel_stats(x, n, c, h * w))
+                    .into_iter()
+                    .map(|v| v as f32)
+                    .collect()
+            },
+            |x| pack(channel_stats(x, n, c, h * w)),
+        )?;
         Ok((out, Shape::from((2, c))))
     }
 }

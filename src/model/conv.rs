@@ -5,6 +5,8 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::cpu::dispatch1;
+
 #[derive(Debug, Clone, Copy)]
 struct Geometry {
     c: usize,
@@ -90,13 +92,6 @@ fn col2im<T: WithDType>(cols: &[T], g: Geometry) -> Vec<T> {
     out
 }
 
-fn slice<'a, T>(data: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("{what}: the input must be contiguous"),
-    }
-}
-
 impl CustomOp1 for Im2Col {
     fn name(&self) -> &'static str {
         "im2col"
@@ -105,11 +100,7 @@ impl CustomOp1 for Im2Col {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let n = l.shape().dims4()?.0;
         let g = self.g;
-        let out = match s {
-            CpuStorage::F32(x) => CpuStorage::F32(im2col(slice(x, l, self.name())?, g)),
-            CpuStorage::F64(x) => CpuStorage::F64(im2col(slice(x, l, self.name())?, g)),
-            _ => candle_core::bail!("im2col: only f32 and f64 are supported"),
-        };
+        let out = dispatch1(self.name(), (s, l), |x| im2col(x, g), |x| im2col(x, g))?;
         Ok((out, Shape::from((n * g.oh * g.ow, g.row()))))
     }
 
@@ -138,11 +129,7 @@ impl CustomOp1 for Col2Im {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = self.g;
-        let out = match s {
-            CpuStorage::F32(x) => CpuStorage::F32(col2im(slice(x, l, self.name())?, g)),
-            CpuStorage::F64(x) => CpuStorage::F64(col2im(slice(x, l, self.name())?, g)),
-            _ => candle_core::bail!("col2im: only f32 and f64 are supported"),
-        };
+        let out = dispatch1(self.name(), (s, l), |x| col2im(x, g), |x| col2im(x, g))?;
         Ok((out, Shape::from((self.n, g.c, g.h, g.w))))
     }
 }

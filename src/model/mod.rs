@@ -12,6 +12,7 @@
 pub mod arch;
 pub mod batchnorm;
 pub mod conv;
+mod cpu;
 pub mod layers;
 pub mod pool;
 

@@ -8,6 +8,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 
+use super::cpu::{dispatch1, dispatch2};
 use super::Pool;
 
 #[derive(Debug, Clone, Copy)]
@@ -31,13 +32,6 @@ pub fn pool2x2(x: &Tensor, kind: Pool) -> Result<Tensor> {
 
 fn dims(layout: &Layout) -> Result<(usize, usize, usize, usize)> {
     layout.shape().dims4()
-}
-
-fn slice<'a, T>(data: &'a [T], layout: &Layout, what: &str) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("{what}: the input must be contiguous"),
-    }
 }
 
 /// Index within an (h, w) plane of the first maximum of window (oy, ox).
@@ -124,15 +118,13 @@ impl CustomOp1 for Pool2x2 {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = dims(layout)?;
         let shape = Shape::from((d.0, d.1, d.2 / 2, d.3 / 2));
-        let out = match storage {
-            CpuStorage::F32(v) => {
-                CpuStorage::F32(forward(slice(v, layout, self.name())?, d, self.max))
-            }
-            CpuStorage::F64(v) => {
-                CpuStorage::F64(forward(slice(v, layout, self.name())?, d, self.max))
-            }
-            _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
-        };
+        let max = self.max;
+        let out = dispatch1(
+            self.name(),
+            (storage, layout),
+            |x| forward(x, d, max),
+            |x| forward(x, d, max),
+        )?;
         Ok((out, shape))
     }
 
@@ -158,21 +150,14 @@ impl CustomOp2 for Pool2x2Backward {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = dims(l1)?;
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(backward(
-                slice(x, l1, self.name())?,
-                slice(g, l2, self.name())?,
-                d,
-                self.max,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(backward(
-                slice(x, l1, self.name())?,
-                slice(g, l2, self.name())?,
-                d,
-                self.max,
-            )),
-            _ => candle_core::bail!("{}: unsupported dtypes", self.name()),
-        };
+        let max = self.max;
+        let out = dispatch2(
+            self.name(),
+            (s1, l1),
+            (s2, l2),
+            |x, g| backward(x, g, d, max),
+            |x, g| backward(x, g, d, max),
+        )?;
         Ok((out, l1.shape().clone()))
     }
 }

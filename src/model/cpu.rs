@@ -1,0 +1,69 @@
+//! Plumbing shared by the custom ops: contiguous slices of CPU storage, and running one generic
+//! kernel on f32 or f64 inputs.
+
+use candle_core::{CpuStorage, Layout, Result};
+
+/// The elements a contiguous layout covers.
+pub fn contiguous<'a, T>(data: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{op}: inputs must be contiguous"),
+    }
+}
+
+/// Runs `f32` or `f64` on one contiguous input.
+pub fn dispatch1(
+    op: &str,
+    (s, l): (&CpuStorage, &Layout),
+    f32: impl Fn(&[f32]) -> Vec<f32>,
+    f64: impl Fn(&[f64]) -> Vec<f64>,
+) -> Result<CpuStorage> {
+    Ok(match s {
+        CpuStorage::F32(a) => CpuStorage::F32(f32(contiguous(a, l, op)?)),
+        CpuStorage::F64(a) => CpuStorage::F64(f64(contiguous(a, l, op)?)),
+        _ => candle_core::bail!("{op}: only f32 and f64 are supported"),
+    })
+}
+
+/// Runs `f32` or `f64` on two contiguous inputs of the same dtype.
+pub fn dispatch2(
+    op: &str,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    f32: impl Fn(&[f32], &[f32]) -> Vec<f32>,
+    f64: impl Fn(&[f64], &[f64]) -> Vec<f64>,
+) -> Result<CpuStorage> {
+    Ok(match (s1, s2) {
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+            CpuStorage::F32(f32(contiguous(a, l1, op)?, contiguous(b, l2, op)?))
+        }
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+            CpuStorage::F64(f64(contiguous(a, l1, op)?, contiguous(b, l2, op)?))
+        }
+        _ => candle_core::bail!("{op}: only f32 and f64 are supported"),
+    })
+}
+
+/// Runs `f32` or `f64` on three contiguous inputs of the same dtype.
+pub fn dispatch3(
+    op: &str,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    (s3, l3): (&CpuStorage, &Layout),
+    f32: impl Fn(&[f32], &[f32], &[f32]) -> Vec<f32>,
+    f64: impl Fn(&[f64], &[f64], &[f64]) -> Vec<f64>,
+) -> Result<CpuStorage> {
+    Ok(match (s1, s2, s3) {
+        (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => CpuStorage::F32(f32(
+            contiguous(a, l1, op)?,
+            contiguous(b, l2, op)?,
+            contiguous(c, l3, op)?,
+        )),
+        (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => CpuStorage::F64(f64(
+            contiguous(a, l1, op)?,
+            contiguous(b, l2, op)?,
+            contiguous(c, l3, op)?,
+        )),
+        _ => candle_core::bail!("{op}: only f32 and f64 are supported"),
+    })
+}
