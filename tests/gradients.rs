@@ -133,8 +133,8 @@ fn fast_batch_norm_matches_the_stock_ops() {
             .unwrap()
             .broadcast_add(&b64.as_tensor().reshape((1, c, 1, 1)).unwrap())
             .unwrap();
-        let (fast, _, _) =
-            batch_norm_train(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-5).unwrap();
+        let (fast, _) =
+            batch_norm_train(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-5, None).unwrap();
         let loss = |y: &Tensor| {
             (y * &w.to_dtype(y.dtype()).unwrap())
                 .unwrap()
@@ -177,7 +177,7 @@ fn fast_batch_norm_matches_the_stock_ops() {
 #[test]
 fn fast_conv_matches_the_definition() {
     use candle_core::Var;
-    use candletop::model::conv::conv2d;
+    use candletop::model::conv::{conv2d, Epilogue};
     let mut rng = Rng::new(5);
     let mut cases = 0;
     while cases < 60 {
@@ -240,7 +240,15 @@ fn fast_conv_matches_the_definition() {
         }
         let x = Var::from_vec(xv, (n, c, h, w), &Device::Cpu).unwrap();
         let wt = Var::from_vec(wv, (o, c, k, k), &Device::Cpu).unwrap();
-        let fast = conv2d(x.as_tensor(), wt.as_tensor(), s, p).unwrap();
+        let fast = conv2d(
+            x.as_tensor(),
+            wt.as_tensor(),
+            None,
+            s,
+            p,
+            Epilogue::default(),
+        )
+        .unwrap();
         assert_eq!(fast.dims(), &[n, o, oh, ow]);
         let probe = Tensor::from_vec(gv, fast.shape(), &Device::Cpu).unwrap();
         let grads = (&fast * &probe)

@@ -1,16 +1,21 @@
-//! Training-mode batch norm as candle custom ops: the forward pass in two sweeps over the input
-//! (statistics, then normalise), the backward pass in two (per-channel sums, then the input
-//! gradient), instead of the dozen full-size tensors the composed stock ops create.
+//! Training-mode batch norm as one candle custom op, with the activation that follows it fused
+//! in: the forward pass in two sweeps over the input (statistics, then normalise and activate),
+//! the backward pass in two (per-channel sums, then the input gradient), instead of the dozen
+//! full-size tensors the composed stock ops create. The statistics of the forward pass are kept
+//! for the backward pass and for the running statistics.
 //!
 //! For channel c with m = n*h*w values, xhat = (x - mean) / sqrt(var + eps) and
 //! y = gamma * xhat + beta, the gradients are
 //!   dbeta = sum(dy), dgamma = sum(dy * xhat),
 //!   dx = gamma / sqrt(var + eps) / m * (m * dy - dbeta - xhat * dgamma).
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::cpu::{dispatch1, dispatch3};
+use super::cpu::{by_dtype, dispatch3, slice, tensor, Float};
+use super::layers::Activation;
 
 /// Per-channel mean and biased variance of an (n, c, h, w) tensor, accumulated in f64.
 fn channel_stats<T: WithDType>(x: &[T], n: usize, c: usize, hw: usize) -> Vec<(f64, f64)> {
@@ -32,45 +37,116 @@ fn channel_stats<T: WithDType>(x: &[T], n: usize, c: usize, hw: usize) -> Vec<(f
         .collect()
 }
 
-/// y = gamma * (x - mean) / sqrt(var + eps) + beta with the batch's own statistics.
-pub struct BatchNormTrain {
-    pub eps: f64,
+/// y = act(gamma * (x - mean) / sqrt(var + eps) + beta) with the batch's own statistics,
+/// which the forward pass leaves in `stats` for the backward pass and the running statistics.
+struct BatchNormTrain {
+    eps: f64,
+    act: Option<Activation>,
+    stats: Arc<Mutex<Vec<(f64, f64)>>>,
 }
 
-fn forward<T: WithDType>(
+fn forward<T: Float>(
     x: &[T],
     gamma: &[T],
     beta: &[T],
     dims: (usize, usize, usize, usize),
-    eps: f64,
+    op: &BatchNormTrain,
 ) -> Vec<T> {
     let (n, c, h, w) = dims;
     let hw = h * w;
     let stats = channel_stats(x, n, c, hw);
-    // y = x * scale + shift per channel.
-    let (scale, shift): (Vec<f64>, Vec<f64>) = stats
-        .iter()
-        .enumerate()
-        .map(|(ch, &(mean, var))| {
-            let s = gamma[ch].to_f64() / (var + eps).sqrt();
-            (s, beta[ch].to_f64() - mean * s)
-        })
-        .unzip();
+    // y = act((x - mean) * scale + beta) per channel.
+    let scale: Vec<T> = (0..c)
+        .map(|ch| T::from_f64(gamma[ch].to_f64() / (stats[ch].1 + op.eps).sqrt()))
+        .collect();
+    let mean: Vec<T> = stats.iter().map(|s| T::from_f64(s.0)).collect();
+    *op.stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
     let mut y = vec![T::zero(); x.len()];
-    y.par_chunks_mut(c * hw)
-        .zip(x.par_chunks(c * hw))
-        .for_each(|(ys, xs)| {
-            for ch in 0..c {
-                let (s, b) = (T::from_f64(scale[ch]), T::from_f64(shift[ch]));
-                for (yv, &xv) in ys[ch * hw..(ch + 1) * hw]
+    y.par_chunks_mut(hw)
+        .zip(x.par_chunks(hw))
+        .enumerate()
+        .for_each(|(i, (ys, xs))| {
+            let (m, s, b) = (mean[i % c], scale[i % c], beta[i % c]);
+            match op.act {
+                None => ys
                     .iter_mut()
-                    .zip(&xs[ch * hw..(ch + 1) * hw])
-                {
-                    *yv = xv * s + b;
-                }
+                    .zip(xs)
+                    .for_each(|(y, &x)| *y = (x - m) * s + b),
+                Some(a) => ys
+                    .iter_mut()
+                    .zip(xs)
+                    .for_each(|(y, &x)| *y = a.apply((x - m) * s + b)),
             }
         });
     y
+}
+
+type Grads = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+/// dz = dy * act'(y); dbeta = sum(dz), dgamma = sum(dz * xhat) per channel;
+/// dx = gamma * inv_std / m * (m * dz - dbeta - xhat * dgamma).
+fn backward<T: Float>(
+    op: &BatchNormTrain,
+    x: &Tensor,
+    gamma: &Tensor,
+    y: &Tensor,
+    dy: &Tensor,
+) -> Result<Grads> {
+    let name = "batch-norm-train-backward";
+    let (n, c, h, w) = x.dims4()?;
+    let hw = h * w;
+    let m = (n * hw) as f64;
+    let (xs, xl) = x.storage_and_layout();
+    let (gs, gl) = gamma.storage_and_layout();
+    let (ys, yl) = y.storage_and_layout();
+    let (ds, dl) = dy.storage_and_layout();
+    let (x, gamma) = (slice::<T>(&xs, xl, name)?, slice::<T>(&gs, gl, name)?);
+    let (y, dy) = (slice::<T>(&ys, yl, name)?, slice::<T>(&ds, dl, name)?);
+    let stats = op.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let dz = |i: usize| match op.act {
+        None => dy[i],
+        Some(a) => dy[i] * a.slope_at_output(y[i]),
+    };
+    // Per channel: inv_std, dbeta, dgamma.
+    let sums: Vec<(f64, f64, f64)> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let (mean, var) = stats[ch];
+            let inv = 1.0 / (var + op.eps).sqrt();
+            let (mut db, mut dg) = (0f64, 0f64);
+            for s in 0..n {
+                let base = (s * c + ch) * hw;
+                for (i, xv) in (base..).zip(&x[base..base + hw]) {
+                    let g = dz(i).to_f64();
+                    db += g;
+                    dg += g * (xv.to_f64() - mean);
+                }
+            }
+            (inv, db, dg * inv)
+        })
+        .collect();
+    let mut dx = vec![T::zero(); x.len()];
+    dx.par_chunks_mut(hw).enumerate().for_each(|(p, dxs)| {
+        let ch = p % c;
+        let (mean, _) = stats[ch];
+        let (inv, db, dg) = sums[ch];
+        // dx = k * (m * dz - db - (x - mean) * inv * dg) = a * dz + b * (x - mean) + c0
+        // In f64: the three terms nearly cancel when a channel has few values.
+        let k = gamma[ch].to_f64() * inv / m;
+        let (a, b, c0) = (k * m, -k * inv * dg, -k * db);
+        for (j, d) in dxs.iter_mut().enumerate() {
+            let i = p * hw + j;
+            *d = T::from_f64(a * dz(i).to_f64() + b * (x[i].to_f64() - mean) + c0);
+        }
+    });
+    let col = |f: fn(&(f64, f64, f64)) -> f64| -> Result<Tensor> {
+        tensor(sums.iter().map(|s| T::from_f64(f(s))).collect(), c)
+    };
+    Ok((
+        Some(tensor(dx, (n, c, h, w))?),
+        Some(col(|s| s.2)?),
+        Some(col(|s| s.1)?),
+    ))
 }
 
 impl CustomOp3 for BatchNormTrain {
@@ -88,14 +164,13 @@ impl CustomOp3 for BatchNormTrain {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dims = l1.shape().dims4()?;
-        let eps = self.eps;
         let out = dispatch3(
             self.name(),
             (s1, l1),
             (s2, l2),
             (s3, l3),
-            |x, g, b| forward(x, g, b, dims, eps),
-            |x, g, b| forward(x, g, b, dims, eps),
+            |x, g, b| forward(x, g, b, dims, self),
+            |x, g, b| forward(x, g, b, dims, self),
         )?;
         Ok((out, l1.shape().clone()))
     }
@@ -105,149 +180,38 @@ impl CustomOp3 for BatchNormTrain {
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        _y: &Tensor,
+        y: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let c = gamma.elem_count();
-        let packed = x.apply_op3_no_bwd(
-            gamma,
-            &dy.contiguous()?,
-            &BatchNormTrainBackward { eps: self.eps },
-        )?;
-        let n = x.elem_count();
-        let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
-        let dgamma = packed.narrow(0, n, c)?;
-        let dbeta = packed.narrow(0, n + c, c)?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
-    }
-}
-
-/// The three gradients packed in one vector: dx, then dgamma, then dbeta.
-struct BatchNormTrainBackward {
-    eps: f64,
-}
-
-fn backward<T: WithDType>(
-    x: &[T],
-    gamma: &[T],
-    dy: &[T],
-    dims: (usize, usize, usize, usize),
-    eps: f64,
-) -> Vec<T> {
-    let (n, c, h, w) = dims;
-    let hw = h * w;
-    let m = (n * hw) as f64;
-    let stats = channel_stats(x, n, c, hw);
-    // Per channel: inv_std, dbeta = sum(dy), dgamma = sum(dy * xhat).
-    let sums: Vec<(f64, f64, f64)> = (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let (mean, var) = stats[ch];
-            let inv = 1.0 / (var + eps).sqrt();
-            let (mut db, mut dg) = (0f64, 0f64);
-            for s in 0..n {
-                let r = (s * c + ch) * hw..(s * c + ch + 1) * hw;
-                for (&xv, &g) in x[r.clone()].iter().zip(&dy[r]) {
-                    let g = g.to_f64();
-                    db += g;
-                    dg += g * (xv.to_f64() - mean) * inv;
-                }
-            }
-            (inv, db, dg)
-        })
-        .collect();
-    let mut out = vec![T::zero(); x.len() + 2 * c];
-    let (dx, tail) = out.split_at_mut(x.len());
-    dx.par_chunks_mut(c * hw).enumerate().for_each(|(s, dxs)| {
-        for ch in 0..c {
-            let (mean, _) = stats[ch];
-            let (inv, db, dg) = sums[ch];
-            let k = gamma[ch].to_f64() * inv / m;
-            let base = (s * c + ch) * hw;
-            for i in 0..hw {
-                let xhat = (x[base + i].to_f64() - mean) * inv;
-                dxs[ch * hw + i] = T::from_f64(k * (m * dy[base + i].to_f64() - db - xhat * dg));
-            }
-        }
-    });
-    for ch in 0..c {
-        tail[ch] = T::from_f64(sums[ch].2);
-        tail[c + ch] = T::from_f64(sums[ch].1);
-    }
-    out
-}
-
-impl CustomOp3 for BatchNormTrainBackward {
-    fn name(&self) -> &'static str {
-        "batch-norm-train-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let dims = l1.shape().dims4()?;
-        let len = l1.shape().elem_count() + 2 * dims.1;
-        let eps = self.eps;
-        let out = dispatch3(
+    ) -> Result<Grads> {
+        let dy = dy.contiguous()?;
+        by_dtype(
+            x,
             self.name(),
-            (s1, l1),
-            (s2, l2),
-            (s3, l3),
-            |x, g, dy| backward(x, g, dy, dims, eps),
-            |x, g, dy| backward(x, g, dy, dims, eps),
-        )?;
-        Ok((out, Shape::from(len)))
+            || backward::<f32>(self, x, gamma, y, &dy),
+            || backward::<f64>(self, x, gamma, y, &dy),
+        )
     }
 }
 
-/// Per-channel batch mean and biased variance as a (2, c) tensor, outside the autograd graph
-/// (for the running statistics).
-pub struct ChannelStats;
-
-impl CustomOp1 for ChannelStats {
-    fn name(&self) -> &'static str {
-        "channel-stats"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = l.shape().dims4()?;
-        let pack = |st: Vec<(f64, f64)>| -> Vec<f64> {
-            st.iter()
-                .map(|s| s.0)
-                .chain(st.iter().map(|s| s.1))
-                .collect()
-        };
-        let out = dispatch1(
-            self.name(),
-            (s, l),
-            |x| {
-                pack(channel_stats(x, n, c, h * w))
-                    .into_iter()
-                    .map(|v| v as f32)
-                    .collect()
-            },
-            |x| pack(channel_stats(x, n, c, h * w)),
-        )?;
-        Ok((out, Shape::from((2, c))))
-    }
-}
-
-/// Training-mode batch norm of a contiguous (n, c, h, w) `x`; also returns the batch mean and
-/// biased variance (detached) for the running statistics.
+/// Training-mode batch norm of an (n, c, h, w) `x`, followed by `act` if given; also returns
+/// the batch mean and biased variance per channel (f64) for the running statistics.
 pub fn batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
-) -> Result<(Tensor, Tensor, Tensor)> {
-    let x = x.contiguous()?;
-    let stats = x.detach().apply_op1_no_bwd(&ChannelStats)?;
-    let y = x.apply_op3(gamma, beta, BatchNormTrain { eps })?;
-    Ok((y, stats.get(0)?, stats.get(1)?))
+    act: Option<Activation>,
+) -> Result<(Tensor, Vec<(f64, f64)>)> {
+    let stats = Arc::new(Mutex::new(Vec::new()));
+    let y = x.contiguous()?.apply_op3(
+        &gamma.contiguous()?,
+        &beta.contiguous()?,
+        BatchNormTrain {
+            eps,
+            act,
+            stats: stats.clone(),
+        },
+    )?;
+    let stats = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok((y, stats))
 }

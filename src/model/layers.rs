@@ -1,9 +1,14 @@
 //! The CNN's layers, each a struct with a constructor and `forward`, holding candle `Var`s for
 //! their parameters. Parameter layouts are PyTorch's (conv OIHW, linear [out, in]).
 
-use candle_core::{DType, Device, Module, Result, Tensor, Var, D};
+use std::sync::Arc;
+
+use candle_core::{
+    CpuStorage, CustomOp1, DType, Device, Layout, Module, Result, Shape, Tensor, Var, D,
+};
 use serde::{Deserialize, Serialize};
 
+use super::cpu::{dispatch1, Float};
 use crate::rng::Rng;
 
 /// Which implementation of the hot operations runs: candle's stock ops (the reference), or
@@ -43,6 +48,68 @@ impl Activation {
             Self::Elu => x.elu(1.0),
             Self::Tanh => x.tanh(),
             Self::Sigmoid => candle_nn::ops::sigmoid(x),
+        }
+    }
+
+    /// The activation of one value: the epilogue of the fused kernels.
+    #[inline]
+    pub fn apply<T: Float>(self, x: T) -> T {
+        match self {
+            Self::Relu => {
+                if x > T::zero() {
+                    x
+                } else {
+                    T::zero()
+                }
+            }
+            Self::LeakyRelu => {
+                if x > T::zero() {
+                    x
+                } else {
+                    x * T::from_f64(Self::LEAKY_SLOPE)
+                }
+            }
+            Self::Elu => {
+                if x >= T::zero() {
+                    x
+                } else {
+                    T::from_f64(x.to_f64().exp_m1())
+                }
+            }
+            Self::Tanh => T::from_f64(x.to_f64().tanh()),
+            Self::Sigmoid => T::from_f64(1.0 / (1.0 + (-x.to_f64()).exp())),
+        }
+    }
+
+    /// The derivative at x written in terms of the output y = f(x), so that a fused kernel's
+    /// backward pass needs only its output.
+    #[inline]
+    pub fn slope_at_output<T: Float>(self, y: T) -> T {
+        let one = T::from_f64(1.0);
+        match self {
+            Self::Relu => {
+                if y > T::zero() {
+                    one
+                } else {
+                    T::zero()
+                }
+            }
+            Self::LeakyRelu => {
+                if y > T::zero() {
+                    one
+                } else {
+                    T::from_f64(Self::LEAKY_SLOPE)
+                }
+            }
+            Self::Elu => {
+                if y >= T::zero() {
+                    one
+                } else {
+                    y + one
+                }
+            }
+            Self::Tanh => one - y * y,
+            Self::Sigmoid => y * (one - y),
         }
     }
 
@@ -118,18 +185,44 @@ impl Conv2d {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, mode: Mode, kernels: Kernels) -> Result<Tensor> {
-        // Without gradients to compute, candle's own forward is as fast (it too is im2col+gemm).
-        let y = match (kernels, mode) {
-            (Kernels::Fast, Mode::Train) => {
-                super::conv::conv2d(x, &self.weight, self.stride, self.padding)?
-            }
-            _ => x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?,
-        };
+    /// Candle's stock convolution.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?),
             None => Ok(y),
         }
+    }
+}
+
+impl Conv2d {
+    /// The fast kernel: the convolution with what follows it fused in. `bn` is an
+    /// evaluation-mode batch norm (running statistics) folded into a per-channel scale and
+    /// shift; `act` the activation after both.
+    pub fn forward_fused(
+        &self,
+        x: &Tensor,
+        bn: Option<&BatchNorm2d>,
+        act: Option<Activation>,
+    ) -> Result<Tensor> {
+        let bias = self.bias.as_ref().map(|b| b.as_tensor());
+        let (scale, shift) = match bn {
+            None => (None, bias.cloned()),
+            Some(bn) => {
+                let (scale, shift) = bn.eval_affine(bias)?;
+                let shift = Tensor::from_vec(shift, scale.len(), x.device())?;
+                (Some(scale), Some(shift.to_dtype(x.dtype())?))
+            }
+        };
+        let epilogue = super::conv::Epilogue { scale, act };
+        super::conv::conv2d(
+            x,
+            &self.weight,
+            shift.as_ref(),
+            self.stride,
+            self.padding,
+            epilogue,
+        )
     }
 }
 
@@ -155,30 +248,62 @@ impl BatchNorm2d {
         })
     }
 
-    /// Folds a batch's mean and biased variance into the running statistics, as PyTorch does
-    /// (with the variance made unbiased).
-    fn track(&mut self, mean: &Tensor, var: &Tensor, count: f64) -> Result<()> {
+    /// Folds a batch's per-channel (mean, biased variance) into the running statistics, as
+    /// PyTorch does (with the variance made unbiased).
+    fn track(&mut self, stats: &[(f64, f64)], count: f64) -> Result<()> {
         let m = Self::MOMENTUM;
-        let unbiased = (var.detach().flatten_all()? * (count / (count - 1.0).max(1.0)))?;
-        self.running_mean =
-            ((&self.running_mean * (1.0 - m))? + (mean.detach().flatten_all()? * m)?)?;
-        self.running_var = ((&self.running_var * (1.0 - m))? + (unbiased * m)?)?;
+        let unbias = count / (count - 1.0).max(1.0);
+        let dtype = self.running_mean.dtype();
+        let update = |running: &Tensor, batch: &mut dyn Iterator<Item = f64>| -> Result<Tensor> {
+            let old: Vec<f64> = running.to_dtype(DType::F64)?.to_vec1()?;
+            let new: Vec<f64> = old
+                .iter()
+                .zip(batch)
+                .map(|(r, b)| r * (1.0 - m) + b * m)
+                .collect();
+            Tensor::from_vec(new, old.len(), running.device())?.to_dtype(dtype)
+        };
+        self.running_mean = update(&self.running_mean, &mut stats.iter().map(|s| s.0))?;
+        self.running_var = update(&self.running_var, &mut stats.iter().map(|s| s.1 * unbias))?;
         self.num_batches_tracked += 1;
         Ok(())
     }
 
-    pub fn forward(&mut self, x: &Tensor, mode: Mode, kernels: Kernels) -> Result<Tensor> {
-        if mode == Mode::Train && kernels == Kernels::Fast {
-            let (n, _, h, w) = x.dims4()?;
-            let (y, mean, var) = super::batchnorm::batch_norm_train(
-                x,
-                self.weight.as_tensor(),
-                self.bias.as_tensor(),
-                Self::EPS,
-            )?;
-            self.track(&mean, &var, (n * h * w) as f64)?;
-            return Ok(y);
-        }
+    /// Evaluation mode as y = x * scale + shift per channel, with a preceding per-channel
+    /// `bias` folded into the shift.
+    fn eval_affine(&self, bias: Option<&Tensor>) -> Result<(Vec<f64>, Vec<f64>)> {
+        let vals = |t: &Tensor| -> Result<Vec<f64>> { t.to_dtype(DType::F64)?.to_vec1() };
+        let (gamma, beta) = (vals(self.weight.as_tensor())?, vals(self.bias.as_tensor())?);
+        let (mean, var) = (vals(&self.running_mean)?, vals(&self.running_var)?);
+        let bias = match bias {
+            Some(b) => vals(b)?,
+            None => vec![0.0; gamma.len()],
+        };
+        Ok((0..gamma.len())
+            .map(|c| {
+                let s = gamma[c] / (var[c] + Self::EPS).sqrt();
+                (s, beta[c] + (bias[c] - mean[c]) * s)
+            })
+            .unzip())
+    }
+
+    /// The fast kernel for training: batch statistics, with the activation that follows fused
+    /// in.
+    pub fn forward_train_fused(&mut self, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
+        let (n, _, h, w) = x.dims4()?;
+        let (y, stats) = super::batchnorm::batch_norm_train(
+            x,
+            self.weight.as_tensor(),
+            self.bias.as_tensor(),
+            Self::EPS,
+            act,
+        )?;
+        self.track(&stats, (n * h * w) as f64)?;
+        Ok(y)
+    }
+
+    /// Candle's stock ops.
+    pub fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         // Working on (n, c, h*w) keeps every reduction on the contiguous last dimension and
         // every broadcast a (1, c, 1) one, which candle's CPU kernels handle fastest.
         let (n, c, h, w) = x.dims4()?;
@@ -189,7 +314,11 @@ impl BatchNorm2d {
                 let mean = (x3.sum_keepdim(2)?.sum_keepdim(0)? / count)?;
                 let centred = x3.broadcast_sub(&mean)?;
                 let var = (centred.sqr()?.sum_keepdim(2)?.sum_keepdim(0)? / count)?;
-                self.track(&mean, &var, count)?;
+                let flat = |t: &Tensor| -> Result<Vec<f64>> {
+                    t.detach().flatten_all()?.to_dtype(DType::F64)?.to_vec1()
+                };
+                let stats: Vec<(f64, f64)> = flat(&mean)?.into_iter().zip(flat(&var)?).collect();
+                self.track(&stats, count)?;
                 (mean, var)
             }
             Mode::Eval => (
@@ -239,8 +368,16 @@ impl Module for Linear {
     }
 }
 
-/// Inverted dropout with masks from the project's RNG (so runs repeat bit for bit).
-pub fn dropout(x: &Tensor, p: f32, mode: Mode, rng: &mut Rng) -> Result<Tensor> {
+impl Linear {
+    /// The fast kernel: flattens x (n, ...) itself, with bias and `act` fused in.
+    pub fn forward_fused(&self, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
+        super::linear::linear(x, self.weight.as_tensor(), self.bias.as_tensor(), act)
+    }
+}
+
+/// Inverted dropout with masks from the project's RNG (so runs repeat bit for bit); with the
+/// fast kernels one op that keeps its mask for the backward pass.
+pub fn dropout(x: &Tensor, p: f32, mode: Mode, rng: &mut Rng, kernels: Kernels) -> Result<Tensor> {
     if mode == Mode::Eval || p <= 0.0 {
         return Ok(x.clone());
     }
@@ -248,8 +385,46 @@ pub fn dropout(x: &Tensor, p: f32, mode: Mode, rng: &mut Rng) -> Result<Tensor> 
     let mask: Vec<f32> = (0..x.elem_count())
         .map(|_| if rng.next_f32() < p { 0.0 } else { keep })
         .collect();
-    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
-    x.mul(&mask)
+    match kernels {
+        Kernels::Fast => x.contiguous()?.apply_op1(DropoutOp {
+            mask: Arc::new(mask),
+        }),
+        Kernels::Stock => {
+            let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+            x.mul(&mask)
+        }
+    }
+}
+
+/// y = x * mask, dx = dy * mask.
+struct DropoutOp {
+    mask: Arc<Vec<f32>>,
+}
+
+impl DropoutOp {
+    fn apply<T: Float>(&self, x: &[T]) -> Vec<T> {
+        x.iter()
+            .zip(self.mask.iter())
+            .map(|(&v, &m)| v * T::from_f64(m as f64))
+            .collect()
+    }
+}
+
+impl CustomOp1 for DropoutOp {
+    fn name(&self) -> &'static str {
+        "dropout"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = dispatch1(self.name(), (s, l), |x| self.apply(x), |x| self.apply(x))?;
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&DropoutOp {
+            mask: Arc::clone(&self.mask),
+        })?))
+    }
 }
 
 /// Cross-entropy over logits, averaged over the batch, with optional label smoothing

@@ -13,7 +13,9 @@ pub mod arch;
 pub mod batchnorm;
 pub mod conv;
 mod cpu;
+mod gemm;
 pub mod layers;
+pub mod linear;
 pub mod pool;
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
@@ -473,13 +475,18 @@ impl Cnn {
 
     /// Logits for a batch `x` of shape (n, c, h, w).
     pub fn forward(&mut self, x: &Tensor, mode: Mode, rng: &mut Rng) -> Result<Tensor> {
+        if self.kernels == Kernels::Fast {
+            let x = run_fused(&mut self.features, x.clone(), mode, rng)?;
+            // The first linear layer flattens its input itself.
+            return run_fused(&mut self.classifier, x, mode, rng);
+        }
         let mut x = x.clone();
         for layer in &mut self.features {
-            x = run(layer, &x, mode, self.kernels, rng)?;
+            x = run(layer, &x, mode, rng)?;
         }
         let mut x = x.flatten_from(1)?;
         for layer in &mut self.classifier {
-            x = run(layer, &x, mode, self.kernels, rng)?;
+            x = run(layer, &x, mode, rng)?;
         }
         Ok(x)
     }
@@ -494,21 +501,76 @@ impl Cnn {
     }
 }
 
-fn run(
-    layer: &mut Layer,
-    x: &Tensor,
-    mode: Mode,
-    kernels: Kernels,
-    rng: &mut Rng,
-) -> Result<Tensor> {
+/// One layer with candle's stock ops (pooling excepted: see `pool`).
+fn run(layer: &mut Layer, x: &Tensor, mode: Mode, rng: &mut Rng) -> Result<Tensor> {
     match layer {
-        Layer::Conv(c) => c.forward(x, mode, kernels),
-        Layer::BatchNorm(bn) => bn.forward(x, mode, kernels),
+        Layer::Conv(c) => c.forward(x),
+        Layer::BatchNorm(bn) => bn.forward(x, mode),
         Layer::Act(a) => a.forward(x),
         Layer::Pool(kind) => pool::pool2x2(x, *kind),
-        Layer::Dropout(p) => layers::dropout(x, *p, mode, rng),
+        Layer::Dropout(p) => layers::dropout(x, *p, mode, rng, Kernels::Stock),
         Layer::Linear(l) => l.forward(x),
     }
+}
+
+/// The layers with the fast kernels, each run of layers that fuses becoming one op:
+/// conv + act; in training batch norm + act (the conv alone before it); in evaluation
+/// conv + batch norm + act (the batch norm folded into the conv's epilogue); linear + act.
+fn run_fused(layers: &mut [Layer], mut x: Tensor, mode: Mode, rng: &mut Rng) -> Result<Tensor> {
+    let act_at = |layers: &[Layer], i: usize| match layers.get(i) {
+        Some(Layer::Act(a)) => Some(*a),
+        _ => None,
+    };
+    let mut i = 0;
+    while i < layers.len() {
+        let (head, tail) = layers.split_at_mut(i + 1);
+        let next_act = act_at(tail, 0);
+        let skip_act = usize::from(next_act.is_some());
+        i += 1 + match &mut head[i] {
+            Layer::Conv(c) => match (tail.first(), mode) {
+                (Some(Layer::BatchNorm(_)), Mode::Train) => {
+                    x = c.forward_fused(&x, None, None)?;
+                    0
+                }
+                (Some(Layer::BatchNorm(bn)), Mode::Eval) => {
+                    let act = act_at(tail, 1);
+                    x = c.forward_fused(&x, Some(bn), act)?;
+                    1 + usize::from(act.is_some())
+                }
+                _ => {
+                    x = c.forward_fused(&x, None, next_act)?;
+                    skip_act
+                }
+            },
+            Layer::BatchNorm(bn) => match mode {
+                Mode::Train => {
+                    x = bn.forward_train_fused(&x, next_act)?;
+                    skip_act
+                }
+                Mode::Eval => {
+                    x = bn.forward(&x, mode)?;
+                    0
+                }
+            },
+            Layer::Linear(l) => {
+                x = l.forward_fused(&x, next_act)?;
+                skip_act
+            }
+            Layer::Act(a) => {
+                x = a.forward(&x)?;
+                0
+            }
+            Layer::Pool(kind) => {
+                x = pool::pool2x2(&x, *kind)?;
+                0
+            }
+            Layer::Dropout(p) => {
+                x = layers::dropout(&x, *p, mode, rng, Kernels::Fast)?;
+                0
+            }
+        };
+    }
+    Ok(x)
 }
 
 pub fn group_thousands(n: usize) -> String {

@@ -6,104 +6,105 @@
 //! ops give the whole gradient to the first maximum of each window (as PyTorch does) and a
 //! quarter to each input of an average window, and nothing to dropped rows and columns.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
+use std::sync::Mutex;
 
-use super::cpu::{dispatch1, dispatch2};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::cpu::{by_dtype, dispatch1, slice, tensor, Float};
 use super::Pool;
 
-#[derive(Debug, Clone, Copy)]
+/// Forward records, for max pooling, which of the four inputs won each window (0..4, row-major
+/// within the window); backward scatters the gradient there without looking at x again.
 struct Pool2x2 {
     max: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Pool2x2Backward {
-    max: bool,
+    argmax: Mutex<Vec<u8>>,
 }
 
 /// Applies 2x2 pooling to an (n, c, h, w) tensor.
 pub fn pool2x2(x: &Tensor, kind: Pool) -> Result<Tensor> {
+    let op = |max| Pool2x2 {
+        max,
+        argmax: Mutex::new(Vec::new()),
+    };
     match kind {
         Pool::None => Ok(x.clone()),
-        Pool::Max => x.contiguous()?.apply_op1(Pool2x2 { max: true }),
-        Pool::Avg => x.contiguous()?.apply_op1(Pool2x2 { max: false }),
+        Pool::Max => x.contiguous()?.apply_op1(op(true)),
+        Pool::Avg => x.contiguous()?.apply_op1(op(false)),
     }
 }
 
-fn dims(layout: &Layout) -> Result<(usize, usize, usize, usize)> {
-    layout.shape().dims4()
+/// Offsets within an (h, w) plane of the four inputs of window (oy, ox).
+fn window(w: usize, oy: usize, ox: usize) -> [usize; 4] {
+    let i = 2 * oy * w + 2 * ox;
+    [i, i + 1, i + w, i + w + 1]
 }
 
-/// Index within an (h, w) plane of the first maximum of window (oy, ox).
-fn argmax<T: WithDType>(plane: &[T], w: usize, oy: usize, ox: usize) -> usize {
-    let (y, x) = (2 * oy, 2 * ox);
-    let mut best = y * w + x;
-    for i in [y * w + x + 1, (y + 1) * w + x, (y + 1) * w + x + 1] {
-        // NaN never wins, so a NaN maximum keeps the first element (it propagates through it).
-        if plane[i] > plane[best] {
-            best = i;
-        }
-    }
-    best
-}
-
-fn forward<T: WithDType>(x: &[T], (n, c, h, w): (usize, usize, usize, usize), max: bool) -> Vec<T> {
+fn forward<T: Float>(x: &[T], (_, _, h, w): (usize, usize, usize, usize), op: &Pool2x2) -> Vec<T> {
     let (oh, ow) = (h / 2, w / 2);
+    let planes = x.len() / (h * w);
     let quarter = T::from_f64(0.25);
-    let mut out = Vec::with_capacity(n * c * oh * ow);
-    for plane in x.chunks_exact(h * w) {
+    let mut out = vec![T::zero(); planes * oh * ow];
+    let mut argmax = vec![0u8; if op.max { out.len() } else { 0 }];
+    let run = |(plane, out): (&[T], &mut [T]), mut idx: Option<&mut [u8]>| {
         for oy in 0..oh {
             for ox in 0..ow {
-                out.push(if max {
-                    plane[argmax(plane, w, oy, ox)]
-                } else {
-                    let (y, x) = (2 * oy, 2 * ox);
-                    (plane[y * w + x]
-                        + plane[y * w + x + 1]
-                        + plane[(y + 1) * w + x]
-                        + plane[(y + 1) * w + x + 1])
-                        * quarter
-                });
-            }
-        }
-    }
-    out
-}
-
-fn backward<T: WithDType>(
-    x: &[T],
-    g: &[T],
-    (_, _, h, w): (usize, usize, usize, usize),
-    max: bool,
-) -> Vec<T> {
-    let (oh, ow) = (h / 2, w / 2);
-    let quarter = T::from_f64(0.25);
-    let mut out = vec![T::zero(); x.len()];
-    for ((plane, grad), dx) in x
-        .chunks_exact(h * w)
-        .zip(g.chunks_exact(oh * ow))
-        .zip(out.chunks_exact_mut(h * w))
-    {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let gi = grad[oy * ow + ox];
-                if max {
-                    dx[argmax(plane, w, oy, ox)] += gi;
-                } else {
-                    let (y, x) = (2 * oy, 2 * ox);
-                    for i in [
-                        y * w + x,
-                        y * w + x + 1,
-                        (y + 1) * w + x,
-                        (y + 1) * w + x + 1,
-                    ] {
-                        dx[i] += gi * quarter;
+                let win = window(w, oy, ox);
+                let o = oy * ow + ox;
+                if let Some(idx) = idx.as_deref_mut() {
+                    // The first maximum wins; NaN never wins, so a NaN first element stays
+                    // (and propagates).
+                    let mut best = 0;
+                    for j in 1..4 {
+                        if plane[win[j]] > plane[win[best]] {
+                            best = j;
+                        }
                     }
+                    idx[o] = best as u8;
+                    out[o] = plane[win[best]];
+                } else {
+                    out[o] =
+                        (plane[win[0]] + plane[win[1]] + plane[win[2]] + plane[win[3]]) * quarter;
                 }
             }
         }
+    };
+    let pairs = x.par_chunks(h * w).zip(out.par_chunks_mut(oh * ow));
+    if op.max {
+        pairs
+            .zip(argmax.par_chunks_mut(oh * ow))
+            .for_each(|(p, idx)| run(p, Some(idx)));
+    } else {
+        pairs.for_each(|p| run(p, None));
     }
+    *op.argmax.lock().unwrap_or_else(|e| e.into_inner()) = argmax;
     out
+}
+
+fn backward<T: Float>(op: &Pool2x2, x: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let (oh, ow) = (h / 2, w / 2);
+    let (gs, gl) = grad.storage_and_layout();
+    let g = slice::<T>(&gs, gl, "pool-2x2-backward")?;
+    let argmax = op.argmax.lock().unwrap_or_else(|e| e.into_inner());
+    let quarter = T::from_f64(0.25);
+    let mut dx = vec![T::zero(); x.elem_count()];
+    dx.par_chunks_mut(h * w)
+        .zip(g.par_chunks(oh * ow))
+        .enumerate()
+        .for_each(|(p, (dx, g))| {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (win, o) = (window(w, oy, ox), oy * ow + ox);
+                    if op.max {
+                        dx[win[argmax[p * oh * ow + o] as usize]] = g[o];
+                    } else {
+                        win.iter().for_each(|&i| dx[i] = g[o] * quarter);
+                    }
+                }
+            }
+        });
+    tensor(dx, x.shape())
 }
 
 impl CustomOp1 for Pool2x2 {
@@ -116,49 +117,26 @@ impl CustomOp1 for Pool2x2 {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let d = dims(layout)?;
+        let d = layout.shape().dims4()?;
         let shape = Shape::from((d.0, d.1, d.2 / 2, d.3 / 2));
-        let max = self.max;
         let out = dispatch1(
             self.name(),
             (storage, layout),
-            |x| forward(x, d, max),
-            |x| forward(x, d, max),
+            |x| forward(x, d, self),
+            |x| forward(x, d, self),
         )?;
         Ok((out, shape))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let g = grad_res.contiguous()?;
-        Ok(Some(arg.apply_op2_no_bwd(
-            &g,
-            &Pool2x2Backward { max: self.max },
-        )?))
-    }
-}
-
-impl CustomOp2 for Pool2x2Backward {
-    fn name(&self) -> &'static str {
-        "pool-2x2-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let d = dims(l1)?;
-        let max = self.max;
-        let out = dispatch2(
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let g = grad.contiguous()?;
+        by_dtype(
+            arg,
             self.name(),
-            (s1, l1),
-            (s2, l2),
-            |x, g| backward(x, g, d, max),
-            |x, g| backward(x, g, d, max),
-        )?;
-        Ok((out, l1.shape().clone()))
+            || backward::<f32>(self, arg, &g),
+            || backward::<f64>(self, arg, &g),
+        )
+        .map(Some)
     }
 }
 
