@@ -11,7 +11,8 @@ use crate::cli::BenchArgs;
 use crate::config::RunConfig;
 use crate::data::{DataSpec, DataSplits};
 use crate::headless::Reporter;
-use crate::model::Kernels;
+use crate::model::gemm::{self, Threads};
+use crate::model::{profile, Kernels};
 use crate::train::Trainer;
 use crate::{protocol, Error};
 
@@ -74,9 +75,94 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
             secs / val.len().div_ceil(batch_size) as f64,
         );
     }
+    kernel_profile(&base, &data, args.steps)?;
     checkpoints(&base, &data, args.steps.clamp(1, 5))?;
     ui_overhead(&base, &data, args.steps)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a training step of the fast kernels goes, op by op, with the matrix products' rates
+/// against the matrix-product peak measured here and now.
+fn kernel_profile(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), Error> {
+    let one = gemm::peak_gflops(1024, Threads::One);
+    let all = gemm::peak_gflops(1024, Threads::All);
+    say("");
+    say(&format!(
+        "f32 matrix-product peak (1024^3, gemm): {one:.0} GFLOP/s on 1 thread, {all:.0} on {}",
+        rayon::current_num_threads()
+    ));
+    for batch_size in [64, 256] {
+        let cfg = RunConfig {
+            batch_size,
+            kernels: Kernels::Fast,
+            ..base.clone()
+        };
+        let mut trainer = Trainer::new(cfg, data.clone())?;
+        let batch = trainer.training_batch(batch_size);
+        for _ in 0..3 {
+            trainer.step_once(&batch)?;
+        }
+        profile::enable(true);
+        let t0 = Instant::now();
+        for _ in 0..steps {
+            trainer.step_once(&batch)?;
+        }
+        let step_ms = t0.elapsed().as_secs_f64() * 1000.0 / steps as f64;
+        profile::enable(false);
+        let entries = profile::entries();
+        say("");
+        say(&format!(
+            "{:<32} {:>8} {:>8} {:>11} {:>11} {:>9}",
+            format!("fast kernels, batch {batch_size}"),
+            "fwd ms",
+            "bwd ms",
+            "fwd GFLOP/s",
+            "bwd GFLOP/s",
+            "of peak"
+        ));
+        let per_step = |d: Duration| d.as_secs_f64() * 1000.0 / steps as f64;
+        let rate = |flops: f64, d: Duration| {
+            if flops > 0.0 {
+                format!("{:.0}", flops / d.as_secs_f64().max(1e-12) / 1e9)
+            } else {
+                "-".into()
+            }
+        };
+        let mut accounted = 0.0;
+        for e in &entries {
+            let (f, b) = (per_step(e.forward), per_step(e.backward));
+            accounted += f + b;
+            let flops = e.forward_flops + e.backward_flops;
+            let share = if flops > 0.0 {
+                let secs = (e.forward + e.backward).as_secs_f64().max(1e-12);
+                format!("{:.0}%", 100.0 * flops / secs / 1e9 / all)
+            } else {
+                "-".into()
+            };
+            let ms = |v: f64, calls: u32| {
+                if calls > 0 {
+                    format!("{v:.2}")
+                } else {
+                    "-".into()
+                }
+            };
+            say(&format!(
+                "{:<32} {:>8} {:>8} {:>11} {:>11} {share:>9}",
+                e.label,
+                ms(f, e.forward_calls),
+                ms(b, e.backward_calls),
+                rate(e.forward_flops, e.forward),
+                rate(e.backward_flops, e.backward),
+            ));
+        }
+        say(&format!(
+            "{:<32} {:>8.2}",
+            "rest (loss, gradient sums, glue)",
+            step_ms - accounted
+        ));
+        say(&format!("{:<32} {step_ms:>8.2}", "whole step"));
+    }
+    Ok(())
 }
 
 /// Counts the bytes the UI writes, after a warm-up (the first full frame is not steady state).

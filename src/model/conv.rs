@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use super::cpu::{by_dtype, dispatch3, slice, tensor, Float};
 use super::gemm::{matmul, MatRef, Threads};
 use super::layers::Activation;
+use super::profile::{self, Phase};
 
 /// The shape of one convolution (dilation 1, one group).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +218,24 @@ struct Conv2dOp {
     epilogue: Epilogue,
 }
 
+impl Conv2dOp {
+    /// `conv 32->64 k3 14x14 +relu`, for the profile.
+    fn label(&self) -> String {
+        let g = &self.g;
+        let mut s = format!("conv {}->{} k{} {}x{}", g.c, self.out_c, g.k, g.h, g.w);
+        if g.stride > 1 {
+            s += &format!(" s{}", g.stride);
+        }
+        if self.epilogue.scale.is_some() {
+            s += " +bn";
+        }
+        if let Some(a) = self.epilogue.act {
+            s += &format!(" +{}", a.name());
+        }
+        s
+    }
+}
+
 fn forward<T: Float>(x: &[T], w: &[T], shift: &[T], op: &Conv2dOp) -> Vec<T> {
     let (g, o) = (op.g, op.out_c);
     let ohow = g.out_plane();
@@ -374,14 +393,17 @@ impl CustomOp3 for Conv2dOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let n = l1.shape().dims4()?.0;
-        let out = dispatch3(
-            self.name(),
-            (s1, l1),
-            (s2, l2),
-            (s3, l3),
-            |x, w, b| forward(x, w, b, self),
-            |x, w, b| forward(x, w, b, self),
-        )?;
+        let flops = 2.0 * (n * self.g.macs(self.out_c)) as f64;
+        let out = profile::time(|| self.label(), Phase::Forward, flops, || {
+            dispatch3(
+                self.name(),
+                (s1, l1),
+                (s2, l2),
+                (s3, l3),
+                |x, w, b| forward(x, w, b, self),
+                |x, w, b| forward(x, w, b, self),
+            )
+        })?;
         let shape = Shape::from((n, self.out_c, self.g.oh, self.g.ow));
         Ok((out, shape))
     }
@@ -396,12 +418,16 @@ impl CustomOp3 for Conv2dOp {
     ) -> Result<Grads> {
         let dy = dy.contiguous()?;
         let args = (x, w, shift);
-        by_dtype(
-            x,
-            self.name(),
-            || backward::<f32>(self, args, y, &dy),
-            || backward::<f64>(self, args, y, &dy),
-        )
+        let products = usize::from(x.track_op()) + usize::from(w.track_op());
+        let flops = 2.0 * (products * x.dim(0)? * self.g.macs(self.out_c)) as f64;
+        profile::time(|| self.label(), Phase::Backward, flops, || {
+            by_dtype(
+                x,
+                self.name(),
+                || backward::<f32>(self, args, y, &dy),
+                || backward::<f64>(self, args, y, &dy),
+            )
+        })
     }
 }
 

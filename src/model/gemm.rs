@@ -104,6 +104,23 @@ pub fn matmul<T: Float>(
     }
 }
 
+/// The f32 matrix-product rate this machine reaches (GFLOP/s, best of a few runs) on square
+/// products of size `n`: the yardstick for the kernels' own rates in `candletop bench`.
+pub fn peak_gflops(n: usize, threads: Threads) -> f64 {
+    let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
+    let mut c = vec![0f32; n * n];
+    let m = MatRef::new(&a, n, n);
+    matmul(&mut c, m, m, false, threads); // warm-up
+    let best = (0..5)
+        .map(|_| {
+            let t0 = std::time::Instant::now();
+            matmul(&mut c, m, m.t(), false, threads);
+            t0.elapsed().as_secs_f64()
+        })
+        .fold(f64::MAX, f64::min);
+    2.0 * (n * n * n) as f64 / best / 1e9
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

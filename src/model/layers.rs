@@ -8,7 +8,8 @@ use candle_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::cpu::{dispatch1, Float};
+use super::cpu::{by_dtype, dispatch1, slice, tensor, Float};
+use super::profile::{self, Phase};
 use crate::rng::Rng;
 
 /// Which implementation of the hot operations runs: candle's stock ops (the reference), or
@@ -416,14 +417,27 @@ impl CustomOp1 for DropoutOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = dispatch1(self.name(), (s, l), |x| self.apply(x), |x| self.apply(x))?;
+        let label = || format!("dropout {:?}", &l.dims()[1..]);
+        let out = profile::time(label, Phase::Forward, 0.0, || {
+            dispatch1(self.name(), (s, l), |x| self.apply(x), |x| self.apply(x))
+        })?;
         Ok((out, l.shape().clone()))
     }
 
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&DropoutOp {
-            mask: Arc::clone(&self.mask),
-        })?))
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let label = || format!("dropout {:?}", &arg.dims()[1..]);
+        let grad = grad.contiguous()?;
+        let (gs, gl) = grad.storage_and_layout();
+        let name = self.name();
+        profile::time(label, Phase::Backward, 0.0, || {
+            by_dtype(
+                &grad,
+                name,
+                || tensor(self.apply(slice::<f32>(&gs, gl, name)?), grad.shape()),
+                || tensor(self.apply(slice::<f64>(&gs, gl, name)?), grad.shape()),
+            )
+        })
+        .map(Some)
     }
 }
 

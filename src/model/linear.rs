@@ -9,10 +9,24 @@ use rayon::prelude::*;
 use super::cpu::{by_dtype, dispatch3, slice, tensor, Float};
 use super::gemm::{matmul, MatRef, Threads};
 use super::layers::Activation;
+use super::profile::{self, Phase};
 
 struct LinearOp {
+    in_f: usize,
     out_f: usize,
     act: Option<Activation>,
+}
+
+impl LinearOp {
+    /// `linear 3136->128 +relu`, for the profile.
+    fn label(&self) -> String {
+        let act = self.act.map(|a| format!(" +{}", a.name())).unwrap_or_default();
+        format!("linear {}->{}{act}", self.in_f, self.out_f)
+    }
+
+    fn flops(&self, n: usize, products: usize) -> f64 {
+        2.0 * (products * n * self.in_f * self.out_f) as f64
+    }
 }
 
 fn forward<T: Float>(x: &[T], w: &[T], b: &[T], op: &LinearOp) -> Vec<T> {
@@ -116,26 +130,32 @@ impl CustomOp3 for LinearOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let n = l1.shape().dims().first().copied().unwrap_or(1);
-        let out = dispatch3(
-            self.name(),
-            (s1, l1),
-            (s2, l2),
-            (s3, l3),
-            |x, w, b| forward(x, w, b, self),
-            |x, w, b| forward(x, w, b, self),
-        )?;
+        let out = profile::time(|| self.label(), Phase::Forward, self.flops(n, 1), || {
+            dispatch3(
+                self.name(),
+                (s1, l1),
+                (s2, l2),
+                (s3, l3),
+                |x, w, b| forward(x, w, b, self),
+                |x, w, b| forward(x, w, b, self),
+            )
+        })?;
         Ok((out, Shape::from((n, self.out_f))))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Grads> {
         let dy = dy.contiguous()?;
         let args = (x, w, b);
-        by_dtype(
-            x,
-            self.name(),
-            || backward::<f32>(self, args, y, &dy),
-            || backward::<f64>(self, args, y, &dy),
-        )
+        let products = usize::from(x.track_op()) + usize::from(w.track_op());
+        let flops = self.flops(dy.dim(0)?, products);
+        profile::time(|| self.label(), Phase::Backward, flops, || {
+            by_dtype(
+                x,
+                self.name(),
+                || backward::<f32>(self, args, y, &dy),
+                || backward::<f64>(self, args, y, &dy),
+            )
+        })
     }
 }
 
@@ -160,6 +180,6 @@ pub fn linear(
     x.contiguous()?.apply_op3(
         &weight.contiguous()?,
         &bias.contiguous()?,
-        LinearOp { out_f, act },
+        LinearOp { in_f, out_f, act },
     )
 }

@@ -13,10 +13,11 @@ pub mod arch;
 pub mod batchnorm;
 pub mod conv;
 mod cpu;
-mod gemm;
+pub mod gemm;
 pub mod layers;
 pub mod linear;
 pub mod pool;
+pub mod profile;
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use serde::{Deserialize, Serialize};

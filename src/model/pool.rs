@@ -12,6 +12,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::cpu::{by_dtype, dispatch1, slice, tensor, Float};
+use super::profile::{self, Phase};
 use super::Pool;
 
 /// Forward records, for max pooling, which of the four inputs won each window (0..4, row-major
@@ -19,6 +20,14 @@ use super::Pool;
 struct Pool2x2 {
     max: bool,
     argmax: Mutex<Vec<u8>>,
+}
+
+impl Pool2x2 {
+    /// `max pool 32x28x28`, for the profile.
+    fn label(&self, (_, c, h, w): (usize, usize, usize, usize)) -> String {
+        let kind = if self.max { "max" } else { "avg" };
+        format!("{kind} pool {c}x{h}x{w}")
+    }
 }
 
 /// Applies 2x2 pooling to an (n, c, h, w) tensor.
@@ -34,48 +43,58 @@ pub fn pool2x2(x: &Tensor, kind: Pool) -> Result<Tensor> {
     }
 }
 
-/// Offsets within an (h, w) plane of the four inputs of window (oy, ox).
-fn window(w: usize, oy: usize, ox: usize) -> [usize; 4] {
-    let i = 2 * oy * w + 2 * ox;
-    [i, i + 1, i + w, i + w + 1]
-}
-
-fn forward<T: Float>(x: &[T], (_, _, h, w): (usize, usize, usize, usize), op: &Pool2x2) -> Vec<T> {
-    let (oh, ow) = (h / 2, w / 2);
-    let planes = x.len() / (h * w);
+/// One plane: the output rows from pairs of input rows, recording the winner of each max window.
+fn pool_plane<T: Float>(plane: &[T], w: usize, out: &mut [T], mut idx: Option<&mut [u8]>) {
+    let ow = w / 2;
     let quarter = T::from_f64(0.25);
-    let mut out = vec![T::zero(); planes * oh * ow];
-    let mut argmax = vec![0u8; if op.max { out.len() } else { 0 }];
-    let run = |(plane, out): (&[T], &mut [T]), mut idx: Option<&mut [u8]>| {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let win = window(w, oy, ox);
-                let o = oy * ow + ox;
-                if let Some(idx) = idx.as_deref_mut() {
+    for (oy, orow) in out.chunks_exact_mut(ow).enumerate() {
+        let r0 = &plane[2 * oy * w..][..2 * ow];
+        let r1 = &plane[(2 * oy + 1) * w..][..2 * ow];
+        let win = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+        match idx.as_deref_mut() {
+            Some(idx) => {
+                let irow = &mut idx[oy * ow..][..ow];
+                for ((o, i), (a, b)) in orow.iter_mut().zip(irow).zip(win) {
                     // The first maximum wins; NaN never wins, so a NaN first element stays
                     // (and propagates).
-                    let mut best = 0;
-                    for j in 1..4 {
-                        if plane[win[j]] > plane[win[best]] {
-                            best = j;
+                    let (mut best, mut at) = (a[0], 0u8);
+                    for (v, k) in [(a[1], 1u8), (b[0], 2), (b[1], 3)] {
+                        if v > best {
+                            (best, at) = (v, k);
                         }
                     }
-                    idx[o] = best as u8;
-                    out[o] = plane[win[best]];
-                } else {
-                    out[o] =
-                        (plane[win[0]] + plane[win[1]] + plane[win[2]] + plane[win[3]]) * quarter;
+                    *o = best;
+                    *i = at;
+                }
+            }
+            None => {
+                for (o, (a, b)) in orow.iter_mut().zip(win) {
+                    *o = (a[0] + a[1] + b[0] + b[1]) * quarter;
                 }
             }
         }
-    };
+    }
+}
+
+fn forward<T: Float>(
+    x: &[T],
+    (_, _, h, w): (usize, usize, usize, usize),
+    op: &Pool2x2,
+) -> Vec<T> {
+    let (oh, ow) = (h / 2, w / 2);
+    let planes = x.len() / (h * w);
+    let mut out = vec![T::zero(); planes * oh * ow];
+    if oh * ow == 0 {
+        return out;
+    }
+    let mut argmax = vec![0u8; if op.max { out.len() } else { 0 }];
     let pairs = x.par_chunks(h * w).zip(out.par_chunks_mut(oh * ow));
     if op.max {
         pairs
             .zip(argmax.par_chunks_mut(oh * ow))
-            .for_each(|(p, idx)| run(p, Some(idx)));
+            .for_each(|((p, o), idx)| pool_plane(p, w, o, Some(idx)));
     } else {
-        pairs.for_each(|p| run(p, None));
+        pairs.for_each(|(p, o)| pool_plane(p, w, o, None));
     }
     *op.argmax.lock().unwrap_or_else(|e| e.into_inner()) = argmax;
     out
@@ -84,22 +103,35 @@ fn forward<T: Float>(x: &[T], (_, _, h, w): (usize, usize, usize, usize), op: &P
 fn backward<T: Float>(op: &Pool2x2, x: &Tensor, grad: &Tensor) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     let (oh, ow) = (h / 2, w / 2);
+    let mut dx = vec![T::zero(); x.elem_count()];
+    if oh * ow == 0 {
+        return tensor(dx, x.shape());
+    }
     let (gs, gl) = grad.storage_and_layout();
     let g = slice::<T>(&gs, gl, "pool-2x2-backward")?;
     let argmax = op.argmax.lock().unwrap_or_else(|e| e.into_inner());
     let quarter = T::from_f64(0.25);
-    let mut dx = vec![T::zero(); x.elem_count()];
     dx.par_chunks_mut(h * w)
         .zip(g.par_chunks(oh * ow))
         .enumerate()
         .for_each(|(p, (dx, g))| {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let (win, o) = (window(w, oy, ox), oy * ow + ox);
-                    if op.max {
-                        dx[win[argmax[p * oh * ow + o] as usize]] = g[o];
-                    } else {
-                        win.iter().for_each(|&i| dx[i] = g[o] * quarter);
+            for (oy, grow) in g.chunks_exact(ow).enumerate() {
+                let (r0, r1) = dx[2 * oy * w..][..2 * w].split_at_mut(w);
+                let wins = r0.chunks_exact_mut(2).zip(r1.chunks_exact_mut(2));
+                if op.max {
+                    let irow = &argmax[p * oh * ow + oy * ow..][..ow];
+                    for (((a, b), &gv), &k) in wins.zip(grow).zip(irow) {
+                        match k {
+                            0 => a[0] = gv,
+                            1 => a[1] = gv,
+                            2 => b[0] = gv,
+                            _ => b[1] = gv,
+                        }
+                    }
+                } else {
+                    for ((a, b), &gv) in wins.zip(grow) {
+                        let q = gv * quarter;
+                        (a[0], a[1], b[0], b[1]) = (q, q, q, q);
                     }
                 }
             }
@@ -119,23 +151,28 @@ impl CustomOp1 for Pool2x2 {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = layout.shape().dims4()?;
         let shape = Shape::from((d.0, d.1, d.2 / 2, d.3 / 2));
-        let out = dispatch1(
-            self.name(),
-            (storage, layout),
-            |x| forward(x, d, self),
-            |x| forward(x, d, self),
-        )?;
+        let out = profile::time(|| self.label(d), Phase::Forward, 0.0, || {
+            dispatch1(
+                self.name(),
+                (storage, layout),
+                |x| forward(x, d, self),
+                |x| forward(x, d, self),
+            )
+        })?;
         Ok((out, shape))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let g = grad.contiguous()?;
-        by_dtype(
-            arg,
-            self.name(),
-            || backward::<f32>(self, arg, &g),
-            || backward::<f64>(self, arg, &g),
-        )
+        let label = || self.label(arg.dims4().unwrap_or_default());
+        profile::time(label, Phase::Backward, 0.0, || {
+            by_dtype(
+                arg,
+                self.name(),
+                || backward::<f32>(self, arg, &g),
+                || backward::<f64>(self, arg, &g),
+            )
+        })
         .map(Some)
     }
 }

@@ -14,6 +14,7 @@ use crate::config::BestMetric;
 use crate::config::RunConfig;
 use crate::data::batch::{batches_per_epoch, epoch_order};
 use crate::data::{Batch, BatchStream, DataSplits, Dataset, Normalization};
+use crate::model::profile::{self, Phase};
 use crate::model::{cross_entropy, Cnn, Mode, ModelConfig};
 use crate::protocol::{
     Command, EpochMetrics, EvalMetrics, Event, FinishReason, LrSource, RunInfo, StepMetrics,
@@ -553,14 +554,18 @@ impl Trainer {
         }
         self.opt.begin_step();
         let mut update_ratios = Vec::with_capacity(params.len());
-        for (i, (p, g)) in params.iter().zip(&grad_vecs).enumerate() {
-            let mut w: Vec<f32> = p.var.flatten_all()?.to_vec1()?;
-            let norm_w = l2(&w);
-            let delta = self.opt.update(i, &mut w, g, self.lr as f32).sqrt();
-            update_ratios.push(if norm_w > 0.0 { delta / norm_w } else { delta });
-            p.var
-                .set(&Tensor::from_vec(w, p.var.shape(), &Device::Cpu)?)?;
-        }
+        let label = || format!("optimizer ({})", self.cfg.optimizer.name());
+        profile::time(label, Phase::Forward, 0.0, || -> candle_core::Result<()> {
+            for (i, (p, g)) in params.iter().zip(&grad_vecs).enumerate() {
+                let mut w: Vec<f32> = p.var.flatten_all()?.to_vec1()?;
+                let norm_w = l2(&w);
+                let delta = self.opt.update(i, &mut w, g, self.lr as f32).sqrt();
+                update_ratios.push(if norm_w > 0.0 { delta / norm_w } else { delta });
+                p.var
+                    .set(&Tensor::from_vec(w, p.var.shape(), &Device::Cpu)?)?;
+            }
+            Ok(())
+        })?;
         let ips_now = batch.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         let ips = match self.ips {
             Some(prev) => 0.9 * prev + 0.1 * ips_now,
