@@ -92,92 +92,207 @@ fn gradients_match_finite_differences_other_activations_and_pools() {
     check(Activation::LeakyRelu, "c2,f3", true);
 }
 
-/// The fused batch-norm ops against candle's stock composition: forward, and every gradient,
-/// over random shapes (relative error at most 1e-4).
-#[test]
-fn fast_batch_norm_matches_the_stock_ops() {
-    use candle_core::Var;
-    use candletop::model::batchnorm::batch_norm_train;
-    let mut rng = Rng::new(21);
-    for case in 0..12 {
-        let dims = (
-            1 + rng.below(5) as usize,
-            1 + rng.below(6) as usize,
-            1 + rng.below(7) as usize,
-            1 + rng.below(7) as usize,
+/// Relative error of `got` against `want`, scaled by the largest magnitude in `want`.
+fn assert_close(want: &[f64], got: &[f64], what: &str) {
+    assert_eq!(want.len(), got.len(), "{what}: lengths differ");
+    let scale = want.iter().map(|v| v.abs()).fold(1e-3f64, f64::max);
+    for (i, (a, b)) in want.iter().zip(got).enumerate() {
+        assert!(
+            (a - b).abs() / scale <= 1e-4,
+            "{what}[{i}]: reference {a} fast {b}"
         );
-        let n: usize = dims.0 * dims.1 * dims.2 * dims.3;
-        if n / dims.1 < 2 {
-            continue; // one value per channel: the variance is zero and the gradient ill-posed
+    }
+}
+
+fn flat64(t: &Tensor) -> Vec<f64> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
+}
+
+/// The fused conv block (conv, batch norm in training or folded for evaluation or none,
+/// activation, pooling) in f32 against the same block composed from candle's stock ops in f64:
+/// output and the gradients of input, weight and bias or (gamma, beta), over random shapes,
+/// strides, paddings and options (relative error at most 1e-4).
+#[test]
+fn fast_conv_block_matches_the_stock_ops() {
+    use candle_core::Var;
+    use candletop::model::block::{conv_block, BlockSpec, Norm};
+    use candletop::model::pool::pool2x2;
+    use candletop::model::Pool;
+    let acts = [
+        None,
+        Some(Activation::Relu),
+        Some(Activation::LeakyRelu),
+        Some(Activation::Elu),
+        Some(Activation::Tanh),
+        Some(Activation::Sigmoid),
+    ];
+    let mut rng = Rng::new(8);
+    let (mut cases, mut tries) = (0, 0);
+    while cases < 80 {
+        tries += 1;
+        assert!(
+            tries < 2000,
+            "too few shapes that candle's conv2d backward accepts"
+        );
+        let (n, c, o) = (
+            1 + rng.below(3) as usize,
+            1 + rng.below(4) as usize,
+            1 + rng.below(5) as usize,
+        );
+        let (k, s, p) = (
+            1 + rng.below(5) as usize,
+            1 + rng.below(2) as usize,
+            rng.below(3) as usize,
+        );
+        let (h, w) = (1 + rng.below(9) as usize, 1 + rng.below(9) as usize);
+        if h + 2 * p < k || w + 2 * p < k {
+            continue;
         }
-        let c = dims.1;
-        let vals = |k: usize, rng: &mut Rng| -> Vec<f32> {
-            (0..k).map(|_| rng.uniform(-3.0, 3.0)).collect()
+        let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+        let pool = [Pool::None, Pool::Max, Pool::Avg][rng.below(3) as usize];
+        if pool != Pool::None && (oh < 2 || ow < 2) {
+            continue;
+        }
+        let kind = rng.below(3);
+        if kind == 1 && n * oh * ow < 4 {
+            continue; // batch statistics of a handful of values: ill-conditioned
+        }
+        let act = acts[rng.below(acts.len() as u64) as usize];
+        let vals = |len: usize, rng: &mut Rng| -> Vec<f32> {
+            (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
         };
-        let x = Var::from_vec(vals(n, &mut rng), dims, &Device::Cpu).unwrap();
-        let g = Var::from_vec(vals(c, &mut rng), c, &Device::Cpu).unwrap();
-        let b = Var::from_vec(vals(c, &mut rng), c, &Device::Cpu).unwrap();
-        let w = Tensor::from_vec(vals(n, &mut rng), dims, &Device::Cpu).unwrap();
-        // Stock: the same formula from candle's ops, in f64 (the f32 stock ops lose digits to
-        // cancellation in dx when a channel has few values).
-        let x64 = Var::from_tensor(&x.to_dtype(DType::F64).unwrap()).unwrap();
-        let g64 = Var::from_tensor(&g.to_dtype(DType::F64).unwrap()).unwrap();
-        let b64 = Var::from_tensor(&b.to_dtype(DType::F64).unwrap()).unwrap();
-        let mean = x64.mean_keepdim((0, 2, 3)).unwrap();
-        let centred = x64.broadcast_sub(&mean).unwrap();
-        let var = centred.sqr().unwrap().mean_keepdim((0, 2, 3)).unwrap();
-        let stock = centred
-            .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
-            .unwrap()
-            .broadcast_mul(&g64.as_tensor().reshape((1, c, 1, 1)).unwrap())
-            .unwrap()
-            .broadcast_add(&b64.as_tensor().reshape((1, c, 1, 1)).unwrap())
-            .unwrap();
-        let (fast, _) =
-            batch_norm_train(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-5, None).unwrap();
-        let loss = |y: &Tensor| {
-            (y * &w.to_dtype(y.dtype()).unwrap())
-                .unwrap()
-                .sum_all()
-                .unwrap()
+        let x = Var::from_vec(vals(n * c * h * w, &mut rng), (n, c, h, w), &Device::Cpu).unwrap();
+        let wt = Var::from_vec(vals(o * c * k * k, &mut rng), (o, c, k, k), &Device::Cpu).unwrap();
+        let plen = if kind == 1 { 2 * o } else { o };
+        let pv = Var::from_vec(vals(plen, &mut rng), plen, &Device::Cpu).unwrap();
+        let scale: Vec<f64> = (0..o).map(|_| rng.uniform(0.5, 2.0) as f64).collect();
+        let norm = match kind {
+            0 => Norm::None,
+            1 => Norm::Batch { eps: 1e-5 },
+            _ => Norm::Folded(scale.clone()),
         };
-        let gs = loss(&stock).backward().unwrap();
-        let gf = loss(&fast).backward().unwrap();
-        let flat = |t: &Tensor| {
-            t.flatten_all()
-                .unwrap()
-                .to_dtype(DType::F32)
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-        };
-        let close = |a: Vec<f32>, b: Vec<f32>, what: &str| {
-            let scale = a.iter().map(|v| v.abs()).fold(1e-3f32, f32::max);
-            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-                assert!(
-                    (x - y).abs() / scale <= 1e-4,
-                    "case {case} {dims:?} {what}[{i}]: stock {x} fast {y}"
-                );
+        let what = format!("n{n} c{c} o{o} {h}x{w} k{k} s{s} p{p} {norm:?} {act:?} {pool:?}");
+
+        // Reference: candle's stock ops in f64.
+        let to64 = |v: &Var| Var::from_tensor(&v.to_dtype(DType::F64).unwrap()).unwrap();
+        let (x64, w64, p64) = (to64(&x), to64(&wt), to64(&pv));
+        let col = |t: &Tensor| t.reshape((1, o, 1, 1)).unwrap();
+        let mut y = x64.conv2d(&w64, p, s, 1, 1).unwrap();
+        y = match &norm {
+            Norm::None => y.broadcast_add(&col(p64.as_tensor())).unwrap(),
+            Norm::Batch { eps } => {
+                let mean = y.mean_keepdim((0, 2, 3)).unwrap();
+                let centred = y.broadcast_sub(&mean).unwrap();
+                let var = centred.sqr().unwrap().mean_keepdim((0, 2, 3)).unwrap();
+                let gamma = p64.narrow(0, 0, o).unwrap();
+                let beta = p64.narrow(0, o, o).unwrap();
+                centred
+                    .broadcast_div(&(var + *eps).unwrap().sqrt().unwrap())
+                    .unwrap()
+                    .broadcast_mul(&col(&gamma))
+                    .unwrap()
+                    .broadcast_add(&col(&beta))
+                    .unwrap()
+            }
+            Norm::Folded(scale) => {
+                let sc = Tensor::from_vec(scale.clone(), o, &Device::Cpu).unwrap();
+                y.broadcast_mul(&col(&sc))
+                    .unwrap()
+                    .broadcast_add(&col(p64.as_tensor()))
+                    .unwrap()
             }
         };
-        close(flat(&stock), flat(&fast), "y");
-        for (v64, v, what) in [(&x64, &x, "dx"), (&g64, &g, "dgamma"), (&b64, &b, "dbeta")] {
-            close(
-                flat(gs.get(v64.as_tensor()).unwrap()),
-                flat(gf.get(v.as_tensor()).unwrap()),
-                what,
+        if let Some(a) = act {
+            y = a.forward(&y).unwrap();
+        }
+        let reference = pool2x2(&y, pool).unwrap();
+        let probe64 = Tensor::from_vec(
+            (0..reference.elem_count())
+                .map(|_| rng.uniform(-1.0, 1.0) as f64)
+                .collect::<Vec<_>>(),
+            reference.shape(),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let Ok(ref_grads) = (&reference * &probe64)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+        else {
+            continue; // candle's conv2d backward rejects some strided shapes
+        };
+        cases += 1;
+
+        let spec = BlockSpec {
+            stride: s,
+            pad: p,
+            norm,
+            act,
+            pool,
+        };
+        let (fast, _) =
+            conv_block(x.as_tensor(), wt.as_tensor(), Some(pv.as_tensor()), spec).unwrap();
+        assert_eq!(fast.dims(), reference.dims(), "{what}");
+        let probe = probe64.to_dtype(DType::F32).unwrap();
+        let grads = (&fast * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert_close(&flat64(&reference), &flat64(&fast), &format!("{what} y"));
+        for (v64, v, name) in [(&x64, &x, "dx"), (&w64, &wt, "dw"), (&p64, &pv, "dp")] {
+            assert_close(
+                &flat64(ref_grads.get(v64.as_tensor()).unwrap()),
+                &flat64(grads.get(v.as_tensor()).unwrap()),
+                &format!("{what} {name}"),
             );
         }
     }
 }
 
-/// The im2col + gemm convolution against a direct computation from the definition, over random
+/// Evaluation with the fast kernels (batch norm folded into the conv) against the stock ops,
+/// with running statistics far from their initial values.
+#[test]
+fn fast_evaluation_matches_the_stock_ops() {
+    let config = ModelConfig {
+        input: [1, 12, 12],
+        classes: 4,
+        arch: "c4,c6k5/avg,f8".parse().unwrap(),
+        activation: Activation::Relu,
+        batch_norm: true,
+        dropout: 0.3,
+    };
+    let mut model = Cnn::new(config, &mut Rng::new(3), DType::F32).unwrap();
+    let mut rng = Rng::new(9);
+    let x: Vec<f32> = (0..6 * 144).map(|_| rng.uniform(-2.0, 3.0)).collect();
+    let x = Tensor::from_vec(x, (6, 1, 12, 12), &Device::Cpu).unwrap();
+    // A few training passes move the running statistics (and nothing else).
+    for _ in 0..5 {
+        model.forward(&x, Mode::Train, &mut rng).unwrap();
+    }
+    let mut logits = Vec::new();
+    for kernels in [Kernels::Stock, Kernels::Fast] {
+        model.set_kernels(kernels);
+        logits.push(flat64(&model.forward(&x, Mode::Eval, &mut rng).unwrap()));
+    }
+    assert_close(&logits[0], &logits[1], "eval logits");
+}
+
+/// The block's convolution (im2col + gemm) against a direct computation from the definition, over random
 /// shapes: output, input gradient and weight gradient (relative error at most 1e-4). (candle's
 /// own conv2d backward fails outright on some of these shapes: stride 2 with a remainder.)
 #[test]
 fn fast_conv_matches_the_definition() {
     use candle_core::Var;
-    use candletop::model::conv::{conv2d, Epilogue};
+    use candletop::model::block::{conv_block, BlockSpec, Norm};
+    use candletop::model::Pool;
     let mut rng = Rng::new(5);
     let mut cases = 0;
     while cases < 60 {
@@ -240,15 +355,14 @@ fn fast_conv_matches_the_definition() {
         }
         let x = Var::from_vec(xv, (n, c, h, w), &Device::Cpu).unwrap();
         let wt = Var::from_vec(wv, (o, c, k, k), &Device::Cpu).unwrap();
-        let fast = conv2d(
-            x.as_tensor(),
-            wt.as_tensor(),
-            None,
-            s,
-            p,
-            Epilogue::default(),
-        )
-        .unwrap();
+        let spec = BlockSpec {
+            stride: s,
+            pad: p,
+            norm: Norm::None,
+            act: None,
+            pool: Pool::None,
+        };
+        let (fast, _) = conv_block(x.as_tensor(), wt.as_tensor(), None, spec).unwrap();
         assert_eq!(fast.dims(), &[n, o, oh, ow]);
         let probe = Tensor::from_vec(gv, fast.shape(), &Device::Cpu).unwrap();
         let grads = (&fast * &probe)

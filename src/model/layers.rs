@@ -8,8 +8,10 @@ use candle_core::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::block::{conv_block, BlockSpec, Norm};
 use super::cpu::{by_dtype, dispatch1, slice, tensor, Float};
 use super::profile::{self, Phase};
+use super::Pool;
 use crate::rng::Rng;
 
 /// Which implementation of the hot operations runs: candle's stock ops (the reference), or
@@ -197,33 +199,49 @@ impl Conv2d {
 }
 
 impl Conv2d {
-    /// The fast kernel: the convolution with what follows it fused in. `bn` is an
-    /// evaluation-mode batch norm (running statistics) folded into a per-channel scale and
-    /// shift; `act` the activation after both.
-    pub fn forward_fused(
+    /// The fast kernel: the conv block as one op. In training a batch norm uses (and tracks)
+    /// the batch's statistics; in evaluation its running statistics fold into the conv.
+    pub fn forward_block(
         &self,
         x: &Tensor,
-        bn: Option<&BatchNorm2d>,
+        bn: Option<&mut BatchNorm2d>,
         act: Option<Activation>,
+        pool: Pool,
+        mode: Mode,
     ) -> Result<Tensor> {
         let bias = self.bias.as_ref().map(|b| b.as_tensor());
-        let (scale, shift) = match bn {
-            None => (None, bias.cloned()),
-            Some(bn) => {
-                let (scale, shift) = bn.eval_affine(bias)?;
-                let shift = Tensor::from_vec(shift, scale.len(), x.device())?;
-                (Some(scale), Some(shift.to_dtype(x.dtype())?))
-            }
+        let spec = |norm| BlockSpec {
+            stride: self.stride,
+            pad: self.padding,
+            norm,
+            act,
+            pool,
         };
-        let epilogue = super::conv::Epilogue { scale, act };
-        super::conv::conv2d(
-            x,
-            &self.weight,
-            shift.as_ref(),
-            self.stride,
-            self.padding,
-            epilogue,
-        )
+        match (bn, mode) {
+            (None, _) => Ok(conv_block(x, &self.weight, bias, spec(Norm::None))?.0),
+            (Some(bn), Mode::Train) => {
+                let p = Tensor::cat(&[bn.weight.as_tensor(), bn.bias.as_tensor()], 0)?;
+                let norm = Norm::Batch {
+                    eps: BatchNorm2d::EPS,
+                };
+                let (y, stats) = conv_block(x, &self.weight, Some(&p), spec(norm))?;
+                let (n, _, h, w) = x.dims4()?;
+                let g = super::conv::Geometry::new(
+                    (0, h, w),
+                    self.weight.dim(2)?,
+                    self.stride,
+                    self.padding,
+                )?;
+                bn.track(&stats, (n * g.oh * g.ow) as f64)?;
+                Ok(y)
+            }
+            (Some(bn), Mode::Eval) => {
+                let (scale, shift) = bn.eval_affine(bias)?;
+                let shift =
+                    Tensor::from_vec(shift, scale.len(), x.device())?.to_dtype(x.dtype())?;
+                Ok(conv_block(x, &self.weight, Some(&shift), spec(Norm::Folded(scale)))?.0)
+            }
+        }
     }
 }
 
@@ -286,21 +304,6 @@ impl BatchNorm2d {
                 (s, beta[c] + (bias[c] - mean[c]) * s)
             })
             .unzip())
-    }
-
-    /// The fast kernel for training: batch statistics, with the activation that follows fused
-    /// in.
-    pub fn forward_train_fused(&mut self, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
-        let (n, _, h, w) = x.dims4()?;
-        let (y, stats) = super::batchnorm::batch_norm_train(
-            x,
-            self.weight.as_tensor(),
-            self.bias.as_tensor(),
-            Self::EPS,
-            act,
-        )?;
-        self.track(&stats, (n * h * w) as f64)?;
-        Ok(y)
     }
 
     /// Candle's stock ops.

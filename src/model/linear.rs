@@ -20,7 +20,10 @@ struct LinearOp {
 impl LinearOp {
     /// `linear 3136->128 +relu`, for the profile.
     fn label(&self) -> String {
-        let act = self.act.map(|a| format!(" +{}", a.name())).unwrap_or_default();
+        let act = self
+            .act
+            .map(|a| format!(" +{}", a.name()))
+            .unwrap_or_default();
         format!("linear {}->{}{act}", self.in_f, self.out_f)
     }
 
@@ -130,16 +133,21 @@ impl CustomOp3 for LinearOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let n = l1.shape().dims().first().copied().unwrap_or(1);
-        let out = profile::time(|| self.label(), Phase::Forward, self.flops(n, 1), || {
-            dispatch3(
-                self.name(),
-                (s1, l1),
-                (s2, l2),
-                (s3, l3),
-                |x, w, b| forward(x, w, b, self),
-                |x, w, b| forward(x, w, b, self),
-            )
-        })?;
+        let out = profile::time(
+            || self.label(),
+            Phase::Forward,
+            self.flops(n, 1),
+            || {
+                dispatch3(
+                    self.name(),
+                    (s1, l1),
+                    (s2, l2),
+                    (s3, l3),
+                    |x, w, b| forward(x, w, b, self),
+                    |x, w, b| forward(x, w, b, self),
+                )
+            },
+        )?;
         Ok((out, Shape::from((n, self.out_f))))
     }
 
@@ -148,14 +156,19 @@ impl CustomOp3 for LinearOp {
         let args = (x, w, b);
         let products = usize::from(x.track_op()) + usize::from(w.track_op());
         let flops = self.flops(dy.dim(0)?, products);
-        profile::time(|| self.label(), Phase::Backward, flops, || {
-            by_dtype(
-                x,
-                self.name(),
-                || backward::<f32>(self, args, y, &dy),
-                || backward::<f64>(self, args, y, &dy),
-            )
-        })
+        profile::time(
+            || self.label(),
+            Phase::Backward,
+            flops,
+            || {
+                by_dtype(
+                    x,
+                    self.name(),
+                    || backward::<f32>(self, args, y, &dy),
+                    || backward::<f64>(self, args, y, &dy),
+                )
+            },
+        )
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod arch;
 pub mod batchnorm;
+pub mod block;
 pub mod conv;
 mod cpu;
 pub mod gemm;
@@ -514,45 +515,44 @@ fn run(layer: &mut Layer, x: &Tensor, mode: Mode, rng: &mut Rng) -> Result<Tenso
     }
 }
 
-/// The layers with the fast kernels, each run of layers that fuses becoming one op:
-/// conv + act; in training batch norm + act (the conv alone before it); in evaluation
-/// conv + batch norm + act (the batch norm folded into the conv's epilogue); linear + act.
+/// The layers with the fast kernels, each run of layers that fuses becoming one op: a conv
+/// block (conv, [batch norm], [act], [pool]) and linear + act.
 fn run_fused(layers: &mut [Layer], mut x: Tensor, mode: Mode, rng: &mut Rng) -> Result<Tensor> {
-    let act_at = |layers: &[Layer], i: usize| match layers.get(i) {
-        Some(Layer::Act(a)) => Some(*a),
-        _ => None,
-    };
     let mut i = 0;
     while i < layers.len() {
         let (head, tail) = layers.split_at_mut(i + 1);
-        let next_act = act_at(tail, 0);
+        let next_act = match tail.first() {
+            Some(Layer::Act(a)) => Some(*a),
+            _ => None,
+        };
         let skip_act = usize::from(next_act.is_some());
         i += 1 + match &mut head[i] {
-            Layer::Conv(c) => match (tail.first(), mode) {
-                (Some(Layer::BatchNorm(_)), Mode::Train) => {
-                    x = c.forward_fused(&x, None, None)?;
-                    0
-                }
-                (Some(Layer::BatchNorm(bn)), Mode::Eval) => {
-                    let act = act_at(tail, 1);
-                    x = c.forward_fused(&x, Some(bn), act)?;
-                    1 + usize::from(act.is_some())
-                }
-                _ => {
-                    x = c.forward_fused(&x, None, next_act)?;
-                    skip_act
-                }
-            },
-            Layer::BatchNorm(bn) => match mode {
-                Mode::Train => {
-                    x = bn.forward_train_fused(&x, next_act)?;
-                    skip_act
-                }
-                Mode::Eval => {
-                    x = bn.forward(&x, mode)?;
-                    0
-                }
-            },
+            Layer::Conv(c) => {
+                // The block is the conv and what follows it, in the order plan() lays out.
+                let mut rest = tail.iter_mut().peekable();
+                let bn = rest.next_if(|l| matches!(l, Layer::BatchNorm(_)));
+                let act = rest.next_if(|l| matches!(l, Layer::Act(_)));
+                let pool = rest.next_if(|l| matches!(l, Layer::Pool(_)));
+                let used = [bn.is_some(), act.is_some(), pool.is_some()];
+                let bn = match bn {
+                    Some(Layer::BatchNorm(bn)) => Some(bn),
+                    _ => None,
+                };
+                let act = match act {
+                    Some(Layer::Act(a)) => Some(*a),
+                    _ => None,
+                };
+                let pool = match pool {
+                    Some(Layer::Pool(p)) => *p,
+                    _ => Pool::None,
+                };
+                x = c.forward_block(&x, bn, act, pool, mode)?;
+                used.iter().filter(|&&u| u).count()
+            }
+            Layer::BatchNorm(bn) => {
+                x = bn.forward(&x, mode)?;
+                0
+            }
             Layer::Linear(l) => {
                 x = l.forward_fused(&x, next_act)?;
                 skip_act

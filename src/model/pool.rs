@@ -44,7 +44,12 @@ pub fn pool2x2(x: &Tensor, kind: Pool) -> Result<Tensor> {
 }
 
 /// One plane: the output rows from pairs of input rows, recording the winner of each max window.
-fn pool_plane<T: Float>(plane: &[T], w: usize, out: &mut [T], mut idx: Option<&mut [u8]>) {
+pub(super) fn pool_plane<T: Float>(
+    plane: &[T],
+    w: usize,
+    out: &mut [T],
+    mut idx: Option<&mut [u8]>,
+) {
     let ow = w / 2;
     let quarter = T::from_f64(0.25);
     for (oy, orow) in out.chunks_exact_mut(ow).enumerate() {
@@ -76,11 +81,7 @@ fn pool_plane<T: Float>(plane: &[T], w: usize, out: &mut [T], mut idx: Option<&m
     }
 }
 
-fn forward<T: Float>(
-    x: &[T],
-    (_, _, h, w): (usize, usize, usize, usize),
-    op: &Pool2x2,
-) -> Vec<T> {
+fn forward<T: Float>(x: &[T], (_, _, h, w): (usize, usize, usize, usize), op: &Pool2x2) -> Vec<T> {
     let (oh, ow) = (h / 2, w / 2);
     let planes = x.len() / (h * w);
     let mut out = vec![T::zero(); planes * oh * ow];
@@ -100,6 +101,39 @@ fn forward<T: Float>(
     out
 }
 
+/// One plane's gradient before pooling (h x w) from its pooled gradient: to the winner of each
+/// window (`argmax` from forward), or a quarter to each input with no winners given (average
+/// pooling); nothing to the row and column that floor pooling drops.
+pub(super) fn unpool_plane<T: Float>(g: &[T], argmax: &[u8], w: usize, dx: &mut [T]) {
+    let ow = w / 2;
+    dx.fill(T::zero());
+    if ow == 0 {
+        return;
+    }
+    let quarter = T::from_f64(0.25);
+    for (oy, grow) in g.chunks_exact(ow).enumerate() {
+        let (r0, r1) = dx[2 * oy * w..][..2 * w].split_at_mut(w);
+        let wins = r0.chunks_exact_mut(2).zip(r1.chunks_exact_mut(2));
+        if argmax.is_empty() {
+            for ((a, b), &gv) in wins.zip(grow) {
+                let q = gv * quarter;
+                (a[0], a[1], b[0], b[1]) = (q, q, q, q);
+            }
+        } else {
+            let irow = &argmax[oy * ow..][..ow];
+            // Branch-free: which input won is data, and mispredicted branches cost more here
+            // than writing all four.
+            let z = T::zero();
+            for (((a, b), &gv), &k) in wins.zip(grow).zip(irow) {
+                a[0] = if k == 0 { gv } else { z };
+                a[1] = if k == 1 { gv } else { z };
+                b[0] = if k == 2 { gv } else { z };
+                b[1] = if k == 3 { gv } else { z };
+            }
+        }
+    }
+}
+
 fn backward<T: Float>(op: &Pool2x2, x: &Tensor, grad: &Tensor) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     let (oh, ow) = (h / 2, w / 2);
@@ -110,31 +144,16 @@ fn backward<T: Float>(op: &Pool2x2, x: &Tensor, grad: &Tensor) -> Result<Tensor>
     let (gs, gl) = grad.storage_and_layout();
     let g = slice::<T>(&gs, gl, "pool-2x2-backward")?;
     let argmax = op.argmax.lock().unwrap_or_else(|e| e.into_inner());
-    let quarter = T::from_f64(0.25);
     dx.par_chunks_mut(h * w)
         .zip(g.par_chunks(oh * ow))
         .enumerate()
         .for_each(|(p, (dx, g))| {
-            for (oy, grow) in g.chunks_exact(ow).enumerate() {
-                let (r0, r1) = dx[2 * oy * w..][..2 * w].split_at_mut(w);
-                let wins = r0.chunks_exact_mut(2).zip(r1.chunks_exact_mut(2));
-                if op.max {
-                    let irow = &argmax[p * oh * ow + oy * ow..][..ow];
-                    for (((a, b), &gv), &k) in wins.zip(grow).zip(irow) {
-                        match k {
-                            0 => a[0] = gv,
-                            1 => a[1] = gv,
-                            2 => b[0] = gv,
-                            _ => b[1] = gv,
-                        }
-                    }
-                } else {
-                    for ((a, b), &gv) in wins.zip(grow) {
-                        let q = gv * quarter;
-                        (a[0], a[1], b[0], b[1]) = (q, q, q, q);
-                    }
-                }
-            }
+            let idx = if op.max {
+                &argmax[p * oh * ow..][..oh * ow]
+            } else {
+                &[]
+            };
+            unpool_plane(g, idx, w, dx)
         });
     tensor(dx, x.shape())
 }
@@ -151,14 +170,19 @@ impl CustomOp1 for Pool2x2 {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = layout.shape().dims4()?;
         let shape = Shape::from((d.0, d.1, d.2 / 2, d.3 / 2));
-        let out = profile::time(|| self.label(d), Phase::Forward, 0.0, || {
-            dispatch1(
-                self.name(),
-                (storage, layout),
-                |x| forward(x, d, self),
-                |x| forward(x, d, self),
-            )
-        })?;
+        let out = profile::time(
+            || self.label(d),
+            Phase::Forward,
+            0.0,
+            || {
+                dispatch1(
+                    self.name(),
+                    (storage, layout),
+                    |x| forward(x, d, self),
+                    |x| forward(x, d, self),
+                )
+            },
+        )?;
         Ok((out, shape))
     }
 

@@ -42,7 +42,12 @@ pub fn entries() -> Vec<Entry> {
 }
 
 /// Runs `f`, and when recording adds its time and `flops` to the entry `label()`.
-pub fn time<R>(label: impl FnOnce() -> String, phase: Phase, flops: f64, f: impl FnOnce() -> R) -> R {
+pub fn time<R>(
+    label: impl FnOnce() -> String,
+    phase: Phase,
+    flops: f64,
+    f: impl FnOnce() -> R,
+) -> R {
     if !ENABLED.load(Ordering::Relaxed) {
         return f();
     }

@@ -1,0 +1,542 @@
+//! One conv block of the model (conv, then batch norm, activation and 2x2 pooling, each
+//! optional) as a single candle custom op, for training and evaluation.
+//!
+//! Candle's backprop allocates a zeroed gradient and adds into it for every node of the graph,
+//! and every node's output is a full-size tensor: for the default model at batch 64 the conv,
+//! batch-norm and pooling nodes alone moved ~90 MB per step that way. As one op the block keeps
+//! only what its backward pass needs (the conv output, the batch statistics and the winner of
+//! each max-pool window) and hands candle the pooled output.
+//!
+//! Forward: per image, the convolution (`conv`), with bias and activation applied in place
+//! when there is no batch norm (in evaluation the batch norm's running statistics fold into a
+//! per-channel scale and shift); in training with batch norm, the per-channel statistics, then
+//! per plane normalise, activate and pool. Backward: per plane, the gradient is un-pooled and
+//! taken through the activation (recomputed from the conv output) and the batch norm; the
+//! batch-norm sums need one sweep over the planes first; then per image the conv's weight and
+//! input gradients.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::batchnorm::{channel_stats, lane_sums, normalize, per_channel};
+use super::conv::{backward_image, forward_image, Geometry, Scratch};
+use super::cpu::{by_dtype, dispatch3, slice, tensor, Float};
+use super::layers::Activation;
+use super::pool::{pool_plane, unpool_plane};
+use super::profile::{self, Phase};
+use super::Pool;
+
+/// What the block normalises with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Norm {
+    /// No batch norm: the third argument is the conv bias (or zeros).
+    None,
+    /// Batch norm with the batch's statistics (training): the third argument is
+    /// [gamma; beta], 2 * channels values.
+    Batch { eps: f64 },
+    /// Batch norm from running statistics folded into y = conv * scale + shift (evaluation):
+    /// the third argument is the shift, this the scale.
+    Folded(Vec<f64>),
+}
+
+/// Everything after the convolution itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockSpec {
+    pub stride: usize,
+    pub pad: usize,
+    pub norm: Norm,
+    pub act: Option<Activation>,
+    pub pool: Pool,
+}
+
+/// What the forward pass leaves for the backward pass (and the running statistics).
+#[derive(Default)]
+struct Saved {
+    /// The conv output (with batch norm), or the activations before pooling (without); none
+    /// when the op's output is itself the activations.
+    z: Option<CpuStorage>,
+    /// Per-channel batch mean and biased variance.
+    stats: Vec<(f64, f64)>,
+    /// Winner (0..4) of each max-pool window.
+    argmax: Vec<u8>,
+}
+
+struct ConvBlock {
+    g: Geometry,
+    out_c: usize,
+    spec: BlockSpec,
+    saved: Arc<Mutex<Saved>>,
+}
+
+impl ConvBlock {
+    /// `conv 32->64 k3 14x14 +bn +relu +max pool`, for the profile.
+    fn label(&self) -> String {
+        let g = &self.g;
+        let mut s = format!("conv {}->{} k{} {}x{}", g.c, self.out_c, g.k, g.h, g.w);
+        if g.stride > 1 {
+            s += &format!(" s{}", g.stride);
+        }
+        if self.spec.norm != Norm::None {
+            s += " +bn";
+        }
+        if let Some(a) = self.spec.act {
+            s += &format!(" +{}", a.name());
+        }
+        match self.spec.pool {
+            Pool::Max => s += " +max pool",
+            Pool::Avg => s += " +avg pool",
+            Pool::None => {}
+        }
+        s
+    }
+
+    fn batch(&self) -> bool {
+        matches!(self.spec.norm, Norm::Batch { .. })
+    }
+
+    fn pooled(&self) -> (usize, usize) {
+        match self.spec.pool {
+            Pool::None => (self.g.oh, self.g.ow),
+            _ => (self.g.oh / 2, self.g.ow / 2),
+        }
+    }
+
+    fn flops(&self, n: usize) -> f64 {
+        2.0 * (n * self.g.macs(self.out_c)) as f64
+    }
+
+    fn eps(&self) -> f64 {
+        match self.spec.norm {
+            Norm::Batch { eps } => eps,
+            _ => 0.0,
+        }
+    }
+
+    /// Per channel, what normalisation does in training: (mean, gamma / std, beta).
+    fn affine<T: Float>(&self, stats: &[(f64, f64)], p: &[T]) -> Vec<(T, T, T)> {
+        let o = self.out_c;
+        (0..o)
+            .map(|ch| {
+                let (mean, var) = stats[ch];
+                let s = p[ch].to_f64() / (var + self.eps()).sqrt();
+                (T::from_f64(mean), T::from_f64(s), p[o + ch])
+            })
+            .collect()
+    }
+}
+
+fn forward<T: Float>(x: &[T], w: &[T], p: &[T], op: &ConvBlock) -> Vec<T> {
+    let (g, o) = (&op.g, op.out_c);
+    let ohow = g.out_plane();
+    let n = x.len() / g.plane();
+    let act = op.spec.act;
+    let batch = op.batch();
+    let mut z = vec![T::zero(); n * o * ohow];
+    z.par_chunks_mut(o * ohow)
+        .zip(x.par_chunks(g.plane()))
+        .for_each_init(Vec::new, |scratch, (zi, xi)| {
+            forward_image(g, w, xi, scratch, zi);
+            if batch {
+                return;
+            }
+            for (ch, row) in zi.chunks_exact_mut(ohow).enumerate() {
+                let s = match &op.spec.norm {
+                    Norm::Folded(scale) => T::from_f64(scale[ch]),
+                    _ => T::from_f64(1.0),
+                };
+                let b = p[ch];
+                match act {
+                    None => row.iter_mut().for_each(|v| *v = *v * s + b),
+                    Some(Activation::Relu) => row.iter_mut().for_each(|v| {
+                        let y = *v * s + b;
+                        *v = if y > T::zero() { y } else { T::zero() };
+                    }),
+                    Some(a) => row.iter_mut().for_each(|v| *v = a.apply(*v * s + b)),
+                }
+            }
+        });
+    let mut saved = op.saved.lock().unwrap_or_else(|e| e.into_inner());
+    if !batch && op.spec.pool == Pool::None {
+        // The activations are the output: backward reads them from there.
+        saved.z = None;
+        return z;
+    }
+    let affine = if batch {
+        saved.stats = channel_stats(&z, o, ohow);
+        op.affine(&saved.stats, p)
+    } else {
+        Vec::new()
+    };
+    let (ph, pw) = op.pooled();
+    let mut out = vec![T::zero(); n * o * ph * pw];
+    let mut argmax = vec![0u8; out.len()];
+    if ph * pw > 0 {
+        out.par_chunks_mut(ph * pw)
+            .zip(argmax.par_chunks_mut(ph * pw))
+            .zip(z.par_chunks(ohow))
+            .enumerate()
+            .for_each_init(Vec::new, |buf, (i, ((outp, idx), zp))| {
+                let y: &[T] =
+                    if batch {
+                        let (m, s, b) = affine[i % o];
+                        buf.resize(ohow, T::zero());
+                        match act {
+                            None => normalize(buf, zp, m, s, b, |v| v),
+                            Some(Activation::Relu) => normalize(buf, zp, m, s, b, |v| {
+                                if v > T::zero() {
+                                    v
+                                } else {
+                                    T::zero()
+                                }
+                            }),
+                            Some(a) => normalize(buf, zp, m, s, b, |v| a.apply(v)),
+                        }
+                        buf
+                    } else {
+                        zp
+                    };
+                match op.spec.pool {
+                    Pool::None => outp.copy_from_slice(y),
+                    Pool::Max => pool_plane(y, g.ow, outp, Some(idx)),
+                    Pool::Avg => pool_plane(y, g.ow, outp, None),
+                }
+            });
+    }
+    if op.spec.pool == Pool::Max {
+        saved.argmax = argmax;
+    }
+    saved.z = Some(T::to_cpu_storage_owned(z));
+    out
+}
+
+type Grads = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+/// Per plane of the conv output: the gradient at the conv's output from the block's output
+/// gradient, in three steps sharing one buffer: un-pool, through the activation, through a
+/// folded scale (batch norm in training is applied by the caller, which needs the sums first).
+struct PlaneGrad<'a, T> {
+    op: &'a ConvBlock,
+    dout: &'a [T],
+    /// The activations before pooling (no batch norm), or the conv output (batch norm).
+    z: &'a [T],
+    argmax: &'a [u8],
+    affine: &'a [(T, T, T)],
+}
+
+impl<T: Float> PlaneGrad<'_, T> {
+    /// Writes dL/d(pre-activation) of plane `i` (image i / o, channel i % o) into `buf`.
+    fn pre_activation(&self, i: usize, buf: &mut Vec<T>) {
+        let (g, o) = (&self.op.g, self.op.out_c);
+        let ohow = g.out_plane();
+        let (ph, pw) = self.op.pooled();
+        let dout = &self.dout[i * ph * pw..][..ph * pw];
+        buf.resize(ohow, T::zero());
+        match self.op.spec.pool {
+            Pool::None => buf.copy_from_slice(dout),
+            Pool::Max => unpool_plane(dout, &self.argmax[i * ph * pw..][..ph * pw], g.ow, buf),
+            Pool::Avg => unpool_plane(dout, &[], g.ow, buf),
+        }
+        let Some(act) = self.op.spec.act else {
+            return;
+        };
+        let zp = &self.z[i * ohow..][..ohow];
+        if self.op.batch() {
+            let (m, s, b) = self.affine[i % o];
+            match act {
+                Activation::Relu => buf.iter_mut().zip(zp).for_each(|(d, &z)| {
+                    if (z - m) * s + b <= T::zero() {
+                        *d = T::zero();
+                    }
+                }),
+                a => buf.iter_mut().zip(zp).for_each(|(d, &z)| {
+                    *d *= a.slope_at_output(a.apply((z - m) * s + b));
+                }),
+            }
+        } else {
+            match act {
+                Activation::Relu => buf.iter_mut().zip(zp).for_each(|(d, &y)| {
+                    if y <= T::zero() {
+                        *d = T::zero();
+                    }
+                }),
+                a => buf
+                    .iter_mut()
+                    .zip(zp)
+                    .for_each(|(d, &y)| *d *= a.slope_at_output(y)),
+            }
+        }
+    }
+}
+
+fn backward<T: Float>(
+    op: &ConvBlock,
+    (x, w, p): (&Tensor, &Tensor, &Tensor),
+    out: &Tensor,
+    dout: &Tensor,
+) -> Result<Grads> {
+    let name = "conv-block-backward";
+    let (g, o) = (&op.g, op.out_c);
+    let ohow = g.out_plane();
+    let saved = op.saved.lock().unwrap_or_else(|e| e.into_inner());
+    let (xs, xl) = x.storage_and_layout();
+    let (ws, wl) = w.storage_and_layout();
+    let (ps, pl) = p.storage_and_layout();
+    let (ds, dl) = dout.storage_and_layout();
+    let (os, ol) = out.storage_and_layout();
+    let (xv, wv, pv) = (
+        slice::<T>(&xs, xl, name)?,
+        slice::<T>(&ws, wl, name)?,
+        slice::<T>(&ps, pl, name)?,
+    );
+    let dv = slice::<T>(&ds, dl, name)?;
+    let zv = match &saved.z {
+        Some(z) => T::cpu_storage_as_slice(z)?,
+        None => slice::<T>(&os, ol, name)?,
+    };
+    let n = xv.len() / g.plane();
+    let batch = op.batch();
+    let affine = if batch {
+        op.affine(&saved.stats, pv)
+    } else {
+        Vec::new()
+    };
+    let pg = PlaneGrad {
+        op,
+        dout: dv,
+        z: zv,
+        argmax: &saved.argmax,
+        affine: &affine,
+    };
+
+    // Batch norm: per channel (inv_std, dbeta, dgamma) from one sweep over the planes.
+    let sums: Vec<(f64, f64, f64)> = if batch {
+        let planes = (0..n * o)
+            .into_par_iter()
+            .map_init(Vec::new, |buf, i| {
+                pg.pre_activation(i, buf);
+                lane_sums(buf, &zv[i * ohow..][..ohow], |d, z| {
+                    let d = d.to_f64();
+                    (d, d * z.to_f64())
+                })
+            })
+            .collect();
+        per_channel(planes, o)
+            .into_iter()
+            .zip(&saved.stats)
+            .map(|((db, dzz), &(mean, var))| {
+                let inv = 1.0 / (var + op.eps()).sqrt();
+                (inv, db, (dzz - mean * db) * inv)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let m = (n * ohow) as f64;
+    let folded = match &op.spec.norm {
+        Norm::Folded(scale) => Some(scale),
+        _ => None,
+    };
+
+    // Per image: the gradient at the conv output, then the conv's own gradients.
+    let (need_dx, need_dw, need_p) = (x.track_op(), w.track_op(), p.track_op());
+    struct Acc<T> {
+        dw: Vec<T>,
+        dshift: Vec<f64>,
+        dz: Vec<T>,
+        buf: Vec<T>,
+        scratch: Scratch<T>,
+    }
+    let init = || Acc {
+        dw: vec![T::zero(); if need_dw { wv.len() } else { 0 }],
+        dshift: vec![0f64; o],
+        dz: vec![T::zero(); o * ohow],
+        buf: Vec::new(),
+        scratch: Scratch::default(),
+    };
+    let per_image = |acc: &mut Acc<T>, img: usize, dx: Option<&mut [T]>| {
+        for ch in 0..o {
+            let i = img * o + ch;
+            pg.pre_activation(i, &mut acc.buf);
+            let dz = &mut acc.dz[ch * ohow..][..ohow];
+            if batch {
+                // dx = k * (m * d - db - (z - mean) * inv * dg), in f64: the terms nearly
+                // cancel when a channel has few values.
+                let (mean, _) = saved.stats[ch];
+                let (inv, db, dg) = sums[ch];
+                let k = pv[ch].to_f64() * inv / m;
+                let (a, b, c0) = (k * m, -k * inv * dg, -k * db);
+                let zp = &zv[i * ohow..][..ohow];
+                for ((d, &u), &z) in dz.iter_mut().zip(&acc.buf).zip(zp) {
+                    *d = T::from_f64(a * u.to_f64() + b * (z.to_f64() - mean) + c0);
+                }
+            } else {
+                acc.dshift[ch] += acc.buf.iter().map(|v| v.to_f64()).sum::<f64>();
+                match folded {
+                    Some(scale) => {
+                        let s = T::from_f64(scale[ch]);
+                        dz.iter_mut().zip(&acc.buf).for_each(|(d, &u)| *d = u * s);
+                    }
+                    None => dz.copy_from_slice(&acc.buf),
+                }
+            }
+        }
+        let xi = &xv[img * g.plane()..][..g.plane()];
+        let dw = need_dw.then_some(acc.dw.as_mut_slice());
+        backward_image(g, wv, xi, &acc.dz, dw, dx, &mut acc.scratch);
+    };
+    let merge = |mut a: Acc<T>, b: Acc<T>| {
+        a.dw.iter_mut().zip(&b.dw).for_each(|(u, &v)| *u += v);
+        a.dshift
+            .iter_mut()
+            .zip(&b.dshift)
+            .for_each(|(u, v)| *u += v);
+        a
+    };
+    let mut dx = vec![T::zero(); if need_dx { xv.len() } else { 0 }];
+    let acc = if need_dx {
+        dx.par_chunks_mut(g.plane())
+            .enumerate()
+            .fold(init, |mut acc, (img, dxi)| {
+                per_image(&mut acc, img, Some(dxi));
+                acc
+            })
+            .reduce_with(merge)
+    } else if need_dw || need_p {
+        (0..n)
+            .into_par_iter()
+            .fold(init, |mut acc, img| {
+                per_image(&mut acc, img, None);
+                acc
+            })
+            .reduce_with(merge)
+    } else {
+        None
+    }
+    .unwrap_or_else(init);
+    let dp: Option<Vec<T>> = need_p.then(|| {
+        if batch {
+            let dgamma = sums.iter().map(|s| T::from_f64(s.2));
+            dgamma
+                .chain(sums.iter().map(|s| T::from_f64(s.1)))
+                .collect()
+        } else {
+            acc.dshift.iter().map(|&v| T::from_f64(v)).collect()
+        }
+    });
+    Ok((
+        need_dx.then(|| tensor(dx, x.shape())).transpose()?,
+        need_dw.then(|| tensor(acc.dw, w.shape())).transpose()?,
+        dp.map(|v| tensor(v, p.shape())).transpose()?,
+    ))
+}
+
+impl CustomOp3 for ConvBlock {
+    fn name(&self) -> &'static str {
+        "conv-block"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = l1.shape().dims4()?.0;
+        let out = profile::time(
+            || self.label(),
+            Phase::Forward,
+            self.flops(n),
+            || {
+                dispatch3(
+                    self.name(),
+                    (s1, l1),
+                    (s2, l2),
+                    (s3, l3),
+                    |x, w, p| forward(x, w, p, self),
+                    |x, w, p| forward(x, w, p, self),
+                )
+            },
+        )?;
+        let (ph, pw) = self.pooled();
+        Ok((out, Shape::from((n, self.out_c, ph, pw))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        p: &Tensor,
+        out: &Tensor,
+        dout: &Tensor,
+    ) -> Result<Grads> {
+        let dout = dout.contiguous()?;
+        let args = (x, w, p);
+        let products = usize::from(x.track_op()) + usize::from(w.track_op());
+        let flops = products as f64 * self.flops(x.dim(0)?);
+        profile::time(
+            || self.label(),
+            Phase::Backward,
+            flops,
+            || {
+                by_dtype(
+                    x,
+                    self.name(),
+                    || backward::<f32>(self, args, out, &dout),
+                    || backward::<f64>(self, args, out, &dout),
+                )
+            },
+        )
+    }
+}
+
+/// The block's output for x (n, c, h, w) and weight (o, c, k, k); `p` is the conv bias (o,)
+/// or none for [`Norm::None`], [gamma; beta] (2o,) for [`Norm::Batch`], the shift (o,) for
+/// [`Norm::Folded`]. With [`Norm::Batch`] also returns the batch's per-channel mean and
+/// biased variance, for the running statistics.
+pub fn conv_block(
+    x: &Tensor,
+    weight: &Tensor,
+    p: Option<&Tensor>,
+    spec: BlockSpec,
+) -> Result<(Tensor, Vec<(f64, f64)>)> {
+    let (_, c, h, w) = x.dims4()?;
+    let (o, wc, k, k2) = weight.dims4()?;
+    if wc != c || k != k2 {
+        candle_core::bail!(
+            "conv2d: weight {:?} does not fit input {:?}",
+            weight.dims(),
+            x.dims()
+        );
+    }
+    let g = Geometry::new((c, h, w), k, spec.stride, spec.pad)?;
+    let want = if matches!(spec.norm, Norm::Batch { .. }) {
+        2 * o
+    } else {
+        o
+    };
+    let p = match p {
+        Some(p) if p.elem_count() == want => p.contiguous()?,
+        Some(p) => candle_core::bail!("conv block: {} parameters, want {want}", p.elem_count()),
+        None if want == o => Tensor::zeros(o, x.dtype(), x.device())?,
+        None => candle_core::bail!("conv block: batch norm needs gamma and beta"),
+    };
+    let saved = Arc::new(Mutex::new(Saved::default()));
+    let op = ConvBlock {
+        g,
+        out_c: o,
+        spec,
+        saved: Arc::clone(&saved),
+    };
+    let y = x.contiguous()?.apply_op3(&weight.contiguous()?, &p, op)?;
+    let stats = saved
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .stats
+        .clone();
+    Ok((y, stats))
+}
