@@ -245,10 +245,13 @@ impl<T: Float> PlaneGrad<'_, T> {
         if self.op.batch() {
             let (m, s, b) = self.affine[i % o];
             match act {
+                // A select, not a conditional store, so that the loop vectorises.
                 Activation::Relu => buf.iter_mut().zip(zp).for_each(|(d, &z)| {
-                    if (z - m) * s + b <= T::zero() {
-                        *d = T::zero();
-                    }
+                    *d = if (z - m) * s + b > T::zero() {
+                        *d
+                    } else {
+                        T::zero()
+                    };
                 }),
                 a => buf.iter_mut().zip(zp).for_each(|(d, &z)| {
                     *d *= a.slope_at_output(a.apply((z - m) * s + b));
@@ -257,9 +260,7 @@ impl<T: Float> PlaneGrad<'_, T> {
         } else {
             match act {
                 Activation::Relu => buf.iter_mut().zip(zp).for_each(|(d, &y)| {
-                    if y <= T::zero() {
-                        *d = T::zero();
-                    }
+                    *d = if y > T::zero() { *d } else { T::zero() };
                 }),
                 a => buf
                     .iter_mut()
@@ -367,9 +368,15 @@ fn backward<T: Float>(
                 let (inv, db, dg) = sums[ch];
                 let k = pv[ch].to_f64() * inv / m;
                 let (a, b, c0) = (k * m, -k * inv * dg, -k * db);
+                let (a, b, c0, mean) = (
+                    T::from_f64(a),
+                    T::from_f64(b),
+                    T::from_f64(c0),
+                    T::from_f64(mean),
+                );
                 let zp = &zv[i * ohow..][..ohow];
                 for ((d, &u), &z) in dz.iter_mut().zip(&acc.buf).zip(zp) {
-                    *d = T::from_f64(a * u.to_f64() + b * (z.to_f64() - mean) + c0);
+                    *d = a * u + b * (z - mean) + c0;
                 }
             } else {
                 acc.dshift[ch] += acc.buf.iter().map(|v| v.to_f64()).sum::<f64>();
