@@ -92,6 +92,37 @@ fn gradients_match_finite_differences_other_activations_and_pools() {
     check(Activation::LeakyRelu, "c2,f3", true);
 }
 
+/// A random convolution shape: batch, channels in and out, image size, kernel, stride, padding.
+struct ConvCase {
+    n: usize,
+    c: usize,
+    o: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+}
+
+impl ConvCase {
+    /// Batch 1-3, channels 1-4 in and 1-5 out, images up to 9x9, kernel 1-5, stride 1-2,
+    /// padding 0-2; None when the kernel does not fit the padded image.
+    fn random(rng: &mut Rng) -> Option<Self> {
+        let mut at_most = |n: u64| 1 + rng.below(n) as usize;
+        let case = Self {
+            n: at_most(3),
+            c: at_most(4),
+            o: at_most(5),
+            h: at_most(9),
+            w: at_most(9),
+            k: at_most(5),
+            s: at_most(2),
+            p: at_most(3) - 1,
+        };
+        (case.h + 2 * case.p >= case.k && case.w + 2 * case.p >= case.k).then_some(case)
+    }
+}
+
 /// Relative error of `got` against `want`, scaled by the largest magnitude in `want`.
 fn assert_close(want: &[f64], got: &[f64], what: &str) {
     assert_eq!(want.len(), got.len(), "{what}: lengths differ");
@@ -139,20 +170,19 @@ fn fast_conv_block_matches_the_stock_ops() {
             tries < 2000,
             "too few shapes that candle's conv2d backward accepts"
         );
-        let (n, c, o) = (
-            1 + rng.below(3) as usize,
-            1 + rng.below(4) as usize,
-            1 + rng.below(5) as usize,
-        );
-        let (k, s, p) = (
-            1 + rng.below(5) as usize,
-            1 + rng.below(2) as usize,
-            rng.below(3) as usize,
-        );
-        let (h, w) = (1 + rng.below(9) as usize, 1 + rng.below(9) as usize);
-        if h + 2 * p < k || w + 2 * p < k {
+        let Some(ConvCase {
+            n,
+            c,
+            o,
+            h,
+            w,
+            k,
+            s,
+            p,
+        }) = ConvCase::random(&mut rng)
+        else {
             continue;
-        }
+        };
         let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
         let pool = [Pool::None, Pool::Max, Pool::Avg][rng.below(3) as usize];
         if pool != Pool::None && (oh < 2 || ow < 2) {
@@ -296,20 +326,19 @@ fn fast_conv_matches_the_definition() {
     let mut rng = Rng::new(5);
     let mut cases = 0;
     while cases < 60 {
-        let (n, c, o) = (
-            1 + rng.below(3) as usize,
-            1 + rng.below(4) as usize,
-            1 + rng.below(5) as usize,
-        );
-        let (k, s, p) = (
-            1 + rng.below(5) as usize,
-            1 + rng.below(2) as usize,
-            rng.below(3) as usize,
-        );
-        let (h, w) = (1 + rng.below(9) as usize, 1 + rng.below(9) as usize);
-        if h + 2 * p < k || w + 2 * p < k {
+        let Some(ConvCase {
+            n,
+            c,
+            o,
+            h,
+            w,
+            k,
+            s,
+            p,
+        }) = ConvCase::random(&mut rng)
+        else {
             continue;
-        }
+        };
         cases += 1;
         let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
         let vals = |len: usize, rng: &mut Rng| -> Vec<f32> {

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::batchnorm::{channel_stats, lane_sums, normalize, per_channel};
 use super::conv::{backward_image, forward_image, Geometry, Scratch};
-use super::cpu::{by_dtype, dispatch3, slice, tensor, Float};
+use super::cpu::{dispatch3, slice, tensor, timed_backward, Float};
 use super::layers::Activation;
 use super::pool::{pool_plane, unpool_plane};
 use super::profile::{self, Phase};
@@ -485,18 +485,13 @@ impl CustomOp3 for ConvBlock {
         let args = (x, w, p);
         let products = usize::from(x.track_op()) + usize::from(w.track_op());
         let flops = products as f64 * self.flops(x.dim(0)?);
-        profile::time(
+        timed_backward(
             || self.label(),
-            Phase::Backward,
             flops,
-            || {
-                by_dtype(
-                    x,
-                    self.name(),
-                    || backward::<f32>(self, args, out, &dout),
-                    || backward::<f64>(self, args, out, &dout),
-                )
-            },
+            x,
+            self.name(),
+            || backward::<f32>(self, args, out, &dout),
+            || backward::<f64>(self, args, out, &dout),
         )
     }
 }

@@ -78,6 +78,21 @@ pub fn by_dtype<R>(
     }
 }
 
+/// A custom op's backward pass: the f32 or f64 kernel by the dtype of `t`, timed under
+/// `label` when the profile records.
+pub fn timed_backward<R>(
+    label: impl FnOnce() -> String,
+    flops: f64,
+    t: &Tensor,
+    op: &str,
+    f32: impl FnOnce() -> Result<R>,
+    f64: impl FnOnce() -> Result<R>,
+) -> Result<R> {
+    super::profile::time(label, super::profile::Phase::Backward, flops, || {
+        by_dtype(t, op, f32, f64)
+    })
+}
+
 /// A tensor owning `data`, on the CPU.
 pub fn tensor<T: Float>(data: Vec<T>, shape: impl Into<Shape>) -> Result<Tensor> {
     Tensor::from_vec(data, shape, &Device::Cpu)

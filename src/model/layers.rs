@@ -9,7 +9,7 @@ use candle_core::{
 use serde::{Deserialize, Serialize};
 
 use super::block::{conv_block, BlockSpec, Norm};
-use super::cpu::{by_dtype, dispatch1, slice, tensor, Float};
+use super::cpu::{dispatch1, slice, tensor, timed_backward, Float};
 use super::profile::{self, Phase};
 use super::Pool;
 use crate::rng::Rng;
@@ -432,14 +432,14 @@ impl CustomOp1 for DropoutOp {
         let grad = grad.contiguous()?;
         let (gs, gl) = grad.storage_and_layout();
         let name = self.name();
-        profile::time(label, Phase::Backward, 0.0, || {
-            by_dtype(
-                &grad,
-                name,
-                || tensor(self.apply(slice::<f32>(&gs, gl, name)?), grad.shape()),
-                || tensor(self.apply(slice::<f64>(&gs, gl, name)?), grad.shape()),
-            )
-        })
+        timed_backward(
+            label,
+            0.0,
+            &grad,
+            name,
+            || tensor(self.apply(slice::<f32>(&gs, gl, name)?), grad.shape()),
+            || tensor(self.apply(slice::<f64>(&gs, gl, name)?), grad.shape()),
+        )
         .map(Some)
     }
 }

@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{by_dtype, dispatch3, slice, tensor, Float};
+use super::cpu::{dispatch3, slice, tensor, timed_backward, Float};
 use super::gemm::{matmul, MatRef, Threads};
 use super::layers::Activation;
 use super::profile::{self, Phase};
@@ -156,18 +156,13 @@ impl CustomOp3 for LinearOp {
         let args = (x, w, b);
         let products = usize::from(x.track_op()) + usize::from(w.track_op());
         let flops = self.flops(dy.dim(0)?, products);
-        profile::time(
+        timed_backward(
             || self.label(),
-            Phase::Backward,
             flops,
-            || {
-                by_dtype(
-                    x,
-                    self.name(),
-                    || backward::<f32>(self, args, y, &dy),
-                    || backward::<f64>(self, args, y, &dy),
-                )
-            },
+            x,
+            self.name(),
+            || backward::<f32>(self, args, y, &dy),
+            || backward::<f64>(self, args, y, &dy),
         )
     }
 }

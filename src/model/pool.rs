@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{by_dtype, dispatch1, slice, tensor, Float};
+use super::cpu::{dispatch1, slice, tensor, timed_backward, Float};
 use super::profile::{self, Phase};
 use super::Pool;
 
@@ -189,14 +189,14 @@ impl CustomOp1 for Pool2x2 {
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let g = grad.contiguous()?;
         let label = || self.label(arg.dims4().unwrap_or_default());
-        profile::time(label, Phase::Backward, 0.0, || {
-            by_dtype(
-                arg,
-                self.name(),
-                || backward::<f32>(self, arg, &g),
-                || backward::<f64>(self, arg, &g),
-            )
-        })
+        timed_backward(
+            label,
+            0.0,
+            arg,
+            self.name(),
+            || backward::<f32>(self, arg, &g),
+            || backward::<f64>(self, arg, &g),
+        )
         .map(Some)
     }
 }
