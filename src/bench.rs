@@ -16,12 +16,22 @@ use crate::model::{profile, Kernels};
 use crate::train::Trainer;
 use crate::{protocol, Error};
 
+/// Set in the child process that measures the stock kernels at one batch size.
+const STOCK_CHILD: &str = "CANDLETOP_BENCH_STOCK_BATCH";
+
 pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
     let base = RunConfig {
         threads: args.threads.unwrap_or(0),
         ..RunConfig::default()
     };
-    crate::app::set_threads(base.threads());
+    if let Some(batch) = std::env::var_os(STOCK_CHILD) {
+        let batch = batch.to_string_lossy().parse().unwrap_or(base.batch_size);
+        crate::app::set_threads(base.threads(), Kernels::Stock);
+        let data = DataSplits::load(&DataSpec::Embedded, base.val_split, base.seed)?;
+        throughput(&base, &data, batch, Kernels::Stock, args.steps)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    crate::app::set_threads(base.threads(), Kernels::Fast);
     let data = DataSplits::load(&DataSpec::Embedded, base.val_split, base.seed)?;
     say(&format!(
         "candletop bench: default model ({}), {} threads, {} timed steps",
@@ -29,56 +39,90 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
         base.threads(),
         args.steps
     ));
+    say("(stock kernels in a child process, with candle's thread pools as it sets them up)");
     say(&format!(
         "{:<28} {:>12} {:>12}",
         "what", "images/s", "ms/batch"
     ));
     // Interleaved, so that a change in the machine's load hits both kernels alike.
-    for (batch_size, kernels) in [64, 256]
-        .into_iter()
-        .flat_map(|b| [(b, Kernels::Stock), (b, Kernels::Fast)])
-    {
-        let cfg = RunConfig {
-            batch_size,
-            kernels,
-            ..base.clone()
-        };
-        let k = if kernels == Kernels::Stock {
-            "stock"
-        } else {
-            "fast"
-        };
-        let mut trainer = Trainer::new(cfg, data.clone())?;
-        let batch = trainer.training_batch(batch_size);
-        // Warm-up: the first steps pay for fresh allocations (page faults) and thread start-up.
-        for _ in 0..5 {
-            trainer.step_once(&batch)?;
-        }
-        let t0 = Instant::now();
-        for _ in 0..args.steps {
-            trainer.step_once(&batch)?;
-        }
-        let secs = t0.elapsed().as_secs_f64();
-        row(
-            &format!("train, batch {batch_size}, {k}"),
-            (args.steps * batch_size) as f64 / secs,
-            secs / args.steps as f64,
-        );
-        let val = trainer.val_set();
-        trainer.evaluate_batched(&val, batch_size)?;
-        let t0 = Instant::now();
-        trainer.evaluate_batched(&val, batch_size)?;
-        let secs = t0.elapsed().as_secs_f64();
-        row(
-            &format!("eval, batch {batch_size}, {k}"),
-            val.len() as f64 / secs,
-            secs / val.len().div_ceil(batch_size) as f64,
-        );
+    for batch_size in [64, 256] {
+        stock_in_child(args, batch_size)?;
+        throughput(&base, &data, batch_size, Kernels::Fast, args.steps)?;
     }
     kernel_profile(&base, &data, args.steps)?;
     checkpoints(&base, &data, args.steps.clamp(1, 5))?;
     ui_overhead(&base, &data, args.steps)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Training and evaluation images/s of one kernel set at one batch size: two rows.
+fn throughput(
+    base: &RunConfig,
+    data: &DataSplits,
+    batch_size: usize,
+    kernels: Kernels,
+    steps: usize,
+) -> Result<(), Error> {
+    let cfg = RunConfig {
+        batch_size,
+        kernels,
+        ..base.clone()
+    };
+    let k = match kernels {
+        Kernels::Stock => "stock",
+        Kernels::Fast => "fast",
+    };
+    let mut trainer = Trainer::new(cfg, data.clone())?;
+    let batch = trainer.training_batch(batch_size);
+    // Warm-up: the first steps pay for fresh allocations (page faults) and thread start-up.
+    for _ in 0..5 {
+        trainer.step_once(&batch)?;
+    }
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        trainer.step_once(&batch)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    row(
+        &format!("train, batch {batch_size}, {k}"),
+        (steps * batch_size) as f64 / secs,
+        secs / steps as f64,
+    );
+    let val = trainer.val_set();
+    trainer.evaluate_batched(&val, batch_size)?;
+    let t0 = Instant::now();
+    trainer.evaluate_batched(&val, batch_size)?;
+    let secs = t0.elapsed().as_secs_f64();
+    row(
+        &format!("eval, batch {batch_size}, {k}"),
+        val.len() as f64 / secs,
+        secs / val.len().div_ceil(batch_size) as f64,
+    );
+    Ok(())
+}
+
+/// The stock rows for one batch size, from a child process: candle's thread pools are set up
+/// once per process, and the fast kernels' setting would slow the stock ops.
+fn stock_in_child(args: &BenchArgs, batch_size: usize) -> Result<(), Error> {
+    let failed =
+        |why: String| Error::Training(format!("bench: the stock-kernel run failed: {why}"));
+    let exe = std::env::current_exe().map_err(|e| failed(e.to_string()))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("bench").arg("--steps").arg(args.steps.to_string());
+    if let Some(t) = args.threads {
+        cmd.arg("--threads").arg(t.to_string());
+    }
+    cmd.env(STOCK_CHILD, batch_size.to_string());
+    crate::app::stock_child_env(&mut cmd);
+    let out = cmd.output().map_err(|e| failed(e.to_string()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(failed(err.trim().to_string()));
+    }
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        say(line);
+    }
+    Ok(())
 }
 
 /// Where a training step of the fast kernels goes, op by op, with the matrix products' rates
