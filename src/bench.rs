@@ -230,14 +230,19 @@ impl Write for CountingWriter {
 }
 
 const UI_WARMUP: Duration = Duration::from_secs(2);
+const UI_STEPS: usize = 300;
 
 /// Training throughput with the terminal UI drawing a 120x40 screen at its frame rate, against
 /// the headless reporter, interleaved; and the bytes the UI writes per second.
 fn ui_overhead(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), Error> {
+    // Long enough to run well past the UI's warm-up at a few thousand images/s.
+    let steps = steps.max(UI_STEPS);
     say("");
     say(&format!(
         "{:<30} {:>12} {:>16}",
-        "front end (batch 64)", "images/s", "terminal KB/s"
+        format!("front end (batch 64, {steps} steps)"),
+        "images/s",
+        "terminal KB/s"
     ));
     let mut results: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     let mut kbps = Vec::new();
@@ -245,7 +250,7 @@ fn ui_overhead(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), 
         for (i, ui) in [false, true].into_iter().enumerate() {
             let cfg = RunConfig {
                 max_steps: steps as u64 + 3,
-                epochs: 1,
+                epochs: 3, // the step limit ends the run
                 ..base.clone()
             };
             let trainer = Trainer::new(cfg, data.clone())?;

@@ -225,13 +225,10 @@ impl Conv2d {
                     eps: BatchNorm2d::EPS,
                 };
                 let (y, stats) = conv_block(x, &self.weight, Some(&p), spec(norm))?;
-                let (n, _, h, w) = x.dims4()?;
-                let g = super::conv::Geometry::new(
-                    (0, h, w),
-                    self.weight.dim(2)?,
-                    self.stride,
-                    self.padding,
-                )?;
+                // The statistics cover every output position of every image.
+                let (n, c, h, w) = x.dims4()?;
+                let k = self.weight.dim(2)?;
+                let g = super::conv::Geometry::new((c, h, w), k, self.stride, self.padding)?;
                 bn.track(&stats, (n * g.oh * g.ow) as f64)?;
                 Ok(y)
             }
