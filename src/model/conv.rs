@@ -148,8 +148,14 @@ fn col2im<T: Float>(cols: &[T], g: &Geometry, img: &mut [T]) {
                     };
                     let dst = &mut plane[iy * g.w..][..g.w];
                     let first = lo * s + kx - g.pad;
-                    for (i, &v) in (first..).step_by(s).zip(&src[lo..hi]) {
-                        dst[i] += v;
+                    if s == 1 {
+                        // Contiguous: a loop the compiler vectorises.
+                        let dst = &mut dst[first..first + hi - lo];
+                        dst.iter_mut().zip(&src[lo..hi]).for_each(|(d, &v)| *d += v);
+                    } else {
+                        for (i, &v) in (first..).step_by(s).zip(&src[lo..hi]) {
+                            dst[i] += v;
+                        }
                     }
                 }
             }
