@@ -6,8 +6,6 @@
 //!   dbeta = sum(dy), dgamma = sum(dy * xhat),
 //!   dx = gamma / sqrt(var + eps) / m * (m * dy - dbeta - xhat * dgamma).
 
-use rayon::prelude::*;
-
 use super::cpu::Float;
 
 /// Sums of `f(a[i], b[i])` (two of them) in eight f64 lanes: vectorised, where one running f64
@@ -44,18 +42,17 @@ pub(super) fn per_channel(planes: Vec<(f64, f64)>, c: usize) -> Vec<(f64, f64)> 
     out
 }
 
-/// Per-channel mean and biased variance of an (n, c, h, w) tensor, accumulated in f64.
-pub(super) fn channel_stats<T: Float>(x: &[T], c: usize, hw: usize) -> Vec<(f64, f64)> {
-    let m = (x.len() / c) as f64;
-    let planes = x
-        .par_chunks(hw)
-        .map(|p| {
-            lane_sums(p, p, |v, _| {
-                let v = v.to_f64();
-                (v, v * v)
-            })
-        })
-        .collect();
+/// The sum and sum of squares of one plane, in f64 lanes.
+pub(super) fn plane_moments<T: Float>(p: &[T]) -> (f64, f64) {
+    lane_sums(p, p, |v, _| {
+        let v = v.to_f64();
+        (v, v * v)
+    })
+}
+
+/// Per-channel mean and biased variance from the moments of every (sample, channel) plane,
+/// in that order, `m` values per channel.
+pub(super) fn channel_stats(planes: Vec<(f64, f64)>, c: usize, m: f64) -> Vec<(f64, f64)> {
     per_channel(planes, c)
         .into_iter()
         .map(|(sum, sq)| {

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::batchnorm::{channel_stats, lane_sums, normalize, per_channel};
+use super::batchnorm::{channel_stats, lane_sums, normalize, per_channel, plane_moments};
 use super::conv::{backward_image, forward_image, Geometry, Scratch};
 use super::cpu::{dispatch3, slice, tensor, timed_backward, Float};
 use super::layers::Activation;
@@ -134,12 +134,15 @@ fn forward<T: Float>(x: &[T], w: &[T], p: &[T], op: &ConvBlock) -> Vec<T> {
     let act = op.spec.act;
     let batch = op.batch();
     let mut z = vec![T::zero(); n * o * ohow];
-    z.par_chunks_mut(o * ohow)
+    // With batch norm, each image's contribution to the statistics is summed while its conv
+    // output is still in cache; per image, the moments of its planes.
+    let moments: Vec<Vec<(f64, f64)>> = z
+        .par_chunks_mut(o * ohow)
         .zip(x.par_chunks(g.plane()))
-        .for_each_init(Vec::new, |scratch, (zi, xi)| {
+        .map_init(Vec::new, |scratch, (zi, xi)| {
             forward_image(g, w, xi, scratch, zi);
             if batch {
-                return;
+                return zi.chunks_exact(ohow).map(plane_moments).collect();
             }
             for (ch, row) in zi.chunks_exact_mut(ohow).enumerate() {
                 let s = match &op.spec.norm {
@@ -156,7 +159,9 @@ fn forward<T: Float>(x: &[T], w: &[T], p: &[T], op: &ConvBlock) -> Vec<T> {
                     Some(a) => row.iter_mut().for_each(|v| *v = a.apply(*v * s + b)),
                 }
             }
-        });
+            Vec::new()
+        })
+        .collect();
     let mut saved = op.saved.lock().unwrap_or_else(|e| e.into_inner());
     if !batch && op.spec.pool == Pool::None {
         // The activations are the output: backward reads them from there.
@@ -164,7 +169,8 @@ fn forward<T: Float>(x: &[T], w: &[T], p: &[T], op: &ConvBlock) -> Vec<T> {
         return z;
     }
     let affine = if batch {
-        saved.stats = channel_stats(&z, o, ohow);
+        let planes = moments.into_iter().flatten().collect();
+        saved.stats = channel_stats(planes, o, (n * ohow) as f64);
         op.affine(&saved.stats, p)
     } else {
         Vec::new()
