@@ -123,6 +123,15 @@ impl ConvCase {
     }
 }
 
+/// The gradients of sum(y * probe): every gradient of y's graph for an arbitrary upstream
+/// gradient `probe`.
+fn probed_grads(
+    y: &Tensor,
+    probe: &Tensor,
+) -> candle_core::Result<candle_core::backprop::GradStore> {
+    (y * probe)?.sum_all()?.backward()
+}
+
 /// Relative error of `got` against `want`, scaled by the largest magnitude in `want`.
 fn assert_close(want: &[f64], got: &[f64], what: &str) {
     assert_eq!(want.len(), got.len(), "{what}: lengths differ");
@@ -249,12 +258,7 @@ fn fast_conv_block_matches_the_stock_ops() {
             &Device::Cpu,
         )
         .unwrap();
-        let Ok(ref_grads) = (&reference * &probe64)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-        else {
+        let Ok(ref_grads) = probed_grads(&reference, &probe64) else {
             continue; // candle's conv2d backward rejects some strided shapes
         };
         cases += 1;
@@ -270,12 +274,7 @@ fn fast_conv_block_matches_the_stock_ops() {
             conv_block(x.as_tensor(), wt.as_tensor(), Some(pv.as_tensor()), spec).unwrap();
         assert_eq!(fast.dims(), reference.dims(), "{what}");
         let probe = probe64.to_dtype(DType::F32).unwrap();
-        let grads = (&fast * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let grads = probed_grads(&fast, &probe).unwrap();
         assert_close(&flat64(&reference), &flat64(&fast), &format!("{what} y"));
         for (v64, v, name) in [(&x64, &x, "dx"), (&w64, &wt, "dw"), (&p64, &pv, "dp")] {
             assert_close(
@@ -394,12 +393,7 @@ fn fast_conv_matches_the_definition() {
         let (fast, _) = conv_block(x.as_tensor(), wt.as_tensor(), None, spec).unwrap();
         assert_eq!(fast.dims(), &[n, o, oh, ow]);
         let probe = Tensor::from_vec(gv, fast.shape(), &Device::Cpu).unwrap();
-        let grads = (&fast * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let grads = probed_grads(&fast, &probe).unwrap();
         let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let what = format!("n{n} c{c} o{o} {h}x{w} k{k} s{s} p{p}");
         for (want, got, name) in [
