@@ -295,6 +295,26 @@ fn foreign_old_and_inconsistent_files_get_clear_errors() {
     );
 }
 
+/// A lock someone else holds on a checkpoint does not stop candletop from reading it. This
+/// happens without any user: HDF5 opens files without close-on-exec, so a process spawned
+/// while a checkpoint is being written inherits the writer's descriptor and its lock.
+#[test]
+fn a_checkpoint_locked_by_another_process_still_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, ckpt) = small_checkpoint(tmp.path());
+    let holder = std::fs::File::open(&path).unwrap();
+    holder.lock().unwrap();
+    let back = checkpoint::read(&path).unwrap();
+    assert_eq!(back.tensors, ckpt.tensors);
+    // Writing next to it (the writer's temp file, then the rename) is not blocked either.
+    let again = tmp.path().join("again.h5");
+    checkpoint::write(&ckpt, &again).unwrap();
+    let other = std::fs::File::open(&again).unwrap();
+    other.lock().unwrap();
+    assert_eq!(checkpoint::read(&again).unwrap().tensors, ckpt.tensors);
+    drop((holder, other));
+}
+
 #[test]
 fn a_written_checkpoint_reads_back_equal() {
     let tmp = tempfile::tempdir().unwrap();

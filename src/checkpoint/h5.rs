@@ -59,11 +59,18 @@ fn content(path: &Path, what: impl std::fmt::Display) -> CheckpointError {
     }
 }
 
+// HDF5 file locks are off for both directions. Writes go to a private temp file that is
+// renamed into place, and reads check the CRC of a whole file first, so a lock protects
+// nothing here. And HDF5 opens files without close-on-exec: a process spawned (by any
+// thread) while a file is open inherits its descriptor and, with it, the lock, which then
+// outlives our close and makes the next open fail with "unable to lock file" (EAGAIN).
+
 /// Writes `ckpt` to `path` (not atomically: see `writer` for that). Returns the file size.
 pub fn write(ckpt: &Checkpoint, path: &Path) -> Result<u64, CheckpointError> {
     let h5err = |e: hdf5::Error| content(path, format!("writing HDF5: {e}"));
     {
         let file = File::with_options()
+            .with_fapl(|p| p.file_locking(false))
             .with_fcpl(|p| p.userblock(USER_BLOCK as u64))
             .create(path)
             .map_err(h5err)?;
@@ -412,7 +419,10 @@ fn read_vec<T: hdf5::H5Type>(
 /// against the model the file describes.
 pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
     verify(path)?;
-    let file = File::open(path).map_err(|e| content(path, format!("HDF5: {e}")))?;
+    let file = File::with_options()
+        .with_fapl(|p| p.file_locking(false))
+        .open(path)
+        .map_err(|e| content(path, format!("HDF5: {e}")))?;
     let format = read_str(path, &file, "format")?;
     if format != FORMAT {
         return Err(CheckpointError::Foreign {
