@@ -411,3 +411,54 @@ fn fast_conv_matches_the_definition() {
         }
     }
 }
+
+/// The default model's gradients with the fast kernels are the same bits whichever thread ran
+/// which image: on 1, 2 and 3 threads, and again on 2. Runs repeat exactly and a resumed run
+/// continues exactly only if this holds.
+#[test]
+fn fast_gradients_do_not_depend_on_the_threads() {
+    let config = ModelConfig {
+        input: [1, 28, 28],
+        classes: 10,
+        arch: "c32,c64,f128".parse().unwrap(),
+        activation: Activation::Relu,
+        batch_norm: true,
+        dropout: 0.25,
+    };
+    let mut model = Cnn::new(config, &mut Rng::new(3), DType::F32).unwrap();
+    let mut data_rng = Rng::new(4);
+    let x: Vec<f32> = (0..64 * 28 * 28)
+        .map(|_| data_rng.uniform(0.0, 1.0))
+        .collect();
+    let x = Tensor::from_vec(x, (64, 1, 28, 28), &Device::Cpu).unwrap();
+    let labels: Vec<u32> = (0..64).map(|i| (i * 7 % 10) as u32).collect();
+    let grads_on = |model: &mut Cnn, threads: usize| -> Vec<Vec<u32>> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let logits = model.forward(&x, Mode::Train, &mut Rng::new(9)).unwrap();
+            let grads = cross_entropy(&logits, &labels, 0.0)
+                .unwrap()
+                .backward()
+                .unwrap();
+            model
+                .params()
+                .iter()
+                .map(|p| {
+                    let g = grads.get(p.var.as_tensor()).unwrap();
+                    let v: Vec<f32> = g.flatten_all().unwrap().to_vec1().unwrap();
+                    v.into_iter().map(f32::to_bits).collect()
+                })
+                .collect()
+        })
+    };
+    let two = grads_on(&mut model, 2);
+    for threads in [1, 3, 2] {
+        let other = grads_on(&mut model, threads);
+        for ((a, b), p) in two.iter().zip(&other).zip(model.params()) {
+            assert!(a == b, "{}: gradient differs on {threads} threads", p.name);
+        }
+    }
+}

@@ -287,6 +287,7 @@ fn fast_and_stock_kernels_reach_the_same_validation_accuracy() {
     }
     let [(stock_acc, stock_loss), (fast_acc, fast_loss)] = sums;
     let report = rows.join("\n");
+    eprintln!("{report}");
     assert!(
         (stock_acc - fast_acc).abs() <= 0.005,
         "mean val accuracy: stock {stock_acc:.4}, fast {fast_acc:.4}\n{report}"

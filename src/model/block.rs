@@ -277,6 +277,11 @@ impl<T: Float> PlaneGrad<'_, T> {
     }
 }
 
+/// Images per partial weight-gradient sum in the backward pass: small enough that a batch of
+/// 64 makes 16 groups to share among the threads, large enough that adding the groups' sums
+/// (one weight-sized vector each) costs little.
+const GRADIENT_GROUP: usize = 4;
+
 fn backward<T: Float>(
     op: &ConvBlock,
     (x, w, p): (&Tensor, &Tensor, &Tensor),
@@ -348,86 +353,103 @@ fn backward<T: Float>(
 
     // Per image: the gradient at the conv output, then the conv's own gradients.
     let (need_dx, need_dw, need_p) = (x.track_op(), w.track_op(), p.track_op());
-    struct Acc<T> {
+    // Weight and shift gradients are summed over the images of a fixed group in image order,
+    // then over the groups in group order: the same sums in the same order whichever thread
+    // ran which group, so a run repeats bit for bit (and resumes exactly).
+    struct Partial<T> {
         dw: Vec<T>,
         dshift: Vec<f64>,
+    }
+    struct Work<T> {
         dz: Vec<T>,
         buf: Vec<T>,
         scratch: Scratch<T>,
     }
-    let init = || Acc {
+    let zero_partial = || Partial {
         dw: vec![T::zero(); if need_dw { wv.len() } else { 0 }],
         dshift: vec![0f64; o],
+    };
+    let new_work = || Work {
         dz: vec![T::zero(); o * ohow],
         buf: Vec::new(),
         scratch: Scratch::default(),
     };
-    let per_image = |acc: &mut Acc<T>, img: usize, dx: Option<&mut [T]>| {
-        for ch in 0..o {
-            let i = img * o + ch;
-            pg.pre_activation(i, &mut acc.buf);
-            let dz = &mut acc.dz[ch * ohow..][..ohow];
-            if batch {
-                // dx = k * (m * d - db - (z - mean) * inv * dg), in f64: the terms nearly
-                // cancel when a channel has few values.
-                let (mean, _) = saved.stats[ch];
-                let (inv, db, dg) = sums[ch];
-                let k = pv[ch].to_f64() * inv / m;
-                let (a, b, c0) = (k * m, -k * inv * dg, -k * db);
-                let (a, b, c0, mean) = (
-                    T::from_f64(a),
-                    T::from_f64(b),
-                    T::from_f64(c0),
-                    T::from_f64(mean),
-                );
-                let zp = &zv[i * ohow..][..ohow];
-                for ((d, &u), &z) in dz.iter_mut().zip(&acc.buf).zip(zp) {
-                    *d = a * u + b * (z - mean) + c0;
-                }
-            } else {
-                acc.dshift[ch] += acc.buf.iter().map(|v| v.to_f64()).sum::<f64>();
-                match folded {
-                    Some(scale) => {
-                        let s = T::from_f64(scale[ch]);
-                        dz.iter_mut().zip(&acc.buf).for_each(|(d, &u)| *d = u * s);
+    let per_image =
+        |work: &mut Work<T>, part: &mut Partial<T>, img: usize, dx: Option<&mut [T]>| {
+            for ch in 0..o {
+                let i = img * o + ch;
+                pg.pre_activation(i, &mut work.buf);
+                let dz = &mut work.dz[ch * ohow..][..ohow];
+                if batch {
+                    // dx = k * (m * d - db - (z - mean) * inv * dg), in f64: the terms nearly
+                    // cancel when a channel has few values.
+                    let (mean, _) = saved.stats[ch];
+                    let (inv, db, dg) = sums[ch];
+                    let k = pv[ch].to_f64() * inv / m;
+                    let (a, b, c0) = (k * m, -k * inv * dg, -k * db);
+                    let (a, b, c0, mean) = (
+                        T::from_f64(a),
+                        T::from_f64(b),
+                        T::from_f64(c0),
+                        T::from_f64(mean),
+                    );
+                    let zp = &zv[i * ohow..][..ohow];
+                    for ((d, &u), &z) in dz.iter_mut().zip(&work.buf).zip(zp) {
+                        *d = a * u + b * (z - mean) + c0;
                     }
-                    None => dz.copy_from_slice(&acc.buf),
+                } else {
+                    part.dshift[ch] += work.buf.iter().map(|v| v.to_f64()).sum::<f64>();
+                    match folded {
+                        Some(scale) => {
+                            let s = T::from_f64(scale[ch]);
+                            dz.iter_mut().zip(&work.buf).for_each(|(d, &u)| *d = u * s);
+                        }
+                        None => dz.copy_from_slice(&work.buf),
+                    }
                 }
             }
+            let xi = &xv[img * g.plane()..][..g.plane()];
+            let dw = need_dw.then_some(part.dw.as_mut_slice());
+            backward_image(g, wv, xi, &work.dz, dw, dx, &mut work.scratch);
+        };
+    let group = |work: &mut Work<T>, first: usize, dx: Option<&mut [T]>| {
+        let mut part = zero_partial();
+        let images = first..(first + GRADIENT_GROUP).min(n);
+        match dx {
+            Some(dx) => images
+                .zip(dx.chunks_exact_mut(g.plane()))
+                .for_each(|(img, dxi)| per_image(work, &mut part, img, Some(dxi))),
+            None => images.for_each(|img| per_image(work, &mut part, img, None)),
         }
-        let xi = &xv[img * g.plane()..][..g.plane()];
-        let dw = need_dw.then_some(acc.dw.as_mut_slice());
-        backward_image(g, wv, xi, &acc.dz, dw, dx, &mut acc.scratch);
-    };
-    let merge = |mut a: Acc<T>, b: Acc<T>| {
-        a.dw.iter_mut().zip(&b.dw).for_each(|(u, &v)| *u += v);
-        a.dshift
-            .iter_mut()
-            .zip(&b.dshift)
-            .for_each(|(u, v)| *u += v);
-        a
+        part
     };
     let mut dx = vec![T::zero(); if need_dx { xv.len() } else { 0 }];
-    let acc = if need_dx {
-        dx.par_chunks_mut(g.plane())
+    let groups: Vec<Partial<T>> = if need_dx {
+        dx.par_chunks_mut(g.plane() * GRADIENT_GROUP)
             .enumerate()
-            .fold(init, |mut acc, (img, dxi)| {
-                per_image(&mut acc, img, Some(dxi));
-                acc
+            .map_init(new_work, |work, (k, dxk)| {
+                group(work, k * GRADIENT_GROUP, Some(dxk))
             })
-            .reduce_with(merge)
+            .collect()
     } else if need_dw || need_p {
-        (0..n)
+        (0..n.div_ceil(GRADIENT_GROUP))
             .into_par_iter()
-            .fold(init, |mut acc, img| {
-                per_image(&mut acc, img, None);
-                acc
-            })
-            .reduce_with(merge)
+            .map_init(new_work, |work, k| group(work, k * GRADIENT_GROUP, None))
+            .collect()
     } else {
-        None
-    }
-    .unwrap_or_else(init);
+        Vec::new()
+    };
+    let total = groups
+        .into_iter()
+        .reduce(|mut a, b| {
+            a.dw.iter_mut().zip(&b.dw).for_each(|(u, &v)| *u += v);
+            a.dshift
+                .iter_mut()
+                .zip(&b.dshift)
+                .for_each(|(u, v)| *u += v);
+            a
+        })
+        .unwrap_or_else(zero_partial);
     let dp: Option<Vec<T>> = need_p.then(|| {
         if batch {
             let dgamma = sums.iter().map(|s| T::from_f64(s.2));
@@ -435,12 +457,12 @@ fn backward<T: Float>(
                 .chain(sums.iter().map(|s| T::from_f64(s.1)))
                 .collect()
         } else {
-            acc.dshift.iter().map(|&v| T::from_f64(v)).collect()
+            total.dshift.iter().map(|&v| T::from_f64(v)).collect()
         }
     });
     Ok((
         need_dx.then(|| tensor(dx, x.shape())).transpose()?,
-        need_dw.then(|| tensor(acc.dw, w.shape())).transpose()?,
+        need_dw.then(|| tensor(total.dw, w.shape())).transpose()?,
         dp.map(|v| tensor(v, p.shape())).transpose()?,
     ))
 }
