@@ -13,7 +13,7 @@ pub mod arch;
 pub mod batchnorm;
 pub mod block;
 pub mod conv;
-mod cpu;
+pub(crate) mod cpu;
 pub mod gemm;
 pub mod layers;
 pub mod linear;

@@ -538,15 +538,15 @@ impl Trainer {
         }
         let grads = loss_t.backward()?;
         let params = self.model.params().to_vec();
-        let mut grad_vecs = Vec::with_capacity(params.len());
+        let mut grad_tensors = Vec::with_capacity(params.len());
         let mut grad_norms = Vec::with_capacity(params.len());
         for p in &params {
-            let g: Vec<f32> = match grads.get(p.var.as_tensor()) {
-                Some(g) => g.flatten_all()?.to_vec1()?,
-                None => vec![0.0; p.var.elem_count()],
+            let g = match grads.get(p.var.as_tensor()) {
+                Some(g) => g.contiguous()?,
+                None => p.var.zeros_like()?,
             };
-            grad_norms.push(l2(&g));
-            grad_vecs.push(g);
+            grad_norms.push(l2_of(&g)?);
+            grad_tensors.push(g);
         }
         if let Some(i) = grad_norms.iter().position(|n| !n.is_finite()) {
             let what = format!("gradient norm of {} is {}", params[i].name, grad_norms[i]);
@@ -556,13 +556,11 @@ impl Trainer {
         let mut update_ratios = Vec::with_capacity(params.len());
         let label = || format!("optimizer ({})", self.cfg.optimizer.name());
         profile::time(label, Phase::Forward, 0.0, || -> candle_core::Result<()> {
-            for (i, (p, g)) in params.iter().zip(&grad_vecs).enumerate() {
-                let mut w: Vec<f32> = p.var.flatten_all()?.to_vec1()?;
-                let norm_w = l2(&w);
-                let delta = self.opt.update(i, &mut w, g, self.lr as f32).sqrt();
+            for (i, (p, g)) in params.iter().zip(&grad_tensors).enumerate() {
+                let (norm_w, delta) =
+                    self.opt
+                        .update_tensor(i, p.var.as_tensor(), g, self.lr as f32)?;
                 update_ratios.push(if norm_w > 0.0 { delta / norm_w } else { delta });
-                p.var
-                    .set(&Tensor::from_vec(w, p.var.shape(), &Device::Cpu)?)?;
             }
             Ok(())
         })?;
@@ -714,11 +712,10 @@ fn count_correct(logits: &Tensor, labels: &[u32]) -> candle_core::Result<usize> 
     Ok(preds.iter().zip(labels).filter(|(p, y)| p == y).count())
 }
 
-fn l2(xs: &[f32]) -> f64 {
-    xs.iter()
-        .map(|&x| (x as f64) * (x as f64))
-        .sum::<f64>()
-        .sqrt()
+/// The L2 norm of a contiguous f32 tensor, read in place.
+fn l2_of(t: &Tensor) -> candle_core::Result<f64> {
+    let (s, l) = t.storage_and_layout();
+    Ok(optim::l2(crate::model::cpu::slice::<f32>(&s, l, "l2")?))
 }
 
 fn describe_optimizer(cfg: &RunConfig) -> String {

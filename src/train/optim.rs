@@ -1,8 +1,13 @@
 //! SGD (momentum, Nesterov, weight decay), Adam and AdamW, as PyTorch defines them, working on
 //! plain `f32` slices so that their whole state is visible (and can be checkpointed).
 
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use crate::model::cpu::contiguous;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -132,6 +137,87 @@ impl Optimizer {
     }
 }
 
+impl Optimizer {
+    /// Updates parameter `index`, the f32 tensor `w`, in its own storage from its gradient `g`
+    /// (same number of elements; any contiguous layout). Returns ||w|| before the step and
+    /// ||change||. No copy of the weights leaves the tensor or comes back.
+    pub fn update_tensor(
+        &mut self,
+        index: usize,
+        w: &Tensor,
+        g: &Tensor,
+        lr: f32,
+    ) -> candle_core::Result<(f64, f64)> {
+        let g = g.contiguous()?;
+        let op = InPlace {
+            opt: Mutex::new(self),
+            index,
+            lr,
+            norms: Mutex::new((0.0, 0.0)),
+        };
+        w.inplace_op2(&g, &op)?;
+        let norms = *op.norms.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(norms)
+    }
+}
+
+/// One parameter's optimizer step as a candle in-place op on the parameter's storage.
+struct InPlace<'a> {
+    opt: Mutex<&'a mut Optimizer>,
+    index: usize,
+    lr: f32,
+    /// ||w|| before the step and ||change||, set by the op.
+    norms: Mutex<(f64, f64)>,
+}
+
+impl InplaceOp2 for InPlace<'_> {
+    fn name(&self) -> &'static str {
+        "optimizer-step"
+    }
+
+    fn cpu_fwd(
+        &self,
+        w: &mut CpuStorage,
+        wl: &Layout,
+        g: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<()> {
+        let name = self.name();
+        let (CpuStorage::F32(w), CpuStorage::F32(g)) = (w, g) else {
+            candle_core::bail!("{name}: parameters and gradients must be f32");
+        };
+        let Some((a, b)) = wl.contiguous_offsets() else {
+            candle_core::bail!("{name}: the parameter must be contiguous");
+        };
+        let (w, g) = (&mut w[a..b], contiguous(g, gl, name)?);
+        if w.len() != g.len() {
+            candle_core::bail!("{name}: {} weights but {} gradients", w.len(), g.len());
+        }
+        let norm_w = l2(w);
+        let mut opt = self.opt.lock().unwrap_or_else(|e| e.into_inner());
+        let delta = opt.update(self.index, w, g, self.lr).sqrt();
+        *self.norms.lock().unwrap_or_else(|e| e.into_inner()) = (norm_w, delta);
+        Ok(())
+    }
+}
+
+/// The L2 norm, summed in f64 in eight lanes (so that it vectorises), then the lanes in order.
+pub fn l2(xs: &[f32]) -> f64 {
+    let mut lanes = [0f64; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += (x as f64) * (x as f64);
+        }
+    }
+    let tail: f64 = rest.iter().map(|&x| (x as f64) * (x as f64)).sum();
+    (lanes.iter().sum::<f64>() + tail).sqrt()
+}
+
+/// Lanes of the f64 sums of squares (one 512-bit register).
+const LANES: usize = 8;
+
 /// One Adam(W) step's constants.
 struct AdamStep {
     hyper: Hyper,
@@ -145,24 +231,36 @@ impl AdamStep {
     /// Updates one chunk of a parameter and its moments; returns the squared change, added up
     /// in eight lanes (vectorised) and then in order.
     fn chunk(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> f64 {
-        let h = &self.hyper;
-        let mut lanes = [0f64; 8];
-        for (i, (((w, &g), m), v)) in w.iter_mut().zip(g).zip(m).zip(v).enumerate() {
-            let before = *w;
-            let mut gi = g;
-            if self.decoupled {
-                *w *= 1.0 - self.lr * h.weight_decay;
-            } else {
-                gi += h.weight_decay * *w;
+        let mut lanes = [0f64; LANES];
+        let chunks = w
+            .chunks_mut(LANES)
+            .zip(g.chunks(LANES))
+            .zip(m.chunks_mut(LANES).zip(v.chunks_mut(LANES)));
+        for ((w, g), (m, v)) in chunks {
+            for ((((w, &g), m), v), l) in w.iter_mut().zip(g).zip(m).zip(v).zip(&mut lanes) {
+                let d = self.one(w, g, m, v) as f64;
+                *l += d * d;
             }
-            *m = h.beta1 * *m + (1.0 - h.beta1) * gi;
-            *v = h.beta2 * *v + (1.0 - h.beta2) * gi * gi;
-            let denom = v.sqrt() / self.bc2_sqrt + h.eps;
-            *w -= self.step_size * *m / denom;
-            let d = (*w - before) as f64;
-            lanes[i % 8] += d * d;
         }
         lanes.iter().sum()
+    }
+
+    /// One element: returns its change.
+    #[inline(always)]
+    fn one(&self, w: &mut f32, g: f32, m: &mut f32, v: &mut f32) -> f32 {
+        let h = &self.hyper;
+        let before = *w;
+        let mut gi = g;
+        if self.decoupled {
+            *w *= 1.0 - self.lr * h.weight_decay;
+        } else {
+            gi += h.weight_decay * *w;
+        }
+        *m = h.beta1 * *m + (1.0 - h.beta1) * gi;
+        *v = h.beta2 * *v + (1.0 - h.beta2) * gi * gi;
+        let denom = v.sqrt() / self.bc2_sqrt + h.eps;
+        *w -= self.step_size * *m / denom;
+        *w - before
     }
 }
 
@@ -275,5 +373,55 @@ mod tests {
         let d2 = opt.update(0, &mut w, &[0.5], 0.1);
         assert!((w[0] - 0.89).abs() < 1e-6);
         assert!((d2 - 0.11f64 * 0.11).abs() < 1e-6);
+    }
+
+    /// The in-place update of a candle tensor (what training uses) gives the same bits as the
+    /// update of a slice, takes a transposed (non-contiguous) gradient, and reports the norms.
+    #[test]
+    fn tensor_update_matches_the_slice_update() {
+        use candle_core::{Device, Var};
+        let n = 3 * 37; // not a multiple of the lanes or of a chunk
+        let w0: Vec<f32> = (0..n).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
+        let g: Vec<f32> = (0..n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0).collect();
+        for kind in [
+            OptimizerKind::Sgd,
+            OptimizerKind::Adam,
+            OptimizerKind::Adamw,
+        ] {
+            let mut by_slice = Optimizer::new(kind, HYPER, &[n]);
+            let mut by_tensor = by_slice.clone();
+            let mut w = w0.clone();
+            let var = Var::from_vec(w0.clone(), (3, 37), &Device::Cpu).unwrap();
+            // The gradient as a transposed view of its [37, 3] transpose.
+            let gt = Tensor::from_vec(g.clone(), (3, 37), &Device::Cpu)
+                .unwrap()
+                .t()
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .t()
+                .unwrap();
+            assert!(!gt.is_contiguous());
+            for _ in 0..3 {
+                by_slice.begin_step();
+                by_tensor.begin_step();
+                let before = l2(&w);
+                let d2 = by_slice.update(0, &mut w, &g, 0.05);
+                let (norm_w, delta) = by_tensor.update_tensor(0, &var, &gt, 0.05).unwrap();
+                assert_eq!((norm_w, delta), (before, d2.sqrt()), "{kind:?}");
+            }
+            let got: Vec<f32> = var.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(got, w, "{kind:?}");
+            assert_eq!(by_tensor, by_slice, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn l2_matches_a_plain_sum() {
+        let xs: Vec<f32> = (0..1001).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let plain = xs.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+        assert!((l2(&xs) - plain).abs() <= 1e-12 * plain);
+        assert_eq!(l2(&[]), 0.0);
+        assert_eq!(l2(&[3.0, 4.0]), 5.0);
     }
 }
