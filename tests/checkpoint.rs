@@ -43,12 +43,13 @@ fn run(trainer: Trainer) -> (Vec<StepMetrics>, Vec<Event>) {
 }
 
 fn cfg(max_steps: u64) -> RunConfig {
-    // 2 epochs of 12 steps; dropout on, so the RNG state matters too.
+    // 2 epochs of 12 steps; dropout on, so the RNG state matters too; 2 threads (small_config).
     RunConfig {
         epochs: 2,
         max_steps,
         dropout: 0.3,
-        arch: "c4,f16".into(),
+        // Two conv blocks: the second computes an input gradient too.
+        arch: "c4,c8,f16".into(),
         ..small_config()
     }
 }
