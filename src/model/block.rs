@@ -17,15 +17,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::batchnorm::{channel_stats, lane_sums, normalize, per_channel, plane_moments};
 use super::conv::{backward_image, forward_image, Geometry, Scratch};
-use super::cpu::{dispatch3, slice, tensor, timed_backward, Float};
+use super::cpu::{slice, tensor, Float, Grads3, Kernel3, Op3};
 use super::layers::Activation;
 use super::pool::{pool_plane, unpool_plane};
-use super::profile::{self, Phase};
 use super::Pool;
 
 /// What the block normalises with.
@@ -71,27 +70,6 @@ struct ConvBlock {
 }
 
 impl ConvBlock {
-    /// `conv 32->64 k3 14x14 +bn +relu +max pool`, for the profile.
-    fn label(&self) -> String {
-        let g = &self.g;
-        let mut s = format!("conv {}->{} k{} {}x{}", g.c, self.out_c, g.k, g.h, g.w);
-        if g.stride > 1 {
-            s += &format!(" s{}", g.stride);
-        }
-        if self.spec.norm != Norm::None {
-            s += " +bn";
-        }
-        if let Some(a) = self.spec.act {
-            s += &format!(" +{}", a.name());
-        }
-        match self.spec.pool {
-            Pool::Max => s += " +max pool",
-            Pool::Avg => s += " +avg pool",
-            Pool::None => {}
-        }
-        s
-    }
-
     fn batch(&self) -> bool {
         matches!(self.spec.norm, Norm::Batch { .. })
     }
@@ -101,10 +79,6 @@ impl ConvBlock {
             Pool::None => (self.g.oh, self.g.ow),
             _ => (self.g.oh / 2, self.g.ow / 2),
         }
-    }
-
-    fn flops(&self, n: usize) -> f64 {
-        2.0 * (n * self.g.macs(self.out_c)) as f64
     }
 
     fn eps(&self) -> f64 {
@@ -217,8 +191,6 @@ fn forward<T: Float>(x: &[T], w: &[T], p: &[T], op: &ConvBlock) -> Vec<T> {
     out
 }
 
-type Grads = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
-
 /// Per plane of the conv output: the gradient at the conv's output from the block's output
 /// gradient, in three steps sharing one buffer: un-pool, through the activation, through a
 /// folded scale (batch norm in training is applied by the caller, which needs the sums first).
@@ -287,7 +259,7 @@ fn backward<T: Float>(
     (x, w, p): (&Tensor, &Tensor, &Tensor),
     out: &Tensor,
     dout: &Tensor,
-) -> Result<Grads> {
+) -> Result<Grads3> {
     let name = "conv-block-backward";
     let (g, o) = (&op.g, op.out_c);
     let ohow = g.out_plane();
@@ -467,60 +439,50 @@ fn backward<T: Float>(
     ))
 }
 
-impl CustomOp3 for ConvBlock {
-    fn name(&self) -> &'static str {
-        "conv-block"
+impl Kernel3 for ConvBlock {
+    const NAME: &'static str = "conv-block";
+
+    /// `conv 32->64 k3 14x14 +bn +relu +max pool`, for the profile.
+    fn label(&self) -> String {
+        let g = &self.g;
+        let mut s = format!("conv {}->{} k{} {}x{}", g.c, self.out_c, g.k, g.h, g.w);
+        if g.stride > 1 {
+            s += &format!(" s{}", g.stride);
+        }
+        if self.spec.norm != Norm::None {
+            s += " +bn";
+        }
+        if let Some(a) = self.spec.act {
+            s += &format!(" +{}", a.name());
+        }
+        match self.spec.pool {
+            Pool::Max => s += " +max pool",
+            Pool::Avg => s += " +avg pool",
+            Pool::None => {}
+        }
+        s
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let n = l1.shape().dims4()?.0;
-        let out = profile::time(
-            || self.label(),
-            Phase::Forward,
-            self.flops(n),
-            || {
-                dispatch3(
-                    self.name(),
-                    (s1, l1),
-                    (s2, l2),
-                    (s3, l3),
-                    |x, w, p| forward(x, w, p, self),
-                    |x, w, p| forward(x, w, p, self),
-                )
-            },
-        )?;
+    fn flops(&self, n: usize, products: usize) -> f64 {
+        2.0 * (products * n * self.g.macs(self.out_c)) as f64
+    }
+
+    fn out_shape(&self, n: usize) -> Shape {
         let (ph, pw) = self.pooled();
-        Ok((out, Shape::from((n, self.out_c, ph, pw))))
+        Shape::from((n, self.out_c, ph, pw))
     }
 
-    fn bwd(
+    fn forward<T: Float>(&self, x: &[T], w: &[T], p: &[T]) -> Vec<T> {
+        forward(x, w, p, self)
+    }
+
+    fn backward<T: Float>(
         &self,
-        x: &Tensor,
-        w: &Tensor,
-        p: &Tensor,
+        args: (&Tensor, &Tensor, &Tensor),
         out: &Tensor,
         dout: &Tensor,
-    ) -> Result<Grads> {
-        let dout = dout.contiguous()?;
-        let args = (x, w, p);
-        let products = usize::from(x.track_op()) + usize::from(w.track_op());
-        let flops = products as f64 * self.flops(x.dim(0)?);
-        timed_backward(
-            || self.label(),
-            flops,
-            x,
-            self.name(),
-            || backward::<f32>(self, args, out, &dout),
-            || backward::<f64>(self, args, out, &dout),
-        )
+    ) -> Result<Grads3> {
+        backward::<T>(self, args, out, dout)
     }
 }
 
@@ -562,7 +524,9 @@ pub fn conv_block(
         spec,
         saved: Arc::clone(&saved),
     };
-    let y = x.contiguous()?.apply_op3(&weight.contiguous()?, &p, op)?;
+    let y = x
+        .contiguous()?
+        .apply_op3(&weight.contiguous()?, &p, Op3(op))?;
     let stats = saved
         .lock()
         .unwrap_or_else(|e| e.into_inner())

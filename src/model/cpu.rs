@@ -2,8 +2,11 @@
 //! kernel on f32 or f64 inputs.
 
 use candle_core::{
-    CpuStorage, DType, Device, Layout, Result, Shape, Storage, StorageRef, Tensor, WithDType,
+    CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Storage, StorageRef, Tensor,
+    WithDType,
 };
+
+use super::profile::{self, Phase};
 
 /// The elements a contiguous layout covers.
 pub fn contiguous<'a, T>(data: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
@@ -28,7 +31,7 @@ pub fn dispatch1(
 }
 
 /// Runs `f32` or `f64` on three contiguous inputs of the same dtype.
-pub fn dispatch3(
+fn dispatch3(
     op: &str,
     (s1, l1): (&CpuStorage, &Layout),
     (s2, l2): (&CpuStorage, &Layout),
@@ -91,6 +94,95 @@ pub fn timed_backward<R>(
     super::profile::time(label, super::profile::Phase::Backward, flops, || {
         by_dtype(t, op, f32, f64)
     })
+}
+
+/// The gradients of a three-input op's inputs (none where an input needs none).
+pub type Grads3 = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+/// A fused op on three inputs (data, weight, per-channel parameters) with one kernel generic
+/// over f32 and f64; [`Op3`] makes it a candle `CustomOp3`, timed under the profile.
+pub trait Kernel3: Send + Sync {
+    const NAME: &'static str;
+
+    /// The op as the profile table names it.
+    fn label(&self) -> String;
+
+    /// FLOPs of `products` of its matrix products for a batch of `n` (the forward pass does
+    /// one; the backward pass one per input gradient it computes, data and weight).
+    fn flops(&self, n: usize, products: usize) -> f64;
+
+    /// The output's shape for a batch of `n`.
+    fn out_shape(&self, n: usize) -> Shape;
+
+    /// The output, from the contiguous inputs.
+    fn forward<T: Float>(&self, a: &[T], b: &[T], c: &[T]) -> Vec<T>;
+
+    /// The inputs' gradients from the output's (`dout`, contiguous).
+    fn backward<T: Float>(
+        &self,
+        args: (&Tensor, &Tensor, &Tensor),
+        out: &Tensor,
+        dout: &Tensor,
+    ) -> Result<Grads3>;
+}
+
+/// A [`Kernel3`] as a candle op.
+pub struct Op3<K>(pub K);
+
+impl<K: Kernel3> CustomOp3 for Op3<K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let k = &self.0;
+        let n = l1.dims().first().copied().unwrap_or(1);
+        let out = profile::time(
+            || k.label(),
+            Phase::Forward,
+            k.flops(n, 1),
+            || {
+                dispatch3(
+                    K::NAME,
+                    (s1, l1),
+                    (s2, l2),
+                    (s3, l3),
+                    |a, b, c| k.forward(a, b, c),
+                    |a, b, c| k.forward(a, b, c),
+                )
+            },
+        )?;
+        Ok((out, k.out_shape(n)))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        c: &Tensor,
+        out: &Tensor,
+        dout: &Tensor,
+    ) -> Result<Grads3> {
+        let k = &self.0;
+        let dout = dout.contiguous()?;
+        let products = usize::from(a.track_op()) + usize::from(b.track_op());
+        timed_backward(
+            || k.label(),
+            k.flops(dout.dim(0)?, products),
+            a,
+            K::NAME,
+            || k.backward::<f32>((a, b, c), out, &dout),
+            || k.backward::<f64>((a, b, c), out, &dout),
+        )
+    }
 }
 
 /// A tensor owning `data`, on the CPU.

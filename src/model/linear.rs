@@ -3,33 +3,17 @@
 //! activation applied while the product's rows are in cache. Backward: dz = dy * act'(y), the
 //! bias gradient as a column sum, dW = dz^T . x and dx = dz . W as two products on all threads.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{dispatch3, slice, tensor, timed_backward, Float};
+use super::cpu::{slice, tensor, Float, Grads3, Kernel3, Op3};
 use super::gemm::{matmul, MatRef, Threads};
 use super::layers::Activation;
-use super::profile::{self, Phase};
 
 struct LinearOp {
     in_f: usize,
     out_f: usize,
     act: Option<Activation>,
-}
-
-impl LinearOp {
-    /// `linear 3136->128 +relu`, for the profile.
-    fn label(&self) -> String {
-        let act = self
-            .act
-            .map(|a| format!(" +{}", a.name()))
-            .unwrap_or_default();
-        format!("linear {}->{}{act}", self.in_f, self.out_f)
-    }
-
-    fn flops(&self, n: usize, products: usize) -> f64 {
-        2.0 * (products * n * self.in_f * self.out_f) as f64
-    }
 }
 
 fn forward<T: Float>(x: &[T], w: &[T], b: &[T], op: &LinearOp) -> Vec<T> {
@@ -55,14 +39,12 @@ fn forward<T: Float>(x: &[T], w: &[T], b: &[T], op: &LinearOp) -> Vec<T> {
     y
 }
 
-type Grads = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
-
 fn backward<T: Float>(
     op: &LinearOp,
     (x, w, b): (&Tensor, &Tensor, &Tensor),
     y: &Tensor,
     dy: &Tensor,
-) -> Result<Grads> {
+) -> Result<Grads3> {
     let name = "linear-backward";
     let out_f = op.out_f;
     let (xs, xl) = x.storage_and_layout();
@@ -118,52 +100,37 @@ fn backward<T: Float>(
     ))
 }
 
-impl CustomOp3 for LinearOp {
-    fn name(&self) -> &'static str {
-        "linear"
+impl Kernel3 for LinearOp {
+    const NAME: &'static str = "linear";
+
+    /// `linear 3136->128 +relu`, for the profile.
+    fn label(&self) -> String {
+        let act = self
+            .act
+            .map(|a| format!(" +{}", a.name()))
+            .unwrap_or_default();
+        format!("linear {}->{}{act}", self.in_f, self.out_f)
     }
 
-    fn cpu_fwd(
+    fn flops(&self, n: usize, products: usize) -> f64 {
+        2.0 * (products * n * self.in_f * self.out_f) as f64
+    }
+
+    fn out_shape(&self, n: usize) -> Shape {
+        Shape::from((n, self.out_f))
+    }
+
+    fn forward<T: Float>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
+        forward(x, w, b, self)
+    }
+
+    fn backward<T: Float>(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let n = l1.shape().dims().first().copied().unwrap_or(1);
-        let out = profile::time(
-            || self.label(),
-            Phase::Forward,
-            self.flops(n, 1),
-            || {
-                dispatch3(
-                    self.name(),
-                    (s1, l1),
-                    (s2, l2),
-                    (s3, l3),
-                    |x, w, b| forward(x, w, b, self),
-                    |x, w, b| forward(x, w, b, self),
-                )
-            },
-        )?;
-        Ok((out, Shape::from((n, self.out_f))))
-    }
-
-    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Grads> {
-        let dy = dy.contiguous()?;
-        let args = (x, w, b);
-        let products = usize::from(x.track_op()) + usize::from(w.track_op());
-        let flops = self.flops(dy.dim(0)?, products);
-        timed_backward(
-            || self.label(),
-            flops,
-            x,
-            self.name(),
-            || backward::<f32>(self, args, y, &dy),
-            || backward::<f64>(self, args, y, &dy),
-        )
+        args: (&Tensor, &Tensor, &Tensor),
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<Grads3> {
+        backward::<T>(self, args, y, dy)
     }
 }
 
@@ -188,6 +155,6 @@ pub fn linear(
     x.contiguous()?.apply_op3(
         &weight.contiguous()?,
         &bias.contiguous()?,
-        LinearOp { in_f, out_f, act },
+        Op3(LinearOp { in_f, out_f, act }),
     )
 }
