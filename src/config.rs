@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::data::DataSpec;
-use crate::model::{Activation, Arch, Kernels};
+use crate::model::{Activation, Arch, Kernels, ModelConfig};
 use crate::train::optim::{Hyper, OptimizerKind};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,6 +131,23 @@ impl RunConfig {
 
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a RunConfig always serialises")
+    }
+
+    /// The network these settings describe, for images of `input` (channels, height, width)
+    /// and `classes` classes; checks every value first.
+    pub fn model_config(
+        &self,
+        input: [usize; 3],
+        classes: usize,
+    ) -> Result<ModelConfig, ConfigError> {
+        Ok(ModelConfig {
+            input,
+            classes,
+            arch: self.validate()?,
+            activation: self.activation,
+            batch_norm: self.batch_norm,
+            dropout: self.dropout,
+        })
     }
 
     /// Checks every value; the error names the flag.

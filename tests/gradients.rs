@@ -417,15 +417,11 @@ fn fast_conv_matches_the_definition() {
 /// continues exactly only if this holds.
 #[test]
 fn fast_gradients_do_not_depend_on_the_threads() {
-    let config = ModelConfig {
-        input: [1, 28, 28],
-        classes: 10,
-        arch: "c32,c64,f128".parse().unwrap(),
-        activation: Activation::Relu,
-        batch_norm: true,
-        dropout: 0.25,
-    };
+    let defaults = candletop::config::RunConfig::default();
+    assert_eq!(defaults.kernels, Kernels::Fast);
+    let config = defaults.model_config([1, 28, 28], 10).unwrap();
     let mut model = Cnn::new(config, &mut Rng::new(3), DType::F32).unwrap();
+    model.set_kernels(defaults.kernels);
     let mut data_rng = Rng::new(4);
     let x: Vec<f32> = (0..64 * 28 * 28)
         .map(|_| data_rng.uniform(0.0, 1.0))

@@ -15,7 +15,7 @@ use crate::config::RunConfig;
 use crate::data::batch::{batches_per_epoch, epoch_order};
 use crate::data::{Batch, BatchStream, DataSplits, Dataset, Normalization};
 use crate::model::profile::{self, Phase};
-use crate::model::{cross_entropy, Cnn, Mode, ModelConfig};
+use crate::model::{cross_entropy, Cnn, Mode};
 use crate::protocol::{
     Command, EpochMetrics, EvalMetrics, Event, FinishReason, LrSource, RunInfo, StepMetrics,
     TrainerLink,
@@ -89,15 +89,8 @@ enum StepOutcome {
 
 impl Trainer {
     pub fn new(cfg: RunConfig, data: DataSplits) -> Result<Self, crate::Error> {
-        let arch = cfg.validate()?;
-        let model_cfg = ModelConfig {
-            input: [data.train.channels, data.train.height, data.train.width],
-            classes: data.classes.len(),
-            arch,
-            activation: cfg.activation,
-            batch_norm: cfg.batch_norm,
-            dropout: cfg.dropout,
-        };
+        let input = [data.train.channels, data.train.height, data.train.width];
+        let model_cfg = cfg.model_config(input, data.classes.len())?;
         let mut rng = Rng::derive(cfg.seed, "init", 0);
         let mut model = Cnn::new(model_cfg, &mut rng, DType::F32)?;
         model.set_kernels(cfg.kernels);
