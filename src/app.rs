@@ -1,17 +1,59 @@
-//! What each subcommand does, from a parsed command line to an exit code.
+//! What each subcommand does, from a parsed command line to an exit code. The one place that
+//! wires the core (data, model, training, checkpoints) to a front end.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint::{self, CheckpointError};
 use crate::cli::{Cli, Cmd, EvalArgs, InspectArgs, Split, TrainArgs};
-use crate::data::{DataSpec, DataSplits};
-use crate::headless::{human_bytes, Outcome, Reporter};
-use crate::model::Kernels;
-use crate::train::Trainer;
-use crate::{bench, protocol, run_dir, signals, tui, Error};
+use crate::config::ConfigError;
+use crate::data::{DataError, DataSpec, DataSplits, Normalization};
+use crate::format::{group_thousands, human_bytes};
+use crate::protocol::{self, OnNonFinite};
+use crate::run_dir::{self, RunDirError};
+use crate::train::{eval, TrainError, Trainer};
+use crate::watch::Outcome;
+use crate::{bench, headless, runtime, signals, tui};
+
+/// Every error a subcommand reports. `is_usage` tells input errors (exit code 2) from failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The run itself failed.
+    #[error("{0}")]
+    Training(String),
+    #[error("terminal: {0}")]
+    Terminal(#[from] std::io::Error),
+}
+
+impl Error {
+    /// True when the user's input (flags, files) is at fault.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            Error::Data(_) | Error::Config(_) | Error::Checkpoint(_) => true,
+            Error::Train(t) => t.is_usage(),
+            Error::RunDir(_) | Error::Training(_) | Error::Terminal(_) => false,
+        }
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Train(e.into())
+    }
+}
 
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
@@ -23,50 +65,20 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     }
 }
 
-/// Keeps freed memory in the process. Candle allocates fresh buffers for every tensor of every
-/// step; with glibc's defaults the large ones are mapped and unmapped each time, and the page
-/// faults cost more than the arithmetic. The same as
-/// `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647:glibc.malloc.arena_max=1`:
-/// one arena, so that the training thread's allocations get the same treatment as the main
-/// thread's (with its own arena it ran about 1.45x slower).
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; called before other threads start.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
-/// Sizes the thread pools; they are made on first use, so this must run before any tensor
-/// work. The fast kernels and gemm run on rayon's pool (RAYON_NUM_THREADS). Candle keeps a pool
-/// of its own for its element-wise ops whose idle workers spin before they sleep; with the fast
-/// kernels those ops are small, and a spinning worker takes a core from the rayon threads, so
-/// candle's pool gets one thread (the caller) unless CANDLE_NUM_THREADS says otherwise: a
-/// 300-step run took 7.1-7.4 s instead of 8.7-9.0 s. The stock ops keep candle's default.
-pub fn set_threads(n: usize, kernels: Kernels) {
-    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    if kernels == Kernels::Fast && std::env::var_os(CANDLE_THREADS).is_none() {
-        std::env::set_var(CANDLE_THREADS, "1");
-        std::env::set_var(CANDLE_THREADS_SET_BY_US, "1");
-    }
-}
-
-const CANDLE_THREADS: &str = "CANDLE_NUM_THREADS";
-const CANDLE_THREADS_SET_BY_US: &str = "CANDLETOP_SET_CANDLE_NUM_THREADS";
-
-/// The environment for a child process that runs the stock ops: candle's own default pool
-/// unless the user chose one.
-pub fn stock_child_env(cmd: &mut std::process::Command) {
-    if std::env::var_os(CANDLE_THREADS_SET_BY_US).is_some() {
-        cmd.env_remove(CANDLE_THREADS)
-            .env_remove(CANDLE_THREADS_SET_BY_US);
+fn ui_options(args: &TrainArgs) -> tui::UiOptions {
+    // NO_COLOR set to anything but "" turns colour off.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    tui::UiOptions {
+        lr_step: args.lr_step,
+        fps: args.fps,
+        color: !no_color,
+        braille: args.braille,
+        quit_when_done: false,
     }
 }
 
 fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
-    let resumed: Option<(Checkpoint, &Path)> = match &args.resume {
+    let resumed = match &args.resume {
         Some(path) => Some((checkpoint::read(path)?, path.as_path())),
         None => None,
     };
@@ -80,24 +92,29 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
         }
         None => args.resolve()?,
     };
-    let ui = args.ui_options()?;
-    set_threads(cfg.threads(), cfg.kernels);
+    // Nobody can press a key in a headless run: a non-finite loss ends it.
+    let headless = args.headless || !std::io::stdout().is_terminal();
+    runtime::set_threads(cfg.threads(), cfg.kernels);
     let data = DataSplits::load(&cfg.data, cfg.val_split, cfg.seed)?;
-    let log_every = cfg.log_every;
     let mut trainer = match &resumed {
-        Some((ckpt, path)) => Trainer::resume(cfg.clone(), data, ckpt, path)?,
+        Some((ckpt, path)) => Trainer::resume(cfg.clone(), data, ckpt, path, &args.given())?,
         None => Trainer::new(cfg.clone(), data)?,
     };
+    trainer.set_on_non_finite(if headless {
+        OnNonFinite::Stop
+    } else {
+        OnNonFinite::Pause
+    });
     // The run directory is made only once the inputs are known to be good.
     let dir = run_dir::create(&cfg)?;
     trainer.set_run_dir(&dir)?;
     let signals = signals::spawn()?;
     let (trainer_link, monitor) = protocol::link();
     let handle = trainer.spawn(trainer_link);
-    let outcome = if args.headless || !std::io::stdout().is_terminal() {
-        Reporter::new(std::io::stdout().lock(), log_every).run(&monitor, &signals)
+    let outcome = if headless {
+        headless::run(std::io::stdout().lock(), cfg.log_every, &monitor, signals)
     } else {
-        tui::run(&monitor, ui, signals)?
+        tui::run(&monitor, ui_options(args), signals)?
     };
     drop(monitor);
     // The trainer has ended or was told to stop; do not hang on one that is stuck.
@@ -109,52 +126,52 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
         let _ = handle.join();
     }
     match outcome {
-        Outcome::Finished(_) => Ok(ExitCode::SUCCESS),
         Outcome::Failed(message) => Err(Error::Training(message)),
+        o => Ok(o.exit_code()),
     }
 }
 
-/// The model of a checkpoint on the data it names (or `--data`), ready to evaluate.
-fn load_for_eval(
-    path: &Path,
-    data: Option<&str>,
-    threads: Option<usize>,
-) -> Result<(Trainer, Checkpoint), Error> {
+fn eval(args: &EvalArgs) -> Result<ExitCode, Error> {
+    let path = &args.checkpoint;
     let ckpt = checkpoint::read(path)?;
     let mut cfg = ckpt.train_config.clone();
-    cfg.run_dir = None;
-    if let Some(t) = threads {
+    if let Some(t) = args.threads {
         cfg.threads = t;
     }
-    set_threads(cfg.threads(), cfg.kernels);
-    if let Some(d) = data {
+    runtime::set_threads(cfg.threads(), cfg.kernels);
+    if let Some(d) = &args.data {
         cfg.data = d.parse::<DataSpec>()?;
     }
     let data = DataSplits::load(&cfg.data, cfg.val_split, cfg.seed)?;
     let shape = [data.train.channels, data.train.height, data.train.width];
-    if shape != ckpt.model_config.input || data.classes.len() != ckpt.model_config.classes {
-        return Err(Error::Resume(format!(
-            "{}: the model takes {:?} images in {} classes; --data {} has {:?} in {}",
-            path.display(),
-            ckpt.model_config.input,
-            ckpt.model_config.classes,
-            cfg.data,
-            shape,
-            data.classes.len()
-        )));
+    let model_cfg = &ckpt.model_config;
+    if shape != model_cfg.input || data.classes.len() != model_cfg.classes {
+        return Err(TrainError::Mismatch {
+            path: path.clone(),
+            problem: format!(
+                "the model takes {:?} images in {} classes; --data {} has {:?} in {}",
+                model_cfg.input,
+                model_cfg.classes,
+                cfg.data,
+                shape,
+                data.classes.len()
+            ),
+        }
+        .into());
     }
-    let trainer = Trainer::resume(cfg, data, &ckpt, path)?;
-    Ok((trainer, ckpt))
-}
-
-fn eval(args: &EvalArgs) -> Result<ExitCode, Error> {
-    let (mut trainer, ckpt) = load_for_eval(&args.checkpoint, args.data.as_deref(), args.threads)?;
-    let split = match args.split {
-        Split::Train => trainer.train_set(),
-        Split::Val => trainer.val_set(),
-        Split::Test => trainer.test_set(),
+    let described = data.describe();
+    let split = Arc::new(match args.split {
+        Split::Train => data.train,
+        Split::Val => data.val,
+        Split::Test => data.test,
+    });
+    let mut model = eval::load_model(&ckpt, path)?;
+    // The normalisation the model was trained with.
+    let norm = Normalization {
+        mean: ckpt.data.mean,
+        std: ckpt.data.std,
     };
-    let p = trainer.predict(&split)?;
+    let p = eval::predict(&mut model, &split, norm, eval::EVAL_BATCH)?;
     let classes = &ckpt.classes;
     let c = classes.len();
     let mut confusion = vec![vec![0usize; c]; c];
@@ -170,7 +187,7 @@ fn eval(args: &EvalArgs) -> Result<ExitCode, Error> {
         "{}: {} split of {}, {n} images",
         args.checkpoint.display(),
         name,
-        trainer.info().data
+        described
     );
     let _ = writeln!(
         out,
@@ -216,13 +233,9 @@ fn eval(args: &EvalArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_predictions(
-    path: &Path,
-    p: &crate::train::Predictions,
-    classes: usize,
-) -> Result<(), Error> {
+fn write_predictions(path: &Path, p: &eval::Predictions, classes: usize) -> Result<(), Error> {
     let io = |source| {
-        Error::RunDir(run_dir::RunDirError {
+        Error::RunDir(RunDirError {
             path: path.to_path_buf(),
             source,
         })
@@ -287,7 +300,7 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode, Error> {
         m.input[1],
         m.input[2],
         m.classes,
-        crate::model::group_thousands(c.param_count())
+        group_thousands(c.param_count())
     );
     let _ = writeln!(
         out,
@@ -309,9 +322,9 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode, Error> {
         let changes: Vec<String> = c
             .lr_changes
             .iter()
-            .map(|(s, lr)| format!("{lr:.2e} at step {s}"))
+            .map(|(s, lr)| format!("{lr:.2e} from step {}", s + 1))
             .collect();
-        let _ = writeln!(out, "  lr changes  {}", changes.join(", "));
+        let _ = writeln!(out, "  lr history  {}", changes.join(", "));
     }
     let _ = writeln!(out, "  tensors     {}", c.tensors.len() + c.counters.len());
     for t in &c.tensors {

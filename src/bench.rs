@@ -7,14 +7,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::app::Error;
 use crate::cli::BenchArgs;
 use crate::config::RunConfig;
 use crate::data::{DataSpec, DataSplits};
-use crate::headless::Reporter;
+use crate::format::group_thousands;
 use crate::model::gemm::{self, Threads};
 use crate::model::{profile, Kernels};
+use crate::run_dir::RunDirError;
 use crate::train::Trainer;
-use crate::{protocol, Error};
+use crate::{headless, protocol, runtime, tui};
 
 /// Set in the child process that measures the stock kernels at one batch size.
 const STOCK_CHILD: &str = "CANDLETOP_BENCH_STOCK_BATCH";
@@ -26,12 +28,12 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
     };
     if let Some(batch) = std::env::var_os(STOCK_CHILD) {
         let batch = batch.to_string_lossy().parse().unwrap_or(base.batch_size);
-        crate::app::set_threads(base.threads(), Kernels::Stock);
+        runtime::set_threads(base.threads(), Kernels::Stock);
         let data = DataSplits::load(&DataSpec::Embedded, base.val_split, base.seed)?;
         throughput(&base, &data, batch, Kernels::Stock, args.steps)?;
         return Ok(ExitCode::SUCCESS);
     }
-    crate::app::set_threads(base.threads(), Kernels::Fast);
+    runtime::set_threads(base.threads(), Kernels::Fast);
     let data = DataSplits::load(&DataSpec::Embedded, base.val_split, base.seed)?;
     say(&format!(
         "candletop bench: default model ({}), {} threads, {} timed steps",
@@ -89,9 +91,9 @@ fn throughput(
         secs / steps as f64,
     );
     let val = trainer.val_set();
-    trainer.evaluate_batched(&val, batch_size)?;
+    trainer.evaluate(&val, batch_size)?;
     let t0 = Instant::now();
-    trainer.evaluate_batched(&val, batch_size)?;
+    trainer.evaluate(&val, batch_size)?;
     let secs = t0.elapsed().as_secs_f64();
     row(
         &format!("eval, batch {batch_size}, {k}"),
@@ -113,7 +115,7 @@ fn stock_in_child(args: &BenchArgs, batch_size: usize) -> Result<(), Error> {
         cmd.arg("--threads").arg(t.to_string());
     }
     cmd.env(STOCK_CHILD, batch_size.to_string());
-    crate::app::stock_child_env(&mut cmd);
+    runtime::stock_child_env(&mut cmd);
     let out = cmd.output().map_err(|e| failed(e.to_string()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
@@ -263,16 +265,11 @@ fn ui_overhead(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), 
                     from: Instant::now(),
                 };
                 let size = ratatui::layout::Rect::new(0, 0, 120, 40);
-                crate::tui::run_offscreen(
-                    &monitor,
-                    crate::tui::UiOptions::default(),
-                    counter.clone(),
-                    size,
-                )?;
+                tui::run_offscreen(&monitor, tui::UiOptions::default(), counter.clone(), size)?;
                 let secs = t0.elapsed().saturating_sub(UI_WARMUP).as_secs_f64();
                 kbps.push(counter.bytes.load(Ordering::Relaxed) as f64 / 1000.0 / secs.max(1e-9));
             } else {
-                Reporter::new(std::io::sink(), 20).run(&monitor, &crossbeam_channel::never());
+                headless::run(std::io::sink(), 20, &monitor, crossbeam_channel::never());
             }
             let secs = t0.elapsed().as_secs_f64();
             let _ = handle.join();
@@ -308,7 +305,7 @@ fn checkpoints(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), 
         "checkpoint", "params", "step ms", "hold ms", "write ms", "size MB"
     ));
     let dir = std::env::temp_dir().join(format!("candletop-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| crate::run_dir::RunDirError {
+    std::fs::create_dir_all(&dir).map_err(|source| RunDirError {
         path: dir.clone(),
         source,
     })?;
@@ -339,7 +336,7 @@ fn checkpoints(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), 
         }
         say(&format!(
             "{label:<30} {:>10} {step_ms:>12.1} {hold:>12.1} {write:>12.1} {:>10.1}",
-            crate::model::group_thousands(trainer.model().param_count()),
+            group_thousands(trainer.model().param_count()),
             size as f64 / 1e6
         ));
     }

@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{ConfigError, RunConfig};
 use crate::data::DataSpec;
 use crate::model::Activation;
-use crate::train::optim::OptimizerKind;
+use crate::optim::OptimizerKind;
+use crate::protocol::LearningRate;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -16,7 +17,8 @@ use crate::train::optim::OptimizerKind;
     version,
     about = "Train a CNN with Candle and watch and steer the run live in the terminal",
     args_conflicts_with_subcommands = true,
-    allow_negative_numbers = true
+    allow_negative_numbers = true,
+    after_long_help = EXIT_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -85,8 +87,8 @@ pub struct TrainArgs {
     pub batch_size: Option<usize>,
 
     /// Learning rate [default: 0.001]
-    #[arg(long, value_name = "LR")]
-    pub lr: Option<f64>,
+    #[arg(long, value_name = "LR", value_parser = LearningRate::parse)]
+    pub lr: Option<LearningRate>,
 
     /// Optimizer [default: adamw]
     #[arg(long, value_enum)]
@@ -125,7 +127,10 @@ pub struct TrainArgs {
     pub run_dir: Option<PathBuf>,
 
     /// Continue the run saved in a checkpoint (weights, optimizer, LR, RNG, position), with its
-    /// settings; flags given here override them (--epochs stays the run's total)
+    /// settings. A flag given here changes its setting from the resumed step on (--epochs and
+    /// --max-steps count the run's total), or is refused when the checkpoint depends on it
+    /// (--arch, --activation, --batch-norm, --seed, --val-split; --batch-size and --data only
+    /// at an epoch's start)
     #[arg(long, value_name = "FILE.h5", conflicts_with = "config")]
     pub resume: Option<PathBuf>,
 
@@ -156,7 +161,7 @@ pub struct TrainArgs {
     pub headless: bool,
 
     /// Factor by which + and - change the learning rate in the UI
-    #[arg(long, value_name = "F", default_value_t = 2.0)]
+    #[arg(long, value_name = "F", default_value_t = 2.0, value_parser = parse_lr_step)]
     pub lr_step: f64,
 
     /// UI frames per second
@@ -178,6 +183,20 @@ const ARCH_HELP: &str = "Layers, comma-separated [default: c32,c64,f128]
 
 The last layer, one output per class, is always added.
 Example: c32k5,c64/avg,c128/none,f256,f64";
+
+const EXIT_HELP: &str = "Exit status:
+  0  the run completed, or was stopped (q, Ctrl-C, SIGTERM, SIGHUP, --max-steps)
+  1  the run failed (an error while training)
+  2  bad input: a flag, a config file, a data file or a checkpoint (one line says which)
+  3  headless only: the loss or a gradient turned NaN or infinite; the update was skipped
+     and checkpoints/last.h5 holds the last good weights (the terminal UI pauses instead)";
+
+fn parse_lr_step(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 1.0 => Ok(f),
+        _ => Err(format!("'{s}' is not a number above 1")),
+    }
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct EvalArgs {
@@ -228,28 +247,8 @@ pub struct BenchArgs {
 }
 
 impl TrainArgs {
-    /// The terminal UI's settings; colour is off when NO_COLOR is set (to anything but "").
-    pub fn ui_options(&self) -> Result<crate::tui::UiOptions, crate::Error> {
-        if !(self.lr_step.is_finite() && self.lr_step > 1.0) {
-            return Err(ConfigError::Invalid {
-                flag: "--lr-step",
-                value: self.lr_step.to_string(),
-                problem: "must be a number above 1",
-            }
-            .into());
-        }
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Ok(crate::tui::UiOptions {
-            lr_step: self.lr_step,
-            fps: self.fps,
-            color: !no_color,
-            braille: self.braille,
-            quit_when_done: false,
-        })
-    }
-
     /// The run's configuration: defaults, then the config file, then the flags; validated.
-    pub fn resolve(&self) -> Result<RunConfig, crate::Error> {
+    pub fn resolve(&self) -> Result<RunConfig, ConfigError> {
         let base = match &self.config {
             Some(path) => RunConfig::from_toml_file(path)?,
             None => RunConfig::default(),
@@ -259,7 +258,7 @@ impl TrainArgs {
 
     /// The flags given on the command line applied over `base` (the defaults and config file,
     /// or a resumed checkpoint's settings); validated.
-    pub fn resolve_over(&self, base: RunConfig) -> Result<RunConfig, crate::Error> {
+    pub fn resolve_over(&self, base: RunConfig) -> Result<RunConfig, ConfigError> {
         let mut c = base;
         if let Some(d) = &self.data {
             c.data = d.parse::<DataSpec>()?;
@@ -267,26 +266,84 @@ impl TrainArgs {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { c.$field = v; } )* };
         }
-        set!(val_split, arch, activation, dropout, epochs, batch_size, lr, optimizer, momentum);
-        set!(weight_decay, label_smoothing, seed, threads, log_every);
-        set!(keep_last, best_metric, save_every_steps, max_steps, kernels);
+        set!(
+            val_split,
+            arch,
+            activation,
+            dropout,
+            epochs,
+            batch_size,
+            lr,
+            label_smoothing
+        );
+        set!(
+            seed,
+            threads,
+            log_every,
+            keep_last,
+            best_metric,
+            save_every_steps,
+            max_steps
+        );
+        set!(kernels);
+        let o = &mut c.optimizer;
+        if let Some(k) = self.optimizer {
+            o.kind = k;
+        }
+        if let Some(m) = self.momentum {
+            o.hyper.momentum = m;
+        }
+        if let Some(w) = self.weight_decay {
+            o.hyper.weight_decay = w;
+        }
+        if self.nesterov {
+            o.hyper.nesterov = true;
+        }
         if self.batch_norm {
             c.batch_norm = true;
         }
         if self.no_batch_norm {
             c.batch_norm = false;
         }
-        if self.nesterov {
-            c.nesterov = true;
-        }
         if self.run_dir.is_some() {
             c.run_dir = self.run_dir.clone();
         }
-        c.validate().map_err(|e| match e {
-            ConfigError::Arch(a) => crate::Error::Arch(a),
-            e => crate::Error::Config(e),
-        })?;
+        c.validate()?;
         Ok(c)
+    }
+
+    /// The settings (config keys) the command line gives: what a resumed run changes.
+    pub fn given(&self) -> Vec<String> {
+        let flags = [
+            ("data", self.data.is_some()),
+            ("val_split", self.val_split.is_some()),
+            ("arch", self.arch.is_some()),
+            ("activation", self.activation.is_some()),
+            ("batch_norm", self.batch_norm || self.no_batch_norm),
+            ("dropout", self.dropout.is_some()),
+            ("epochs", self.epochs.is_some()),
+            ("batch_size", self.batch_size.is_some()),
+            ("lr", self.lr.is_some()),
+            ("optimizer", self.optimizer.is_some()),
+            ("momentum", self.momentum.is_some()),
+            ("nesterov", self.nesterov),
+            ("weight_decay", self.weight_decay.is_some()),
+            ("label_smoothing", self.label_smoothing.is_some()),
+            ("seed", self.seed.is_some()),
+            ("threads", self.threads.is_some()),
+            ("log_every", self.log_every.is_some()),
+            ("run_dir", self.run_dir.is_some()),
+            ("keep_last", self.keep_last.is_some()),
+            ("best_metric", self.best_metric.is_some()),
+            ("save_every_steps", self.save_every_steps.is_some()),
+            ("max_steps", self.max_steps.is_some()),
+            ("kernels", self.kernels.is_some()),
+        ];
+        flags
+            .into_iter()
+            .filter(|(_, given)| *given)
+            .map(|(key, _)| key.to_string())
+            .collect()
     }
 }
 
@@ -321,7 +378,7 @@ mod tests {
         let cli = parse(&["--config", file.to_str().unwrap(), "--lr", "0.2"]);
         assert!(cli.command.is_none());
         let c = cli.train.resolve().unwrap();
-        assert_eq!((c.lr, c.epochs, c.batch_norm), (0.2, 3, false));
+        assert_eq!((c.lr.get(), c.epochs, c.batch_norm), (0.2, 3, false));
         let cli = parse(&[
             "train",
             "--config",
@@ -335,17 +392,82 @@ mod tests {
         };
         let c = t.resolve().unwrap();
         assert!(c.batch_norm);
-        assert_eq!(c.optimizer, OptimizerKind::Sgd);
-        assert_eq!(c.lr, 0.05);
+        assert_eq!(c.optimizer.kind, OptimizerKind::Sgd);
+        assert_eq!(c.lr.get(), 0.05);
     }
 
     #[test]
-    fn negative_and_zero_values_reach_validation() {
-        let e = parse(&["--lr", "-0.1"]).train.resolve().unwrap_err();
-        assert!(e.is_usage());
-        assert_eq!(e.to_string(), "--lr -0.1: must be a positive number");
+    fn negative_and_zero_values_are_refused() {
+        let e = Cli::try_parse_from(["candletop", "--lr", "-0.1"]).unwrap_err();
+        assert_eq!(
+            one_line(&e),
+            "invalid value '-0.1' for '--lr <LR>': '-0.1' is not a positive learning rate"
+        );
         let e = parse(&["--batch-size", "0"]).train.resolve().unwrap_err();
         assert_eq!(e.to_string(), "--batch-size 0: must be at least 1");
+        let e = Cli::try_parse_from(["candletop", "--lr-step", "1"]).unwrap_err();
+        assert!(one_line(&e).contains("'1' is not a number above 1"));
+    }
+
+    #[test]
+    fn given_names_exactly_the_flags_on_the_command_line() {
+        let t = parse(&["--lr", "0.01", "--no-batch-norm", "--momentum", "0.5"]).train;
+        assert_eq!(t.given(), ["batch_norm", "lr", "momentum"]);
+        assert!(parse(&[]).train.given().is_empty());
+        // Every key it can name is a setting.
+        let keys = RunConfig::keys();
+        let all = parse(&[
+            "--data",
+            "embedded",
+            "--val-split",
+            "0.2",
+            "--arch",
+            "c8",
+            "--activation",
+            "tanh",
+            "--batch-norm",
+            "--dropout",
+            "0.1",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--lr",
+            "0.1",
+            "--optimizer",
+            "sgd",
+            "--momentum",
+            "0.5",
+            "--nesterov",
+            "--weight-decay",
+            "0",
+            "--label-smoothing",
+            "0.1",
+            "--seed",
+            "1",
+            "--threads",
+            "1",
+            "--log-every",
+            "5",
+            "--run-dir",
+            "r",
+            "--keep-last",
+            "1",
+            "--best-metric",
+            "val_loss",
+            "--save-every-steps",
+            "3",
+            "--max-steps",
+            "9",
+            "--kernels",
+            "stock",
+        ])
+        .train
+        .given();
+        assert_eq!(all.len(), 23);
+        for k in &all {
+            assert!(keys.contains(k), "{k}");
+        }
     }
 
     #[test]
@@ -354,19 +476,20 @@ mod tests {
         let d = RunConfig::default();
         for want in [
             format!("[default: {}]", d.arch),
-            format!("[default: {}]", d.lr),
+            format!("[default: {}]", d.lr.get()),
             format!("[default: {}]", d.batch_size),
             format!("[default: {}]", d.epochs),
             format!("[default: {}]", d.dropout),
             format!("[default: {}]", d.val_split),
             format!("[default: {}]", d.seed),
-            format!("[default: {}]", d.weight_decay),
-            format!("[default: {}]", d.momentum),
+            format!("[default: {}]", d.optimizer.hyper.weight_decay),
+            format!("[default: {}]", d.optimizer.hyper.momentum),
             format!("[default: {}]", d.log_every),
             format!("[default: {}]", d.data),
         ] {
             assert!(help.contains(&want), "help lacks {want}");
         }
-        assert!(help.contains("[default: adamw]") && d.optimizer == OptimizerKind::Adamw);
+        assert!(help.contains("[default: adamw]") && d.optimizer.kind == OptimizerKind::Adamw);
+        assert!(help.contains("Exit status:") && help.contains("3  headless only"));
     }
 }

@@ -7,27 +7,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::DataSpec;
 use crate::model::{Activation, Arch, Kernels, ModelConfig};
-use crate::train::optim::{Hyper, OptimizerKind};
+use crate::optim::OptimizerConfig;
+use crate::protocol::LearningRate;
 
+/// Every setting of a run. In a TOML file (`--config`, and the `config.toml` each run writes)
+/// the keys are the flags' names with `_` for `-`; unknown keys are errors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RunConfig {
     pub data: DataSpec,
     pub val_split: f64,
     pub arch: String,
     pub activation: Activation,
     pub batch_norm: bool,
+    #[serde(serialize_with = "crate::format::f32_as_written")]
     pub dropout: f32,
     pub epochs: usize,
     pub batch_size: usize,
-    pub lr: f64,
-    pub optimizer: OptimizerKind,
-    pub momentum: f32,
-    pub nesterov: bool,
-    pub weight_decay: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
+    pub lr: LearningRate,
+    /// `optimizer`, `momentum`, `nesterov`, `weight_decay`, `beta1`, `beta2`, `eps`.
+    #[serde(flatten)]
+    pub optimizer: OptimizerConfig,
     pub label_smoothing: f64,
     pub seed: u64,
     /// Compute threads; 0 means all cores.
@@ -35,6 +35,7 @@ pub struct RunConfig {
     /// Steps between progress records (metrics.jsonl, headless progress lines).
     pub log_every: u64,
     /// Where the run writes its files; empty means `runs/<timestamp>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub run_dir: Option<PathBuf>,
     /// Epoch checkpoints kept (`epoch-NNN.h5`); older ones are deleted.
     pub keep_last: usize,
@@ -67,14 +68,8 @@ impl Default for RunConfig {
             dropout: 0.25,
             epochs: 10,
             batch_size: 64,
-            lr: 1e-3,
-            optimizer: OptimizerKind::Adamw,
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 1e-2,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
+            lr: LearningRate::new(1e-3).expect("a valid default"),
+            optimizer: OptimizerConfig::default(),
             label_smoothing: 0.0,
             seed: 42,
             threads: 0,
@@ -104,8 +99,12 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("{path}: unknown setting '{key}' (settings are the flags' names with '_' for '-', e.g. batch_size)")]
+    UnknownKey { path: PathBuf, key: String },
     #[error(transparent)]
     Arch(#[from] crate::model::ArchError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
 }
 
 impl RunConfig {
@@ -114,8 +113,23 @@ impl RunConfig {
             path: path.into(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.into(),
+                message,
+            },
+            ConfigError::UnknownKey { key, .. } => ConfigError::UnknownKey {
+                path: path.into(),
+                key,
+            },
+            e => e,
+        })
+    }
+
+    /// The settings in a TOML text (errors name no file: `from_toml_file` adds it).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let parse_error = |e: toml::de::Error| ConfigError::Parse {
+            path: PathBuf::new(),
             // toml's messages span several lines; one line is enough to find the problem.
             message: e
                 .message()
@@ -126,7 +140,39 @@ impl RunConfig {
                 + &e.span()
                     .map(|s| format!(" (at byte {})", s.start))
                     .unwrap_or_default(),
-        })
+        };
+        let config: Self = toml::from_str(text).map_err(parse_error)?;
+        // The optimizer's settings are flattened into the top level, where serde cannot refuse
+        // unknown keys by itself.
+        let table: toml::Table = toml::from_str(text).map_err(parse_error)?;
+        let known = Self::keys();
+        if let Some(key) = table.keys().find(|k| !known.contains(k)) {
+            return Err(ConfigError::UnknownKey {
+                path: PathBuf::new(),
+                key: key.clone(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The names of every setting, as in a config file.
+    pub fn keys() -> Vec<String> {
+        let full = Self {
+            run_dir: Some(PathBuf::from(".")),
+            ..Self::default()
+        };
+        match serde_json::to_value(full) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Every setting as JSON values by key, for comparing two configurations.
+    pub fn values(&self) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        }
     }
 
     pub fn to_toml(&self) -> String {
@@ -164,9 +210,6 @@ impl RunConfig {
             })
         }
         let arch: Arch = self.arch.parse()?;
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad("--lr", self.lr, "must be a positive number");
-        }
         if self.batch_size == 0 {
             return bad("--batch-size", 0, "must be at least 1");
         }
@@ -190,25 +233,22 @@ impl RunConfig {
                 "must be in [0, 1)",
             );
         }
-        if !(0.0..1.0).contains(&self.momentum) {
-            return bad("--momentum", self.momentum, "must be in [0, 1)");
+        let h = &self.optimizer.hyper;
+        if !(0.0..1.0).contains(&h.momentum) {
+            return bad("--momentum", h.momentum, "must be in [0, 1)");
         }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad(
-                "--weight-decay",
-                self.weight_decay,
-                "must be zero or positive",
-            );
+        if !(h.weight_decay.is_finite() && h.weight_decay >= 0.0) {
+            return bad("--weight-decay", h.weight_decay, "must be zero or positive");
         }
-        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
+        if !(0.0..1.0).contains(&h.beta1) || !(0.0..1.0).contains(&h.beta2) {
             return bad(
                 "beta1/beta2",
-                format!("{}/{}", self.beta1, self.beta2),
+                format!("{}/{}", h.beta1, h.beta2),
                 "must be in [0, 1)",
             );
         }
-        if !(self.eps.is_finite() && self.eps > 0.0) {
-            return bad("eps", self.eps, "must be a positive number");
+        if !(h.eps.is_finite() && h.eps > 0.0) {
+            return bad("eps", h.eps, "must be a positive number");
         }
         if self.log_every == 0 {
             return bad("--log-every", 0, "must be at least 1");
@@ -216,31 +256,16 @@ impl RunConfig {
         Ok(arch)
     }
 
-    pub fn hyper(&self) -> Hyper {
-        Hyper {
-            momentum: self.momentum,
-            nesterov: self.nesterov,
-            weight_decay: self.weight_decay,
-            beta1: self.beta1,
-            beta2: self.beta2,
-            eps: self.eps,
-        }
-    }
-
+    /// Compute threads: the setting, or all cores when it is 0.
     pub fn threads(&self) -> usize {
-        if self.threads == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        } else {
-            self.threads
-        }
+        crate::runtime::threads_or_all(self.threads)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::optim::OptimizerKind;
 
     #[test]
     fn defaults_are_valid_and_round_trip_through_toml() {
@@ -253,20 +278,6 @@ mod tests {
     #[test]
     fn bad_values_name_their_flag() {
         let cases: Vec<(RunConfig, &str)> = vec![
-            (
-                RunConfig {
-                    lr: 0.0,
-                    ..Default::default()
-                },
-                "--lr 0",
-            ),
-            (
-                RunConfig {
-                    lr: -1.0,
-                    ..Default::default()
-                },
-                "--lr -1",
-            ),
             (
                 RunConfig {
                     batch_size: 0,
@@ -304,12 +315,46 @@ mod tests {
 
     #[test]
     fn partial_toml_keeps_defaults_and_unknown_keys_are_errors() {
-        let c: RunConfig =
-            toml::from_str("lr = 0.01\noptimizer = \"sgd\"\ndata = \"mnist:/x\"").unwrap();
-        assert_eq!(c.lr, 0.01);
-        assert_eq!(c.optimizer, OptimizerKind::Sgd);
+        let c = RunConfig::from_toml(
+            "lr = 0.01\noptimizer = \"sgd\"\nmomentum = 0.5\ndata = \"mnist:/x\"",
+        )
+        .unwrap();
+        assert_eq!(c.lr.get(), 0.01);
+        assert_eq!(c.optimizer.kind, OptimizerKind::Sgd);
+        assert_eq!(c.optimizer.hyper.momentum, 0.5);
+        assert_eq!(c.optimizer.hyper.weight_decay, 0.01, "the default");
         assert_eq!(c.batch_size, 64);
         assert_eq!(c.data, DataSpec::Mnist("/x".into()));
-        assert!(toml::from_str::<RunConfig>("learning_rate = 1").is_err());
+        let e = RunConfig::from_toml("learning_rate = 1").unwrap_err();
+        assert!(
+            e.to_string().contains("unknown setting 'learning_rate'"),
+            "{e}"
+        );
+        let e = RunConfig::from_toml("lr = -1").unwrap_err();
+        assert!(
+            e.to_string().contains("not a positive learning rate"),
+            "{e}"
+        );
+        let e = RunConfig::from_toml("momentum = \"high\"").unwrap_err();
+        assert!(e.to_string().contains("(at byte"), "{e}");
+    }
+
+    #[test]
+    fn the_file_says_what_was_written() {
+        let text = RunConfig::default().to_toml();
+        for line in [
+            "momentum = 0.9\n",
+            "weight_decay = 0.01\n",
+            "eps = 0.00000001\n",
+            "dropout = 0.25\n",
+            "lr = 0.001\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+        // Every key the file can hold, the optimizer's among them.
+        let keys = RunConfig::keys();
+        for k in ["optimizer", "momentum", "beta2", "run_dir", "lr", "kernels"] {
+            assert!(keys.contains(&k.to_string()), "{k}");
+        }
     }
 }

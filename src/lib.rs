@@ -1,8 +1,17 @@
 //! candletop: train a convolutional image classifier with Candle and watch and steer the run.
 //!
-//! The core (`data`, `model`, `train`, `run_dir`) knows nothing of how the run is shown; the
-//! front ends (`headless`, `tui`) reach the trainer only through `protocol`, and both fold its
-//! events the same way (`run_state`).
+//! Layers, each using only those below it:
+//!
+//! ```text
+//! edges        app (subcommands), cli (flags), bench            main.rs calls app
+//! front ends   tui, headless                                     talk to training only through protocol
+//! watching     watch (RunState, the receive loop, Outcome)
+//! core         train -> checkpoint, run_dir -> config -> data, model, optim
+//! plain data   protocol (messages), format, rng, signals, runtime
+//! ```
+//!
+//! The core knows nothing of how a run is shown; the front ends fold the trainer's events into
+//! the same `watch::RunState`. `tests/layers.rs` checks that the imports keep to this.
 
 pub mod app;
 pub mod bench;
@@ -10,49 +19,15 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod format;
 pub mod headless;
 pub mod model;
+pub mod optim;
 pub mod protocol;
 pub mod rng;
 pub mod run_dir;
-pub mod run_state;
+pub mod runtime;
 pub mod signals;
 pub mod train;
 pub mod tui;
-
-/// Every error the library reports. `is_usage` tells input errors (exit code 2) from failures.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Data(#[from] data::DataError),
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    #[error(transparent)]
-    Arch(#[from] model::ArchError),
-    #[error(transparent)]
-    RunDir(#[from] run_dir::RunDirError),
-    #[error("tensor computation failed: {0}")]
-    Candle(#[from] candle_core::Error),
-    #[error("{0}")]
-    Training(String),
-    #[error(transparent)]
-    Checkpoint(#[from] checkpoint::CheckpointError),
-    #[error("--resume {0}")]
-    Resume(String),
-    #[error("terminal: {0}")]
-    Terminal(#[from] std::io::Error),
-}
-
-impl Error {
-    /// True when the user's input (flags, files) is at fault.
-    pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            Error::Data(_)
-                | Error::Config(_)
-                | Error::Arch(_)
-                | Error::Checkpoint(_)
-                | Error::Resume(_)
-        )
-    }
-}
+pub mod watch;

@@ -5,7 +5,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     if std::env::var_os("CANDLETOP_MALLOC_DEFAULTS").is_none() {
-        candletop::app::tune_allocator();
+        candletop::runtime::tune_allocator();
     }
     let cli = match candletop::cli::Cli::try_parse() {
         Ok(cli) => cli,

@@ -1,5 +1,7 @@
 //! The messages between the training thread and whoever watches it (the TUI, the headless line
-//! reporter, tests). Plain data only: no candle or ratatui type crosses a channel.
+//! reporter, tests). Plain data only: no candle or ratatui type crosses a channel, and every
+//! message serialises (metrics.jsonl holds the events as they are; a trainer in another process
+//! will send the same messages over a socket).
 //!
 //! Two channels carry events out of the trainer: a bounded one for per-step metrics, where a
 //! full channel makes the trainer fold the step into the next message instead of waiting, and an
@@ -8,12 +10,59 @@
 //! steps.
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// What the user asks of the trainer. Applied between two steps.
-#[derive(Debug, Clone, PartialEq)]
+/// A learning rate: a positive, finite number. The one check for every way a learning rate
+/// arrives (flags, config files, the UI's prompt, commands to the trainer).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct LearningRate(f64);
+
+impl LearningRate {
+    pub fn new(lr: f64) -> Result<Self, String> {
+        if lr.is_finite() && lr > 0.0 {
+            Ok(Self(lr))
+        } else {
+            Err(format!("{lr} is not a positive learning rate"))
+        }
+    }
+
+    /// A learning rate as a person types it: `0.003`, `3e-3`.
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let s = input.trim();
+        match s.parse::<f64>() {
+            Ok(v) => Self::new(v).map_err(|_| format!("'{s}' is not a positive learning rate")),
+            Err(_) if s.is_empty() => Err("type a learning rate, e.g. 0.003 or 3e-3".into()),
+            Err(_) => Err(format!("'{s}' is not a number")),
+        }
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl TryFrom<f64> for LearningRate {
+    type Error = String;
+    fn try_from(lr: f64) -> Result<Self, String> {
+        Self::new(lr)
+    }
+}
+
+impl From<LearningRate> for f64 {
+    fn from(lr: LearningRate) -> f64 {
+        lr.0
+    }
+}
+
+/// What the user asks of the trainer. Applied between two steps; one the trainer cannot carry
+/// out is answered with `Event::Refused`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", content = "value", rename_all = "snake_case")]
 pub enum Command {
+    /// Use this learning rate from the next step on.
     SetLr(f64),
+    /// Multiply the learning rate by this factor.
     ScaleLr(f64),
     Pause,
     Resume,
@@ -25,8 +74,30 @@ pub enum Command {
     Stop,
 }
 
+/// A setting a resumed run changed from its checkpoint's, as given on the command line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingChange {
+    /// The flag, e.g. `--lr`.
+    pub flag: String,
+    pub old: String,
+    pub new: String,
+}
+
+/// Where a resumed run came from and what it does differently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resumed {
+    pub from: String,
+    /// The step and epoch it continues after.
+    pub step: u64,
+    pub epoch: usize,
+    /// Flags given with `--resume` that changed a setting.
+    pub changes: Vec<SettingChange>,
+    /// What else a reader should know, e.g. optimizer state that starts fresh.
+    pub notes: Vec<String>,
+}
+
 /// Static facts about the run, sent once at the start.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
     pub data: String,
     pub model: String,
@@ -39,12 +110,12 @@ pub struct RunInfo {
     pub steps_per_epoch: usize,
     pub batch_size: usize,
     pub run_dir: String,
-    /// The checkpoint this run continues, if any.
-    pub resumed_from: Option<String>,
+    /// Set when the run continues a checkpoint.
+    pub resumed: Option<Resumed>,
 }
 
 /// Metrics of one training step, or of several folded together when the receiver lagged.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepMetrics {
     /// Global step (1-based) of the latest step included.
     pub step: u64,
@@ -81,7 +152,7 @@ impl StepMetrics {
 }
 
 /// Results of one finished epoch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
     pub epoch: usize,
     pub step: u64,
@@ -97,7 +168,7 @@ pub struct EpochMetrics {
 }
 
 /// An evaluation of a whole split (the test set at the end of the run).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalMetrics {
     pub split: String,
     pub loss: f64,
@@ -106,24 +177,39 @@ pub struct EvalMetrics {
     pub images_per_sec: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Why a run ended (without an error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     /// All epochs done.
     Completed,
-    /// A stop command.
+    /// A stop command or the step limit.
     Stopped,
+    /// The loss or a gradient turned NaN or infinite and the run was set to stop on it
+    /// (`OnNonFinite::Stop`); the weights are the last good ones.
+    NonFinite,
+}
+
+/// What the trainer does when a step's loss or gradient is NaN or infinite. Either way the
+/// step's update is skipped, so the weights stay the last good ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNonFinite {
+    /// Pause and wait for the user (who can cut the LR and resume): the terminal UI.
+    Pause,
+    /// Save `last.h5` and end the run: headless, where nobody can press a key.
+    Stop,
 }
 
 /// Who changed the learning rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LrSource {
     User,
 }
 
 /// Everything the trainer reports except per-step metrics.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     Started(RunInfo),
@@ -141,11 +227,19 @@ pub enum Event {
     Resumed {
         step: u64,
     },
-    /// The loss or a gradient norm was NaN or infinite: the step was skipped and the run paused.
+    /// A command the trainer did not carry out, and why.
+    Refused {
+        step: u64,
+        command: Command,
+        reason: String,
+    },
+    /// The loss or a gradient norm was NaN or infinite: the step's update was skipped, and the
+    /// run paused or stops (`then`).
     NonFinite {
         step: u64,
         epoch: usize,
         what: String,
+        then: OnNonFinite,
     },
     /// A checkpoint was written: its size, how long the background write took and how long
     /// the snapshot held the training thread.
@@ -157,10 +251,17 @@ pub enum Event {
         hold_ms: f64,
     },
     /// A checkpoint could not be written; training goes on and earlier files stay intact.
+    /// `reason` is one line (e.g. "no space left on device"); `detail` the whole story.
     CheckpointFailed {
         step: u64,
         path: String,
-        error: String,
+        reason: String,
+        detail: String,
+    },
+    /// Something went wrong that does not end the run (e.g. metrics.jsonl cannot be written).
+    Warning {
+        step: u64,
+        message: String,
     },
     Finished {
         step: u64,
@@ -168,6 +269,7 @@ pub enum Event {
         reason: FinishReason,
         elapsed_secs: f64,
     },
+    /// The run cannot go on: it is over.
     Error {
         message: String,
     },
@@ -219,6 +321,11 @@ pub fn link() -> (TrainerLink, MonitorLink) {
 }
 
 impl TrainerLink {
+    /// A link nobody listens to (benchmarks and tests that drive single steps).
+    pub fn detached() -> Self {
+        link().0
+    }
+
     /// Sends step metrics without ever blocking; folds them into the next step when full.
     pub fn send_step(&mut self, m: StepMetrics) {
         let m = match self.pending.take() {
@@ -295,5 +402,52 @@ mod tests {
         let total: u32 = got.iter().map(|s| s.steps).sum::<u32>() + folded.steps;
         assert_eq!(total, 75);
         assert_eq!(m.events.try_recv().unwrap(), Event::Paused { step: 74 });
+    }
+
+    #[test]
+    fn learning_rates_are_positive_and_finite() {
+        assert_eq!(
+            LearningRate::parse(" 1e-4 ").map(LearningRate::get),
+            Ok(1e-4)
+        );
+        assert_eq!(LearningRate::new(0.5).map(f64::from), Ok(0.5));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(LearningRate::new(bad).is_err(), "{bad}");
+        }
+        assert!(LearningRate::parse("abc")
+            .unwrap_err()
+            .contains("not a number"));
+        assert!(LearningRate::parse("-1")
+            .unwrap_err()
+            .contains("not a positive learning rate"));
+        assert!(LearningRate::parse("").unwrap_err().contains("type a"));
+        assert!(serde_json::from_str::<LearningRate>("-3").is_err());
+        assert_eq!(serde_json::to_string(&LearningRate(0.25)).unwrap(), "0.25");
+    }
+
+    #[test]
+    fn commands_and_events_survive_json() {
+        for c in [
+            Command::SetLr(0.01),
+            Command::ScaleLr(0.5),
+            Command::Pause,
+            Command::Stop,
+        ] {
+            let text = serde_json::to_string(&c).unwrap();
+            assert_eq!(serde_json::from_str::<Command>(&text).unwrap(), c, "{text}");
+        }
+        let e = Event::Refused {
+            step: 3,
+            command: Command::ScaleLr(0.0),
+            reason: "x".into(),
+        };
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(
+            text.starts_with(
+                r#"{"type":"refused","step":3,"command":{"command":"scale_lr","value":0.0}"#
+            ),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), e);
     }
 }

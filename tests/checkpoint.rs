@@ -82,8 +82,14 @@ fn resuming_gives_bit_identical_losses_and_weights() {
         (ckpt.global_step, ckpt.position.epoch, ckpt.position.batch),
         (7, 1, 7)
     );
-    let mut resumed =
-        Trainer::resume(cfg(0), small_data(12 * 32, 64), &ckpt, &last(&part_dir)).unwrap();
+    let mut resumed = Trainer::resume(
+        cfg(0),
+        small_data(12 * 32, 64),
+        &ckpt,
+        &last(&part_dir),
+        &[],
+    )
+    .unwrap();
     resumed.set_run_dir(&rest_dir).unwrap();
     let (rest, _) = run(resumed);
     let losses = |s: &[StepMetrics]| {
@@ -204,7 +210,7 @@ fn a_failed_save_is_reported_and_training_goes_on() {
 fn small_checkpoint(dir: &Path) -> (PathBuf, Checkpoint) {
     let mut t = trainer_in(dir, cfg(3));
     let (t_link, m) = link();
-    t.run(&mut { t_link }).unwrap();
+    t.run(t_link).unwrap();
     drop(m);
     let p = last(dir);
     let c = checkpoint::read(&p).unwrap();
@@ -354,7 +360,7 @@ fn python_reads_the_checkpoint() {
     m.commands
         .send(candletop::protocol::Command::ScaleLr(0.5))
         .unwrap();
-    t.run(&mut { tl }).unwrap();
+    t.run(tl).unwrap();
     let snapshot = t.snapshot().unwrap();
     let path = last(tmp.path());
     let mut tensors = serde_json::Map::new();

@@ -33,7 +33,7 @@ fn trains_on_the_embedded_data_and_writes_the_run_directory() {
         "stdout: {stdout}\nstderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("epoch   1/1  train loss"), "{stdout}");
+    assert!(stdout.contains("\nepoch 1/1: val loss "), "{stdout}");
     // runs/<timestamp>/ in the working directory.
     let runs: Vec<_> = std::fs::read_dir(dir.path().join("runs"))
         .unwrap()
@@ -98,8 +98,8 @@ fn write_idx(dir: &Path, name: &str, dims: &[usize], data: &[u8]) {
 
 #[test]
 fn bad_flags_are_one_line_errors_with_exit_code_2() {
-    rejects(&["--lr", "0"], "--lr 0: must be a positive number");
-    rejects(&["--lr", "-0.5"], "--lr -0.5: must be a positive number");
+    rejects(&["--lr", "0"], "'0' is not a positive learning rate");
+    rejects(&["--lr", "-0.5"], "'-0.5' is not a positive learning rate");
     rejects(&["--batch-size", "0"], "--batch-size 0: must be at least 1");
     rejects(
         &["--val-split", "1.5"],
@@ -239,8 +239,8 @@ fn checkpoints_resume_evaluate_and_inspect_through_the_binary() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!stdout.contains("epoch   1/2"), "{stdout}");
-    assert!(stdout.contains("epoch   2/2"), "{stdout}");
+    assert!(!stdout.contains("epoch 1/2:"), "{stdout}");
+    assert!(stdout.contains("\nepoch 2/2: "), "{stdout}");
     assert!(stdout.contains("finished at step 282"), "{stdout}");
     // inspect
     let last = d.join("second/checkpoints/last.h5");
@@ -387,7 +387,7 @@ fn damaged_checkpoints_are_one_line_errors() {
     let good_path = d.join("r/checkpoints/last.h5");
     rejects(
         &["--resume", good_path.to_str().unwrap(), "--arch", "c8,f16"],
-        "differs from this run",
+        "--arch c8,f16: cannot change on resume (c4,f16 in the checkpoint)",
     );
 }
 

@@ -6,8 +6,10 @@ mod common;
 use std::time::Duration;
 
 use candletop::config::RunConfig;
-use candletop::protocol::{link, Command, Event, FinishReason, MonitorLink, StepMetrics};
-use candletop::train::optim::OptimizerKind;
+use candletop::optim::{OptimizerConfig, OptimizerKind};
+use candletop::protocol::{
+    link, Command, Event, FinishReason, LearningRate, MonitorLink, OnNonFinite, StepMetrics,
+};
 use candletop::train::Trainer;
 use common::{small_config, small_data};
 
@@ -151,22 +153,32 @@ fn pause_stops_steps_resume_continues_stop_ends_cleanly() {
         .expect("the training thread ends without panicking");
 }
 
-#[test]
-fn a_non_finite_loss_skips_the_step_and_pauses() {
-    let cfg = RunConfig {
-        optimizer: OptimizerKind::Sgd,
-        lr: 1e12,
-        batch_norm: false,
+/// SGD at an absurd learning rate: the loss turns non-finite within a few steps.
+fn diverging() -> RunConfig {
+    RunConfig {
+        optimizer: OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            ..OptimizerConfig::default()
+        },
+        lr: LearningRate::new(1e12).unwrap(),
         epochs: 3,
         ..small_config()
-    };
-    let (m, h) = start(cfg, 30 * 32);
+    }
+}
+
+#[test]
+fn a_non_finite_loss_skips_the_step_and_pauses() {
+    let (m, h) = start(diverging(), 30 * 32);
     let events = until(&m, |e| {
         matches!(e, Event::NonFinite { .. } | Event::Finished { .. })
     });
-    let Some(Event::NonFinite { step, what, .. }) = events.last().cloned() else {
+    let Some(Event::NonFinite {
+        step, what, then, ..
+    }) = events.last().cloned()
+    else {
         panic!("no non-finite event: {events:?}")
     };
+    assert_eq!(then, OnNonFinite::Pause);
     assert!(
         what.contains("loss") || what.contains("gradient norm"),
         "{what}"
@@ -175,6 +187,146 @@ fn a_non_finite_loss_skips_the_step_and_pauses() {
     m.commands.send(Command::Stop).unwrap();
     until(&m, |e| e.is_terminal());
     h.join().unwrap();
+}
+
+/// Where nobody can press a key, a non-finite loss ends the run: `last.h5` holds the weights
+/// and batch-norm statistics of the last good step, all finite, and the run says why it ended.
+#[test]
+fn a_non_finite_loss_stops_a_run_set_to_stop_with_the_last_good_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(diverging(), small_data(30 * 32, 64)).unwrap();
+    t.set_run_dir(tmp.path()).unwrap();
+    t.set_on_non_finite(OnNonFinite::Stop);
+    let (tl, m) = link();
+    let h = t.spawn(tl);
+    let events = until(&m, |e| e.is_terminal());
+    h.join().unwrap();
+    let bad = events
+        .iter()
+        .find_map(|e| match e {
+            Event::NonFinite { step, then, .. } => Some((*step, *then)),
+            _ => None,
+        })
+        .expect("a non-finite event");
+    assert_eq!(bad.1, OnNonFinite::Stop);
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Paused { .. })),
+        "{events:?}"
+    );
+    let Some(Event::Finished { reason, step, .. }) = events.last() else {
+        panic!("{events:?}")
+    };
+    assert_eq!((*reason, *step), (FinishReason::NonFinite, bad.0));
+    let ckpt = candletop::checkpoint::read(&tmp.path().join("checkpoints/last.h5")).unwrap();
+    assert_eq!(ckpt.global_step, bad.0);
+    // The bad step updated nothing: the optimizer took one step fewer than the run.
+    assert_eq!(ckpt.optimizer.steps, bad.0 - 1);
+    for t in &ckpt.tensors {
+        assert!(
+            t.data.iter().all(|x| x.is_finite()),
+            "{} has non-finite values",
+            t.name
+        );
+    }
+    let bn_batches: Vec<i64> = ckpt.counters.iter().map(|c| c.1).collect();
+    assert!(
+        bn_batches.iter().all(|&n| n == bad.0 as i64 - 1),
+        "batch norm counted the bad batch: {bn_batches:?}"
+    );
+}
+
+#[test]
+fn commands_that_cannot_be_carried_out_are_refused_with_the_reason() {
+    let (m, h) = start(
+        RunConfig {
+            epochs: 3,
+            ..small_config()
+        },
+        30 * 32,
+    );
+    m.commands.send(Command::Pause).unwrap();
+    until(&m, |e| matches!(e, Event::Paused { .. }));
+    let refused = [
+        (Command::SetLr(-1.0), "not a positive learning rate"),
+        (Command::SetLr(f64::NAN), "not a positive learning rate"),
+        (Command::ScaleLr(0.0), "0 is not a positive factor"),
+        (
+            Command::ScaleLr(f64::INFINITY),
+            "inf is not a positive factor",
+        ),
+        (Command::ScaleLr(1e-322), "is not a usable learning rate"),
+        (Command::Save, "no run directory"),
+    ];
+    for (c, _) in &refused {
+        m.commands.send(c.clone()).unwrap();
+    }
+    m.commands.send(Command::SetLr(0.5)).unwrap();
+    let seen = until(&m, |e| matches!(e, Event::LrChanged { .. }));
+    let answers: Vec<(Command, String)> = seen
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Refused {
+                command, reason, ..
+            } => Some((command, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), refused.len(), "{answers:?}");
+    for ((c, want), (got_c, got)) in refused.iter().zip(&answers) {
+        // Debug text, so that a NaN compares equal to itself.
+        assert_eq!(format!("{c:?}"), format!("{got_c:?}"));
+        assert!(got.contains(want), "{c:?}: {got}");
+    }
+    // The valid one went through, and the run is intact.
+    m.commands.send(Command::Step).unwrap();
+    assert_eq!(next_step(&m).lr, 0.5);
+    m.commands.send(Command::Resume).unwrap();
+    m.commands.send(Command::Step).unwrap();
+    let e = until(&m, |e| matches!(e, Event::Refused { .. }));
+    assert!(
+        matches!(e.last(), Some(Event::Refused { command: Command::Step, reason, .. }) if reason.contains("paused")),
+        "{e:?}"
+    );
+    m.commands.send(Command::Stop).unwrap();
+    until(&m, |e| e.is_terminal());
+    h.join().unwrap();
+}
+
+/// metrics.jsonl on a full disk: the run says so once as a warning and trains to the end.
+#[test]
+fn a_metrics_log_that_cannot_be_written_is_a_warning_not_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/full", tmp.path().join("metrics.jsonl")).unwrap();
+    let mut t = Trainer::new(small_config(), small_data(4 * 32, 64)).unwrap();
+    t.set_run_dir(tmp.path()).unwrap();
+    let (tl, m) = link();
+    let h = t.spawn(tl);
+    let events = until(&m, |e| e.is_terminal());
+    h.join().unwrap();
+    let warnings: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Warning { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{events:?}");
+    assert!(
+        warnings[0].contains("metrics.jsonl: No space left on device")
+            && warnings[0].contains("training goes on"),
+        "{}",
+        warnings[0]
+    );
+    assert!(!events.iter().any(|e| matches!(e, Event::Error { .. })));
+    assert!(matches!(
+        events.last(),
+        Some(Event::Finished {
+            reason: FinishReason::Completed,
+            step: 4,
+            ..
+        })
+    ));
+    assert!(tmp.path().join("checkpoints/last.h5").is_file());
 }
 
 #[test]

@@ -22,9 +22,10 @@ use std::path::{Path, PathBuf};
 use hdf5::types::VarLenUnicode;
 use hdf5::{File, Group};
 
-use super::{Checkpoint, DataInfo, NamedTensor, Position};
+use super::{Checkpoint, DataInfo, Position};
+use crate::model::NamedTensor;
+use crate::optim::{Optimizer, OptimizerKind, ParamState};
 use crate::protocol::EpochMetrics;
-use crate::train::optim::{Optimizer, ParamState};
 
 pub const FORMAT: &str = "candletop-checkpoint";
 pub const FORMAT_VERSION: u32 = 1;
@@ -50,6 +51,62 @@ pub enum CheckpointError {
     Version { path: PathBuf, found: u32 },
     #[error("{path}: {what}")]
     Content { path: PathBuf, what: String },
+}
+
+impl CheckpointError {
+    /// The reason in a few words, for one line on a screen: the operating system's reason when
+    /// there is one ("no space left on device"), even when it sits deep in an HDF5 error stack
+    /// hundreds of characters long. `to_string` keeps the whole story.
+    pub fn reason(&self) -> String {
+        match self {
+            CheckpointError::Io { source, .. } => os_reason(source),
+            CheckpointError::Content { what, .. } => match errno_in(what) {
+                Some(n) => os_reason(&std::io::Error::from_raw_os_error(n)),
+                None => first_clause(what),
+            },
+            CheckpointError::Foreign { reason, .. } | CheckpointError::Integrity { reason, .. } => {
+                reason.clone()
+            }
+            CheckpointError::Version { found, .. } => {
+                format!("unsupported format version {found}")
+            }
+        }
+    }
+}
+
+/// "No space left on device (os error 28)" -> "no space left on device".
+fn os_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The `errno = N` that HDF5 puts in its messages about failed system calls.
+fn errno_in(text: &str) -> Option<i32> {
+    let at = text.find("errno = ")? + "errno = ".len();
+    let digits: String = text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok().filter(|&n| n > 0)
+}
+
+/// The text up to its first detail (HDF5 stacks run on after the first colon or comma).
+fn first_clause(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("");
+    let short: String = line.chars().take(120).collect();
+    if short.len() < line.len() {
+        format!("{short}...")
+    } else {
+        short
+    }
 }
 
 fn content(path: &Path, what: impl std::fmt::Display) -> CheckpointError {
@@ -206,7 +263,8 @@ fn lr_per_step(c: &Checkpoint) -> (Vec<u64>, Vec<f64>) {
     let stride = total.div_ceil(MAX_LR_HISTORY as u64).max(1);
     let mut steps = Vec::new();
     let mut lrs = Vec::new();
-    let initial = c.train_config.lr;
+    // Runs record their first LR as a change at step 0; older files have only the setting.
+    let initial = c.train_config.lr.get();
     let mut step = 1;
     while step <= total {
         // The LR of a step is the last change made before it ran.
@@ -443,6 +501,22 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let data: DataInfo = read_json(path, &file, "data")?;
     let created = read_str(path, &file, "created")?;
     let global_step: u64 = read_num(path, &file, "global_step")?;
+    if classes.len() != model_config.classes {
+        return Err(content(
+            path,
+            format!(
+                "it lists {} class names but its model has {} outputs",
+                classes.len(),
+                model_config.classes
+            ),
+        ));
+    }
+    if model_config.input.contains(&0) || model_config.classes == 0 {
+        return Err(content(
+            path,
+            format!("its model takes empty images ({:?})", model_config.input),
+        ));
+    }
 
     // The expected tensors come from the model the file describes.
     let expected = crate::model::state_dict_layout(&model_config).map_err(|e| content(path, e))?;
@@ -479,7 +553,7 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
     }
 
     let opt = group("optimizer")?;
-    let kind: crate::train::optim::OptimizerKind =
+    let kind: OptimizerKind =
         serde_json::from_value(serde_json::Value::String(read_str(path, &opt, "kind")?))
             .map_err(|e| content(path, format!("optimizer kind: {e}")))?;
     let hyper = read_json(path, &opt, "hyper")?;
@@ -487,32 +561,26 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let state_group = opt
         .group("state")
         .map_err(|_| content(path, "missing group /optimizer/state"))?;
-    let fresh = Optimizer::new(
-        kind,
-        hyper,
-        &tensors
-            .iter()
-            .filter(|t| param_names.contains(&t.name))
-            .map(|t| t.data.len())
-            .collect::<Vec<_>>(),
-    );
+    // Whatever buffers the file has, each the size of its parameter; whether they are the ones
+    // the resumed optimizer needs is decided when resuming.
     let mut state = Vec::new();
-    for (name, blank) in param_names.iter().zip(&fresh.state) {
+    for t in tensors.iter().filter(|t| param_names.contains(&t.name)) {
+        let name = &t.name;
         let g = state_group
             .group(name)
             .map_err(|_| content(path, format!("missing group /optimizer/state/{name}")))?;
         let gp = format!("optimizer/state/{name}");
-        let m = if blank.m.is_empty() {
-            Vec::new()
-        } else {
-            read_data(path, &g, &gp, "m", &[blank.m.len()])?
+        let buffer = |b: &str| -> Result<Vec<f32>, CheckpointError> {
+            if g.dataset(b).is_ok() {
+                read_data(path, &g, &gp, b, &[t.data.len()])
+            } else {
+                Ok(Vec::new())
+            }
         };
-        let v = if blank.v.is_empty() {
-            Vec::new()
-        } else {
-            read_data(path, &g, &gp, "v", &[blank.v.len()])?
-        };
-        state.push(ParamState { m, v });
+        state.push(ParamState {
+            m: buffer("m")?,
+            v: buffer("v")?,
+        });
     }
     let optimizer = Optimizer {
         kind,
@@ -598,4 +666,30 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         epochs,
         lr_changes: change_step.into_iter().zip(change_lr).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What hdf5-metno reported for a checkpoint written to a full disk (seen on a 3 MB tmpfs).
+    const DISK_FULL: &str = "writing HDF5: H5Dwrite(): can't synchronously write data: file write failed: time = Tue Dec  1 02:45:43 2026, filename = 'r/checkpoints/.last.h5.tmp-13191', file descriptor = 6, errno = 28, error message = 'No space left on device', buf = 0x55a6cfa61750, total write size = 324096, bytes this sub-write = 324096, offset = 3137536";
+
+    #[test]
+    fn a_failed_write_has_a_short_reason_and_keeps_the_whole_story() {
+        let e = content(Path::new("r/checkpoints/.last.h5.tmp-1"), DISK_FULL);
+        assert_eq!(e.reason(), "no space left on device");
+        assert!(e.to_string().contains("offset = 3137536"));
+        let io = CheckpointError::Io {
+            path: "x.h5".into(),
+            source: std::io::Error::from_raw_os_error(libc::EACCES),
+        };
+        assert_eq!(io.reason(), "permission denied");
+        let plain = content(Path::new("x.h5"), "missing dataset model/a");
+        assert_eq!(plain.reason(), "missing dataset model/a");
+        assert_eq!(errno_in("errno = x"), None);
+        assert_eq!(errno_in("errno = 0, ..."), None);
+        let long = content(Path::new("x.h5"), "y".repeat(500));
+        assert_eq!(long.reason().len(), 123);
+    }
 }

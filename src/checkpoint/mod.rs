@@ -8,20 +8,12 @@ pub mod writer;
 use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
-use crate::model::ModelConfig;
+use crate::model::{ModelConfig, NamedTensor};
+use crate::optim::Optimizer;
 use crate::protocol::EpochMetrics;
-use crate::train::optim::Optimizer;
 
 pub use h5::{read, write, CheckpointError, FORMAT, FORMAT_VERSION};
-pub use writer::{CheckpointWriter, SaveKind, SaveResult};
-
-/// One tensor of the model's `state_dict`, row-major, PyTorch layout.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NamedTensor {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
+pub use writer::{CheckpointWriter, SaveFailure, SaveKind, SaveResult};
 
 /// Where the data came from and how it was normalised.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,7 +48,8 @@ pub struct Checkpoint {
     pub tensors: Vec<NamedTensor>,
     /// Batch-norm `num_batches_tracked` counters (int64 in PyTorch).
     pub counters: Vec<(String, i64)>,
-    /// Optimizer state; `state[i]` belongs to the i-th trainable parameter of `tensors`.
+    /// Optimizer state; `state[i]` belongs to the i-th trainable parameter of `tensors`. A
+    /// buffer the saved optimizer did not need (SGD without momentum) is empty.
     pub optimizer: Optimizer,
     pub param_names: Vec<String>,
     /// The learning rate in force.
@@ -64,7 +57,8 @@ pub struct Checkpoint {
     /// State of the dropout RNG.
     pub rng: [u64; 4],
     pub position: Position,
-    /// Per-epoch metrics so far, and the learning rate's changes as (step, new lr).
+    /// Per-epoch metrics so far, and the learning rate's changes as (step, new lr): the new
+    /// LR applies from the step after `step`; an entry at step 0 is the run's first LR.
     pub epochs: Vec<EpochMetrics>,
     pub lr_changes: Vec<(u64, f64)>,
 }

@@ -42,7 +42,23 @@ pub struct SaveResult {
     pub step: u64,
     pub path: PathBuf,
     /// File size in bytes and seconds the write took, or what went wrong.
-    pub outcome: Result<(u64, f64), String>,
+    pub outcome: Result<(u64, f64), SaveFailure>,
+}
+
+/// Why a save failed: a few words for the screen, and everything the libraries said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaveFailure {
+    pub reason: String,
+    pub detail: String,
+}
+
+impl From<CheckpointError> for SaveFailure {
+    fn from(e: CheckpointError) -> Self {
+        Self {
+            reason: e.reason(),
+            detail: e.to_string(),
+        }
+    }
 }
 
 struct Job {
@@ -70,7 +86,7 @@ impl CheckpointWriter {
                     let t0 = Instant::now();
                     let outcome = write_atomic(&job.ckpt, &path)
                         .map(|bytes| (bytes, t0.elapsed().as_secs_f64()))
-                        .map_err(|e| e.to_string());
+                        .map_err(SaveFailure::from);
                     if outcome.is_ok() {
                         if let SaveKind::Epoch(_) = job.kind {
                             prune(&dir, keep_last);

@@ -20,12 +20,12 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::activation::Activation;
+use super::arch::Pool;
 use super::batchnorm::{channel_stats, lane_sums, normalize, per_channel, plane_moments};
 use super::conv::{backward_image, forward_image, Geometry, Scratch};
 use super::cpu::{slice, tensor, Float, Grads3, Kernel3, Op3};
-use super::layers::Activation;
 use super::pool::{pool_plane, unpool_plane};
-use super::Pool;
 
 /// What the block normalises with.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,9 +6,9 @@
 use candle_core::{Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::activation::Activation;
 use super::cpu::{slice, tensor, Float, Grads3, Kernel3, Op3};
 use super::gemm::{matmul, MatRef, Threads};
-use super::layers::Activation;
 
 struct LinearOp {
     in_f: usize,

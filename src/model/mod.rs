@@ -9,6 +9,7 @@
 //! Dropout modules exist only when the dropout probability is above zero; a conv followed by
 //! batch norm has no bias (`bias=False`).
 
+pub mod activation;
 pub mod arch;
 pub mod batchnorm;
 pub mod block;
@@ -24,9 +25,32 @@ use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
+pub use activation::Activation;
 pub use arch::{Arch, ArchError, ConvSpec, Pool};
-pub use layers::{cross_entropy, Activation, Kernels, Mode};
+pub use layers::{cross_entropy, Kernels, Mode};
 use layers::{BatchNorm2d, Conv2d, Linear};
+
+/// Building a model: a shape that does not work out, or a tensor operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Arch(#[from] ArchError),
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// One tensor of the model's `state_dict`, row-major, PyTorch layout: what checkpoints store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// The batch-norm running statistics and counters at one moment. The tensors are candle's
+/// shared handles and every update replaces them, so keeping them costs no copy.
+#[derive(Clone)]
+pub struct RunningStats(Vec<(Tensor, Tensor, i64)>);
 
 /// Everything needed to rebuild the network (stored in checkpoints as JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -235,7 +259,7 @@ pub fn state_dict_layout(config: &ModelConfig) -> std::result::Result<Vec<StateE
 }
 
 /// A model's tensors and batch-norm counters, as checkpoints store them.
-pub type StateDict = (Vec<crate::checkpoint::NamedTensor>, Vec<(String, i64)>);
+pub type StateDict = (Vec<NamedTensor>, Vec<(String, i64)>);
 
 /// A named trainable parameter.
 #[derive(Clone)]
@@ -258,7 +282,7 @@ impl Cnn {
         config: ModelConfig,
         rng: &mut Rng,
         dtype: DType,
-    ) -> std::result::Result<Self, crate::Error> {
+    ) -> std::result::Result<Self, ModelError> {
         let (feature_plan, classifier_plan) = plan(&config)?;
         let dev = Device::Cpu;
         let build = |plans: Vec<LayerPlan>, rng: &mut Rng| -> Result<Vec<Layer>> {
@@ -341,7 +365,7 @@ impl Cnn {
         ] {
             for (i, layer) in layers.iter().enumerate() {
                 let mut push = |suffix: &str, t: &Tensor| -> Result<()> {
-                    tensors.push(crate::checkpoint::NamedTensor {
+                    tensors.push(NamedTensor {
                         name: format!("{prefix}.{i}.{suffix}"),
                         shape: t.dims().to_vec(),
                         data: flat(t)?,
@@ -379,7 +403,7 @@ impl Cnn {
     /// Loads a `state_dict`; every tensor of the model must be there with its shape.
     pub fn load_state(
         &mut self,
-        tensors: &[crate::checkpoint::NamedTensor],
+        tensors: &[NamedTensor],
         counters: &[(String, i64)],
     ) -> std::result::Result<(), String> {
         let find = |name: &str, shape: &[usize]| -> std::result::Result<Tensor, String> {
@@ -442,6 +466,34 @@ impl Cnn {
         Ok(())
     }
 
+    /// The batch-norm running statistics now, to put back with `set_running_stats` (a training
+    /// step whose loss turned out non-finite must leave no trace).
+    pub fn running_stats(&self) -> RunningStats {
+        RunningStats(
+            self.features
+                .iter()
+                .filter_map(|l| match l {
+                    Layer::BatchNorm(bn) => Some((
+                        bn.running_mean.clone(),
+                        bn.running_var.clone(),
+                        bn.num_batches_tracked,
+                    )),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    pub fn set_running_stats(&mut self, stats: RunningStats) {
+        let bns = self.features.iter_mut().filter_map(|l| match l {
+            Layer::BatchNorm(bn) => Some(bn),
+            _ => None,
+        });
+        for (bn, (mean, var, n)) in bns.zip(stats.0) {
+            (bn.running_mean, bn.running_var, bn.num_batches_tracked) = (mean, var, n);
+        }
+    }
+
     /// Chooses the implementation of the hot operations (fast by default).
     pub fn set_kernels(&mut self, kernels: Kernels) {
         self.kernels = kernels;
@@ -498,7 +550,7 @@ impl Cnn {
         format!(
             "{} ({} params)",
             self.config.describe(),
-            group_thousands(self.param_count())
+            crate::format::group_thousands(self.param_count())
         )
     }
 }
@@ -572,18 +624,6 @@ fn run_fused(layers: &mut [Layer], mut x: Tensor, mode: Mode, rng: &mut Rng) -> 
         };
     }
     Ok(x)
-}
-
-pub fn group_thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -674,7 +714,6 @@ mod tests {
 
     #[test]
     fn names_match_the_config_spelling() {
-        use crate::train::optim::OptimizerKind;
         for a in [
             Activation::Relu,
             Activation::LeakyRelu,
@@ -685,16 +724,6 @@ mod tests {
             assert_eq!(
                 serde_json::to_string(&a).unwrap(),
                 format!("\"{}\"", a.name())
-            );
-        }
-        for k in [
-            OptimizerKind::Sgd,
-            OptimizerKind::Adam,
-            OptimizerKind::Adamw,
-        ] {
-            assert_eq!(
-                serde_json::to_string(&k).unwrap(),
-                format!("\"{}\"", k.name())
             );
         }
     }

@@ -11,9 +11,9 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::arch::Pool;
 use super::cpu::{dispatch1, slice, tensor, timed_backward, Float};
 use super::profile::{self, Phase};
-use super::Pool;
 
 /// Forward records, for max pooling, which of the four inputs won each window (0..4, row-major
 /// within the window); backward scatters the gradient there without looking at x again.

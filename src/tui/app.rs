@@ -3,8 +3,8 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::protocol::{Command, Event, StepMetrics};
-use crate::run_state::{LogKind, RunState, Status};
+use crate::protocol::{Command, Event, LearningRate, StepMetrics};
+use crate::watch::{LogKind, RunState, Status};
 
 /// UI settings that come from the command line.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,23 +116,28 @@ impl App {
         }
     }
 
+    /// Folds a step into the run state (the receive loop does this itself).
     pub fn on_step(&mut self, m: &StepMetrics) {
         self.run.on_step(m);
     }
 
+    /// Folds an event into the run state and reacts to it (the receive loop folds, then calls
+    /// `after_event`).
     pub fn on_event(&mut self, e: &Event) {
         self.run.on_event(e);
+        self.after_event(e);
+    }
+
+    /// Leaves once the run is over, if the user asked to quit (or nobody is there to read it).
+    pub fn after_event(&mut self, e: &Event) {
         if e.is_terminal() && (self.quitting || self.options.quit_when_done) {
             self.should_exit = true;
         }
     }
 
-    /// The trainer's channels closed without a final event.
-    pub fn on_trainer_gone(&mut self) {
-        if self.run.status.is_live() {
-            self.run.status = Status::Error("the training thread ended without a word".into());
-        }
-        if self.quitting {
+    /// The trainer's channels closed (the run state already says so).
+    pub fn after_trainer_gone(&mut self) {
+        if self.quitting || self.options.quit_when_done {
             self.should_exit = true;
         }
     }
@@ -182,8 +187,8 @@ impl App {
             },
             Overlay::LrPrompt { mut input, .. } => match key.code {
                 KeyCode::Esc => vec![],
-                KeyCode::Enter => match parse_lr(&input) {
-                    Ok(lr) => vec![Command::SetLr(lr)],
+                KeyCode::Enter => match LearningRate::parse(&input) {
+                    Ok(lr) => vec![Command::SetLr(lr.get())],
                     Err(error) => {
                         self.overlay = Overlay::LrPrompt {
                             input,
@@ -311,17 +316,6 @@ impl App {
     }
 }
 
-/// A learning rate typed by the user: a positive finite number.
-pub fn parse_lr(input: &str) -> Result<f64, String> {
-    let s = input.trim();
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        Ok(_) => Err(format!("'{s}' is not a positive learning rate")),
-        Err(_) if s.is_empty() => Err("type a learning rate, e.g. 0.003 or 3e-3".into()),
-        Err(_) => Err(format!("'{s}' is not a number")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,7 +338,7 @@ mod tests {
             steps_per_epoch: 1,
             batch_size: 1,
             run_dir: String::new(),
-            resumed_from: None,
+            resumed: None,
         }));
         app
     }
@@ -410,8 +404,6 @@ mod tests {
         assert!(e.contains("not a positive"), "{e}");
         app.on_key(KeyEvent::from(KeyCode::Esc));
         assert_eq!(app.overlay, Overlay::None);
-        assert!(parse_lr("abc").unwrap_err().contains("not a number"));
-        assert_eq!(parse_lr(" 1e-4 "), Ok(1e-4));
     }
 
     #[test]

@@ -1,16 +1,18 @@
-//! The live terminal UI: one loop blocks on a crossbeam `select!` over the trainer's events,
-//! keyboard input (read on its own thread), signals and a frame tick; state changes go through
-//! `App`, drawing reads it. The trainer never waits for any of this.
+//! The live terminal UI. It runs on the receive loop every front end shares (`watch`), with
+//! keyboard input read on its own thread and a frame tick: state changes go through `App`,
+//! drawing reads it (`view`), at the frame rate and only when something changed. The trainer
+//! never waits for any of this.
 
 pub mod app;
 pub mod theme;
 pub mod view;
+pub mod widgets;
 
 use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::signals::SIGHUP;
-use crossbeam_channel::{never, select, tick, unbounded, Receiver};
+use crossbeam_channel::{tick, unbounded, Receiver};
 use crossterm::event::Event as TermEvent;
 use crossterm::terminal::{
     self, BeginSynchronizedUpdate, EndSynchronizedUpdate, EnterAlternateScreen,
@@ -22,9 +24,9 @@ use ratatui::Terminal;
 
 pub use app::{App, UiOptions};
 
-use crate::headless::Outcome;
-use crate::protocol::{Event, MonitorLink, StepMetrics};
-use crate::run_state::Status;
+use crate::protocol::{Command, Event, MonitorLink, StepMetrics};
+use crate::signals::SIGHUP;
+use crate::watch::{self, FrontEnd, Outcome, RunState, Sources};
 
 /// How long a stop may take (the current step, then the trainer's last words) before the UI
 /// leaves anyway.
@@ -44,18 +46,49 @@ pub fn restore_terminal() {
     let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
 }
 
-/// Restores the terminal before any panic message is printed, except for panics of the
-/// training thread: those are caught there, shown in the UI as the ERROR state, and the UI
-/// goes on.
-fn install_panic_hook() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if std::thread::current().name() == Some(crate::train::THREAD_NAME) {
-            return;
+type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+/// While the UI owns the terminal: a panic on the UI thread restores the terminal before its
+/// message is printed; a panic on any other thread (the trainer's is caught there and shown as
+/// the ERROR state) is kept and printed once the terminal is restored, instead of scribbling
+/// over the screen. Dropping the guard puts the previous hook back and prints what was kept.
+struct PanicGuard {
+    previous: Arc<PanicHook>,
+    kept: Arc<Mutex<Vec<String>>>,
+}
+
+impl PanicGuard {
+    fn install() -> Self {
+        let previous: Arc<PanicHook> = Arc::new(std::panic::take_hook());
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let ui = std::thread::current().id();
+        let (prev, keep) = (previous.clone(), kept.clone());
+        std::panic::set_hook(Box::new(move |info| {
+            let me = std::thread::current();
+            if me.id() == ui {
+                restore_terminal();
+                prev(info);
+            } else {
+                let name = me.name().unwrap_or("<unnamed>").to_string();
+                if let Ok(mut k) = keep.lock() {
+                    k.push(format!("thread '{name}' {info}"));
+                }
+            }
+        }));
+        Self { previous, kept }
+    }
+}
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        let prev = self.previous.clone();
+        std::panic::set_hook(Box::new(move |info| prev(info)));
+        if let Ok(kept) = self.kept.lock() {
+            for m in kept.iter() {
+                eprintln!("{m}");
+            }
         }
-        restore_terminal();
-        previous(info);
-    }));
+    }
 }
 
 /// True when the controlling terminal has hung up (POLLHUP/POLLERR on stdin or stdout).
@@ -99,13 +132,6 @@ fn spawn_input() -> Receiver<Input> {
     rx
 }
 
-fn draw<W: Write>(terminal: &mut Terminal<CrosstermBackend<W>>, app: &App) -> io::Result<()> {
-    execute!(terminal.backend_mut(), BeginSynchronizedUpdate)?;
-    terminal.draw(|f| f.render_widget(app, f.area()))?;
-    execute!(terminal.backend_mut(), EndSynchronizedUpdate)?;
-    terminal.backend_mut().flush()
-}
-
 /// Runs the UI until the user quits (or a signal or hang-up ends it). The terminal is restored
 /// on every way out.
 pub fn run(
@@ -113,169 +139,176 @@ pub fn run(
     options: UiOptions,
     signals: Receiver<i32>,
 ) -> io::Result<Outcome> {
-    install_panic_hook();
+    let panics = PanicGuard::install();
     terminal::enable_raw_mode()?;
     // No mouse capture: it would break tmux's copy mode and scrolling.
     if let Err(e) = execute!(io::stdout(), EnterAlternateScreen, cursor::Hide) {
         restore_terminal();
         return Err(e);
     }
-    let result = Terminal::new(CrosstermBackend::new(io::stdout())).and_then(|mut t| {
+    let result = Terminal::new(CrosstermBackend::new(io::stdout())).map(|terminal| {
+        let mut screen = Screen::new(terminal, options, true);
         let sources = Sources {
             input: spawn_input(),
             signals,
-            watch_tty: true,
+            tick: screen.frame_tick(),
         };
-        event_loop(&mut t, monitor, options, sources)
+        watch::watch(&mut screen, monitor, sources)
     });
     restore_terminal();
+    drop(panics);
     result
-}
-
-/// Where the loop's input comes from besides the trainer.
-pub struct Sources {
-    pub input: Receiver<Input>,
-    pub signals: Receiver<i32>,
-    /// Check every second whether the terminal hung up.
-    pub watch_tty: bool,
 }
 
 /// Draws the UI for a run into `out` (a `size` screen) with no keyboard, as the real loop does;
 /// returns when the run ends. For measuring what the UI costs: `candletop bench`.
 pub fn run_offscreen<W: Write>(
     monitor: &MonitorLink,
-    options: UiOptions,
+    mut options: UiOptions,
     out: W,
     size: ratatui::layout::Rect,
 ) -> io::Result<Outcome> {
-    let options_fixed = ratatui::TerminalOptions {
+    let fixed = ratatui::TerminalOptions {
         viewport: ratatui::Viewport::Fixed(size),
     };
-    let mut t = Terminal::with_options(CrosstermBackend::new(out), options_fixed)?;
-    let sources = Sources {
-        input: never(),
-        signals: never(),
-        watch_tty: false,
-    };
-    let mut options = options;
+    let terminal = Terminal::with_options(CrosstermBackend::new(out), fixed)?;
     options.quit_when_done = true;
-    event_loop(&mut t, monitor, options, sources)
+    let mut screen = Screen::new(terminal, options, false);
+    let sources = Sources {
+        tick: screen.frame_tick(),
+        ..Sources::none()
+    };
+    Ok(watch::watch(&mut screen, monitor, sources))
 }
 
-fn event_loop<W: Write>(
-    terminal: &mut Terminal<CrosstermBackend<W>>,
-    monitor: &MonitorLink,
-    options: UiOptions,
-    sources: Sources,
-) -> io::Result<Outcome> {
-    let mut app = App::new(options);
-    let started = Instant::now();
-    let Sources {
-        input,
-        signals,
-        watch_tty,
-    } = sources;
-    let frame = tick(Duration::from_secs_f64(
-        1.0 / options.fps.clamp(1, 60) as f64,
-    ));
-    let mut steps: Receiver<StepMetrics> = monitor.steps.clone();
-    let mut events: Receiver<Event> = monitor.events.clone();
-    let mut input_rx = input;
-    let mut quit_deadline: Option<Instant> = None;
-    let mut hung_up = false;
-    let mut dirty = true;
-    let mut new_steps = false;
-    let mut last_check = Instant::now();
-    let send = |cmds: Vec<crate::protocol::Command>| {
-        for c in cmds {
-            let _ = monitor.commands.send(c);
-        }
-    };
-    loop {
-        if dirty && !hung_up {
-            app.clock_secs = started.elapsed().as_secs_f64();
-            if draw(terminal, &app).is_err() {
-                hung_up = true; // writing to the terminal failed: it is gone
-            }
-            dirty = false;
-        }
-        if hung_up && quit_deadline.is_none() {
-            send(app.quit_confirmed());
-            quit_deadline = Some(Instant::now() + HANGUP_GRACE);
-        }
-        if app.quitting && quit_deadline.is_none() {
-            quit_deadline = Some(Instant::now() + STOP_GRACE);
-        }
-        if app.should_exit || quit_deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
-        select! {
-            recv(steps) -> m => match m {
-                Ok(m) => {
-                    app.on_step(&m);
-                    // Coalesce a burst: fold everything waiting, draw once at the next tick.
-                    for m in steps.try_iter() {
-                        app.on_step(&m);
-                    }
-                    new_steps = true;
-                }
-                Err(_) => steps = never(),
-            },
-            recv(events) -> e => match e {
-                Ok(e) => {
-                    // Steps sent before this event are folded before it.
-                    if !matches!(e, Event::Started(_)) {
-                        for m in steps.try_iter() {
-                            app.on_step(&m);
-                        }
-                    }
-                    app.on_event(&e);
-                    dirty = true;
-                }
-                Err(_) => {
-                    events = never();
-                    app.on_trainer_gone();
-                    dirty = true;
-                }
-            },
-            recv(input_rx) -> i => match i {
-                Ok(Input::Term(TermEvent::Key(k))) => {
-                    send(app.on_key(k));
-                    dirty = true;
-                }
-                Ok(Input::Term(TermEvent::Resize(_, _))) => {
-                    terminal.autoresize()?;
-                    dirty = true;
-                }
-                Ok(Input::Term(_)) => {}
-                Ok(Input::Closed) | Err(_) => {
-                    input_rx = never();
-                    hung_up = true;
-                }
-            },
-            recv(signals) -> s => match s {
-                Ok(SIGHUP) => hung_up = true,
-                Ok(_) => {
-                    send(app.quit_confirmed());
-                    dirty = true;
-                }
-                Err(_) => {}
-            },
-            recv(frame) -> _ => {
-                // New steps only mark the state; the screen follows at the frame rate.
-                dirty |= std::mem::take(&mut new_steps);
-                if last_check.elapsed() >= Duration::from_secs(1) {
-                    last_check = Instant::now();
-                    if watch_tty && terminal_gone() {
-                        hung_up = true;
-                    }
-                }
-            },
+/// The terminal UI as a front end: the app state, the terminal it draws on, and when to draw.
+struct Screen<W: Write> {
+    app: App,
+    terminal: Terminal<CrosstermBackend<W>>,
+    /// Something changed that the next draw must show.
+    dirty: bool,
+    /// Steps arrived since the last frame (drawn at the frame rate, not per step).
+    new_steps: bool,
+    hung_up: bool,
+    quit_deadline: Option<Instant>,
+    /// Check every second whether the terminal hung up.
+    watch_tty: bool,
+    last_check: Instant,
+    started: Instant,
+}
+
+impl<W: Write> Screen<W> {
+    fn new(terminal: Terminal<CrosstermBackend<W>>, options: UiOptions, watch_tty: bool) -> Self {
+        Self {
+            app: App::new(options),
+            terminal,
+            dirty: true,
+            new_steps: false,
+            hung_up: false,
+            quit_deadline: None,
+            watch_tty,
+            last_check: Instant::now(),
+            started: Instant::now(),
         }
     }
-    Ok(match &app.run.status {
-        Status::Error(m) => Outcome::Failed(m.clone()),
-        Status::Finished(r) => Outcome::Finished(*r),
-        _ => Outcome::Finished(crate::protocol::FinishReason::Stopped),
-    })
+
+    fn frame_tick(&self) -> Receiver<Instant> {
+        tick(Duration::from_secs_f64(
+            1.0 / self.app.options.fps.clamp(1, 60) as f64,
+        ))
+    }
+
+    fn draw(&mut self) -> io::Result<()> {
+        self.app.clock_secs = self.started.elapsed().as_secs_f64();
+        let t = &mut self.terminal;
+        execute!(t.backend_mut(), BeginSynchronizedUpdate)?;
+        t.draw(|f| f.render_widget(&self.app, f.area()))?;
+        execute!(t.backend_mut(), EndSynchronizedUpdate)?;
+        t.backend_mut().flush()
+    }
+}
+
+impl<W: Write> FrontEnd for Screen<W> {
+    type Input = Input;
+
+    fn state(&mut self) -> &mut RunState {
+        &mut self.app.run
+    }
+
+    fn on_step(&mut self, _m: &StepMetrics) {
+        self.new_steps = true;
+    }
+
+    fn on_event(&mut self, e: &Event) {
+        self.app.after_event(e);
+        self.dirty = true;
+    }
+
+    fn on_trainer_gone(&mut self) {
+        self.app.after_trainer_gone();
+        self.dirty = true;
+    }
+
+    fn on_input(&mut self, input: Input) -> Vec<Command> {
+        match input {
+            Input::Term(TermEvent::Key(k)) => {
+                self.dirty = true;
+                self.app.on_key(k)
+            }
+            Input::Term(TermEvent::Resize(_, _)) => {
+                if self.terminal.autoresize().is_err() {
+                    self.hung_up = true;
+                }
+                self.dirty = true;
+                Vec::new()
+            }
+            Input::Term(_) => Vec::new(),
+            Input::Closed => {
+                self.hung_up = true;
+                Vec::new()
+            }
+        }
+    }
+
+    fn on_signal(&mut self, signal: i32) -> Vec<Command> {
+        if signal == SIGHUP {
+            self.hung_up = true;
+            return Vec::new();
+        }
+        self.dirty = true;
+        self.app.quit_confirmed()
+    }
+
+    fn on_tick(&mut self) {
+        // New steps only mark the state; the screen follows at the frame rate.
+        self.dirty |= std::mem::take(&mut self.new_steps);
+        if self.last_check.elapsed() >= Duration::from_secs(1) {
+            self.last_check = Instant::now();
+            if self.watch_tty && terminal_gone() {
+                self.hung_up = true;
+            }
+        }
+    }
+
+    fn before_wait(&mut self) -> Vec<Command> {
+        if self.dirty && !self.hung_up {
+            if self.draw().is_err() {
+                self.hung_up = true; // writing to the terminal failed: it is gone
+            }
+            self.dirty = false;
+        }
+        let mut commands = Vec::new();
+        if self.hung_up && self.quit_deadline.is_none() {
+            commands = self.app.quit_confirmed();
+            self.quit_deadline = Some(Instant::now() + HANGUP_GRACE);
+        }
+        if self.app.quitting && self.quit_deadline.is_none() {
+            self.quit_deadline = Some(Instant::now() + STOP_GRACE);
+        }
+        commands
+    }
+
+    fn done(&mut self) -> bool {
+        self.app.should_exit || self.quit_deadline.is_some_and(|d| Instant::now() >= d)
+    }
 }

@@ -3,7 +3,7 @@
 
 use ratatui::style::{Color, Modifier, Style};
 
-use crate::run_state::{LogKind, Status};
+use crate::watch::{LogKind, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Theme {
@@ -76,6 +76,7 @@ impl Theme {
 
     pub fn log(&self, kind: LogKind) -> Style {
         match kind {
+            LogKind::Milestone => Style::new().add_modifier(Modifier::BOLD),
             LogKind::Info => Style::new(),
             LogKind::Action => self.fg(Color::Cyan),
             LogKind::Warning => self.fg(Color::Yellow).add_modifier(Modifier::BOLD),

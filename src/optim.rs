@@ -1,5 +1,7 @@
 //! SGD (momentum, Nesterov, weight decay), Adam and AdamW, as PyTorch defines them, working on
-//! plain `f32` slices so that their whole state is visible (and can be checkpointed).
+//! plain `f32` slices so that their whole state is visible (and can be checkpointed). The
+//! settings (`OptimizerConfig`) and the state (`Optimizer`) are plain data that the run's
+//! configuration and checkpoints hold as they are.
 
 use std::sync::Mutex;
 
@@ -28,14 +30,81 @@ impl OptimizerKind {
     }
 }
 
+/// The hyper-parameters of every kind (each kind uses some of them), as PyTorch names them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Hyper {
+    /// SGD momentum.
+    #[serde(serialize_with = "crate::format::f32_as_written")]
     pub momentum: f32,
     pub nesterov: bool,
+    /// L2 for SGD and Adam, decoupled for AdamW.
+    #[serde(serialize_with = "crate::format::f32_as_written")]
     pub weight_decay: f32,
+    #[serde(serialize_with = "crate::format::f32_as_written")]
     pub beta1: f32,
+    #[serde(serialize_with = "crate::format::f32_as_written")]
     pub beta2: f32,
+    #[serde(serialize_with = "crate::format::f32_as_written")]
     pub eps: f32,
+}
+
+impl Default for Hyper {
+    fn default() -> Self {
+        Self {
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 1e-2,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+/// Which optimizer and its hyper-parameters. In a config file these are top-level keys, as the
+/// flags: `optimizer = "sgd"`, `momentum = 0.9`, ...
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OptimizerConfig {
+    #[serde(rename = "optimizer")]
+    pub kind: OptimizerKind,
+    #[serde(flatten)]
+    pub hyper: Hyper,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            kind: OptimizerKind::Adamw,
+            hyper: Hyper::default(),
+        }
+    }
+}
+
+impl OptimizerConfig {
+    /// `AdamW wd 0.01`, `SGD momentum 0.9 nesterov wd 0`.
+    pub fn describe(&self) -> String {
+        let h = &self.hyper;
+        match self.kind {
+            OptimizerKind::Sgd => format!(
+                "SGD momentum {}{} wd {}",
+                h.momentum,
+                if h.nesterov { " nesterov" } else { "" },
+                h.weight_decay
+            ),
+            OptimizerKind::Adam => format!("Adam wd {}", h.weight_decay),
+            OptimizerKind::Adamw => format!("AdamW wd {}", h.weight_decay),
+        }
+    }
+
+    /// The state buffers each parameter needs: (momentum or first moment, second moment).
+    pub fn buffers(&self) -> (bool, bool) {
+        match self.kind {
+            OptimizerKind::Sgd => (self.hyper.momentum != 0.0, false),
+            OptimizerKind::Adam | OptimizerKind::Adamw => (true, true),
+        }
+    }
 }
 
 /// Per-parameter state: the momentum buffer (SGD) or the first moment (Adam), and the second
@@ -56,26 +125,29 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
-    pub fn new(kind: OptimizerKind, hyper: Hyper, sizes: &[usize]) -> Self {
+    /// A fresh optimizer for parameters of `sizes` elements: zero buffers, no steps taken.
+    pub fn new(config: OptimizerConfig, sizes: &[usize]) -> Self {
+        let (m, v) = config.buffers();
+        let zeros = |needed: bool, n: usize| if needed { vec![0.0; n] } else { Vec::new() };
         let state = sizes
             .iter()
-            .map(|&n| match kind {
-                OptimizerKind::Sgd if hyper.momentum == 0.0 => ParamState::default(),
-                OptimizerKind::Sgd => ParamState {
-                    m: vec![0.0; n],
-                    v: Vec::new(),
-                },
-                OptimizerKind::Adam | OptimizerKind::Adamw => ParamState {
-                    m: vec![0.0; n],
-                    v: vec![0.0; n],
-                },
+            .map(|&n| ParamState {
+                m: zeros(m, n),
+                v: zeros(v, n),
             })
             .collect();
         Self {
-            kind,
-            hyper,
+            kind: config.kind,
+            hyper: config.hyper,
             steps: 0,
             state,
+        }
+    }
+
+    pub fn config(&self) -> OptimizerConfig {
+        OptimizerConfig {
+            kind: self.kind,
+            hyper: self.hyper,
         }
     }
 
@@ -278,7 +350,7 @@ mod tests {
     };
 
     fn two_steps(kind: OptimizerKind, hyper: Hyper) -> Vec<f32> {
-        let mut opt = Optimizer::new(kind, hyper, &[2]);
+        let mut opt = Optimizer::new(OptimizerConfig { kind, hyper }, &[2]);
         let mut w = vec![1.0f32, -2.0];
         for g in [[0.5f32, -1.0], [0.25, 2.0]] {
             opt.begin_step();
@@ -367,7 +439,13 @@ mod tests {
             &adam_reference(true),
         );
         // First step by hand: w = 1 * (1 - 0.01) - 0.1 = 0.89.
-        let mut opt = Optimizer::new(OptimizerKind::Adamw, HYPER, &[1]);
+        let mut opt = Optimizer::new(
+            OptimizerConfig {
+                kind: OptimizerKind::Adamw,
+                hyper: HYPER,
+            },
+            &[1],
+        );
         let mut w = vec![1.0f32];
         opt.begin_step();
         let d2 = opt.update(0, &mut w, &[0.5], 0.1);
@@ -388,7 +466,7 @@ mod tests {
             OptimizerKind::Adam,
             OptimizerKind::Adamw,
         ] {
-            let mut by_slice = Optimizer::new(kind, HYPER, &[n]);
+            let mut by_slice = Optimizer::new(OptimizerConfig { kind, hyper: HYPER }, &[n]);
             let mut by_tensor = by_slice.clone();
             let mut w = w0.clone();
             let var = Var::from_vec(w0.clone(), (3, 37), &Device::Cpu).unwrap();
@@ -413,6 +491,20 @@ mod tests {
             let got: Vec<f32> = var.flatten_all().unwrap().to_vec1().unwrap();
             assert_eq!(got, w, "{kind:?}");
             assert_eq!(by_tensor, by_slice, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn names_match_the_config_spelling() {
+        for k in [
+            OptimizerKind::Sgd,
+            OptimizerKind::Adam,
+            OptimizerKind::Adamw,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.name())
+            );
         }
     }
 

@@ -1,9 +1,13 @@
 //! What a watcher knows about a run, folded from the trainer's events: the latest values, bounded
-//! histories for plotting, and a log of notable events. Plain data; the TUI draws it.
+//! histories for plotting, and a log of notable events with the one text each event reads as.
+//! Plain data; the terminal UI draws it, the headless reporter prints it.
 
 use std::collections::VecDeque;
 
-use crate::protocol::{EpochMetrics, EvalMetrics, Event, FinishReason, RunInfo, StepMetrics};
+use crate::format::{clock, human_bytes, sci};
+use crate::protocol::{
+    Command, EpochMetrics, EvalMetrics, Event, FinishReason, OnNonFinite, RunInfo, StepMetrics,
+};
 
 /// Points kept per plotted series before the resolution is halved.
 pub const SERIES_CAPACITY: usize = 1024;
@@ -96,7 +100,7 @@ impl Status {
             Status::Running => "RUNNING",
             Status::Paused => "PAUSED",
             Status::Finished(FinishReason::Completed) => "FINISHED",
-            Status::Finished(FinishReason::Stopped) => "STOPPED",
+            Status::Finished(FinishReason::Stopped | FinishReason::NonFinite) => "STOPPED",
             Status::Error(_) => "ERROR",
         }
     }
@@ -109,7 +113,10 @@ impl Status {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogKind {
+    /// The run's landmarks: start, epochs, test set, end.
+    Milestone,
     Info,
+    /// Something the user did.
     Action,
     Warning,
     Error,
@@ -144,6 +151,8 @@ pub struct RunState {
     pub epochs: Vec<EpochMetrics>,
     pub test: Option<EvalMetrics>,
     pub log: VecDeque<LogLine>,
+    /// Lines ever logged (the log keeps the newest `LOG_CAPACITY`).
+    pub logged: u64,
     pub elapsed_secs: f64,
     /// Path of the newest checkpoint written.
     pub last_save: Option<String>,
@@ -173,6 +182,7 @@ impl Default for RunState {
             epochs: Vec::new(),
             test: None,
             log: VecDeque::new(),
+            logged: 0,
             elapsed_secs: 0.0,
             last_save: None,
         }
@@ -254,22 +264,58 @@ impl RunState {
                 self.info = Some(info.clone());
                 self.status = Status::Running;
                 self.epoch = 1;
-                self.log(0, LogKind::Info, format!("started: {}", info.model));
-                if let Some(from) = &info.resumed_from {
-                    self.log(0, LogKind::Info, format!("resumed from {from}"));
+                let step = info.resumed.as_ref().map_or(0, |r| r.step);
+                self.step = step;
+                self.log(
+                    step,
+                    LogKind::Milestone,
+                    format!("started: {} on {}", info.model, info.data),
+                );
+                self.log(
+                    step,
+                    LogKind::Info,
+                    format!(
+                        "{}; {} x {} of {}; run dir {}",
+                        info.optimizer,
+                        plural(info.epochs, "epoch"),
+                        plural(info.steps_per_epoch, "step"),
+                        info.batch_size,
+                        info.run_dir
+                    ),
+                );
+                if let Some(r) = &info.resumed {
+                    self.epoch = r.epoch;
+                    self.log(
+                        step,
+                        LogKind::Info,
+                        format!("resumed from {} at step {}", r.from, r.step),
+                    );
+                    for c in &r.changes {
+                        let text =
+                            format!("{} {} -> {} (given with --resume)", c.flag, c.old, c.new);
+                        self.log(step, LogKind::Action, text);
+                    }
+                    for n in &r.notes {
+                        self.log(step, LogKind::Warning, format!("note: {n}"));
+                    }
                 }
             }
             Event::Epoch(m) => {
                 self.elapsed_secs = m.elapsed_secs;
+                let epochs = self.info.as_ref().map_or(m.epoch, |i| i.epochs);
                 self.log(
                     m.step,
-                    LogKind::Info,
+                    LogKind::Milestone,
                     format!(
-                        "epoch {}: val acc {:.2}% loss {:.4} (train {:.2}%)",
+                        "epoch {}/{epochs}: val loss {:.4} acc {:.2}%, train loss {:.4} acc {:.2}%, lr {}, {:.0} img/s, {}",
                         m.epoch,
-                        100.0 * m.val_accuracy,
                         m.val_loss,
-                        100.0 * m.train_accuracy
+                        100.0 * m.val_accuracy,
+                        m.train_loss,
+                        100.0 * m.train_accuracy,
+                        sci(m.lr),
+                        m.images_per_sec,
+                        clock(m.elapsed_secs)
                     ),
                 );
                 self.epochs.push(m.clone());
@@ -277,12 +323,12 @@ impl RunState {
             Event::Evaluated(m) => {
                 self.log(
                     self.step,
-                    LogKind::Info,
+                    LogKind::Milestone,
                     format!(
-                        "{} set: acc {:.2}% loss {:.4}",
+                        "{} set: loss {:.4} acc {:.2}%",
                         m.split,
-                        100.0 * m.accuracy,
-                        m.loss
+                        m.loss,
+                        100.0 * m.accuracy
                     ),
                 );
                 self.test = Some(m.clone());
@@ -293,7 +339,19 @@ impl RunState {
                 if self.lr_marks.len() > LOG_CAPACITY {
                     self.lr_marks.pop_front();
                 }
-                self.log(*step, LogKind::Action, format!("lr {old:.2e} -> {new:.2e}"));
+                self.log(
+                    *step,
+                    LogKind::Action,
+                    format!("lr {} -> {}", sci(*old), sci(*new)),
+                );
+            }
+            Event::Refused {
+                step,
+                command,
+                reason,
+            } => {
+                let text = format!("refused {}: {reason}", describe(command));
+                self.log(*step, LogKind::Warning, text);
             }
             Event::CheckpointSaved {
                 step,
@@ -302,24 +360,26 @@ impl RunState {
                 write_secs,
                 ..
             } => {
-                let name = std::path::Path::new(path)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
                 let text = format!(
-                    "saved {name} ({}, {:.0} ms)",
-                    crate::headless::human_bytes(*bytes),
+                    "saved {} ({}, {:.0} ms)",
+                    file_name(path),
+                    human_bytes(*bytes),
                     write_secs * 1000.0
                 );
                 self.last_save = Some(path.clone());
                 self.log(*step, LogKind::Action, text);
             }
-            Event::CheckpointFailed { step, path, error } => {
-                self.log(
-                    *step,
-                    LogKind::Error,
-                    format!("save failed: {path}: {error}"),
+            Event::CheckpointFailed {
+                step, path, reason, ..
+            } => {
+                let text = format!(
+                    "could not save {}: {reason}; training goes on",
+                    file_name(path)
                 );
+                self.log(*step, LogKind::Error, text);
+            }
+            Event::Warning { step, message } => {
+                self.log(*step, LogKind::Warning, format!("warning: {message}"));
             }
             Event::Paused { step } => {
                 self.status = Status::Paused;
@@ -329,11 +389,19 @@ impl RunState {
                 self.status = Status::Running;
                 self.log(*step, LogKind::Action, "resumed".into());
             }
-            Event::NonFinite { step, what, .. } => {
+            Event::NonFinite {
+                step, what, then, ..
+            } => {
+                let then = match then {
+                    OnNonFinite::Pause => "the update was skipped and the run paused",
+                    OnNonFinite::Stop => {
+                        "the update was skipped and the run stops with the last good weights"
+                    }
+                };
                 self.log(
                     *step,
                     LogKind::Warning,
-                    format!("{what}: update skipped, run paused"),
+                    format!("step {step}: {what}; {then}"),
                 );
             }
             Event::Finished {
@@ -342,28 +410,75 @@ impl RunState {
                 elapsed_secs,
                 ..
             } => {
+                self.step = (*step).max(self.step);
                 self.elapsed_secs = *elapsed_secs;
                 self.status = Status::Finished(*reason);
                 let how = match reason {
                     FinishReason::Completed => "finished",
                     FinishReason::Stopped => "stopped",
+                    FinishReason::NonFinite => "stopped on a non-finite loss",
                 };
-                self.log(*step, LogKind::Info, how.into());
+                let text = format!("{how} at step {step} after {}", clock(*elapsed_secs));
+                self.log(*step, LogKind::Milestone, text);
             }
             Event::Error { message } => {
                 self.status = Status::Error(message.clone());
-                self.log(self.step, LogKind::Error, message.clone());
+                self.log(self.step, LogKind::Error, format!("error: {message}"));
             }
+        }
+    }
+
+    /// The trainer's channels closed without a last word.
+    pub fn on_trainer_gone(&mut self) {
+        if self.status.is_live() {
+            let message = "the training thread ended without a word".to_string();
+            self.log(self.step, LogKind::Error, format!("error: {message}"));
+            self.status = Status::Error(message);
         }
     }
 
     /// Adds a line to the event log (also used by the UI for its own notices).
     pub fn log(&mut self, step: u64, kind: LogKind, text: String) {
         self.log.push_back(LogLine { step, kind, text });
+        self.logged += 1;
         if self.log.len() > LOG_CAPACITY {
             self.log.pop_front();
         }
     }
+
+    /// The lines logged after the first `seen` ever logged (those still kept).
+    pub fn log_since(&self, seen: u64) -> impl Iterator<Item = &LogLine> {
+        let new = self.logged.saturating_sub(seen).min(self.log.len() as u64) as usize;
+        self.log.range(self.log.len() - new..)
+    }
+}
+
+/// A command as the event log names it.
+pub fn describe(c: &Command) -> String {
+    match c {
+        Command::SetLr(lr) => format!("lr {lr}"),
+        Command::ScaleLr(f) => format!("lr x{f}"),
+        Command::Pause => "pause".into(),
+        Command::Resume => "resume".into(),
+        Command::Step => "step".into(),
+        Command::Save => "save".into(),
+        Command::Stop => "stop".into(),
+    }
+}
+
+/// `1 epoch`, `3 epochs`.
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+fn file_name(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]

@@ -1,0 +1,70 @@
+//! How numbers read on screen and in lines: sizes, durations, counts, learning rates. One place,
+//! so that the terminal UI, the headless lines and the subcommands say things the same way.
+
+/// `1.7 MB` style (powers of 1000, as disks and `ls -h --si` count).
+pub fn human_bytes(n: u64) -> String {
+    let x = n as f64;
+    if x >= 1e9 {
+        format!("{:.1} GB", x / 1e9)
+    } else if x >= 1e6 {
+        format!("{:.1} MB", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1} kB", x / 1e3)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// `m:ss` or `h:mm:ss`.
+pub fn clock(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// `421,642`.
+pub fn group_thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// `1.23e-3`: learning rates, gradient norms, ratios.
+pub fn sci(x: f64) -> String {
+    format!("{x:.2e}")
+}
+
+/// Serialises an `f32` as the shortest decimal that reads back as it (`0.9`, not the
+/// `0.8999999761581421` of its exact f64 value), so that config files say what was written.
+pub fn f32_as_written<S: serde::Serializer>(x: &f32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(x.to_string().parse().unwrap_or(*x as f64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_as_people_write_them() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(5_100_000), "5.1 MB");
+        assert_eq!(human_bytes(1_500), "1.5 kB");
+        assert_eq!(human_bytes(2_000_000_000), "2.0 GB");
+        assert_eq!(clock(65.0), "1:05");
+        assert_eq!(clock(3_725.4), "1:02:05");
+        assert_eq!(clock(-3.0), "0:00");
+        assert_eq!(group_thousands(421_642), "421,642");
+        assert_eq!(group_thousands(12), "12");
+        assert_eq!(group_thousands(1_000_000), "1,000,000");
+        assert_eq!(sci(0.002), "2.00e-3");
+    }
+}

@@ -1,0 +1,107 @@
+//! One training step: forward, loss, backward and the optimizer's update, and what the watchers
+//! see of it (loss, accuracy, per-layer gradient norms and update/weight ratios).
+
+use candle_core::{Device, Tensor, D};
+
+use crate::data::Batch;
+use crate::model::profile::{self, Phase};
+use crate::model::{cross_entropy, Cnn, Mode};
+use crate::optim::{self, Optimizer};
+use crate::protocol::LearningRate;
+use crate::rng::Rng;
+
+/// What learns: the model, its optimizer, the dropout RNG and the learning rate in force.
+pub struct Learner {
+    pub model: Cnn,
+    pub opt: Optimizer,
+    /// Dropout masks.
+    pub rng: Rng,
+    pub lr: LearningRate,
+    pub label_smoothing: f64,
+}
+
+/// A step that updated the weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepStats {
+    pub loss: f64,
+    /// Correct predictions in the batch.
+    pub hits: usize,
+    pub grad_norms: Vec<f64>,
+    pub update_ratios: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutcome {
+    Updated(StepStats),
+    /// The loss or a gradient norm was NaN or infinite: nothing changed, not even the batch-norm
+    /// running statistics.
+    NonFinite {
+        what: String,
+    },
+}
+
+impl Learner {
+    /// Forward, backward and update on one batch.
+    pub fn step(&mut self, batch: &Batch) -> candle_core::Result<StepOutcome> {
+        let [c, h, w] = self.model.config().input;
+        let x = Tensor::from_slice(&batch.x, (batch.len(), c, h, w), &Device::Cpu)?;
+        // Handles, not copies: put back if the step turns out non-finite.
+        let running = self.model.running_stats();
+        let logits = self.model.forward(&x, Mode::Train, &mut self.rng)?;
+        let loss_t = cross_entropy(&logits, &batch.y, self.label_smoothing)?;
+        let loss = loss_t.to_scalar::<f32>()? as f64;
+        if !loss.is_finite() {
+            self.model.set_running_stats(running);
+            return Ok(StepOutcome::NonFinite {
+                what: format!("loss is {loss}"),
+            });
+        }
+        let hits = count_correct(&logits, &batch.y)?;
+        let grads = loss_t.backward()?;
+        let params = self.model.params().to_vec();
+        let mut grad_tensors = Vec::with_capacity(params.len());
+        let mut grad_norms = Vec::with_capacity(params.len());
+        for p in &params {
+            let g = match grads.get(p.var.as_tensor()) {
+                Some(g) => g.contiguous()?,
+                None => p.var.zeros_like()?,
+            };
+            grad_norms.push(l2_of(&g)?);
+            grad_tensors.push(g);
+        }
+        if let Some(i) = grad_norms.iter().position(|n| !n.is_finite()) {
+            self.model.set_running_stats(running);
+            let what = format!("gradient norm of {} is {}", params[i].name, grad_norms[i]);
+            return Ok(StepOutcome::NonFinite { what });
+        }
+        self.opt.begin_step();
+        let mut update_ratios = Vec::with_capacity(params.len());
+        let lr = self.lr.get() as f32;
+        let kind = self.opt.kind;
+        let label = || format!("optimizer ({})", kind.name());
+        profile::time(label, Phase::Forward, 0.0, || -> candle_core::Result<()> {
+            for (i, (p, g)) in params.iter().zip(&grad_tensors).enumerate() {
+                let (norm_w, delta) = self.opt.update_tensor(i, p.var.as_tensor(), g, lr)?;
+                update_ratios.push(if norm_w > 0.0 { delta / norm_w } else { delta });
+            }
+            Ok(())
+        })?;
+        Ok(StepOutcome::Updated(StepStats {
+            loss,
+            hits,
+            grad_norms,
+            update_ratios,
+        }))
+    }
+}
+
+pub(super) fn count_correct(logits: &Tensor, labels: &[u32]) -> candle_core::Result<usize> {
+    let preds: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+    Ok(preds.iter().zip(labels).filter(|(p, y)| p == y).count())
+}
+
+/// The L2 norm of a contiguous f32 tensor, read in place.
+fn l2_of(t: &Tensor) -> candle_core::Result<f64> {
+    let (s, l) = t.storage_and_layout();
+    Ok(optim::l2(crate::model::cpu::slice::<f32>(&s, l, "l2")?))
+}

@@ -1,0 +1,269 @@
+//! Continuing a run from a checkpoint. The run goes on with the checkpoint's settings; a flag
+//! given with `--resume` either changes its setting from the resumed step on, or is refused
+//! with the reason (a setting the saved weights or the run's history depend on). What changed is
+//! reported, and the optimizer state is checked against what the optimizer now needs.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::TrainError;
+use crate::checkpoint::Checkpoint;
+use crate::config::RunConfig;
+use crate::data::DataSplits;
+use crate::format::sci;
+use crate::optim::{Optimizer, OptimizerKind, ParamState};
+use crate::protocol::{LearningRate, SettingChange};
+
+/// How a resumed run starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResumePlan {
+    /// The learning rate in force: the checkpoint's, or `--lr`.
+    pub lr: LearningRate,
+    pub optimizer: Optimizer,
+    pub changes: Vec<SettingChange>,
+    pub notes: Vec<String>,
+}
+
+/// What a setting given with `--resume` may do.
+enum Rule {
+    /// Takes effect from the resumed step.
+    Free,
+    /// Cannot change, for this reason.
+    Fixed(&'static str),
+    /// Dropout may change between non-zero values; on or off adds or removes layers.
+    Dropout,
+    /// Changes the batches of an epoch: only at an epoch's start.
+    BatchSize,
+    /// Other data: only of the same shape and classes, and mid-epoch only the same images.
+    Data,
+}
+
+fn rule(key: &str) -> Rule {
+    match key {
+        "arch" | "activation" | "batch_norm" => {
+            Rule::Fixed("the checkpoint's weights fit only the model they were trained in")
+        }
+        "seed" => Rule::Fixed(
+            "the seed chose the validation split and the batch order the run has followed",
+        ),
+        "val_split" => Rule::Fixed("it would move images between training and validation"),
+        "dropout" => Rule::Dropout,
+        "batch_size" => Rule::BatchSize,
+        "data" => Rule::Data,
+        _ => Rule::Free,
+    }
+}
+
+fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "none".into(),
+        v => v.to_string(),
+    }
+}
+
+/// Checks that `ckpt` can continue as `cfg` describes, where `given` are the settings (config
+/// keys) given on the command line, and `data` the data `cfg` names, loaded.
+pub fn plan(
+    ckpt: &Checkpoint,
+    cfg: &RunConfig,
+    given: &[String],
+    data: &DataSplits,
+    path: &Path,
+) -> Result<ResumePlan, TrainError> {
+    let refuse = |problem: String| TrainError::Mismatch {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let pos = ckpt.position;
+    let (old, new) = (ckpt.train_config.values(), cfg.values());
+    let mut changes = Vec::new();
+    let mut notes = Vec::new();
+    let mut lr = LearningRate::new(ckpt.lr).map_err(|e| refuse(format!("learning rate: {e}")))?;
+    for key in RunConfig::keys() {
+        if !given.contains(&key) || key == "run_dir" {
+            continue;
+        }
+        let flag = format!("--{}", key.replace('_', "-"));
+        if key == "lr" {
+            // Against the LR in force, which may differ from the run's first.
+            if cfg.lr != lr {
+                changes.push(SettingChange {
+                    flag,
+                    old: sci(lr.get()),
+                    new: sci(cfg.lr.get()),
+                });
+                lr = cfg.lr;
+            }
+            continue;
+        }
+        let (was, now) = (old.get(&key).unwrap_or(&Value::Null), &new[&key]);
+        if was == now {
+            continue;
+        }
+        let (was_s, now_s) = (shown(was), shown(now));
+        let cannot = |why: String| {
+            refuse(format!(
+                "{flag} {now_s}: cannot change on resume ({was_s} in the checkpoint): {why}"
+            ))
+        };
+        match rule(&key) {
+            Rule::Free => {}
+            Rule::Fixed(why) => return Err(cannot(why.into())),
+            Rule::Dropout => {
+                if (ckpt.train_config.dropout == 0.0) != (cfg.dropout == 0.0) {
+                    return Err(cannot(
+                        "turning dropout on or off adds or removes layers; between non-zero values it may change".into(),
+                    ));
+                }
+            }
+            Rule::BatchSize | Rule::Data if pos.batch > 0 => {
+                return Err(cannot(format!(
+                    "the checkpoint is in the middle of epoch {} (after batch {}); resume from an epoch checkpoint (epoch-NNN.h5) to change it",
+                    pos.epoch, pos.batch
+                )));
+            }
+            Rule::BatchSize | Rule::Data => {}
+        }
+        changes.push(SettingChange {
+            flag,
+            old: was_s,
+            new: now_s,
+        });
+    }
+    let model = &ckpt.model_config;
+    let shape = [data.train.channels, data.train.height, data.train.width];
+    if shape != model.input || data.classes.len() != model.classes {
+        return Err(refuse(format!(
+            "the model takes {}x{}x{} images in {} classes; --data {} has {}x{}x{} in {}",
+            model.input[0],
+            model.input[1],
+            model.input[2],
+            model.classes,
+            cfg.data,
+            shape[0],
+            shape[1],
+            shape[2],
+            data.classes.len()
+        )));
+    }
+    if (data.norm.mean, data.norm.std) != (ckpt.data.mean, ckpt.data.std) {
+        notes.push(format!(
+            "the model keeps the input normalisation it was trained with (mean {:.4}, std {:.4}; this data's is {:.4}, {:.4})",
+            ckpt.data.mean, ckpt.data.std, data.norm.mean, data.norm.std
+        ));
+    }
+    if cfg.epochs < pos.epoch {
+        let done = if pos.batch == 0 {
+            format!("{} epochs", pos.epoch - 1)
+        } else {
+            format!("{} epochs and part of epoch {}", pos.epoch - 1, pos.epoch)
+        };
+        return Err(refuse(format!(
+            "nothing left to train: the checkpoint has done {done} and --epochs is {} (the run's total); give a larger --epochs",
+            cfg.epochs
+        )));
+    }
+    if cfg.max_steps > 0 && cfg.max_steps <= ckpt.global_step {
+        return Err(refuse(format!(
+            "--max-steps {}: the checkpoint is at step {} already (--max-steps counts the run's total)",
+            cfg.max_steps, ckpt.global_step
+        )));
+    }
+    let sizes: Vec<usize> = ckpt
+        .tensors
+        .iter()
+        .filter(|t| ckpt.param_names.contains(&t.name))
+        .map(|t| t.data.len())
+        .collect();
+    let optimizer = optimizer_state(&ckpt.optimizer, cfg, &sizes, &ckpt.param_names, &mut notes)
+        .map_err(refuse)?;
+    Ok(ResumePlan {
+        lr,
+        optimizer,
+        changes,
+        notes,
+    })
+}
+
+/// The saved optimizer state if it is what the optimizer `cfg` describes needs; otherwise a
+/// fresh one, with a note saying so. Buffers of the wrong size are an error.
+fn optimizer_state(
+    saved: &Optimizer,
+    cfg: &RunConfig,
+    sizes: &[usize],
+    names: &[String],
+    notes: &mut Vec<String>,
+) -> Result<Optimizer, String> {
+    let config = cfg.optimizer;
+    let fresh = Optimizer::new(config, sizes);
+    if saved.kind != config.kind {
+        notes.push(format!(
+            "the optimizer changes from {} to {}: its state starts fresh",
+            saved.kind.name(),
+            config.kind.name()
+        ));
+        return Ok(fresh);
+    }
+    if saved.state.len() != sizes.len() {
+        return Err(format!(
+            "the optimizer state has {} entries for {} parameters",
+            saved.state.len(),
+            sizes.len()
+        ));
+    }
+    let (need_m, need_v) = config.buffers();
+    let mut present = 0;
+    let mut missing = 0;
+    for ((s, &n), name) in saved.state.iter().zip(sizes).zip(names) {
+        for (buf, needed, what) in [(&s.m, need_m, "m"), (&s.v, need_v, "v")] {
+            if !buf.is_empty() && buf.len() != n {
+                return Err(format!(
+                    "optimizer state {name}/{what} has {} values for {n} weights",
+                    buf.len()
+                ));
+            }
+            if needed {
+                if buf.is_empty() {
+                    missing += 1;
+                } else {
+                    present += 1;
+                }
+            }
+        }
+    }
+    let (what, why) = match config.kind {
+        OptimizerKind::Sgd => (
+            "momentum buffers",
+            format!(" (it was saved with momentum {})", saved.hyper.momentum),
+        ),
+        OptimizerKind::Adam | OptimizerKind::Adamw => ("Adam moments", String::new()),
+    };
+    if missing > 0 && present > 0 {
+        return Err(format!(
+            "the optimizer state has {what} for some parameters and not for others"
+        ));
+    }
+    if missing > 0 {
+        notes.push(format!(
+            "the checkpoint has no {what}{why}: they start at zero"
+        ));
+        return Ok(fresh);
+    }
+    // What the optimizer needs is there; buffers it no longer needs are dropped.
+    let state = saved
+        .state
+        .iter()
+        .map(|s| ParamState {
+            m: if need_m { s.m.clone() } else { Vec::new() },
+            v: if need_v { s.v.clone() } else { Vec::new() },
+        })
+        .collect();
+    Ok(Optimizer {
+        kind: config.kind,
+        hyper: config.hyper,
+        steps: saved.steps,
+        state,
+    })
+}

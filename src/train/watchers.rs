@@ -1,0 +1,91 @@
+//! The trainer's side of being watched: events and step metrics out (never waiting), commands
+//! in, and the same record in `metrics.jsonl`.
+
+use crate::protocol::{Command, Event, StepMetrics, TrainerLink};
+use crate::run_dir::MetricsLog;
+
+pub struct Watchers {
+    link: TrainerLink,
+    log: Option<MetricsLog>,
+    window: Window,
+}
+
+/// Training loss and accuracy since the last `step` record.
+#[derive(Default)]
+struct Window {
+    loss: f64,
+    correct: usize,
+    seen: usize,
+    steps: u64,
+}
+
+impl Watchers {
+    /// Nobody watching and no log yet.
+    pub fn detached() -> Self {
+        Self {
+            link: TrainerLink::detached(),
+            log: None,
+            window: Window::default(),
+        }
+    }
+
+    pub fn attach(&mut self, link: TrainerLink) {
+        self.link = link;
+    }
+
+    pub fn set_log(&mut self, log: MetricsLog) {
+        self.log = Some(log);
+    }
+
+    /// Sends an event and records it in metrics.jsonl.
+    pub fn emit(&mut self, step: u64, epoch: usize, e: Event) {
+        self.record("event", step, epoch, &e);
+        self.link.send(e);
+    }
+
+    /// Sends a step's metrics; every `log_every` steps a `step` record with the means since the
+    /// last one goes to metrics.jsonl.
+    pub fn step(&mut self, m: StepMetrics, hits: usize, images: usize, log_every: u64) {
+        let w = &mut self.window;
+        w.loss += m.loss;
+        w.correct += hits;
+        w.seen += images;
+        w.steps += 1;
+        if m.step % log_every == 0 {
+            let mut rec = m.clone();
+            rec.steps = w.steps as u32;
+            rec.loss = w.loss / w.steps as f64;
+            rec.accuracy = w.correct as f64 / w.seen.max(1) as f64;
+            self.window = Window::default();
+            self.record("step", m.step, m.epoch, &rec);
+        }
+        self.link.send_step(m);
+    }
+
+    /// A failed write disables the log, says so once as a warning, and the run goes on.
+    fn record(&mut self, kind: &str, step: u64, epoch: usize, record: &impl serde::Serialize) {
+        let Some(log) = &mut self.log else { return };
+        if let Err(e) = log.write(kind, step, epoch, record) {
+            self.log = None;
+            self.link.send(Event::Warning {
+                step,
+                message: format!(
+                    "metrics are no longer recorded ({}: {}); training goes on",
+                    e.path.display(),
+                    e.source
+                ),
+            });
+        }
+    }
+
+    pub fn try_command(&self) -> Option<Command> {
+        self.link.try_command()
+    }
+
+    pub fn wait_command_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Command, crossbeam_channel::RecvTimeoutError> {
+        self.link.wait_command_timeout(timeout)
+    }
+}

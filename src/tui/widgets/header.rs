@@ -1,0 +1,104 @@
+//! The header: what the run is doing, how far it is, and what it is.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Widget};
+
+use super::block;
+use crate::format::{clock, sci};
+use crate::tui::theme::Theme;
+use crate::watch::{RunState, Status};
+
+/// State, progress, speed, ETA and LR; data, model and optimizer; an error when there is one.
+pub struct Header<'a> {
+    pub run: &'a RunState,
+    /// The user asked to stop and the trainer has not finished yet.
+    pub stopping: bool,
+    pub theme: Theme,
+}
+
+impl Widget for Header<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let (run, theme) = (self.run, &self.theme);
+        let status = if self.stopping && run.status.is_live() {
+            "STOPPING"
+        } else {
+            run.status.label()
+        };
+        let (epochs, total) = run
+            .info
+            .as_ref()
+            .map(|i| (i.epochs, run.total_steps()))
+            .unwrap_or((0, 0));
+        let eta = match (&run.status, run.eta_secs()) {
+            (Status::Paused, _) => "paused".to_string(),
+            (_, Some(s)) => clock(s),
+            _ => "-".to_string(),
+        };
+        let line1 = Line::from(vec![
+            Span::styled(format!(" {status} "), theme.status(&run.status)),
+            Span::raw(format!(
+                "  epoch {}/{}  step {}/{}  {:.0} img/s  ETA {}  lr {}",
+                run.epoch,
+                epochs,
+                run.step,
+                total,
+                run.images_per_sec,
+                eta,
+                sci(run.lr)
+            )),
+        ]);
+        Paragraph::new(header_lines(
+            run,
+            theme,
+            (area.height as usize).saturating_sub(2),
+            line1,
+        ))
+        .block(block(" candletop ".into(), theme, false))
+        .render(area, buf);
+    }
+}
+
+/// The header's lines: state and progress, data, model and optimizer, and any error; merged
+/// when fewer rows are available.
+fn header_lines<'a>(run: &RunState, theme: &Theme, rows: usize, first: Line<'a>) -> Vec<Line<'a>> {
+    let mut lines = vec![first];
+    match &run.info {
+        Some(i) => {
+            let data = vec![
+                Span::styled("data ", theme.dim()),
+                Span::raw(i.data.clone()),
+            ];
+            let model = vec![
+                Span::styled("model ", theme.dim()),
+                Span::raw(i.model.clone()),
+                Span::styled("  opt ", theme.dim()),
+                Span::raw(i.optimizer.clone()),
+            ];
+            if rows >= 3 {
+                lines.push(Line::from(data));
+                lines.push(Line::from(model));
+            } else {
+                lines.push(Line::from([model, vec![Span::raw("  ")], data].concat()));
+            }
+        }
+        None => lines.push(Line::styled("waiting for the trainer...", theme.dim())),
+    }
+    if let Status::Error(m) = &run.status {
+        // The error matters more than the model description.
+        let at = lines.len().min(rows.max(1)) - 1;
+        lines.truncate(at.max(1));
+        lines.push(Line::styled(format!("error: {m}"), theme.alarm()));
+    }
+    lines
+}
+
+/// Rows of the header block: borders plus up to three lines, two on small screens.
+pub fn header_height(area: Rect) -> u16 {
+    if area.height >= 30 {
+        5
+    } else {
+        4
+    }
+}

@@ -1,0 +1,39 @@
+//! How a watched run ended, and the process exit status that says so.
+
+use std::process::ExitCode;
+
+use super::{RunState, Status};
+use crate::protocol::FinishReason;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Finished(FinishReason),
+    Failed(String),
+}
+
+/// The exit status when the loss or a gradient turned non-finite and a headless run stopped.
+pub const EXIT_NON_FINITE: u8 = 3;
+
+impl Outcome {
+    /// What the watcher saw last. A run still live when the watcher left (the terminal went
+    /// away before the trainer's last word) counts as stopped.
+    pub fn of(run: &RunState) -> Self {
+        match &run.status {
+            Status::Error(m) => Outcome::Failed(m.clone()),
+            Status::Finished(r) => Outcome::Finished(*r),
+            Status::Starting | Status::Running | Status::Paused => {
+                Outcome::Finished(FinishReason::Stopped)
+            }
+        }
+    }
+
+    /// 0 when the run completed or was stopped, 3 when it stopped on a non-finite loss
+    /// (`EXIT_NON_FINITE`). A failed run is an error for `main` to report (exit 1).
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Outcome::Finished(FinishReason::NonFinite) => ExitCode::from(EXIT_NON_FINITE),
+            Outcome::Finished(_) => ExitCode::SUCCESS,
+            Outcome::Failed(_) => ExitCode::FAILURE,
+        }
+    }
+}
