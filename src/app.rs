@@ -7,53 +7,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::checkpoint::{self, CheckpointError};
+use crate::checkpoint;
 use crate::cli::{Cli, Cmd, EvalArgs, InspectArgs, Split, TrainArgs};
-use crate::config::ConfigError;
-use crate::data::{DataError, DataSpec, DataSplits, Normalization};
+use crate::data::{DataSpec, DataSplits, Normalization};
+use crate::error::Error;
 use crate::format::{group_thousands, human_bytes};
 use crate::protocol::{self, OnNonFinite};
 use crate::run_dir::{self, RunDirError};
 use crate::train::{eval, TrainError, Trainer};
 use crate::watch::Outcome;
 use crate::{bench, headless, runtime, signals, tui};
-
-/// Every error a subcommand reports. `is_usage` tells input errors (exit code 2) from failures.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Data(#[from] DataError),
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Train(#[from] TrainError),
-    #[error(transparent)]
-    RunDir(#[from] RunDirError),
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    /// The run itself failed.
-    #[error("{0}")]
-    Training(String),
-    #[error("terminal: {0}")]
-    Terminal(#[from] std::io::Error),
-}
-
-impl Error {
-    /// True when the user's input (flags, files) is at fault.
-    pub fn is_usage(&self) -> bool {
-        match self {
-            Error::Data(_) | Error::Config(_) | Error::Checkpoint(_) => true,
-            Error::Train(t) => t.is_usage(),
-            Error::RunDir(_) | Error::Training(_) | Error::Terminal(_) => false,
-        }
-    }
-}
-
-impl From<candle_core::Error> for Error {
-    fn from(e: candle_core::Error) -> Self {
-        Error::Train(e.into())
-    }
-}
 
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {

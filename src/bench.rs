@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::app::Error;
 use crate::cli::BenchArgs;
 use crate::config::RunConfig;
 use crate::data::{DataSpec, DataSplits};
+use crate::error::Error;
 use crate::format::group_thousands;
 use crate::model::gemm::{self, Threads};
 use crate::model::{profile, Kernels};

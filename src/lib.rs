@@ -3,7 +3,7 @@
 //! Layers, each using only those below it:
 //!
 //! ```text
-//! edges        app (subcommands), cli (flags), bench            main.rs calls app
+//! edges        app (subcommands), cli (flags), bench, error      main.rs calls app
 //! front ends   tui, headless                                     talk to training only through protocol
 //! watching     watch (RunState, the receive loop, Outcome)
 //! core         train -> checkpoint, run_dir -> config -> data, model, optim
@@ -19,6 +19,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod error;
 pub mod format;
 pub mod headless;
 pub mod model;

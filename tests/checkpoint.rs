@@ -339,13 +339,16 @@ fn a_written_checkpoint_reads_back_equal() {
 }
 
 /// Python (h5py + numpy) reads what the binary's library wrote: names, shapes, values and
-/// attributes. Runs where CANDLETOP_PYTHON names a Python with h5py (`.ci/run` sets one up).
+/// attributes. Needs CANDLETOP_PYTHON naming a Python with h5py (`.ci/run` sets one up; under
+/// CI its absence fails the test, elsewhere it is skipped and says so).
 #[test]
 fn python_reads_the_checkpoint() {
-    let Some(python) = std::env::var_os("CANDLETOP_PYTHON") else {
-        eprintln!("skipped: set CANDLETOP_PYTHON to a Python with h5py and numpy (.ci/run does)");
+    let python = std::env::var_os("CANDLETOP_PYTHON");
+    let what = "CANDLETOP_PYTHON, a Python with h5py and numpy";
+    if !common::available(what, python.is_some()) {
         return;
-    };
+    }
+    let python = python.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     // Two epochs and a bit, with an LR change, so history and schedule have content.
     let mut t = trainer_in(
@@ -402,8 +405,8 @@ fn python_reads_the_checkpoint() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }
 
-/// h5dump (the HDF5 command-line tools) reads the file, user block and all. Runs where h5dump
-/// is installed (`.ci/run` installs hdf5-tools).
+/// h5dump (the HDF5 command-line tools) reads the file, user block and all. Needs h5dump
+/// (`.ci/run` installs hdf5-tools; under CI its absence fails the test).
 #[test]
 fn h5dump_reads_the_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
@@ -415,7 +418,7 @@ fn h5dump_reads_the_checkpoint() {
     {
         Ok(o) => o,
         Err(_) => {
-            eprintln!("skipped: h5dump is not installed (apt-get install hdf5-tools)");
+            common::available("h5dump (apt-get install hdf5-tools)", false);
             return;
         }
     };
@@ -434,4 +437,60 @@ fn h5dump_reads_the_checkpoint() {
     ] {
         assert!(text.contains(want), "h5dump output lacks {want}");
     }
+}
+
+/// A disk that fills up while a checkpoint is written (here: the temporary file is
+/// /dev/full): one short reason for the screen, the library's whole story for the log, no
+/// partial file, and training goes on.
+#[test]
+fn a_full_disk_is_reported_in_one_line_and_training_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(
+        RunConfig {
+            epochs: 2,
+            ..cfg(0)
+        },
+        small_data(4 * 32, 64),
+    )
+    .unwrap();
+    t.set_run_dir(tmp.path()).unwrap();
+    // The writer's temporary file for epoch-001.h5, as the trainer in this process names it.
+    let tmp_name = format!(".epoch-001.h5.tmp-{}", std::process::id());
+    std::os::unix::fs::symlink("/dev/full", tmp.path().join("checkpoints").join(&tmp_name))
+        .unwrap();
+    let (steps, events) = run(t);
+    assert_eq!(steps.len(), 8, "training went on");
+    let failed: Vec<(&String, &String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CheckpointFailed { reason, detail, .. } => Some((reason, detail)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{events:?}");
+    let (reason, detail) = failed[0];
+    assert_eq!(reason, "no space left on device");
+    assert!(
+        detail.contains("errno = 28") && detail.len() > 200,
+        "{detail}"
+    );
+    let dir = tmp.path().join("checkpoints");
+    assert!(!dir.join("epoch-001.h5").exists());
+    assert!(
+        !dir.join(&tmp_name).exists(),
+        "the temporary file is removed"
+    );
+    assert!(checkpoint::read(&dir.join("epoch-002.h5")).is_ok());
+    // metrics.jsonl keeps the whole story.
+    let log = std::fs::read_to_string(tmp.path().join("metrics.jsonl")).unwrap();
+    let rec: serde_json::Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["type"] == "checkpoint_failed")
+        .unwrap();
+    assert_eq!(rec["reason"], "no space left on device");
+    assert!(rec["detail"]
+        .as_str()
+        .unwrap()
+        .contains("No space left on device"));
 }

@@ -1,17 +1,12 @@
 //! The binary end to end: a real run on the embedded data, and bad input.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
+use common::{candletop, rejects, write_idx};
 use serde_json::Value;
-
-fn candletop(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_candletop"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
 
 #[test]
 fn trains_on_the_embedded_data_and_writes_the_run_directory() {
@@ -72,28 +67,6 @@ fn trains_on_the_embedded_data_and_writes_the_run_directory() {
         "validation accuracy {val_acc} is not far above chance (0.1)"
     );
     assert_eq!(epoch["val_class_accuracy"].as_array().unwrap().len(), 10);
-}
-
-/// One line on stderr naming `want`, exit code 2, no panic.
-fn rejects(args: &[&str], want: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = candletop(args, dir.path());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(stderr.contains(want), "{args:?}: {stderr}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-    assert!(
-        !dir.path().join("runs").exists(),
-        "no run directory for bad input"
-    );
-}
-
-fn write_idx(dir: &Path, name: &str, dims: &[usize], data: &[u8]) {
-    std::fs::write(dir.join(name), candletop::data::idx::encode(dims, data)).unwrap();
 }
 
 #[test]
@@ -436,4 +409,197 @@ fn sigterm_in_headless_mode_stops_cleanly_with_last_h5() {
         "{rest:?}"
     );
     assert!(candletop::checkpoint::read(&dir.path().join("r/checkpoints/last.h5")).is_ok());
+}
+
+/// Runs the binary to its end or `limit`, whichever comes first (a hang fails the test instead
+/// of hanging it). `setup` runs in the child before it starts (resource limits).
+fn run_within(
+    args: &[&str],
+    cwd: &Path,
+    limit: std::time::Duration,
+    setup: Option<fn() -> std::io::Result<()>>,
+) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_candletop"));
+    cmd.args(args)
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(f) = setup {
+        // SAFETY: the closure only makes async-signal-safe system calls (setrlimit, signal).
+        unsafe {
+            cmd.pre_exec(f);
+        }
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{args:?} still running after {limit:?}:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Headless, nobody can press a key: a non-finite loss ends the run at once with exit status
+/// 3, and `last.h5` holds the last good weights.
+#[test]
+fn a_headless_non_finite_loss_ends_the_run_with_status_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = [
+        "--headless",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "50",
+        "--no-batch-norm",
+        "--run-dir",
+        "r",
+    ];
+    let out = run_within(&args, d, std::time::Duration::from_secs(120), None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let bad = lines
+        .iter()
+        .find(|l| {
+            l.contains("; the update was skipped and the run stops with the last good weights")
+        })
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(bad.contains("is NaN") || bad.contains("is inf"), "{bad}");
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with("stopped on a non-finite loss at step "),
+        "{stdout}"
+    );
+    let step: u64 = last["stopped on a non-finite loss at step ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ckpt = candletop::checkpoint::read(&d.join("r/checkpoints/last.h5")).unwrap();
+    assert_eq!(ckpt.global_step, step);
+    assert!(ckpt
+        .tensors
+        .iter()
+        .all(|t| t.data.iter().all(|x| x.is_finite())));
+    let recs: Vec<Value> = std::fs::read_to_string(d.join("r/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let nf = recs.iter().find(|r| r["type"] == "non_finite").unwrap();
+    assert_eq!(nf["then"], "stop");
+    let end = recs.last().unwrap();
+    assert_eq!(
+        (&end["type"], &end["reason"]),
+        (&"finished".into(), &"non_finite".into())
+    );
+}
+
+/// metrics.jsonl on a full disk: one warning, and the run goes on to its end (exit 0).
+#[test]
+fn a_metrics_log_on_a_full_disk_warns_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("r")).unwrap();
+    std::os::unix::fs::symlink("/dev/full", d.join("r/metrics.jsonl")).unwrap();
+    let args = [
+        "--headless",
+        "--arch",
+        "c4,f16",
+        "--max-steps",
+        "30",
+        "--run-dir",
+        "r",
+    ];
+    let out = run_within(&args, d, std::time::Duration::from_secs(120), None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let warnings: Vec<&str> = stdout.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(
+        warnings,
+        ["  warning: metrics are no longer recorded (r/metrics.jsonl: No space left on device (os error 28)); training goes on"],
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("  step     20/")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\nstopped at step 30 after "), "{stdout}");
+}
+
+fn limit_file_size_to_1mb() -> std::io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: 1 << 20,
+        rlim_max: 1 << 20,
+    };
+    // SAFETY: plain system calls on this (forked) process; SIGXFSZ ignored, so that a write
+    // past the limit fails with EFBIG instead of killing the process.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A checkpoint that the file system will not take (here: past a 1 MB file-size limit; the
+/// default model's is 5 MB): one short line, training goes on, the whole story in
+/// metrics.jsonl, and no partial file.
+#[test]
+fn a_save_the_disk_refuses_is_one_line_and_training_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = [
+        "--headless",
+        "--max-steps",
+        "20",
+        "--save-every-steps",
+        "10",
+        "--run-dir",
+        "r",
+    ];
+    let out = run_within(
+        &args,
+        d,
+        std::time::Duration::from_secs(120),
+        Some(limit_file_size_to_1mb),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let failed: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("could not save"))
+        .collect();
+    assert_eq!(
+        failed, ["  could not save last.h5: file too large; training goes on"; 3],
+        "{stdout}"
+    );
+    assert!(stdout.contains("\nstopped at step 20 "), "{stdout}");
+    assert!(stdout.lines().all(|l| l.len() < 200), "{stdout}");
+    let ckpts: Vec<_> = std::fs::read_dir(d.join("r/checkpoints"))
+        .unwrap()
+        .collect();
+    assert!(ckpts.is_empty(), "partial files left: {ckpts:?}");
+    let log = std::fs::read_to_string(d.join("r/metrics.jsonl")).unwrap();
+    let rec: Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["type"] == "checkpoint_failed")
+        .unwrap();
+    assert_eq!(rec["reason"], "file too large");
+    assert!(
+        rec["detail"].as_str().unwrap().contains("errno = 27"),
+        "{rec}"
+    );
 }

@@ -1,5 +1,7 @@
-//! The real Fashion-MNIST as Debian's `dataset-fashion-mnist` installs it (skipped when absent),
-//! and truncated gzip files.
+//! The real Fashion-MNIST as Debian's `dataset-fashion-mnist` installs it (required under CI,
+//! skipped visibly elsewhere when absent), and truncated gzip files.
+
+mod common;
 
 use std::path::Path;
 
@@ -9,8 +11,8 @@ const FASHION: &str = "/usr/share/datasets/fashion-mnist";
 
 #[test]
 fn loads_the_full_fashion_mnist() {
-    if !Path::new(FASHION).is_dir() {
-        eprintln!("skipped: {FASHION} is not installed (apt-get install dataset-fashion-mnist)");
+    let what = format!("{FASHION} (apt-get install dataset-fashion-mnist)");
+    if !common::available(&what, Path::new(FASHION).is_dir()) {
         return;
     }
     let spec: DataSpec = format!("fashion-mnist:{FASHION}").parse().unwrap();

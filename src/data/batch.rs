@@ -7,7 +7,7 @@ use std::thread;
 use crossbeam_channel::{bounded, Receiver};
 use serde::{Deserialize, Serialize};
 
-use super::Dataset;
+use super::dataset::Dataset;
 use crate::rng::Rng;
 
 /// Pixels are scaled to [0, 1], then standardised with the training set's statistics.

@@ -2,6 +2,7 @@
 //! validation, normalisation, and batches prepared in the background.
 
 pub mod batch;
+pub mod dataset;
 pub mod idx;
 
 use std::io::Read;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::rng::Rng;
 
 pub use batch::{Batch, BatchStream, Normalization};
+pub use dataset::Dataset;
 
 pub const FASHION_MNIST_CLASSES: [&str; 10] = [
     "T-shirt/top",
@@ -134,50 +136,6 @@ impl TryFrom<String> for DataSpec {
 impl From<DataSpec> for String {
     fn from(d: DataSpec) -> String {
         d.to_string()
-    }
-}
-
-/// Images (row-major, `channels x height x width` bytes each) with one label each.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Dataset {
-    pub images: Vec<u8>,
-    pub labels: Vec<u8>,
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-}
-
-impl Dataset {
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    pub fn image_len(&self) -> usize {
-        self.channels * self.height * self.width
-    }
-
-    pub fn image(&self, i: usize) -> &[u8] {
-        let n = self.image_len();
-        &self.images[i * n..(i + 1) * n]
-    }
-
-    /// The images at `indices`, in that order.
-    pub fn select(&self, indices: &[usize]) -> Dataset {
-        let mut images = Vec::with_capacity(indices.len() * self.image_len());
-        for &i in indices {
-            images.extend_from_slice(self.image(i));
-        }
-        Dataset {
-            images,
-            labels: indices.iter().map(|&i| self.labels[i]).collect(),
-            channels: self.channels,
-            height: self.height,
-            width: self.width,
-        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, D};
 
-use super::TrainError;
+use super::error::TrainError;
 use crate::checkpoint::Checkpoint;
 use crate::data::{Batch, BatchStream, Dataset, Normalization};
 use crate::model::{cross_entropy, Cnn, Mode};

@@ -2,13 +2,14 @@
 //! `learner`'s, evaluation is `eval`'s, checkpoints go through the `saver`, and everything the
 //! run reports reaches its `watchers` (and metrics.jsonl).
 
+mod error;
 pub mod eval;
 pub mod learner;
 pub mod resume;
 mod saver;
 mod watchers;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,10 +17,10 @@ use std::time::{Duration, Instant};
 use candle_core::DType;
 
 use crate::checkpoint::{Checkpoint, DataInfo, Position, SaveKind};
-use crate::config::{BestMetric, ConfigError, RunConfig};
+use crate::config::{BestMetric, RunConfig};
 use crate::data::batch::{batches_per_epoch, epoch_order};
 use crate::data::{Batch, BatchStream, DataSplits, Dataset, Normalization};
-use crate::model::{Cnn, ModelError};
+use crate::model::Cnn;
 use crate::optim::Optimizer;
 use crate::protocol::{
     Command, EpochMetrics, EvalMetrics, Event, FinishReason, LearningRate, LrSource, OnNonFinite,
@@ -27,6 +28,7 @@ use crate::protocol::{
 };
 use crate::rng::Rng;
 use crate::run_dir::{MetricsLog, RunDirError};
+pub use error::TrainError;
 pub use eval::{Evaluation, Predictions, EVAL_BATCH};
 use learner::{Learner, StepOutcome};
 use saver::Saver;
@@ -34,34 +36,6 @@ use watchers::Watchers;
 
 /// The training thread's name.
 pub const THREAD_NAME: &str = "candletop-train";
-
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error("tensor computation failed: {0}")]
-    Candle(#[from] candle_core::Error),
-    /// A checkpoint that does not fit what was asked of it (resuming with other settings,
-    /// evaluating on other data).
-    #[error("{path}: {problem}")]
-    Mismatch { path: PathBuf, problem: String },
-    #[error(transparent)]
-    RunDir(#[from] RunDirError),
-}
-
-impl TrainError {
-    /// True when the user's input (settings, files) is at fault.
-    pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            TrainError::Config(_)
-                | TrainError::Model(ModelError::Arch(_))
-                | TrainError::Mismatch { .. }
-        )
-    }
-}
 
 /// The data a run trains and evaluates on, shared with the batch threads.
 struct TrainData {

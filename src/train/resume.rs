@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::TrainError;
+use super::error::TrainError;
 use crate::checkpoint::Checkpoint;
 use crate::config::RunConfig;
 use crate::data::DataSplits;
@@ -55,10 +55,15 @@ fn rule(key: &str) -> Rule {
     }
 }
 
+/// A setting's value as a person would type it: `embedded`, `0`, `0.9`.
 fn shown(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "none".into(),
+        Value::Number(n) => match n.as_f64() {
+            Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{}", x as i64),
+            _ => n.to_string(),
+        },
         v => v.to_string(),
     }
 }

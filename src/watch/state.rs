@@ -484,6 +484,276 @@ fn file_name(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{LrSource, Resumed, SettingChange};
+
+    /// Which variant an event is; the match breaks the build when a variant is added, so that
+    /// the test below covers it too.
+    fn kind(e: &Event) -> usize {
+        match e {
+            Event::Started(_) => 0,
+            Event::Epoch(_) => 1,
+            Event::Evaluated(_) => 2,
+            Event::LrChanged { .. } => 3,
+            Event::Paused { .. } => 4,
+            Event::Resumed { .. } => 5,
+            Event::Refused { .. } => 6,
+            Event::NonFinite { .. } => 7,
+            Event::CheckpointSaved { .. } => 8,
+            Event::CheckpointFailed { .. } => 9,
+            Event::Warning { .. } => 10,
+            Event::Finished { .. } => 11,
+            Event::Error { .. } => 12,
+        }
+    }
+    const KINDS: usize = 13;
+
+    fn info() -> RunInfo {
+        RunInfo {
+            data: "d".into(),
+            model: "m".into(),
+            param_count: 1,
+            optimizer: "AdamW wd 0.01".into(),
+            layers: vec!["w".into()],
+            classes: vec!["a".into(), "b".into()],
+            epochs: 2,
+            steps_per_epoch: 10,
+            batch_size: 4,
+            run_dir: "r".into(),
+            resumed: Some(Resumed {
+                from: "x.h5".into(),
+                step: 10,
+                epoch: 2,
+                changes: vec![SettingChange {
+                    flag: "--lr".into(),
+                    old: "1.00e-3".into(),
+                    new: "2.00e-3".into(),
+                }],
+                notes: vec!["state starts fresh".into()],
+            }),
+        }
+    }
+
+    fn step(step: u64) -> StepMetrics {
+        StepMetrics {
+            step,
+            epoch: 2,
+            steps: 1,
+            loss: 0.5,
+            accuracy: 0.75,
+            lr: 2e-3,
+            grad_norms: vec![0.1],
+            update_ratios: vec![1e-3],
+            images_per_sec: 100.0,
+        }
+    }
+
+    /// Every kind of event, in the order of a run: what it does to the state, and the one line
+    /// it adds to the log (which the TUI shows and headless prints).
+    #[test]
+    fn every_event_folds_into_the_state_and_reads_as_one_log_line() {
+        let mut run = RunState::default();
+        let mut seen = [false; KINDS];
+        let mut expect = |run: &mut RunState, e: Event, lines: &[(LogKind, &str)]| {
+            seen[kind(&e)] = true;
+            let before = run.logged;
+            run.on_event(&e);
+            let got: Vec<(LogKind, String)> = run
+                .log_since(before)
+                .map(|l| (l.kind, l.text.clone()))
+                .collect();
+            let want: Vec<(LogKind, String)> =
+                lines.iter().map(|(k, t)| (*k, t.to_string())).collect();
+            assert_eq!(got, want, "{e:?}");
+        };
+        expect(
+            &mut run,
+            Event::Started(info()),
+            &[
+                (LogKind::Milestone, "started: m on d"),
+                (
+                    LogKind::Info,
+                    "AdamW wd 0.01; 2 epochs x 10 steps of 4; run dir r",
+                ),
+                (LogKind::Info, "resumed from x.h5 at step 10"),
+                (
+                    LogKind::Action,
+                    "--lr 1.00e-3 -> 2.00e-3 (given with --resume)",
+                ),
+                (LogKind::Warning, "note: state starts fresh"),
+            ],
+        );
+        assert_eq!(
+            (run.status.clone(), run.step, run.epoch),
+            (Status::Running, 10, 2)
+        );
+        assert_eq!(run.total_steps(), 20);
+        run.on_step(&step(11));
+        assert_eq!((run.step, run.lr, run.loss_smoothed), (11, 2e-3, Some(0.5)));
+        expect(
+            &mut run,
+            Event::LrChanged {
+                step: 11,
+                old: 2e-3,
+                new: 4e-3,
+                source: LrSource::User,
+            },
+            &[(LogKind::Action, "lr 2.00e-3 -> 4.00e-3")],
+        );
+        assert_eq!((run.lr, run.lr_marks.back()), (4e-3, Some(&(11, 4e-3))));
+        expect(
+            &mut run,
+            Event::Refused {
+                step: 11,
+                command: Command::ScaleLr(0.0),
+                reason: "0 is not a positive factor".into(),
+            },
+            &[(
+                LogKind::Warning,
+                "refused lr x0: 0 is not a positive factor",
+            )],
+        );
+        expect(
+            &mut run,
+            Event::Paused { step: 11 },
+            &[(LogKind::Action, "paused")],
+        );
+        assert_eq!(run.status, Status::Paused);
+        assert_eq!(run.eta_secs(), Some(9.0 * 4.0 / 100.0));
+        expect(
+            &mut run,
+            Event::Resumed { step: 11 },
+            &[(LogKind::Action, "resumed")],
+        );
+        assert_eq!(run.status, Status::Running);
+        expect(
+            &mut run,
+            Event::NonFinite {
+                step: 12,
+                epoch: 2,
+                what: "loss is NaN".into(),
+                then: OnNonFinite::Pause,
+            },
+            &[(
+                LogKind::Warning,
+                "step 12: loss is NaN; the update was skipped and the run paused",
+            )],
+        );
+        expect(
+            &mut run,
+            Event::Warning {
+                step: 12,
+                message: "metrics are no longer recorded".into(),
+            },
+            &[(LogKind::Warning, "warning: metrics are no longer recorded")],
+        );
+        expect(
+            &mut run,
+            Event::Epoch(EpochMetrics {
+                epoch: 2,
+                step: 20,
+                train_loss: 0.5,
+                train_accuracy: 0.75,
+                val_loss: 0.25,
+                val_accuracy: 0.875,
+                val_class_accuracy: vec![1.0, 0.75],
+                lr: 4e-3,
+                images_per_sec: 123.4,
+                elapsed_secs: 61.0,
+            }),
+            &[(
+                LogKind::Milestone,
+                "epoch 2/2: val loss 0.2500 acc 87.50%, train loss 0.5000 acc 75.00%, lr 4.00e-3, 123 img/s, 1:01",
+            )],
+        );
+        assert_eq!(run.best_val_accuracy().map(|e| e.epoch), Some(2));
+        expect(
+            &mut run,
+            Event::CheckpointSaved {
+                step: 20,
+                path: "r/checkpoints/epoch-002.h5".into(),
+                bytes: 5_100_000,
+                write_secs: 0.009,
+                hold_ms: 0.4,
+            },
+            &[(LogKind::Action, "saved epoch-002.h5 (5.1 MB, 9 ms)")],
+        );
+        assert_eq!(run.last_save.as_deref(), Some("r/checkpoints/epoch-002.h5"));
+        expect(
+            &mut run,
+            Event::CheckpointFailed {
+                step: 20,
+                path: "r/checkpoints/best.h5".into(),
+                reason: "no space left on device".into(),
+                detail: "H5Dwrite(): ... errno = 28 ...".into(),
+            },
+            &[(
+                LogKind::Error,
+                "could not save best.h5: no space left on device; training goes on",
+            )],
+        );
+        assert!(run.status.is_live(), "a failed save does not end the run");
+        expect(
+            &mut run,
+            Event::Evaluated(EvalMetrics {
+                split: "test".into(),
+                loss: 0.3,
+                accuracy: 0.9,
+                class_accuracy: vec![0.9, 0.9],
+                images_per_sec: 1000.0,
+            }),
+            &[(LogKind::Milestone, "test set: loss 0.3000 acc 90.00%")],
+        );
+        assert_eq!(run.test.as_ref().map(|t| t.accuracy), Some(0.9));
+        expect(
+            &mut run,
+            Event::Finished {
+                step: 20,
+                epoch: 2,
+                reason: FinishReason::Completed,
+                elapsed_secs: 62.0,
+            },
+            &[(LogKind::Milestone, "finished at step 20 after 1:02")],
+        );
+        assert_eq!(run.status, Status::Finished(FinishReason::Completed));
+        assert_eq!(run.status.label(), "FINISHED");
+        assert_eq!(run.eta_secs(), None);
+        let mut failed = RunState::default();
+        expect(
+            &mut failed,
+            Event::Error {
+                message: "boom".into(),
+            },
+            &[(LogKind::Error, "error: boom")],
+        );
+        assert_eq!(failed.status, Status::Error("boom".into()));
+        assert_eq!(seen, [true; KINDS], "an event kind the test does not cover");
+    }
+
+    #[test]
+    fn a_trainer_gone_without_a_word_is_an_error_and_the_log_keeps_the_newest() {
+        let mut run = RunState::default();
+        run.on_event(&Event::Started(info()));
+        run.on_trainer_gone();
+        assert_eq!(
+            run.status,
+            Status::Error("the training thread ended without a word".into())
+        );
+        for i in 0..LOG_CAPACITY + 50 {
+            run.log(0, LogKind::Info, format!("line {i}"));
+        }
+        assert_eq!(run.log.len(), LOG_CAPACITY);
+        let total = run.logged;
+        let new: Vec<&str> = run.log_since(total - 2).map(|l| l.text.as_str()).collect();
+        assert_eq!(
+            new,
+            [
+                format!("line {}", LOG_CAPACITY + 48),
+                format!("line {}", LOG_CAPACITY + 49)
+            ]
+        );
+        // Asking for more than is kept gives what is kept.
+        assert_eq!(run.log_since(0).count(), LOG_CAPACITY);
+    }
 
     #[test]
     fn a_series_stays_bounded_and_keeps_the_mean() {

@@ -1,5 +1,8 @@
 #![allow(dead_code)]
 
+use std::path::Path;
+use std::process::{Command, Output};
+
 use candletop::config::RunConfig;
 use candletop::data::{DataSpec, DataSplits, Normalization};
 
@@ -22,4 +25,60 @@ pub fn small_config() -> RunConfig {
         threads: 2,
         ..RunConfig::default()
     }
+}
+
+/// Runs the binary in `cwd`.
+pub fn candletop(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_candletop"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+/// The binary refuses `args` in a fresh directory: one line on stderr naming `want`, exit code
+/// 2, no panic, no run directory.
+pub fn rejects(args: &[&str], want: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    rejects_in(dir.path(), args, want);
+}
+
+/// As `rejects`, in `dir`, where nothing new may appear.
+pub fn rejects_in(dir: &Path, args: &[&str], want: &str) {
+    let list = || {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = list();
+    let out = candletop(args, dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.contains(want), "{args:?}: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    assert_eq!(list(), before, "{args:?} left files behind");
+}
+
+pub fn write_idx(dir: &Path, name: &str, dims: &[usize], data: &[u8]) {
+    std::fs::write(dir.join(name), candletop::data::idx::encode(dims, data)).unwrap();
+}
+
+/// Whether a test that needs `what` can run. Under CI (`CI` set) a missing tool is a failure,
+/// since CI installs it; elsewhere the test says it is skipped.
+pub fn available(what: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} is missing, and CI must provide it (.ci/run installs it)");
+    }
+    eprintln!("skipped: {what} is missing");
+    false
 }
