@@ -142,6 +142,7 @@ mod tests {
             classes: vec![],
             epochs: 2,
             steps_per_epoch: 5,
+            total_steps: 10,
             batch_size: 8,
             run_dir: "r".into(),
             resumed: None,

@@ -108,6 +108,8 @@ pub struct RunInfo {
     pub classes: Vec<String>,
     pub epochs: usize,
     pub steps_per_epoch: usize,
+    /// The step the run will end at: all epochs, or `--max-steps`.
+    pub total_steps: u64,
     pub batch_size: usize,
     pub run_dir: String,
     /// Set when the run continues a checkpoint.

@@ -70,6 +70,7 @@ fn flags_given_with_resume_change_their_settings_from_the_resumed_step() {
         "  --epochs 1 -> 2 (given with --resume)\n",
         "  --batch-size 64 -> 32 (given with --resume)\n",
         "  --weight-decay 0.01 -> 0 (given with --resume)\n",
+        "  step    160/423  epoch 2/2  ",
         "\nepoch 2/2: ",
         "finished at step 423 ",
     ] {

@@ -38,6 +38,7 @@ fn recorded() -> App {
         classes: (0..10).map(|c| c.to_string()).collect(),
         epochs: 2,
         steps_per_epoch: 50,
+        total_steps: 100,
         batch_size: 64,
         run_dir: "runs/x".into(),
         resumed: None,

@@ -97,6 +97,7 @@ impl Trainer {
             classes: data.classes.clone(),
             epochs: cfg.epochs,
             steps_per_epoch: batches_per_epoch(data.train.len(), cfg.batch_size),
+            total_steps: 0,
             batch_size: cfg.batch_size,
             run_dir: String::new(),
             resumed: None,
@@ -283,6 +284,7 @@ impl Trainer {
         self.watchers.attach(link);
         // Elapsed times count from this start (a resumed run starts its clock again).
         self.started = Instant::now();
+        self.info.total_steps = self.last_step();
         self.emit(Event::Started(self.info.clone()));
         let reason = self.train()?;
         if reason == FinishReason::Completed {
@@ -296,6 +298,20 @@ impl Trainer {
             }));
         }
         self.finish(reason)
+    }
+
+    /// The step the run ends at if nothing stops it: the rest of this epoch, then whole epochs,
+    /// or the step limit.
+    fn last_step(&self) -> u64 {
+        let per_epoch = self.info.steps_per_epoch as u64;
+        let p = &self.progress;
+        let left_now = per_epoch.saturating_sub(p.pos.batch as u64);
+        let later = self.cfg.epochs.saturating_sub(p.epoch) as u64 * per_epoch;
+        let all = p.step + left_now + later;
+        match self.cfg.max_steps {
+            0 => all,
+            max => all.min(max),
+        }
     }
 
     /// Every epoch left, or until a stop.

@@ -336,6 +336,7 @@ mod tests {
             classes: vec![],
             epochs: 1,
             steps_per_epoch: 1,
+            total_steps: 1,
             batch_size: 1,
             run_dir: String::new(),
             resumed: None,

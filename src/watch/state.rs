@@ -202,10 +202,7 @@ fn smooth(prev: Option<f64>, x: f64, steps: u32) -> f64 {
 
 impl RunState {
     pub fn total_steps(&self) -> u64 {
-        self.info
-            .as_ref()
-            .map(|i| (i.epochs * i.steps_per_epoch) as u64)
-            .unwrap_or(0)
+        self.info.as_ref().map_or(0, |i| i.total_steps)
     }
 
     pub fn best_val_accuracy(&self) -> Option<&EpochMetrics> {
@@ -392,6 +389,8 @@ impl RunState {
             Event::NonFinite {
                 step, what, then, ..
             } => {
+                // A step that ran, though it changed nothing.
+                self.step = (*step).max(self.step);
                 let then = match then {
                     OnNonFinite::Pause => "the update was skipped and the run paused",
                     OnNonFinite::Stop => {
@@ -517,6 +516,7 @@ mod tests {
             classes: vec!["a".into(), "b".into()],
             epochs: 2,
             steps_per_epoch: 10,
+            total_steps: 20,
             batch_size: 4,
             run_dir: "r".into(),
             resumed: Some(Resumed {
@@ -638,6 +638,7 @@ mod tests {
                 "step 12: loss is NaN; the update was skipped and the run paused",
             )],
         );
+        assert_eq!(run.step, 12, "the header counts the step that ran");
         expect(
             &mut run,
             Event::Warning {
