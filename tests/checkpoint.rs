@@ -169,9 +169,8 @@ fn epoch_best_and_last_files_are_written_and_pruned() {
     ));
 }
 
-#[test]
-fn a_failed_save_is_reported_and_training_goes_on() {
-    let tmp = tempfile::tempdir().unwrap();
+/// A trainer of 2 epochs x 4 steps writing into `dir`.
+fn two_short_epochs_in(dir: &Path) -> Trainer {
     let mut t = Trainer::new(
         RunConfig {
             epochs: 2,
@@ -180,7 +179,14 @@ fn a_failed_save_is_reported_and_training_goes_on() {
         small_data(4 * 32, 64),
     )
     .unwrap();
-    t.set_run_dir(tmp.path()).unwrap();
+    t.set_run_dir(dir).unwrap();
+    t
+}
+
+#[test]
+fn a_failed_save_is_reported_and_training_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = two_short_epochs_in(tmp.path());
     // A directory where epoch-001.h5 should go: the rename onto it fails (even for root).
     let blocker = tmp.path().join("checkpoints/epoch-001.h5");
     std::fs::create_dir_all(blocker.join("x")).unwrap();
@@ -445,15 +451,7 @@ fn h5dump_reads_the_checkpoint() {
 #[test]
 fn a_full_disk_is_reported_in_one_line_and_training_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut t = Trainer::new(
-        RunConfig {
-            epochs: 2,
-            ..cfg(0)
-        },
-        small_data(4 * 32, 64),
-    )
-    .unwrap();
-    t.set_run_dir(tmp.path()).unwrap();
+    let t = two_short_epochs_in(tmp.path());
     // The writer's temporary file for epoch-001.h5, as the trainer in this process names it.
     let tmp_name = format!(".epoch-001.h5.tmp-{}", std::process::id());
     std::os::unix::fs::symlink("/dev/full", tmp.path().join("checkpoints").join(&tmp_name))

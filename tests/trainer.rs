@@ -65,8 +65,8 @@ fn same_seed_same_losses_other_seed_other_losses() {
     assert_ne!(a, c);
 }
 
-#[test]
-fn lr_command_applies_at_the_next_step() {
+/// A run of 3 epochs, paused between two steps.
+fn paused_run() -> (MonitorLink, std::thread::JoinHandle<()>) {
     let (m, h) = start(
         RunConfig {
             epochs: 3,
@@ -76,6 +76,12 @@ fn lr_command_applies_at_the_next_step() {
     );
     m.commands.send(Command::Pause).unwrap();
     until(&m, |e| matches!(e, Event::Paused { .. }));
+    (m, h)
+}
+
+#[test]
+fn lr_command_applies_at_the_next_step() {
+    let (m, h) = paused_run();
     let last = m.steps.try_iter().last().map(|s| s.step).unwrap_or(0);
     m.commands.send(Command::SetLr(0.0123)).unwrap();
     m.commands.send(Command::Step).unwrap();
@@ -237,15 +243,7 @@ fn a_non_finite_loss_stops_a_run_set_to_stop_with_the_last_good_state() {
 
 #[test]
 fn commands_that_cannot_be_carried_out_are_refused_with_the_reason() {
-    let (m, h) = start(
-        RunConfig {
-            epochs: 3,
-            ..small_config()
-        },
-        30 * 32,
-    );
-    m.commands.send(Command::Pause).unwrap();
-    until(&m, |e| matches!(e, Event::Paused { .. }));
+    let (m, h) = paused_run();
     let refused = [
         (Command::SetLr(-1.0), "not a positive learning rate"),
         (Command::SetLr(f64::NAN), "not a positive learning rate"),
