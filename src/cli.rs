@@ -32,6 +32,7 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 pub enum Cmd {
     /// Train a model (the default when no subcommand is given).
+    #[command(after_long_help = EXIT_HELP)]
     Train(TrainArgs),
     /// Measure training and evaluation throughput of the default model.
     Bench(BenchArgs),
