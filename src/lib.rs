@@ -7,7 +7,7 @@
 //! front ends   tui, headless                                     talk to training only through protocol
 //! watching     watch (RunState, the receive loop, Outcome)
 //! core         train -> checkpoint, run_dir -> config -> data, model, optim
-//! plain data   protocol (messages), format, rng, signals, runtime
+//! plain data   protocol (messages), schedule, format, rng, signals, runtime
 //! ```
 //!
 //! The core knows nothing of how a run is shown; the front ends fold the trainer's events into
@@ -28,6 +28,7 @@ pub mod protocol;
 pub mod rng;
 pub mod run_dir;
 pub mod runtime;
+pub mod schedule;
 pub mod signals;
 pub mod train;
 pub mod tui;

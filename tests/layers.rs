@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// Lowest first. A module may import modules of its own layer or of a lower one.
 const LAYERS: &[&[&str]] = &[
     // plain data and small helpers
-    &["format", "rng", "protocol", "signals"],
+    &["format", "rng", "protocol", "schedule", "signals"],
     // the model, its optimizers, the data
     &["model", "optim", "data"],
     // settings and the process's compute setup
@@ -32,8 +32,11 @@ const LAYERS: &[&[&str]] = &[
 /// What each front end may import: no core module but the messages.
 const FRONT_ENDS: &[(&str, &[&str])] = &[
     ("headless", &["protocol", "watch", "format"]),
-    ("tui", &["protocol", "watch", "format", "signals"]),
-    ("watch", &["protocol", "format"]),
+    (
+        "tui",
+        &["protocol", "schedule", "watch", "format", "signals"],
+    ),
+    ("watch", &["protocol", "schedule", "format"]),
 ];
 
 fn src() -> PathBuf {
