@@ -91,6 +91,11 @@ pub struct TrainArgs {
     #[arg(long, value_name = "LR", value_parser = LearningRate::parse)]
     pub lr: Option<LearningRate>,
 
+    /// How the learning rate moves: constant, step, multistep, exp, cosine, onecycle, plateau,
+    /// with an optional warmup [default: constant]
+    #[arg(long, value_name = "SPEC", long_help = SCHEDULE_HELP)]
+    pub schedule: Option<String>,
+
     /// Optimizer [default: adamw]
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
@@ -185,6 +190,35 @@ const ARCH_HELP: &str = "Layers, comma-separated [default: c32,c64,f128]
 The last layer, one output per class, is always added.
 Example: c32k5,c64/avg,c128/none,f256,f64";
 
+const SCHEDULE_HELP: &str = "How the learning rate moves over the run [default: constant]
+
+  SPEC = [warmup=STEPS[:START]+]KIND, KIND one of:
+  constant
+  step:EVERY[:GAMMA]        x GAMMA (0.1) after every EVERY epochs (PyTorch StepLR)
+  multistep:E1,E2,..[:GAMMA]
+                            x GAMMA (0.1) after epochs E1, E2, ... (MultiStepLR)
+  exp:GAMMA                 x GAMMA after every epoch (ExponentialLR)
+  cosine[:min=LR][,restart=EPOCHS][,mult=N]
+                            cosine from --lr down to min (0) over the run's steps
+                            (CosineAnnealingLR); with restart, periods of EPOCHS epochs, each
+                            N (1) times longer than the last (CosineAnnealingWarmRestarts)
+  onecycle[:max=LR][,pct=0.3][,div=25][,final_div=1e4][,anneal=cos|linear][,three_phase]
+          [,momentum=0.85-0.95|off]
+                            up from max/div to max (--lr when not given) over the first pct of
+                            the steps, then down to max/div/final_div; momentum (SGD) or Adam's
+                            beta1 cycles the other way (OneCycleLR)
+  plateau[:monitor=val_loss|val_acc][,mode=min|max][,factor=0.1][,patience=10][,threshold=1e-4]
+         [,threshold_mode=rel|abs][,cooldown=0][,min_lr=0][,eps=1e-8]
+                            x factor when the monitored validation metric has not improved
+                            for patience epochs (ReduceLROnPlateau, PyTorch's defaults)
+  warmup=STEPS[:START]+     first a linear ramp over STEPS steps from START (0.01) times the
+                            schedule's first LR (LinearLR, then the schedule: SequentialLR)
+
+Units: step, multistep and exp change the LR at the end of an epoch; cosine and onecycle every
+step; warmup counts steps; plateau decides at the end of each epoch.
+Examples: step:7:0.1  cosine:min=1e-5  onecycle:max=0.01  plateau:patience=3,factor=0.5
+          warmup=500+cosine";
+
 const EXIT_HELP: &str = "Exit status:
   0  the run completed, or was stopped (q, Ctrl-C, SIGTERM, SIGHUP, --max-steps)
   1  the run failed (an error while training)
@@ -264,6 +298,9 @@ impl TrainArgs {
         if let Some(d) = &self.data {
             c.data = d.parse::<DataSpec>()?;
         }
+        if let Some(s) = &self.schedule {
+            c.schedule = s.parse()?;
+        }
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { c.$field = v; } )* };
         }
@@ -325,6 +362,7 @@ impl TrainArgs {
             ("epochs", self.epochs.is_some()),
             ("batch_size", self.batch_size.is_some()),
             ("lr", self.lr.is_some()),
+            ("schedule", self.schedule.is_some()),
             ("optimizer", self.optimizer.is_some()),
             ("momentum", self.momentum.is_some()),
             ("nesterov", self.nesterov),
@@ -444,6 +482,8 @@ mod tests {
             "0",
             "--label-smoothing",
             "0.1",
+            "--schedule",
+            "cosine",
             "--seed",
             "1",
             "--threads",
@@ -465,7 +505,7 @@ mod tests {
         ])
         .train
         .given();
-        assert_eq!(all.len(), 23);
+        assert_eq!(all.len(), 24);
         for k in &all {
             assert!(keys.contains(k), "{k}");
         }

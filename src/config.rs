@@ -9,6 +9,7 @@ use crate::data::DataSpec;
 use crate::model::{Activation, Arch, Kernels, ModelConfig};
 use crate::optim::OptimizerConfig;
 use crate::protocol::LearningRate;
+use crate::schedule::{ScheduleSpec, SpecError};
 
 /// Every setting of a run. In a TOML file (`--config`, and the `config.toml` each run writes)
 /// the keys are the flags' names with `_` for `-`; unknown keys are errors.
@@ -25,6 +26,8 @@ pub struct RunConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: LearningRate,
+    /// How the LR moves over the run (a `--schedule` spec).
+    pub schedule: ScheduleSpec,
     /// `optimizer`, `momentum`, `nesterov`, `weight_decay`, `beta1`, `beta2`, `eps`.
     #[serde(flatten)]
     pub optimizer: OptimizerConfig,
@@ -69,6 +72,7 @@ impl Default for RunConfig {
             epochs: 10,
             batch_size: 64,
             lr: LearningRate::new(1e-3).expect("a valid default"),
+            schedule: ScheduleSpec::default(),
             optimizer: OptimizerConfig::default(),
             label_smoothing: 0.0,
             seed: 42,
@@ -105,6 +109,8 @@ pub enum ConfigError {
     Arch(#[from] crate::model::ArchError),
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Schedule(#[from] SpecError),
 }
 
 impl RunConfig {
@@ -253,6 +259,8 @@ impl RunConfig {
         if self.log_every == 0 {
             return bad("--log-every", 0, "must be at least 1");
         }
+        // The number of steps is known only with the data; the trainer checks those.
+        self.schedule.check(self.epochs, u64::MAX)?;
         Ok(arch)
     }
 

@@ -146,6 +146,7 @@ mod tests {
             batch_size: 8,
             run_dir: "r".into(),
             resumed: None,
+            schedule: crate::schedule::Schedule::constant(0.01, 10, 5),
         }));
         for i in 1..=5u64 {
             t.send_step(StepMetrics {
@@ -184,7 +185,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let want = "\
 started: m on d
-  o; 2 epochs x 5 steps of 8; run dir r
+  o, lr 1.00e-2 constant; 2 epochs x 5 steps of 8; run dir r
   step      2/10  epoch 1/2  loss 1.5000  acc  50.0%  lr 1.00e-2  100 img/s
   step      4/10  epoch 1/2  loss 3.5000  acc  50.0%  lr 1.00e-2  100 img/s
 epoch 1/2: val loss 0.2500 acc 90.00%, train loss 0.5000 acc 80.00%, lr 1.00e-2, 100 img/s, 1:05

@@ -151,6 +151,16 @@ impl Optimizer {
         }
     }
 
+    /// The momentum (SGD) or Adam's beta1 from the next step on, as a schedule cycles it. SGD
+    /// without momentum keeps none (it has no buffers to keep it in).
+    pub fn set_momentum(&mut self, m: f32) {
+        match self.kind {
+            OptimizerKind::Sgd if self.hyper.momentum != 0.0 => self.hyper.momentum = m,
+            OptimizerKind::Sgd => {}
+            OptimizerKind::Adam | OptimizerKind::Adamw => self.hyper.beta1 = m,
+        }
+    }
+
     /// Counts a new step; call once before the `update`s of that step.
     pub fn begin_step(&mut self) {
         self.steps += 1;

@@ -12,6 +12,8 @@
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 
+use crate::schedule::{PlateauCut, Schedule};
+
 /// A learning rate: a positive, finite number. The one check for every way a learning rate
 /// arrives (flags, config files, the UI's prompt, commands to the trainer).
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
@@ -19,6 +21,9 @@ use serde::{Deserialize, Serialize};
 pub struct LearningRate(f64);
 
 impl LearningRate {
+    /// The smallest there is.
+    pub const SMALLEST: LearningRate = LearningRate(f64::MIN_POSITIVE);
+
     pub fn new(lr: f64) -> Result<Self, String> {
         if lr.is_finite() && lr > 0.0 {
             Ok(Self(lr))
@@ -64,6 +69,10 @@ pub enum Command {
     SetLr(f64),
     /// Multiply the learning rate by this factor.
     ScaleLr(f64),
+    /// Follow this schedule (a `--schedule` spec) from the next step on.
+    SetSchedule(String),
+    /// Run the LR range test on a copy of the model and optimizer (the run pauses meanwhile).
+    FindLr,
     Pause,
     Resume,
     /// One step while paused.
@@ -114,6 +123,8 @@ pub struct RunInfo {
     pub run_dir: String,
     /// Set when the run continues a checkpoint.
     pub resumed: Option<Resumed>,
+    /// The learning-rate schedule the run starts with.
+    pub schedule: Schedule,
 }
 
 /// Metrics of one training step, or of several folded together when the receiver lagged.
@@ -203,14 +214,51 @@ pub enum OnNonFinite {
     Stop,
 }
 
-/// Who changed the learning rate.
+/// Who changed the learning rate (besides the schedule's own course).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LrSource {
     User,
+    /// Reduce-on-plateau.
+    Plateau,
 }
 
-/// Everything the trainer reports except per-step metrics.
+/// Why the schedule changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleChange {
+    /// The user chose another schedule.
+    Set,
+    /// The user changed the LR: the curve moved with it.
+    Scaled,
+    /// Reduce-on-plateau cut the LR.
+    Plateau,
+}
+
+/// One point of an LR range test.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FinderPoint {
+    pub lr: f64,
+    pub loss: f64,
+    /// The loss's exponential moving average, bias-corrected.
+    pub smoothed: f64,
+}
+
+/// The LR range test's result: the curve, and the suggestion with how it was chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LrFinding {
+    pub points: Vec<FinderPoint>,
+    /// Index into `points` of the suggested LR.
+    pub suggestion: Option<usize>,
+    /// How the suggestion was chosen, or why there is none.
+    pub how: String,
+    /// Why the sweep ended early, if it did.
+    pub stopped: Option<String>,
+}
+
+/// Everything the trainer reports except per-step metrics. Rare (a few per epoch), so the
+/// size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
@@ -222,6 +270,29 @@ pub enum Event {
         old: f64,
         new: f64,
         source: LrSource,
+    },
+    /// The schedule now in force (the plan a watcher draws comes from it).
+    ScheduleChanged {
+        step: u64,
+        schedule: Schedule,
+        why: ScheduleChange,
+    },
+    /// Reduce-on-plateau cut the LR at the end of an epoch.
+    PlateauCut {
+        step: u64,
+        epoch: usize,
+        monitor: String,
+        cut: PlateauCut,
+    },
+    /// The LR range test is under way: `done` of `total` steps.
+    LrFinderProgress {
+        step: u64,
+        done: usize,
+        total: usize,
+    },
+    LrFound {
+        step: u64,
+        finding: LrFinding,
     },
     Paused {
         step: u64,

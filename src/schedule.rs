@@ -726,8 +726,8 @@ impl ScheduleSpec {
 /// Reduce-on-plateau's memory between epochs, as PyTorch keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PlateauState {
-    /// The best value of the monitored metric so far (infinite before the first).
-    pub best: f64,
+    /// The best value of the monitored metric so far (none before the first epoch).
+    pub best: Option<f64>,
     pub bad_epochs: u32,
     pub cooldown_left: u32,
     /// Every reduction so far, multiplied.
@@ -741,8 +741,19 @@ pub struct PlateauCut {
     pub new: f64,
     /// Epochs without improvement that led to it.
     pub bad_epochs: u32,
+    /// The best value of the monitored metric (NaN when it has never been finite).
     pub best: f64,
+    /// Epochs from now on in which no further cut is made.
     pub cooldown: u32,
+}
+
+impl Plateau {
+    pub fn monitor_name(&self) -> &'static str {
+        match self.monitor {
+            Monitor::ValLoss => "val_loss",
+            Monitor::ValAcc => "val_acc",
+        }
+    }
 }
 
 /// A schedule in use: what it is, where it began, and what has happened to it since.
@@ -755,51 +766,86 @@ pub struct Schedule {
     pub start_step: u64,
     /// The run's last step: the horizon of cosine and one-cycle.
     pub total_steps: u64,
-    /// Epoch boundaries: an epoch began after `epoch_origin`, and each has this many steps.
+    /// Epoch boundaries: the run's epoch `epoch_at_origin` (0-based) began after step
+    /// `epoch_origin`, and every epoch from there has `steps_per_epoch` steps.
     pub epoch_origin: u64,
+    pub epoch_at_origin: u64,
     pub steps_per_epoch: u64,
+    /// The run's epoch (0-based) in which the schedule proper (after any warm-up) began: epoch
+    /// schedules count the epochs ended since.
+    pub main_epoch: u64,
     /// The user's changes (`+`, `-`, `l`), multiplied: they move the whole curve from then on.
     pub scale: f64,
     pub plateau: Option<PlateauState>,
 }
 
 impl Schedule {
-    /// `spec` beginning before step `start_step + 1`, relative to `base_lr`.
+    /// `spec` beginning before step `start_step + 1`, relative to `base_lr`, in a run whose
+    /// epoch `epoch_at_origin` began after step `epoch_origin`.
     pub fn new(
         spec: ScheduleSpec,
         base_lr: f64,
         start_step: u64,
         total_steps: u64,
-        epoch_origin: u64,
+        (epoch_origin, epoch_at_origin): (u64, u64),
         steps_per_epoch: u64,
     ) -> Self {
         let plateau = match &spec.kind {
-            Kind::Plateau(p) => Some(PlateauState {
-                best: match p.mode {
-                    Mode::Min => f64::INFINITY,
-                    Mode::Max => f64::NEG_INFINITY,
-                },
+            Kind::Plateau(_) => Some(PlateauState {
+                best: None,
                 bad_epochs: 0,
                 cooldown_left: 0,
                 reduction: 1.0,
             }),
             _ => None,
         };
-        Self {
+        let mut s = Self {
             spec,
             base_lr,
             start_step,
             total_steps,
             epoch_origin,
+            epoch_at_origin,
             steps_per_epoch: steps_per_epoch.max(1),
+            main_epoch: 0,
             scale: 1.0,
             plateau,
+        };
+        s.main_epoch = s.epoch_of(s.main_begins());
+        s
+    }
+
+    /// A constant LR over a run of `total_steps` steps of `steps_per_epoch` each.
+    pub fn constant(lr: f64, total_steps: u64, steps_per_epoch: u64) -> Self {
+        Self::new(
+            ScheduleSpec::default(),
+            lr,
+            0,
+            total_steps,
+            (0, 0),
+            steps_per_epoch,
+        )
+    }
+
+    /// The run's epochs are counted anew: epoch `epoch_at_origin` began after step
+    /// `epoch_origin`, with `steps_per_epoch` steps each (a run resumed with another batch
+    /// size). What has passed keeps its epochs.
+    pub fn reanchor(&mut self, epoch_origin: u64, epoch_at_origin: u64, steps_per_epoch: u64) {
+        (self.epoch_origin, self.epoch_at_origin) = (epoch_origin, epoch_at_origin);
+        self.steps_per_epoch = steps_per_epoch.max(1);
+        if self.main_begins() > epoch_origin {
+            self.main_epoch = self.epoch_of(self.main_begins());
         }
+    }
+
+    /// The first step of the schedule proper.
+    fn main_begins(&self) -> u64 {
+        self.start_step + 1 + self.warmup_steps()
     }
 
     /// The run's epoch index (0-based) of `step`.
     fn epoch_of(&self, step: u64) -> u64 {
-        step.saturating_sub(self.epoch_origin + 1) / self.steps_per_epoch
+        self.epoch_at_origin + step.saturating_sub(self.epoch_origin + 1) / self.steps_per_epoch
     }
 
     /// The warm-up's length in steps (0 without one).
@@ -825,8 +871,7 @@ impl Schedule {
     fn main_lr(&self, step: u64, u: u64) -> f64 {
         let base = self.base_lr;
         // Epochs ended since the schedule proper began.
-        let began = self.start_step + 1 + self.warmup_steps();
-        let epochs = self.epoch_of(step).saturating_sub(self.epoch_of(began));
+        let epochs = self.epoch_of(step).saturating_sub(self.main_epoch);
         let horizon = self
             .total_steps
             .saturating_sub(self.start_step + self.warmup_steps())
@@ -909,14 +954,19 @@ impl Schedule {
             Monitor::ValLoss => val_loss,
             Monitor::ValAcc => val_acc,
         };
+        // PyTorch starts from an infinitely bad best.
+        let best = state.best.unwrap_or(match p.mode {
+            Mode::Min => f64::INFINITY,
+            Mode::Max => f64::NEG_INFINITY,
+        });
         let better = match (p.mode, p.threshold_mode) {
-            (Mode::Min, ThresholdMode::Rel) => current < state.best * (1.0 - p.threshold),
-            (Mode::Min, ThresholdMode::Abs) => current < state.best - p.threshold,
-            (Mode::Max, ThresholdMode::Rel) => current > state.best * (p.threshold + 1.0),
-            (Mode::Max, ThresholdMode::Abs) => current > state.best + p.threshold,
+            (Mode::Min, ThresholdMode::Rel) => current < best * (1.0 - p.threshold),
+            (Mode::Min, ThresholdMode::Abs) => current < best - p.threshold,
+            (Mode::Max, ThresholdMode::Rel) => current > best * (p.threshold + 1.0),
+            (Mode::Max, ThresholdMode::Abs) => current > best + p.threshold,
         };
         if better {
-            state.best = current;
+            state.best = Some(current);
             state.bad_epochs = 0;
         } else {
             state.bad_epochs += 1;
@@ -936,7 +986,7 @@ impl Schedule {
             return None;
         }
         state.reduction *= new / old;
-        let best = state.best;
+        let best = state.best.unwrap_or(f64::NAN);
         Some(PlateauCut {
             old,
             new: self.lr_at(next),
@@ -1156,7 +1206,7 @@ mod tests {
                 .collect();
             if let Ok(spec) = s.parse::<ScheduleSpec>() {
                 let _ = spec.check(5, 100);
-                let sched = Schedule::new(spec, 1e-3, 0, 100, 0, 10);
+                let sched = Schedule::new(spec, 1e-3, 0, 100, (0, 0), 10);
                 for step in [1, 50, 100, 101] {
                     let lr = sched.lr_at(step);
                     assert!(lr.is_finite() && lr >= 0.0, "{s}: {lr}");
@@ -1167,7 +1217,7 @@ mod tests {
 
     #[test]
     fn a_change_by_hand_moves_the_curve_from_then_on() {
-        let mut s = Schedule::new(spec("cosine"), 0.1, 0, 100, 0, 10);
+        let mut s = Schedule::new(spec("cosine"), 0.1, 0, 100, (0, 0), 10);
         let before: Vec<f64> = (1..=100).map(|t| s.lr_at(t)).collect();
         s.rescale(51, 2.0 * s.lr_at(51));
         assert!((s.lr_at(51) - 2.0 * before[50]).abs() < 1e-12);
@@ -1177,10 +1227,10 @@ mod tests {
     #[test]
     fn epoch_schedules_change_at_the_runs_epoch_ends() {
         // 10 steps an epoch; begun in the middle of epoch 2 (after step 15).
-        let s = Schedule::new(spec("step:1:0.5"), 1.0, 15, 100, 10, 10);
+        let s = Schedule::new(spec("step:1:0.5"), 1.0, 15, 100, (10, 1), 10);
         assert_eq!((s.lr_at(16), s.lr_at(20)), (1.0, 1.0));
         assert_eq!((s.lr_at(21), s.lr_at(31)), (0.5, 0.25));
-        let w = Schedule::new(spec("warmup=4:0.5+exp:0.5"), 1.0, 0, 100, 0, 10);
+        let w = Schedule::new(spec("warmup=4:0.5+exp:0.5"), 1.0, 0, 100, (0, 0), 10);
         let lrs: Vec<f64> = (1..=12).map(|t| w.lr_at(t)).collect();
         assert_eq!(&lrs[..6], &[0.5, 0.625, 0.75, 0.875, 1.0, 1.0]);
         assert_eq!(&lrs[10..], &[0.5, 0.5]);

@@ -39,7 +39,7 @@ fn every_schedule_follows_pytorch_step_by_step() {
         let metrics: Option<Vec<f64>> = c["metrics"]
             .as_array()
             .map(|m| m.iter().map(|v| v.as_f64().unwrap()).collect());
-        let mut s = Schedule::new(spec, base, 0, epochs * spe, 0, spe);
+        let mut s = Schedule::new(spec, base, 0, epochs * spe, (0, 0), spe);
         for e in 0..epochs {
             for i in 0..spe {
                 let step = e * spe + i + 1;

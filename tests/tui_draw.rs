@@ -42,6 +42,7 @@ fn recorded() -> App {
         batch_size: 64,
         run_dir: "runs/x".into(),
         resumed: None,
+        schedule: candletop::schedule::Schedule::constant(1e-3, 100, 50),
     }));
     let mut lr = 1e-3;
     for step in 1..=75u64 {

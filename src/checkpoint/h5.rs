@@ -9,11 +9,11 @@
 //!                          (num_batches_tracked: int64 scalars)
 //! /optimizer               attributes kind, hyper (JSON), steps;
 //!                          /optimizer/state/<param>/{m,v} (momentum buffer / Adam moments)
-//! /schedule                attributes kind, lr
+//! /schedule                attributes kind, spec, state (JSON), lr; change_step, change_lr
 //! /rng                     uint64[4]: the dropout RNG
 //! /position                attributes epoch, batch, loss_sum, correct, seen, active_secs
 //! /history/<metric>        per-epoch arrays (train_loss, val_accuracy, ...); lr_step and lr:
-//!                          the LR per step, downsampled to at most 10,000 entries
+//!                          the LR each step used, at most 10,000 entries
 //! ```
 
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -33,8 +33,6 @@ pub const FORMAT_VERSION: u32 = 1;
 const USER_BLOCK: usize = 512;
 const MAGIC: &[u8; 16] = b"CANDLETOP-CKPT\n\0";
 const HEADER_VERSION: u32 = 1;
-/// The LR history is downsampled to at most this many entries.
-const MAX_LR_HISTORY: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -209,7 +207,14 @@ fn write_contents(file: &File, c: &Checkpoint) -> hdf5::Result<()> {
     }
 
     let schedule = file.create_group("schedule")?;
-    str_attr(&schedule, "kind", "constant")?;
+    match &c.schedule {
+        Some(s) => {
+            str_attr(&schedule, "kind", s.spec.name())?;
+            str_attr(&schedule, "spec", &s.spec.to_string())?;
+            str_attr(&schedule, "state", &json(s))?;
+        }
+        None => str_attr(&schedule, "kind", "constant")?,
+    }
     num_attr(&schedule, "lr", c.lr)?;
     let changes: Vec<u64> = c.lr_changes.iter().map(|x| x.0).collect();
     let values: Vec<f64> = c.lr_changes.iter().map(|x| x.1).collect();
@@ -251,35 +256,11 @@ fn write_contents(file: &File, c: &Checkpoint) -> hdf5::Result<()> {
     if per_class.len() == n * classes {
         dataset(&history, "val_class_accuracy", &[n, classes], &per_class)?;
     }
-    let (steps, lrs) = lr_per_step(c);
+    let steps: Vec<u64> = c.lr_history.iter().map(|x| x.0).collect();
+    let lrs: Vec<f64> = c.lr_history.iter().map(|x| x.1).collect();
     dataset(&history, "lr_step", &[steps.len()], &steps)?;
     dataset(&history, "lr", &[lrs.len()], &lrs)?;
     Ok(())
-}
-
-/// The LR at every step so far (from its changes), downsampled to `MAX_LR_HISTORY` entries.
-fn lr_per_step(c: &Checkpoint) -> (Vec<u64>, Vec<f64>) {
-    let total = c.global_step;
-    let stride = total.div_ceil(MAX_LR_HISTORY as u64).max(1);
-    let mut steps = Vec::new();
-    let mut lrs = Vec::new();
-    // Runs record their first LR as a change at step 0; older files have only the setting.
-    let initial = c.train_config.lr.get();
-    let mut step = 1;
-    while step <= total {
-        // The LR of a step is the last change made before it ran.
-        let lr = c
-            .lr_changes
-            .iter()
-            .take_while(|(s, _)| *s < step)
-            .last()
-            .map(|x| x.1)
-            .unwrap_or(initial);
-        steps.push(step);
-        lrs.push(lr);
-        step += stride;
-    }
-    (steps, lrs)
 }
 
 /// The user block: magic, header version, payload length, CRC32, format version, zeros.
@@ -591,6 +572,11 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
 
     let schedule = group("schedule")?;
     let lr: f64 = read_num(path, &schedule, "lr")?;
+    let schedule_state: Option<crate::schedule::Schedule> = if schedule.attr("state").is_ok() {
+        Some(read_json(path, &schedule, "state")?)
+    } else {
+        None
+    };
     let change_step: Vec<u64> = read_vec(path, &schedule, "schedule", "change_step")?;
     let change_lr: Vec<f64> = read_vec(path, &schedule, "schedule", "change_lr")?;
     if change_step.len() != change_lr.len() {
@@ -621,6 +607,8 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         col("epoch_lr")?,
         col("images_per_sec")?,
     );
+    let lr_step: Vec<u64> = read_vec(path, &history, "history", "lr_step")?;
+    let lr_values: Vec<f64> = read_data(path, &history, "history", "lr", &[lr_step.len()])?;
     let per_class: Vec<f64> = if history.dataset("val_class_accuracy").is_ok() {
         read_data(
             path,
@@ -661,10 +649,12 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         optimizer,
         param_names,
         lr,
+        schedule: schedule_state,
         rng: [rng_v[0], rng_v[1], rng_v[2], rng_v[3]],
         position,
         epochs,
         lr_changes: change_step.into_iter().zip(change_lr).collect(),
+        lr_history: lr_step.into_iter().zip(lr_values).collect(),
     })
 }
 

@@ -11,6 +11,7 @@ use crate::config::RunConfig;
 use crate::model::{ModelConfig, NamedTensor};
 use crate::optim::Optimizer;
 use crate::protocol::EpochMetrics;
+use crate::schedule::Schedule;
 
 pub use h5::{read, write, CheckpointError, FORMAT, FORMAT_VERSION};
 pub use writer::{CheckpointWriter, SaveFailure, SaveKind, SaveResult};
@@ -54,13 +55,19 @@ pub struct Checkpoint {
     pub param_names: Vec<String>,
     /// The learning rate in force.
     pub lr: f64,
+    /// The schedule in use, with its state (files from before schedules have none).
+    pub schedule: Option<Schedule>,
     /// State of the dropout RNG.
     pub rng: [u64; 4],
     pub position: Position,
-    /// Per-epoch metrics so far, and the learning rate's changes as (step, new lr): the new
-    /// LR applies from the step after `step`; an entry at step 0 is the run's first LR.
+    /// Per-epoch metrics so far.
     pub epochs: Vec<EpochMetrics>,
+    /// The LR changes made by the user or by reduce-on-plateau, as (step, new lr): the new LR
+    /// applies from the step after `step`; an entry at step 0 is the run's first LR.
     pub lr_changes: Vec<(u64, f64)>,
+    /// The LR each step used, (step, lr), every k-th step once there are many (at most
+    /// 10,000 entries).
+    pub lr_history: Vec<(u64, f64)>,
 }
 
 impl Checkpoint {

@@ -494,6 +494,18 @@ impl Cnn {
         }
     }
 
+    /// An independent copy: the same weights, running statistics and kernels (for trying
+    /// something without touching the original, e.g. the LR range test).
+    pub fn duplicate(&self) -> std::result::Result<Self, ModelError> {
+        let (tensors, counters) = self.state()?;
+        let dtype = self.params.first().map_or(DType::F32, |p| p.var.dtype());
+        let mut copy = Self::new(self.config.clone(), &mut Rng::new(0), dtype)?;
+        copy.load_state(&tensors, &counters)
+            .map_err(|e| ModelError::Candle(candle_core::Error::Msg(e)))?;
+        copy.kernels = self.kernels;
+        Ok(copy)
+    }
+
     /// Chooses the implementation of the hot operations (fast by default).
     pub fn set_kernels(&mut self, kernels: Kernels) {
         self.kernels = kernels;

@@ -41,6 +41,18 @@ pub enum StepOutcome {
 }
 
 impl Learner {
+    /// An independent copy with its own dropout RNG: for trying something (the LR range test)
+    /// without touching the run.
+    pub fn duplicate(&self, rng: Rng) -> Result<Learner, crate::model::ModelError> {
+        Ok(Learner {
+            model: self.model.duplicate()?,
+            opt: self.opt.clone(),
+            rng,
+            lr: self.lr,
+            label_smoothing: self.label_smoothing,
+        })
+    }
+
     /// Forward, backward and update on one batch.
     pub fn step(&mut self, batch: &Batch) -> candle_core::Result<StepOutcome> {
         let [c, h, w] = self.model.config().input;

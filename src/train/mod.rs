@@ -5,6 +5,7 @@
 mod error;
 pub mod eval;
 pub mod learner;
+pub mod lr_find;
 pub mod resume;
 mod saver;
 mod watchers;
@@ -23,14 +24,16 @@ use crate::data::{Batch, BatchStream, DataSplits, Dataset, Normalization};
 use crate::model::Cnn;
 use crate::optim::Optimizer;
 use crate::protocol::{
-    Command, EpochMetrics, EvalMetrics, Event, FinishReason, LearningRate, LrSource, OnNonFinite,
-    Resumed, RunInfo, StepMetrics, TrainerLink,
+    Command, EpochMetrics, EvalMetrics, Event, FinishReason, LearningRate, LrFinding, LrSource,
+    OnNonFinite, Resumed, RunInfo, ScheduleChange, StepMetrics, TrainerLink,
 };
 use crate::rng::Rng;
 use crate::run_dir::{MetricsLog, RunDirError};
+use crate::schedule::{Schedule, ScheduleSpec};
 pub use error::TrainError;
 pub use eval::{Evaluation, Predictions, EVAL_BATCH};
 use learner::{Learner, StepOutcome};
+pub use lr_find::FinderSettings;
 use saver::Saver;
 use watchers::Watchers;
 
@@ -52,8 +55,30 @@ struct Progress {
     /// Where in the epoch the run is, with the epoch's sums so far.
     pos: Position,
     history: Vec<EpochMetrics>,
-    /// (step, lr): the LR from the step after `step` on; the first entry is the run's first LR.
+    /// (step, lr): the LR changes made by the user or reduce-on-plateau, each from the step
+    /// after `step` on; the first entry is the run's first LR.
     lr_changes: Vec<(u64, f64)>,
+    /// The LR each step used: every `lr_stride`-th step, at most `MAX_LR_HISTORY` entries.
+    lr_history: Vec<(u64, f64)>,
+    lr_stride: u64,
+}
+
+/// Entries of the per-step LR history a checkpoint keeps.
+const MAX_LR_HISTORY: usize = 10_000;
+
+impl Progress {
+    /// Records the LR step `step` used; when full, keeps every other entry and twice the stride.
+    fn record_lr(&mut self, step: u64, lr: f64) {
+        if step % self.lr_stride != 0 {
+            return;
+        }
+        self.lr_history.push((step, lr));
+        if self.lr_history.len() >= MAX_LR_HISTORY {
+            self.lr_stride *= 2;
+            let stride = self.lr_stride;
+            self.lr_history.retain(|(s, _)| s % stride == 0);
+        }
+    }
 }
 
 /// What the user controls between steps.
@@ -70,6 +95,8 @@ pub struct Trainer {
     learner: Learner,
     data: TrainData,
     progress: Progress,
+    /// How the LR moves; the LR of every step comes from it.
+    schedule: Schedule,
     control: Control,
     watchers: Watchers,
     /// Set with a run directory: checkpoints go to `<run-dir>/checkpoints`.
@@ -80,6 +107,20 @@ pub struct Trainer {
     started: Instant,
 }
 
+/// The LR range test on copies of `learner`, with batches and dropout of its own.
+fn find_lr(
+    learner: &Learner,
+    data: &TrainData,
+    cfg: &RunConfig,
+    step: u64,
+    settings: &FinderSettings,
+    progress: &mut dyn FnMut(usize) -> bool,
+) -> Result<LrFinding, TrainError> {
+    let mut copy = learner.duplicate(Rng::derive(cfg.seed, "lr-find-dropout", step))?;
+    let mut batches = lr_find::batches(data.train.clone(), cfg.batch_size, data.norm, cfg.seed);
+    Ok(lr_find::sweep(&mut copy, &mut batches, settings, progress)?)
+}
+
 impl Trainer {
     pub fn new(cfg: RunConfig, data: DataSplits) -> Result<Self, TrainError> {
         let input = [data.train.channels, data.train.height, data.train.width];
@@ -88,6 +129,19 @@ impl Trainer {
         let mut model = Cnn::new(model_cfg, &mut init, DType::F32)?;
         model.set_kernels(cfg.kernels);
         let sizes: Vec<usize> = model.params().iter().map(|p| p.var.elem_count()).collect();
+        let steps_per_epoch = batches_per_epoch(data.train.len(), cfg.batch_size);
+        let run_steps = (steps_per_epoch * cfg.epochs) as u64;
+        cfg.schedule
+            .check(cfg.epochs, run_steps)
+            .map_err(crate::config::ConfigError::from)?;
+        let schedule = Schedule::new(
+            cfg.schedule.clone(),
+            cfg.lr.get(),
+            0,
+            run_steps,
+            (0, 0),
+            steps_per_epoch as u64,
+        );
         let info = RunInfo {
             data: data.describe(),
             model: model.summary(),
@@ -96,11 +150,12 @@ impl Trainer {
             layers: model.params().iter().map(|p| p.name.clone()).collect(),
             classes: data.classes.clone(),
             epochs: cfg.epochs,
-            steps_per_epoch: batches_per_epoch(data.train.len(), cfg.batch_size),
+            steps_per_epoch,
             total_steps: 0,
             batch_size: cfg.batch_size,
             run_dir: String::new(),
             resumed: None,
+            schedule: schedule.clone(),
         };
         Ok(Self {
             learner: Learner {
@@ -125,7 +180,10 @@ impl Trainer {
                 },
                 history: Vec::new(),
                 lr_changes: vec![(0, cfg.lr.get())],
+                lr_history: Vec::new(),
+                lr_stride: 1,
             },
+            schedule,
             control: Control {
                 paused: false,
                 single_steps: 0,
@@ -187,6 +245,14 @@ impl Trainer {
         if plan.lr.get() != ckpt.lr {
             p.lr_changes.push((ckpt.global_step, plan.lr.get()));
         }
+        p.lr_history.clone_from(&ckpt.lr_history);
+        p.lr_stride = match p.lr_history.as_slice() {
+            [a, b, ..] => (b.0 - a.0).max(1),
+            _ => 1,
+        };
+        let mut notes = plan.notes;
+        t.schedule = t.resumed_schedule(ckpt, plan.lr, given, &mut notes)?;
+        t.info.schedule = t.schedule.clone();
         t.data.norm = Normalization {
             mean: ckpt.data.mean,
             std: ckpt.data.std,
@@ -196,9 +262,72 @@ impl Trainer {
             step: ckpt.global_step,
             epoch: ckpt.position.epoch,
             changes: plan.changes,
-            notes: plan.notes,
+            notes,
         });
         Ok(t)
+    }
+
+    /// The schedule a resumed run follows: the checkpoint's, going on exactly (scaled to `lr`
+    /// when `--lr` changed it); or, with another `--schedule` (or a file from before
+    /// schedules), that schedule from the resumed step on, from `lr`.
+    fn resumed_schedule(
+        &self,
+        ckpt: &Checkpoint,
+        lr: LearningRate,
+        given: &[String],
+        notes: &mut Vec<String>,
+    ) -> Result<Schedule, TrainError> {
+        let step = ckpt.global_step;
+        let spe = self.info.steps_per_epoch as u64;
+        let origin = (
+            step - ckpt.position.batch as u64,
+            ckpt.position.epoch.saturating_sub(1) as u64,
+        );
+        let horizon = self.steps_to_end();
+        let other = given.iter().any(|g| g == "schedule")
+            && self.cfg.schedule != ckpt.train_config.schedule;
+        match &ckpt.schedule {
+            Some(saved) if !other => {
+                let mut s = saved.clone();
+                if s.total_steps != horizon {
+                    notes.push(format!(
+                        "the schedule now plans to step {horizon} (it planned to step {})",
+                        s.total_steps
+                    ));
+                    s.total_steps = horizon;
+                }
+                if s.steps_per_epoch != spe {
+                    s.reanchor(origin.0, origin.1, spe);
+                }
+                if lr.get() != ckpt.lr {
+                    s.rescale(step + 1, lr.get());
+                }
+                Ok(s)
+            }
+            _ => {
+                let epochs_left = self.cfg.epochs + 1 - self.progress.epoch;
+                self.cfg
+                    .schedule
+                    .check(epochs_left, horizon.saturating_sub(step))
+                    .map_err(crate::config::ConfigError::from)?;
+                if other {
+                    notes.push(format!(
+                        "the schedule {} starts at step {} from lr {:.2e}",
+                        self.cfg.schedule.describe(),
+                        step + 1,
+                        lr.get()
+                    ));
+                }
+                Ok(Schedule::new(
+                    self.cfg.schedule.clone(),
+                    lr.get(),
+                    step,
+                    horizon,
+                    origin,
+                    spe,
+                ))
+            }
+        }
     }
 
     /// Records the run in `<dir>/metrics.jsonl` and saves checkpoints in `<dir>/checkpoints`.
@@ -250,10 +379,12 @@ impl Trainer {
             optimizer: self.learner.opt.clone(),
             param_names: model.params().iter().map(|p| p.name.clone()).collect(),
             lr: self.learner.lr.get(),
+            schedule: Some(self.schedule.clone()),
             rng: self.learner.rng.state(),
             position: self.progress.pos,
             epochs: self.progress.history.clone(),
             lr_changes: self.progress.lr_changes.clone(),
+            lr_history: self.progress.lr_history.clone(),
         })
     }
 
@@ -285,6 +416,7 @@ impl Trainer {
         // Elapsed times count from this start (a resumed run starts its clock again).
         self.started = Instant::now();
         self.info.total_steps = self.last_step();
+        self.info.schedule = self.schedule.clone();
         self.emit(Event::Started(self.info.clone()));
         let reason = self.train()?;
         if reason == FinishReason::Completed {
@@ -300,17 +432,20 @@ impl Trainer {
         self.finish(reason)
     }
 
-    /// The step the run ends at if nothing stops it: the rest of this epoch, then whole epochs,
-    /// or the step limit.
-    fn last_step(&self) -> u64 {
+    /// The step the last epoch ends at: the rest of this epoch, then whole epochs.
+    fn steps_to_end(&self) -> u64 {
         let per_epoch = self.info.steps_per_epoch as u64;
         let p = &self.progress;
         let left_now = per_epoch.saturating_sub(p.pos.batch as u64);
         let later = self.cfg.epochs.saturating_sub(p.epoch) as u64 * per_epoch;
-        let all = p.step + left_now + later;
+        p.step + left_now + later
+    }
+
+    /// The step the run ends at if nothing stops it: the last epoch's, or the step limit.
+    fn last_step(&self) -> u64 {
         match self.cfg.max_steps {
-            0 => all,
-            max => all.min(max),
+            0 => self.steps_to_end(),
+            max => self.steps_to_end().min(max),
         }
     }
 
@@ -345,9 +480,17 @@ impl Trainer {
     /// One step on `batch`, reported; `Some` when the run must end.
     fn train_batch(&mut self, batch: &Batch) -> Result<Option<FinishReason>, TrainError> {
         let t0 = Instant::now();
+        let next = self.progress.step + 1;
+        let lr = self.schedule.lr_at(next);
+        // A schedule that decays for long enough reaches 0; the smallest positive LR stands in.
+        self.learner.lr = LearningRate::new(lr).unwrap_or(LearningRate::SMALLEST);
+        if let Some(m) = self.schedule.momentum_at(next) {
+            self.learner.opt.set_momentum(m as f32);
+        }
         let outcome = self.learner.step(batch)?;
         let p = &mut self.progress;
         p.step += 1;
+        p.record_lr(p.step, self.learner.lr.get());
         p.pos.batch = batch.index + 1;
         let s = match outcome {
             StepOutcome::NonFinite { what } => {
@@ -425,12 +568,43 @@ impl Trainer {
             epoch: p.epoch,
             ..Position::default()
         };
+        let (val_loss, val_acc) = (m.val_loss, m.val_accuracy);
         self.emit(Event::Epoch(m));
+        self.plateau(done, val_loss, val_acc);
         let mut kinds = vec![SaveKind::Epoch(done)];
         if improved {
             kinds.push(SaveKind::Best);
         }
         self.save(&kinds)
+    }
+
+    /// Reduce-on-plateau's decision at the end of epoch `epoch`, reported when it cuts.
+    fn plateau(&mut self, epoch: usize, val_loss: f64, val_acc: f64) {
+        let step = self.progress.step;
+        let Some(cut) = self.schedule.end_epoch(step + 1, val_loss, val_acc) else {
+            return;
+        };
+        let monitor = match &self.schedule.spec.kind {
+            crate::schedule::Kind::Plateau(p) => p.monitor_name().to_string(),
+            _ => String::new(),
+        };
+        self.progress.lr_changes.push((step, cut.new));
+        self.emit(Event::PlateauCut {
+            step,
+            epoch,
+            monitor,
+            cut,
+        });
+        self.emit_schedule(ScheduleChange::Plateau);
+    }
+
+    fn emit_schedule(&mut self, why: ScheduleChange) {
+        let e = Event::ScheduleChanged {
+            step: self.progress.step,
+            schedule: self.schedule.clone(),
+            why,
+        };
+        self.emit(e);
     }
 
     /// Saves `last.h5`, waits for the writer, then reports the end.
@@ -515,15 +689,19 @@ impl Trainer {
                 Some(format!("{f} is not a positive factor"))
             }
             Command::ScaleLr(f) => {
-                let lr = self.learner.lr.get() * f;
-                self.change_lr(LearningRate::new(lr).map_err(|_| {
-                    format!(
-                        "{} x {f} = {lr} is not a usable learning rate",
-                        self.learner.lr.get()
-                    )
-                }))
+                let now = self.schedule.lr_at(step + 1);
+                let lr = now * f;
+                self.change_lr(
+                    LearningRate::new(lr)
+                        .map_err(|_| format!("{now} x {f} = {lr} is not a usable learning rate")),
+                )
                 .err()
             }
+            Command::SetSchedule(spec) => self.set_schedule(spec).err(),
+            Command::FindLr => match self.find_lr_between_steps()? {
+                true => None,
+                false => return Ok(false),
+            },
             Command::Pause => {
                 if !self.control.paused {
                     self.control.paused = true;
@@ -563,19 +741,110 @@ impl Trainer {
         Ok(true)
     }
 
+    /// The user sets the LR of the next step: the schedule's curve moves to pass there.
     fn change_lr(&mut self, lr: Result<LearningRate, String>) -> Result<(), String> {
         let lr = lr?;
-        let old = self.learner.lr;
-        self.learner.lr = lr;
         let step = self.progress.step;
+        let old = self.schedule.lr_at(step + 1);
+        self.schedule.rescale(step + 1, lr.get());
         self.progress.lr_changes.push((step, lr.get()));
         self.emit(Event::LrChanged {
             step,
-            old: old.get(),
+            old,
             new: lr.get(),
             source: LrSource::User,
         });
+        self.emit_schedule(ScheduleChange::Scaled);
         Ok(())
+    }
+
+    /// Another schedule from the next step on, starting from the LR the next step would
+    /// have had.
+    fn set_schedule(&mut self, text: &str) -> Result<(), String> {
+        let spec: ScheduleSpec = text
+            .parse()
+            .map_err(|e: crate::schedule::SpecError| e.problem())?;
+        let step = self.progress.step;
+        let horizon = self.steps_to_end();
+        let epochs_left = (self.cfg.epochs + 1).saturating_sub(self.progress.epoch);
+        spec.check(epochs_left, horizon.saturating_sub(step))
+            .map_err(|e| e.problem())?;
+        let old = self.schedule.lr_at(step + 1);
+        let origin = (
+            step - self.progress.pos.batch as u64,
+            self.progress.epoch.saturating_sub(1) as u64,
+        );
+        let spe = self.info.steps_per_epoch as u64;
+        self.schedule = Schedule::new(spec, old, step, horizon, origin, spe);
+        self.cfg.schedule = self.schedule.spec.clone();
+        let new = self.schedule.lr_at(step + 1);
+        if new != old {
+            self.progress.lr_changes.push((step, new));
+        }
+        self.emit_schedule(ScheduleChange::Set);
+        Ok(())
+    }
+
+    /// The LR range test between two steps, on copies of the model and optimizer: the run's
+    /// own state is untouched. The run pauses for it and stays paused (the user decides what
+    /// to do with the result). Commands that arrive meanwhile wait; false when one is `Stop`.
+    fn find_lr_between_steps(&mut self) -> Result<bool, TrainError> {
+        let (step, epoch) = (self.progress.step, self.progress.epoch);
+        if !self.control.paused {
+            self.control.paused = true;
+            self.emit(Event::Paused { step });
+        }
+        let settings = FinderSettings::default();
+        let total = settings.steps;
+        let (mut stop, mut waiting) = (false, Vec::new());
+        let watchers = &mut self.watchers;
+        let mut progress = |done: usize| {
+            if done % 5 == 0 || done == total {
+                watchers.emit(step, epoch, Event::LrFinderProgress { step, done, total });
+            }
+            while let Some(c) = watchers.try_command() {
+                match c {
+                    Command::Stop => stop = true,
+                    c => waiting.push(c),
+                }
+            }
+            !stop
+        };
+        let finding = find_lr(
+            &self.learner,
+            &self.data,
+            &self.cfg,
+            step,
+            &settings,
+            &mut progress,
+        )?;
+        if stop {
+            return Ok(false);
+        }
+        self.emit(Event::LrFound { step, finding });
+        for c in waiting {
+            if !self.apply(c)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The LR range test from the model and optimizer as they are now (for `candletop
+    /// lr-find`, the initial ones), on copies.
+    pub fn lr_find(
+        &mut self,
+        settings: &FinderSettings,
+        progress: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<LrFinding, TrainError> {
+        find_lr(
+            &self.learner,
+            &self.data,
+            &self.cfg,
+            self.progress.step,
+            settings,
+            progress,
+        )
     }
 
     /// Sends an event to the watchers and records it in metrics.jsonl.

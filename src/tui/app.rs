@@ -340,6 +340,7 @@ mod tests {
             batch_size: 1,
             run_dir: String::new(),
             resumed: None,
+            schedule: crate::schedule::Schedule::constant(1e-3, 1, 1),
         }));
         app
     }

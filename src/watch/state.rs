@@ -6,8 +6,10 @@ use std::collections::VecDeque;
 
 use crate::format::{clock, human_bytes, sci};
 use crate::protocol::{
-    Command, EpochMetrics, EvalMetrics, Event, FinishReason, OnNonFinite, RunInfo, StepMetrics,
+    Command, EpochMetrics, EvalMetrics, Event, FinishReason, LrFinding, LrSource, OnNonFinite,
+    RunInfo, ScheduleChange, StepMetrics,
 };
+use crate::schedule::Schedule;
 
 /// Points kept per plotted series before the resolution is halved.
 pub const SERIES_CAPACITY: usize = 1024;
@@ -156,6 +158,19 @@ pub struct RunState {
     pub elapsed_secs: f64,
     /// Path of the newest checkpoint written.
     pub last_save: Option<String>,
+    /// The schedule in force: the LR planned for the rest of the run comes from it.
+    pub schedule: Option<Schedule>,
+    /// The LR range test: under way, or its result.
+    pub lr_finder: Option<LrFinder>,
+}
+
+/// What a watcher knows of an LR range test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LrFinder {
+    /// Steps done of the sweep's total.
+    pub done: usize,
+    pub total: usize,
+    pub finding: Option<LrFinding>,
 }
 
 /// Weight of the newest step in the smoothed loss and accuracy.
@@ -185,6 +200,8 @@ impl Default for RunState {
             logged: 0,
             elapsed_secs: 0.0,
             last_save: None,
+            schedule: None,
+            lr_finder: None,
         }
     }
 }
@@ -268,12 +285,16 @@ impl RunState {
                     LogKind::Milestone,
                     format!("started: {} on {}", info.model, info.data),
                 );
+                self.schedule = Some(info.schedule.clone());
+                self.lr = info.schedule.lr_at(step + 1);
                 self.log(
                     step,
                     LogKind::Info,
                     format!(
-                        "{}; {} x {} of {}; run dir {}",
+                        "{}, lr {} {}; {} x {} of {}; run dir {}",
                         info.optimizer,
+                        sci(self.lr),
+                        info.schedule.spec.describe(),
                         plural(info.epochs, "epoch"),
                         plural(info.steps_per_epoch, "step"),
                         info.batch_size,
@@ -330,17 +351,85 @@ impl RunState {
                 );
                 self.test = Some(m.clone());
             }
-            Event::LrChanged { step, old, new, .. } => {
+            Event::LrChanged {
+                step,
+                old,
+                new,
+                source,
+            } => {
                 self.lr = *new;
-                self.lr_marks.push_back((*step, *new));
-                if self.lr_marks.len() > LOG_CAPACITY {
-                    self.lr_marks.pop_front();
+                if *source == LrSource::User {
+                    self.lr_marks.push_back((*step, *new));
+                    if self.lr_marks.len() > LOG_CAPACITY {
+                        self.lr_marks.pop_front();
+                    }
                 }
                 self.log(
                     *step,
                     LogKind::Action,
                     format!("lr {} -> {}", sci(*old), sci(*new)),
                 );
+            }
+            Event::ScheduleChanged {
+                step,
+                schedule,
+                why,
+            } => {
+                self.lr = schedule.lr_at(step + 1);
+                self.schedule = Some(schedule.clone());
+                if *why == ScheduleChange::Set {
+                    let text = format!(
+                        "schedule {} from step {}, lr {}",
+                        schedule.spec.describe(),
+                        step + 1,
+                        sci(self.lr)
+                    );
+                    self.log(*step, LogKind::Action, text);
+                }
+            }
+            Event::PlateauCut {
+                step, monitor, cut, ..
+            } => {
+                let cooldown = match cut.cooldown {
+                    0 => String::new(),
+                    n => format!(", then {} without cuts", plural(n as usize, "epoch")),
+                };
+                let text = format!(
+                    "plateau: {monitor} has not improved on {:.4} for {}: lr {} -> {}{cooldown}",
+                    cut.best,
+                    plural(cut.bad_epochs as usize, "epoch"),
+                    sci(cut.old),
+                    sci(cut.new)
+                );
+                self.lr = cut.new;
+                self.log(*step, LogKind::Info, text);
+            }
+            Event::LrFinderProgress { done, total, .. } => {
+                self.lr_finder = Some(LrFinder {
+                    done: *done,
+                    total: *total,
+                    finding: None,
+                });
+            }
+            Event::LrFound { step, finding } => {
+                let text = match finding.suggestion {
+                    Some(i) => format!(
+                        "lr finder: {} suggested ({})",
+                        sci(finding.points[i].lr),
+                        finding.how
+                    ),
+                    None => format!("lr finder: no suggestion ({})", finding.how),
+                };
+                self.log(*step, LogKind::Info, text);
+                let total = self
+                    .lr_finder
+                    .as_ref()
+                    .map_or(finding.points.len(), |f| f.total);
+                self.lr_finder = Some(LrFinder {
+                    done: finding.points.len(),
+                    total,
+                    finding: Some(finding.clone()),
+                });
             }
             Event::Refused {
                 step,
@@ -427,6 +516,14 @@ impl RunState {
         }
     }
 
+    /// The LR the schedule plans from the next step to the end, at most `points` of them.
+    pub fn plan(&self, points: usize) -> Vec<(u64, f64)> {
+        self.schedule
+            .as_ref()
+            .map(|s| s.plan(self.step + 1, points))
+            .unwrap_or_default()
+    }
+
     /// The trainer's channels closed without a last word.
     pub fn on_trainer_gone(&mut self) {
         if self.status.is_live() {
@@ -457,6 +554,8 @@ pub fn describe(c: &Command) -> String {
     match c {
         Command::SetLr(lr) => format!("lr {lr}"),
         Command::ScaleLr(f) => format!("lr x{f}"),
+        Command::SetSchedule(spec) => format!("schedule {spec}"),
+        Command::FindLr => "lr finder".into(),
         Command::Pause => "pause".into(),
         Command::Resume => "resume".into(),
         Command::Step => "step".into(),
@@ -483,7 +582,8 @@ fn file_name(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{LrSource, Resumed, SettingChange};
+    use crate::protocol::{FinderPoint, LrSource, Resumed, SettingChange};
+    use crate::schedule::PlateauCut;
 
     /// Which variant an event is; the match breaks the build when a variant is added, so that
     /// the test below covers it too.
@@ -502,9 +602,13 @@ mod tests {
             Event::Warning { .. } => 10,
             Event::Finished { .. } => 11,
             Event::Error { .. } => 12,
+            Event::ScheduleChanged { .. } => 13,
+            Event::PlateauCut { .. } => 14,
+            Event::LrFinderProgress { .. } => 15,
+            Event::LrFound { .. } => 16,
         }
     }
-    const KINDS: usize = 13;
+    const KINDS: usize = 17;
 
     fn info() -> RunInfo {
         RunInfo {
@@ -530,6 +634,14 @@ mod tests {
                 }],
                 notes: vec!["state starts fresh".into()],
             }),
+            schedule: Schedule::new(
+                "cosine:min=1e-4".parse().unwrap(),
+                2e-3,
+                10,
+                20,
+                (10, 1),
+                10,
+            ),
         }
     }
 
@@ -572,7 +684,7 @@ mod tests {
                 (LogKind::Milestone, "started: m on d"),
                 (
                     LogKind::Info,
-                    "AdamW wd 0.01; 2 epochs x 10 steps of 4; run dir r",
+                    "AdamW wd 0.01, lr 2.00e-3 cosine to 1e-4; 2 epochs x 10 steps of 4; run dir r",
                 ),
                 (LogKind::Info, "resumed from x.h5 at step 10"),
                 (
@@ -600,6 +712,98 @@ mod tests {
             &[(LogKind::Action, "lr 2.00e-3 -> 4.00e-3")],
         );
         assert_eq!((run.lr, run.lr_marks.back()), (4e-3, Some(&(11, 4e-3))));
+        let step_sched = Schedule::new("step:1:0.5".parse().unwrap(), 4e-3, 11, 20, (10, 1), 10);
+        expect(
+            &mut run,
+            Event::ScheduleChanged {
+                step: 11,
+                schedule: step_sched.clone(),
+                why: ScheduleChange::Set,
+            },
+            &[(
+                LogKind::Action,
+                "schedule step x0.5 every 1 ep from step 12, lr 4.00e-3",
+            )],
+        );
+        // The plan: the rest of this epoch at 4e-3, the next at half that.
+        assert_eq!(
+            run.plan(100),
+            [
+                (12, 4e-3),
+                (13, 4e-3),
+                (14, 4e-3),
+                (15, 4e-3),
+                (16, 4e-3),
+                (17, 4e-3),
+                (18, 4e-3),
+                (19, 4e-3),
+                (20, 4e-3)
+            ]
+        );
+        expect(
+            &mut run,
+            Event::ScheduleChanged {
+                step: 11,
+                schedule: step_sched,
+                why: ScheduleChange::Scaled,
+            },
+            &[],
+        );
+        expect(
+            &mut run,
+            Event::PlateauCut {
+                step: 11,
+                epoch: 2,
+                monitor: "val_loss".into(),
+                cut: PlateauCut {
+                    old: 4e-3,
+                    new: 2e-3,
+                    bad_epochs: 4,
+                    best: 0.25,
+                    cooldown: 2,
+                },
+            },
+            &[(
+                LogKind::Info,
+                "plateau: val_loss has not improved on 0.2500 for 4 epochs: lr 4.00e-3 -> 2.00e-3, then 2 epochs without cuts",
+            )],
+        );
+        assert_eq!(run.lr, 2e-3);
+        expect(
+            &mut run,
+            Event::LrFinderProgress {
+                step: 11,
+                done: 5,
+                total: 100,
+            },
+            &[],
+        );
+        assert_eq!(
+            run.lr_finder.as_ref().map(|f| (f.done, f.total)),
+            Some((5, 100))
+        );
+        let point = |lr: f64, loss: f64| FinderPoint {
+            lr,
+            loss,
+            smoothed: loss,
+        };
+        expect(
+            &mut run,
+            Event::LrFound {
+                step: 11,
+                finding: LrFinding {
+                    points: vec![point(1e-4, 2.3), point(1e-3, 1.5), point(1e-2, 9.0)],
+                    suggestion: Some(1),
+                    how: "steepest fall".into(),
+                    stopped: None,
+                },
+            },
+            &[(
+                LogKind::Info,
+                "lr finder: 1.00e-3 suggested (steepest fall)",
+            )],
+        );
+        assert!(run.lr_finder.as_ref().unwrap().finding.is_some());
         expect(
             &mut run,
             Event::Refused {
