@@ -40,6 +40,9 @@ pub enum Cmd {
     Eval(EvalArgs),
     /// Summarise a checkpoint and check its integrity.
     Inspect(InspectArgs),
+    /// The LR range test: from the initial weights, train while the LR grows exponentially,
+    /// print the loss against the LR and suggest one.
+    LrFind(LrFindArgs),
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -268,6 +271,25 @@ pub struct InspectArgs {
     /// The checkpoint to summarise
     #[arg(value_name = "FILE.h5")]
     pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LrFindArgs {
+    /// The first LR of the sweep
+    #[arg(long, value_name = "LR", default_value = "1e-7", value_parser = LearningRate::parse)]
+    pub start_lr: LearningRate,
+
+    /// The last LR of the sweep
+    #[arg(long, value_name = "LR", default_value = "10", value_parser = LearningRate::parse)]
+    pub end_lr: LearningRate,
+
+    /// Steps of the sweep (the LR grows by the same factor each step)
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(13..=100_000))]
+    pub sweep_steps: u32,
+
+    /// The data, model and optimizer, as for train (--epochs and the schedule do not matter)
+    #[command(flatten)]
+    pub train: TrainArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -256,6 +256,14 @@ pub struct LrFinding {
     pub stopped: Option<String>,
 }
 
+impl LrFinding {
+    /// The point to offer first: the suggestion, or the middle of the curve.
+    pub fn first_pick(&self) -> Option<usize> {
+        let n = self.points.len();
+        self.suggestion.or((n > 0).then_some(n / 2))
+    }
+}
+
 /// Everything the trainer reports except per-step metrics. Rare (a few per epoch), so the
 /// size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]

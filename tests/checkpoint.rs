@@ -492,3 +492,67 @@ fn a_full_disk_is_reported_in_one_line_and_training_goes_on() {
         .unwrap()
         .contains("No space left on device"));
 }
+
+/// Schedules resume exactly: for a cosine with warm-up, a one-cycle (cycling Adam's beta1) and
+/// a reduce-on-plateau that cuts at epoch ends, "48 steps" and "20 steps, save, resume, 28
+/// steps" use the same LR at every step, bit for bit, and end with the same weights.
+#[test]
+fn schedules_resume_exactly() {
+    for spec in [
+        "warmup=10+cosine:min=1e-5",
+        "onecycle:max=0.01",
+        "plateau:patience=0,factor=0.5,threshold=0.5",
+        "step:1:0.5",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = |max_steps| RunConfig {
+            epochs: 4,
+            schedule: spec.parse().unwrap(),
+            ..cfg(max_steps)
+        };
+        let t = |dir: &Path, c: RunConfig| {
+            let mut t = Trainer::new(c, small_data(12 * 32, 64)).unwrap();
+            t.set_run_dir(dir).unwrap();
+            t
+        };
+        let (full, full_events) = run(t(&tmp.path().join("full"), c(0)));
+        let (part, _) = run(t(&tmp.path().join("part"), c(20)));
+        let ckpt = checkpoint::read(&last(&tmp.path().join("part"))).unwrap();
+        assert!(ckpt.schedule.is_some(), "{spec}");
+        let mut resumed = Trainer::resume(
+            c(0),
+            small_data(12 * 32, 64),
+            &ckpt,
+            &last(&tmp.path().join("part")),
+            &[],
+        )
+        .unwrap();
+        resumed.set_run_dir(&tmp.path().join("rest")).unwrap();
+        let (rest, _) = run(resumed);
+        let lrs = |s: &[StepMetrics]| {
+            s.iter()
+                .map(|m| (m.step, m.lr.to_bits()))
+                .collect::<Vec<_>>()
+        };
+        let mut joined = lrs(&part);
+        joined.extend(lrs(&rest));
+        assert_eq!(joined, lrs(&full), "{spec}: LR sequences differ");
+        let distinct: std::collections::BTreeSet<u64> =
+            full.iter().map(|m| m.lr.to_bits()).collect();
+        assert!(distinct.len() > 2, "{spec}: the LR moved");
+        let a = checkpoint::read(&last(&tmp.path().join("full"))).unwrap();
+        let b = checkpoint::read(&last(&tmp.path().join("rest"))).unwrap();
+        assert_eq!(a.tensors, b.tensors, "{spec}: weights differ");
+        assert_eq!(a.optimizer, b.optimizer, "{spec}: optimizer differs");
+        assert_eq!(a.schedule, b.schedule, "{spec}: schedule state differs");
+        assert_eq!(a.lr_history, b.lr_history, "{spec}");
+        assert_eq!(a.lr_history.len(), 48);
+        if spec.starts_with("plateau") {
+            let cuts = full_events
+                .iter()
+                .filter(|e| matches!(e, Event::PlateauCut { .. }))
+                .count();
+            assert!(cuts >= 1, "{spec}: no cut in {full_events:?}");
+        }
+    }
+}

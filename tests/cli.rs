@@ -603,3 +603,98 @@ fn a_save_the_disk_refuses_is_one_line_and_training_goes_on() {
         "{rec}"
     );
 }
+
+/// `candletop lr-find`: the table, the plot and the suggestion; bad ranges refused.
+#[test]
+fn lr_find_prints_the_curve_and_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = candletop(
+        &[
+            "lr-find",
+            "--arch",
+            "c8,f32",
+            "--optimizer",
+            "adam",
+            "--sweep-steps",
+            "40",
+        ],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("LR range test: c8,f32 relu bn dropout 0.25"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  step        lr      loss  smoothed\n     1   1.00e-7  "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("<- suggested"), "{stdout}");
+    assert!(
+        stdout.contains("│ 1e-7 ") && stdout.contains("1e1│"),
+        "{stdout}"
+    );
+    let last = stdout.lines().rev().nth(1).unwrap();
+    assert!(last.starts_with("suggested lr: "), "{stdout}");
+    assert!(
+        stdout.trim_end().ends_with("and any that is not finite."),
+        "{stdout}"
+    );
+    assert!(
+        !dir.path().join("runs").exists(),
+        "lr-find writes no run directory"
+    );
+    rejects(
+        &["lr-find", "--start-lr", "1", "--end-lr", "0.1"],
+        "--start-lr 1 (--end-lr 0.1): must be below --end-lr",
+    );
+    rejects(
+        &["lr-find", "--end-lr", "-2"],
+        "'-2' is not a positive learning rate",
+    );
+    rejects(
+        &["lr-find", "--sweep-steps", "5"],
+        "5 is not in 13..=100000",
+    );
+}
+
+/// Bad schedules: one line naming the part at fault, exit status 2, nothing written.
+#[test]
+fn bad_schedules_are_one_line_errors() {
+    rejects(
+        &["--schedule", "step:7:x"],
+        "--schedule 'step:7:x': at 'step:7:x': 'x' is not a number (gamma)",
+    );
+    rejects(
+        &["--schedule", "cosine:min=1e-5,warm=3"],
+        "at 'warm=3': unknown parameter 'warm' (known: min, restart, mult)",
+    );
+    rejects(
+        &["--schedule", "multistep:3,20", "--epochs", "10"],
+        "--schedule 'multistep:3,20:0.1': milestone 20 is at or after the run's last epoch (10 epochs)",
+    );
+    rejects(
+        &["--schedule", "plateau:monitor=train_acc"],
+        "no metric 'train_acc' to monitor (val_loss or val_acc)",
+    );
+    rejects(
+        &["--schedule", "warmup=5000+cosine", "--epochs", "2"],
+        "the warm-up of 5000 steps is not shorter than the 282 steps left",
+    );
+    rejects(
+        &["--schedule", "onecycle:max=0"],
+        "the peak LR must be above 0",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "schedule = \"exp:2\"\n").unwrap();
+    rejects(
+        &["--config", file.to_str().unwrap()],
+        "gamma must be in (0, 1]",
+    );
+}

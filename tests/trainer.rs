@@ -451,3 +451,66 @@ fn fast_and_stock_kernels_reach_the_same_validation_accuracy() {
         "one epoch should pass 75% validation accuracy\n{report}"
     );
 }
+
+/// A schedule set by command begins at the next step from the LR in force; a bad one is
+/// refused with the reason; a change by hand scales the curve from then on.
+#[test]
+fn another_schedule_applies_from_the_next_step() {
+    use candletop::protocol::ScheduleChange;
+    let (m, h) = paused_run();
+    let at = m.steps.try_iter().last().map(|s| s.step).unwrap_or(0);
+    for (spec, why) in [
+        ("cosin", "at 'cosin': unknown schedule"),
+        (
+            "multistep:5",
+            "milestone 5 is at or after the run's last epoch (3 epochs)",
+        ),
+        ("step:1:3", "gamma must be in (0, 1]"),
+    ] {
+        m.commands.send(Command::SetSchedule(spec.into())).unwrap();
+        let e = until(&m, |e| matches!(e, Event::Refused { .. }));
+        let Some(Event::Refused { reason, .. }) = e.last() else {
+            unreachable!()
+        };
+        assert!(reason.contains(why), "{spec}: {reason}");
+    }
+    m.commands
+        .send(Command::SetSchedule("cosine:min=1e-5".into()))
+        .unwrap();
+    let e = until(&m, |e| matches!(e, Event::ScheduleChanged { .. }));
+    let Some(Event::ScheduleChanged {
+        schedule,
+        why,
+        step,
+    }) = e.last().cloned()
+    else {
+        unreachable!()
+    };
+    assert_eq!((why, step), (ScheduleChange::Set, at));
+    assert_eq!(schedule.start_step, at);
+    assert_eq!(schedule.base_lr, 1e-3, "from the LR in force");
+    assert_eq!(schedule.total_steps, 90);
+    m.commands.send(Command::Step).unwrap();
+    let s1 = next_step(&m);
+    assert_eq!(s1.lr, schedule.lr_at(at + 1));
+    assert_eq!(s1.lr, 1e-3, "a cosine begins at its base");
+    m.commands.send(Command::ScaleLr(2.0)).unwrap();
+    let e = until(&m, |e| matches!(e, Event::ScheduleChanged { .. }));
+    let Some(Event::ScheduleChanged {
+        schedule: scaled,
+        why,
+        ..
+    }) = e.last().cloned()
+    else {
+        unreachable!()
+    };
+    assert_eq!(why, ScheduleChange::Scaled);
+    assert!(e.iter().any(|e| matches!(e, Event::LrChanged { .. })));
+    m.commands.send(Command::Step).unwrap();
+    let s2 = next_step(&m);
+    assert_eq!(s2.lr, 2.0 * schedule.lr_at(at + 2));
+    assert_eq!(s2.lr, scaled.lr_at(at + 2));
+    m.commands.send(Command::Stop).unwrap();
+    until(&m, |e| e.is_terminal());
+    h.join().unwrap();
+}

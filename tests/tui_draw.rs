@@ -6,7 +6,7 @@
 //! read the diff of `tests/snapshots/` before committing it.
 
 use candletop::protocol::{
-    EpochMetrics, EvalMetrics, Event, FinishReason, LrSource, RunInfo, StepMetrics,
+    Command, EpochMetrics, EvalMetrics, Event, FinishReason, LrSource, RunInfo, StepMetrics,
 };
 use candletop::tui::{App, UiOptions};
 use crossterm::event::{KeyCode, KeyEvent};
@@ -52,6 +52,14 @@ fn recorded() -> App {
                 old: lr,
                 new: 2e-3,
                 source: LrSource::User,
+            });
+            // As the trainer follows it: the schedule, scaled to the new LR.
+            let mut schedule = candletop::schedule::Schedule::constant(1e-3, 100, 50);
+            schedule.rescale(61, 2e-3);
+            app.on_event(&Event::ScheduleChanged {
+                step: 60,
+                schedule,
+                why: candletop::protocol::ScheduleChange::Scaled,
             });
             lr = 2e-3;
         }
@@ -240,4 +248,78 @@ fn no_color_keeps_emphasis() {
         }
     }
     assert!(reversed, "the state badge is still emphasised");
+}
+
+#[test]
+fn the_schedule_editor_shows_the_plan_before_it_applies() {
+    let mut app = recorded();
+    app.on_key(key('e'));
+    insta::assert_snapshot!("schedule_editor_constant_120x36", screen(&app, 120, 36));
+    // → step → multistep → exp → cosine: fill in its minimum.
+    for _ in 0..4 {
+        app.on_key(KeyEvent::from(KeyCode::Right));
+    }
+    for c in "1e-5".chars() {
+        app.on_key(key(c));
+    }
+    insta::assert_snapshot!("schedule_editor_cosine_120x36", screen(&app, 120, 36));
+    // A value the spec refuses: the reason in place, nothing sent.
+    app.on_key(KeyEvent::from(KeyCode::Down));
+    app.on_key(key('x'));
+    assert!(app.on_key(KeyEvent::from(KeyCode::Enter)).is_empty());
+    let s = screen(&app, 120, 36);
+    assert!(
+        s.contains("at 'restart=x': 'x' is not a whole number (epochs of the first period)"),
+        "{s}"
+    );
+    app.on_key(KeyEvent::from(KeyCode::Backspace));
+    assert_eq!(
+        app.on_key(KeyEvent::from(KeyCode::Enter)),
+        vec![Command::SetSchedule("cosine:min=1e-5".into())]
+    );
+    assert_eq!(app.overlay, candletop::tui::app::Overlay::None);
+}
+
+#[test]
+fn the_lr_finder_shows_its_progress_then_the_curve() {
+    use candletop::protocol::{FinderPoint, LrFinding};
+    let mut app = recorded();
+    assert_eq!(app.on_key(key('f')), vec![Command::FindLr]);
+    app.on_event(&Event::LrFinderProgress {
+        step: 75,
+        done: 40,
+        total: 100,
+    });
+    insta::assert_snapshot!("lr_finder_sweeping_80x24", screen(&app, 80, 24));
+    let points: Vec<FinderPoint> = (0..80)
+        .map(|i| {
+            let lr = 1e-7 * 10f64.powf(8.0 * i as f64 / 99.0);
+            let x = lr.log10();
+            let loss = 2.3 - 1.6 / (1.0 + (-(x + 3.0) * 2.0).exp())
+                + if x > -1.0 { (x + 1.0) * 4.0 } else { 0.0 };
+            FinderPoint {
+                lr,
+                loss,
+                smoothed: loss,
+            }
+        })
+        .collect();
+    let suggestion = Some(49);
+    app.on_event(&Event::LrFound {
+        step: 75,
+        finding: LrFinding {
+            points: points.clone(),
+            suggestion,
+            how: "the smoothed loss falls fastest there: -0.800 per decade".into(),
+            stopped: Some("the smoothed loss passed 4x its best at lr 4.00e-1".into()),
+        },
+    });
+    insta::assert_snapshot!("lr_finder_found_120x36", screen(&app, 120, 36));
+    // Pick a smaller LR and apply it; the run was paused, so it stays paused.
+    app.on_key(KeyEvent::from(KeyCode::Left));
+    app.on_key(KeyEvent::from(KeyCode::Left));
+    assert_eq!(
+        app.on_key(KeyEvent::from(KeyCode::Enter)),
+        vec![Command::SetLr(points[47].lr)]
+    );
 }

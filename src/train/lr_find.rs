@@ -32,6 +32,9 @@ impl Default for FinderSettings {
     }
 }
 
+/// How the suggestion is chosen, in words.
+pub const METHOD: &str = "the steepest fall of the loss's moving average (0.98, bias-corrected) against log10(lr), skipping the first 10 points (the average still settling), the last one (where the loss turns) and any that is not finite";
+
 /// The suggestion skips this many points at the start (the average still settling) ...
 const SKIP_START: usize = 10;
 /// ... and at the end (where the loss has begun to climb).
@@ -154,14 +157,14 @@ pub fn suggest(points: &[FinderPoint]) -> (Option<usize>, String) {
         Some(i) if slope(i) < 0.0 => (
             Some(i),
             format!(
-                "steepest fall of the smoothed loss (moving average 0.98, bias-corrected) against log10(lr), skipping the first {SKIP_START} and last {SKIP_END} points: {:.3} per decade at lr {:.2e}",
-                slope(i),
-                points[i].lr
+                "the smoothed loss falls fastest there: {:.3} per decade",
+                slope(i)
             ),
         ),
         _ => (
             None,
-            "the smoothed loss never fell: no LR in the range trains this model; try a wider range".into(),
+            "the smoothed loss never fell: no LR in the range trains this model; try a wider range"
+                .into(),
         ),
     }
 }
@@ -191,7 +194,7 @@ mod tests {
         let (i, how) = suggest(&pts);
         let lr = pts[i.unwrap()].lr;
         assert!((lr.log10() + 3.0).abs() < 0.1, "{lr}");
-        assert!(how.contains("steepest fall"), "{how}");
+        assert!(how.contains("falls fastest there"), "{how}");
     }
 
     #[test]

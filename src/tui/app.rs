@@ -3,8 +3,9 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::protocol::{Command, Event, LearningRate, StepMetrics};
-use crate::watch::{LogKind, RunState, Status};
+use super::editor::ScheduleEditor;
+use crate::protocol::{Command, Event, LearningRate, LrFinding, StepMetrics};
+use crate::watch::{LogKind, LrFinder, RunState, Status};
 
 /// UI settings that come from the command line.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,6 +69,13 @@ pub enum Overlay {
     LrPrompt {
         input: String,
         error: Option<String>,
+    },
+    Schedule(ScheduleEditor),
+    /// The LR range test: under way, then its curve; `pick` is the point Enter applies.
+    Finder {
+        pick: Option<usize>,
+        /// Whether the run was paused before (it resumes after the finder otherwise).
+        was_paused: bool,
     },
 }
 
@@ -212,7 +220,57 @@ impl App {
                     vec![]
                 }
             },
+            Overlay::Schedule(mut editor) => match editor.on_key(key, &self.run) {
+                Some(commands) => commands,
+                None => {
+                    self.overlay = Overlay::Schedule(editor);
+                    vec![]
+                }
+            },
+            Overlay::Finder { pick, was_paused } => self.on_finder_key(key, pick, was_paused),
             Overlay::None => self.on_panel_key(key),
+        }
+    }
+
+    /// Keys over the LR finder: ←/→ pick a point, Enter applies its LR, Esc discards.
+    fn on_finder_key(
+        &mut self,
+        key: KeyEvent,
+        pick: Option<usize>,
+        was_paused: bool,
+    ) -> Vec<Command> {
+        let finding = self.run.lr_finder.as_ref().and_then(|f| f.finding.as_ref());
+        let n = finding.map_or(0, |f| f.points.len());
+        let pick = pick.or(finding.and_then(LrFinding::first_pick));
+        let go_on = if was_paused {
+            vec![]
+        } else {
+            vec![Command::Resume]
+        };
+        let stay = |app: &mut App, pick| {
+            app.overlay = Overlay::Finder { pick, was_paused };
+            vec![]
+        };
+        match key.code {
+            KeyCode::Esc => go_on,
+            KeyCode::Char('q') => {
+                self.overlay = Overlay::ConfirmQuit;
+                vec![]
+            }
+            KeyCode::Left | KeyCode::Char('h') => stay(self, pick.map(|p| p.saturating_sub(1))),
+            KeyCode::Right | KeyCode::Char('l') => {
+                stay(self, pick.map(|p| (p + 1).min(n.saturating_sub(1))))
+            }
+            KeyCode::Enter => match (finding, pick) {
+                (Some(f), Some(p)) if p < n => {
+                    let mut cmds = vec![Command::SetLr(f.points[p].lr)];
+                    cmds.extend(go_on);
+                    cmds
+                }
+                // Still sweeping, or nothing to apply.
+                _ => stay(self, pick),
+            },
+            _ => stay(self, pick),
         }
     }
 
@@ -235,7 +293,7 @@ impl App {
             _ if !live
                 && matches!(
                     key.code,
-                    KeyCode::Char('+' | '=' | '-' | 'l' | 'p' | ' ' | 'n')
+                    KeyCode::Char('+' | '=' | '-' | 'l' | 'p' | ' ' | 'n' | 'e' | 'f')
                 ) =>
             {
                 self.notice(LogKind::Warning, "the run has ended: nothing to steer");
@@ -268,6 +326,23 @@ impl App {
                 }
             }
             KeyCode::Char('s') => vec![Command::Save],
+            KeyCode::Char('e') => {
+                let current = self.run.schedule.as_ref().map(|s| &s.spec);
+                self.overlay = Overlay::Schedule(ScheduleEditor::new(current));
+                vec![]
+            }
+            KeyCode::Char('f') => {
+                self.run.lr_finder = Some(LrFinder {
+                    done: 0,
+                    total: 0,
+                    finding: None,
+                });
+                self.overlay = Overlay::Finder {
+                    pick: None,
+                    was_paused: paused,
+                };
+                vec![Command::FindLr]
+            }
             KeyCode::Tab => {
                 self.focus = self.focus.next();
                 vec![]

@@ -4,6 +4,7 @@
 //! never waits for any of this.
 
 pub mod app;
+pub mod editor;
 pub mod theme;
 pub mod view;
 pub mod widgets;
@@ -38,6 +39,22 @@ pub enum Input {
     Term(TermEvent),
     /// The terminal went away (read error).
     Closed,
+}
+
+/// What `widget` draws on a `width` x `height` screen, as lines of text (for printing a chart
+/// where there is no terminal UI, e.g. `candletop lr-find`).
+pub fn text_of(widget: impl ratatui::widgets::Widget, width: u16, height: u16) -> Vec<String> {
+    let area = ratatui::layout::Rect::new(0, 0, width, height);
+    let mut buf = ratatui::buffer::Buffer::empty(area);
+    widget.render(area, &mut buf);
+    (0..height)
+        .map(|y| {
+            let row: String = (0..width)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect();
+            row.trim_end().to_string()
+        })
+        .collect()
 }
 
 /// Leaves raw mode and the alternate screen; safe to call more than once and from a panic hook.

@@ -9,8 +9,8 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 use super::app::{App, Overlay, Panel};
 use super::theme::Theme;
 use super::widgets::{
-    header_height, EventLog, GradientTable, Header, Help, KeyBar, LrChart, Metric, MetricChart,
-    Popup,
+    header_height, EditorView, EventLog, FinderView, GradientTable, Header, Help, KeyBar, LrChart,
+    Metric, MetricChart, Popup,
 };
 
 /// Below this size the panels cannot show their numbers: one line says so instead.
@@ -101,6 +101,13 @@ impl Widget for &App {
 
         match &self.overlay {
             Overlay::None => {}
+            Overlay::Schedule(editor) => EditorView { editor, run, theme }.render(area, buf),
+            Overlay::Finder { pick, .. } => FinderView {
+                run,
+                pick: *pick,
+                theme,
+            }
+            .render(area, buf),
             Overlay::Help => Help { theme }.render(area, buf),
             Overlay::ConfirmQuit => Popup {
                 title: "Quit",

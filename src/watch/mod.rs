@@ -14,7 +14,7 @@ use std::time::Instant;
 use crossbeam_channel::{never, select, Receiver};
 
 pub use outcome::Outcome;
-pub use state::{LogKind, LogLine, RunState, Series, Status};
+pub use state::{LogKind, LogLine, LrFinder, RunState, Series, Status};
 
 use crate::protocol::{Command, Event, MonitorLink, StepMetrics};
 

@@ -236,29 +236,44 @@ pub struct LrChart<'a> {
 impl Widget for LrChart<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let (run, theme) = (self.run, &self.theme);
+        let schedule = run
+            .schedule
+            .as_ref()
+            .map(|s| format!(" {}", s.spec.describe()))
+            .unwrap_or_default();
         let title = format!(
-            " Learning rate {}  ▲ your changes ({}) ",
+            " Learning rate {}{schedule}  ▲ your changes ({}) ",
             sci(run.lr),
             run.lr_marks.len()
         );
-        let trace: Vec<(f64, f64)> = run
-            .lr_trace
-            .points()
-            .iter()
-            .map(|&(x, y)| (x, y.max(1e-12).log10()))
-            .collect();
+        let log = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
+            pts.iter()
+                .map(|&(x, y)| (x, y.max(1e-12).log10()))
+                .collect()
+        };
+        let trace = log(&run.lr_trace.points());
         let marks: Vec<(f64, f64)> = run
             .lr_marks
             .iter()
             .map(|&(s, lr)| (s as f64, lr.max(1e-12).log10()))
             .collect();
+        // What the schedule will do, one point per half cell.
+        let plan: Vec<(f64, f64)> = run
+            .plan(2 * area.width as usize)
+            .into_iter()
+            .map(|(s, lr)| (s as f64, lr.max(1e-12).log10()))
+            .collect();
         let (x0, x1) = (0.0, run.total_steps().max(run.step).max(1) as f64);
-        let (lo, hi) = bounds(trace.iter().chain(&marks).map(|p| p.1));
+        let (lo, hi) = bounds(trace.iter().chain(&marks).chain(&plan).map(|p| p.1));
         let (y0, y1) = ((lo - 0.25).floor(), (hi + 0.25).ceil());
-        let marker = self.marker;
         let datasets = vec![
             Dataset::default()
-                .marker(marker)
+                .marker(Marker::Dot)
+                .graph_type(GraphType::Scatter)
+                .style(theme.dim())
+                .data(&plan),
+            Dataset::default()
+                .marker(self.marker)
                 .graph_type(GraphType::Line)
                 .style(theme.fg(Theme::LR))
                 .data(&trace),

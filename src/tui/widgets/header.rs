@@ -36,10 +36,15 @@ impl Widget for Header<'_> {
             (_, Some(s)) => clock(s),
             _ => "-".to_string(),
         };
+        let schedule = run
+            .schedule
+            .as_ref()
+            .map(|s| s.spec.describe())
+            .unwrap_or_default();
         let line1 = Line::from(vec![
             Span::styled(format!(" {status} "), theme.status(&run.status)),
             Span::raw(format!(
-                "  epoch {}/{}  step {}/{}  {:.0} img/s  ETA {}  lr {}",
+                "  epoch {}/{}  step {}/{}  {:.0} img/s  ETA {}  lr {} ",
                 run.epoch,
                 epochs,
                 run.step,
@@ -48,6 +53,7 @@ impl Widget for Header<'_> {
                 eta,
                 sci(run.lr)
             )),
+            Span::styled(schedule, theme.dim()),
         ]);
         Paragraph::new(header_lines(
             run,

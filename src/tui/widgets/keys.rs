@@ -9,16 +9,20 @@ use ratatui::widgets::{Clear, Paragraph, Widget};
 use super::block;
 use crate::tui::theme::Theme;
 
-const KEYS: [(&str, &str); 9] = [
-    ("+/-", "lr"),
-    ("l", "set lr"),
-    ("p", "pause"),
-    ("n", "step"),
-    ("s", "save"),
-    ("Tab", "focus"),
-    ("v", "axis"),
-    ("?", "help"),
-    ("q", "quit"),
+/// The keys on the bottom line, in their order, each with its priority (0 first): on a
+/// narrow screen the least needed go.
+const KEYS: [(&str, &str, u8); 11] = [
+    ("+/-", "lr", 0),
+    ("l", "set lr", 1),
+    ("e", "schedule", 2),
+    ("f", "find lr", 3),
+    ("p", "pause", 0),
+    ("n", "step", 6),
+    ("s", "save", 4),
+    ("Tab", "focus", 7),
+    ("v", "axis", 5),
+    ("?", "help", 0),
+    ("q", "quit", 0),
 ];
 
 /// The bottom line: the most used keys.
@@ -28,8 +32,27 @@ pub struct KeyBar {
 
 impl Widget for KeyBar {
     fn render(self, area: Rect, buf: &mut Buffer) {
+        let width = |k: &str, what: &str| k.len() + what.len() + 3;
+        let mut shown: Vec<bool> = vec![true; KEYS.len()];
+        let total = |shown: &[bool]| -> usize {
+            KEYS.iter()
+                .zip(shown)
+                .filter(|(_, s)| **s)
+                .map(|((k, w, _), _)| width(k, w))
+                .sum()
+        };
+        for level in (1..=7).rev() {
+            if total(&shown) <= area.width as usize {
+                break;
+            }
+            for (s, (_, _, p)) in shown.iter_mut().zip(KEYS) {
+                if p == level {
+                    *s = false;
+                }
+            }
+        }
         let mut spans = Vec::new();
-        for (k, what) in KEYS {
+        for ((k, what, _), _) in KEYS.iter().zip(&shown).filter(|(_, s)| **s) {
             spans.push(Span::styled(
                 format!(" {k}"),
                 self.theme.title().add_modifier(Modifier::REVERSED),
@@ -40,33 +63,34 @@ impl Widget for KeyBar {
     }
 }
 
-const HELP: [(&str, &str); 14] = [
-    ("+ / -", "multiply / divide the learning rate by --lr-step"),
+const HELP: [(&str, &str); 18] = [
     (
-        "l",
-        "type an exact learning rate (Enter applies, Esc cancels)",
+        "+ / -",
+        "multiply / divide the LR of the next step by --lr-step; under a schedule its whole planned curve moves with it (the schedule goes on from the new LR)",
+    ),
+    ("l", "type an exact LR for the next step (the schedule goes on from it)"),
+    (
+        "e",
+        "change the schedule: ←/→ kind, ↑/↓ field, type values; the plan shows before Enter applies it from the next step (Esc cancels)",
+    ),
+    (
+        "f",
+        "LR finder: the run pauses and a copy of the model sweeps the LR from 1e-7 to 10; ←/→ pick, Enter uses the LR, Esc discards; the run goes on where it was",
     ),
     ("p, space", "pause / resume"),
     ("n", "one training step while paused"),
     ("s", "save a checkpoint now (<run-dir>/checkpoints/last.h5)"),
-    (
-        "q",
-        "quit (asks first while training; Ctrl-C quits at once)",
-    ),
+    ("q", "quit (asks first while training; Ctrl-C quits at once)"),
     ("Tab / S-Tab", "move the focus between panels"),
     ("v", "loss and accuracy per step or per epoch"),
-    (
-        "z",
-        "zoom the step charts: whole run, last 2000/500/100 steps",
-    ),
+    ("z", "zoom the step charts: whole run, last 2000/500/100 steps"),
     ("Up / Down", "scroll the focused list (gradients, events)"),
     ("?", "this help; any key closes it"),
     ("", ""),
-    (
-        "gradients",
-        "a red bar is vanishing (< 1e-6) or exploding (> 1e2)",
-    ),
-    ("lr chart", "red squares mark the changes you made"),
+    ("gradients", "a red bar is vanishing (< 1e-6) or exploding (> 1e2)"),
+    ("lr chart", "the line is the LR each step used, the dots what the schedule plans;"),
+    ("", "red squares mark the changes you made"),
+    ("header", "the LR of the last step and the schedule in force"),
 ];
 
 /// Every key and what it does, over the panels.
@@ -76,15 +100,18 @@ pub struct Help {
 
 impl Widget for Help {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let lines: Vec<Line> = HELP
-            .iter()
-            .map(|(k, v)| {
-                Line::from(vec![
-                    Span::styled(format!("{k:>12}  "), self.theme.title()),
-                    Span::raw(*v),
-                ])
-            })
-            .collect();
+        // Descriptions wrap beside their keys.
+        let w = (area.width as usize).saturating_sub(22).clamp(20, 76);
+        let mut lines: Vec<Line> = Vec::new();
+        for (k, v) in HELP {
+            for (i, part) in super::events::wrap(v, w).into_iter().enumerate() {
+                let key = if i == 0 { k } else { "" };
+                lines.push(Line::from(vec![
+                    Span::styled(format!("{key:>12}  "), self.theme.title()),
+                    Span::raw(part),
+                ]));
+            }
+        }
         Popup {
             title: "Keys",
             lines,

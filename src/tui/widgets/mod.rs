@@ -5,6 +5,7 @@ pub mod events;
 pub mod gradients;
 pub mod header;
 pub mod keys;
+pub mod planner;
 
 use ratatui::text::Span;
 use ratatui::widgets::{Block, Borders};
@@ -14,6 +15,7 @@ pub use events::EventLog;
 pub use gradients::{GradientTable, EXPLODING, VANISHING};
 pub use header::{header_height, Header};
 pub use keys::{Help, KeyBar, Popup};
+pub use planner::{EditorView, FinderChart, FinderView};
 
 use super::theme::Theme;
 
