@@ -377,6 +377,15 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode, Error> {
         c.data.std,
         c.classes.join(", ")
     );
+    if let Some(s) = &c.schedule {
+        let _ = writeln!(
+            out,
+            "  schedule    {} ({}), next step's lr {:.3e}",
+            s.spec.describe(),
+            s.spec,
+            s.lr_at(c.global_step + 1)
+        );
+    }
     if !c.lr_changes.is_empty() {
         let changes: Vec<String> = c
             .lr_changes

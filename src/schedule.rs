@@ -698,6 +698,7 @@ impl ScheduleSpec {
             }
             Kind::Exponential { gamma } => format!("exp x{gamma}/ep"),
             Kind::Cosine { min_lr, restart } => match restart {
+                None if *min_lr == 0.0 => "cosine to 0".into(),
                 None => format!("cosine to {min_lr:.0e}"),
                 Some((e, 1)) => format!("cosine restarts {e} ep"),
                 Some((e, m)) => format!("cosine restarts {e} ep x{m}"),

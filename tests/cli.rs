@@ -698,3 +698,56 @@ fn bad_schedules_are_one_line_errors() {
         "gamma must be in (0, 1]",
     );
 }
+
+/// A schedule through the binary: every step's LR in metrics.jsonl follows it, headless says
+/// what it is, and `inspect` shows it in the checkpoint.
+#[test]
+fn a_schedule_sets_the_lr_of_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = candletop(
+        &[
+            "--headless",
+            "--arch",
+            "c4,f16",
+            "--epochs",
+            "2",
+            "--log-every",
+            "1",
+            "--lr",
+            "0.002",
+            "--schedule",
+            "step:1:0.5",
+            "--run-dir",
+            "r",
+        ],
+        d,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("\n  AdamW wd 0.01, lr 2.00e-3 step x0.5 every 1 ep; 2 epochs x 141 steps of 64; run dir r\n"),
+        "{stdout}"
+    );
+    let steps: Vec<Value> = std::fs::read_to_string(d.join("r/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "step")
+        .collect();
+    assert_eq!(steps.len(), 282);
+    for s in &steps {
+        let want = if s["step"].as_u64().unwrap() <= 141 {
+            0.002
+        } else {
+            0.001
+        };
+        assert_eq!(s["lr"].as_f64().unwrap(), want, "{s}");
+    }
+    let out = candletop(&["inspect", "r/checkpoints/last.h5"], d);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("  schedule    step x0.5 every 1 ep (step:1:0.5), next step's lr 5.000e-4"),
+        "{text}"
+    );
+}

@@ -307,3 +307,46 @@ fn a_checkpoint_whose_class_names_do_not_fit_its_model_is_refused() {
     rejects_in(d, &["inspect", "nine.h5"], want);
     rejects_in(d, &["--resume", "nine.h5"], want);
 }
+
+/// `--resume` with another `--schedule` starts it at the resumed step from the LR in force,
+/// and says so; the checkpoint's schedule goes on otherwise.
+#[test]
+fn another_schedule_given_with_resume_starts_at_the_resumed_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    two_checkpoints(d);
+    let stdout = ok(
+        d,
+        &[
+            "--headless",
+            "--resume",
+            "a/checkpoints/epoch-001.h5",
+            "--epochs",
+            "2",
+            "--schedule",
+            "cosine:min=1e-5",
+            "--log-every",
+            "1",
+            "--run-dir",
+            "c",
+        ],
+    );
+    for want in [
+        "  --schedule constant -> cosine:min=0.00001 (given with --resume)\n",
+        "  note: the schedule cosine to 1e-5 starts at step 142 from lr 1.00e-3\n",
+    ] {
+        assert!(stdout.contains(want), "{want:?} in\n{stdout}");
+    }
+    let lrs: Vec<f64> = records(&d.join("c/metrics.jsonl"))
+        .iter()
+        .filter(|r| r["type"] == "step")
+        .map(|r| r["lr"].as_f64().unwrap())
+        .collect();
+    assert_eq!(lrs.len(), 141);
+    assert_eq!(lrs[0], 1e-3, "the cosine begins from the LR in force");
+    assert!(lrs.windows(2).all(|w| w[1] < w[0]), "and falls every step");
+    assert!((lrs[140] - 1e-5) / 1e-5 < 0.05, "{}", lrs[140]);
+    let last = candletop::checkpoint::read(&d.join("c/checkpoints/last.h5")).unwrap();
+    let s = last.schedule.unwrap();
+    assert_eq!((s.start_step, s.total_steps), (141, 282));
+}
