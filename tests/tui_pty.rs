@@ -126,8 +126,21 @@ fn keys_steer_the_run_and_quit_restores_the_terminal() {
     s.press("s");
     s.wait_for("saved last.h5");
     s.press("?");
-    s.wait_for("multiply / divide the learning rate");
+    s.wait_for("multiply / divide the LR of the next step");
     s.press("x");
+    // The schedule editor: cosine from here, its plan shown; applied.
+    s.press("e");
+    s.wait_for("◀ constant ▶");
+    s.press("\x1b[C\x1b[C\x1b[C\x1b[C");
+    s.wait_for("◀ cosine ▶");
+    s.wait_for("spec cosine");
+    s.press("\r");
+    s.wait_for("schedule cosine to 0 from step");
+    s.wait_for("lr 2.00e-3 cosine to 0");
+    // The LR finder on a copy of the model: its curve and suggestion; discarded.
+    s.press("f");
+    s.wait_for("suggested ");
+    s.wait_for("lr finder: ");
     s.press("q");
     s.wait_for("Stop training and quit?");
     s.press("y");
