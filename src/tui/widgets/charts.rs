@@ -5,9 +5,9 @@ use ratatui::layout::Rect;
 use ratatui::style::Modifier;
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Widget};
+use ratatui::widgets::{Axis, Block, Borders, Chart, Widget};
 
-use super::{block, bounds};
+use super::{block, bounds, line, points};
 use crate::format::sci;
 use crate::protocol::EpochMetrics;
 use crate::tui::app::TimeAxis;
@@ -175,23 +175,15 @@ impl Widget for MetricChart<'_> {
                 (0.0, nice_ceil(hi))
             }
         };
+        let val_style = theme.fg(Theme::VAL).add_modifier(Modifier::BOLD);
         let datasets = vec![
-            Dataset::default()
-                .name("train")
-                .marker(marker)
-                .graph_type(GraphType::Line)
-                .style(theme.fg(Theme::TRAIN))
-                .data(&train),
-            Dataset::default()
-                .name("val")
-                .marker(if val.len() > 1 { marker } else { Marker::Dot })
-                .graph_type(if val.len() > 1 {
-                    GraphType::Line
-                } else {
-                    GraphType::Scatter
-                })
-                .style(theme.fg(Theme::VAL).add_modifier(Modifier::BOLD))
-                .data(&val),
+            line(&train, marker, theme.fg(Theme::TRAIN)),
+            // One validation point is a dot; more are a line.
+            if val.len() > 1 {
+                line(&val, marker, val_style)
+            } else {
+                points(&val, Marker::Dot, val_style)
+            },
         ];
         let ylabel = |v: f64| {
             if metric == Metric::Loss {
@@ -267,21 +259,13 @@ impl Widget for LrChart<'_> {
         let (lo, hi) = bounds(trace.iter().chain(&marks).chain(&plan).map(|p| p.1));
         let (y0, y1) = ((lo - 0.25).floor(), (hi + 0.25).ceil());
         let datasets = vec![
-            Dataset::default()
-                .marker(Marker::Dot)
-                .graph_type(GraphType::Scatter)
-                .style(theme.dim())
-                .data(&plan),
-            Dataset::default()
-                .marker(self.marker)
-                .graph_type(GraphType::Line)
-                .style(theme.fg(Theme::LR))
-                .data(&trace),
-            Dataset::default()
-                .marker(Marker::Block)
-                .graph_type(GraphType::Scatter)
-                .style(theme.fg(Theme::MARK).add_modifier(Modifier::BOLD))
-                .data(&marks),
+            points(&plan, Marker::Dot, theme.dim()),
+            line(&trace, self.marker, theme.fg(Theme::LR)),
+            points(
+                &marks,
+                Marker::Block,
+                theme.fg(Theme::MARK).add_modifier(Modifier::BOLD),
+            ),
         ];
         Chart::new(datasets)
             .block(block(title, theme, self.focused))

@@ -4,9 +4,9 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Clear, Paragraph, Widget};
+use ratatui::widgets::{Paragraph, Widget};
 
-use super::block;
+use super::{block, centred};
 use crate::tui::theme::Theme;
 
 /// The keys on the bottom line, in their order, each with its priority (0 first): on a
@@ -138,16 +138,7 @@ impl Widget for Popup<'_> {
             .unwrap_or(20)
             .max(title.len() + 4) as u16
             + 4;
-        let h = lines.len() as u16 + 2;
-        let w = w.min(area.width);
-        let h = h.min(area.height);
-        let popup = Rect {
-            x: area.x + (area.width - w) / 2,
-            y: area.y + (area.height - h) / 2,
-            width: w,
-            height: h,
-        };
-        Clear.render(popup, buf);
+        let popup = centred(area, w, lines.len() as u16 + 2, buf);
         Paragraph::new(lines)
             .alignment(Alignment::Left)
             .block(

@@ -7,8 +7,12 @@ pub mod header;
 pub mod keys;
 pub mod planner;
 
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::symbols::Marker;
 use ratatui::text::Span;
-use ratatui::widgets::{Block, Borders};
+use ratatui::widgets::{Block, Borders, Clear, Dataset, GraphType, Widget};
 
 pub use charts::{LrChart, Metric, MetricChart};
 pub use events::EventLog;
@@ -18,6 +22,37 @@ pub use keys::{Help, KeyBar, Popup};
 pub use planner::{EditorView, FinderChart, FinderView};
 
 use super::theme::Theme;
+
+/// A box of at most `w` x `h` in the middle of `area`, cleared: where an overlay goes.
+fn centred(area: Rect, w: u16, h: u16, buf: &mut Buffer) -> Rect {
+    let (w, h) = (w.min(area.width), h.min(area.height));
+    let r = Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    };
+    Clear.render(r, buf);
+    r
+}
+
+/// A chart's series drawn as a line.
+fn line(data: &[(f64, f64)], marker: Marker, style: Style) -> Dataset<'_> {
+    Dataset::default()
+        .marker(marker)
+        .graph_type(GraphType::Line)
+        .style(style)
+        .data(data)
+}
+
+/// A chart's series drawn as separate points.
+fn points(data: &[(f64, f64)], marker: Marker, style: Style) -> Dataset<'_> {
+    Dataset::default()
+        .marker(marker)
+        .graph_type(GraphType::Scatter)
+        .style(style)
+        .data(data)
+}
 
 /// A panel's frame with its title; the focused panel's stands out.
 fn block<'a>(title: String, theme: &Theme, focused: bool) -> Block<'a> {

@@ -6,27 +6,14 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Chart, Clear, Dataset, Gauge, GraphType, Paragraph, Widget, Wrap};
+use ratatui::widgets::{Axis, Chart, Gauge, Paragraph, Widget, Wrap};
 
-use super::{block, bounds};
+use super::{block, bounds, centred, line, points};
 use crate::format::sci;
 use crate::protocol::LrFinding;
 use crate::tui::editor::ScheduleEditor;
 use crate::tui::theme::Theme;
 use crate::watch::RunState;
-
-/// A box of at most `w` x `h` in the middle of `area`, cleared.
-fn centred(area: Rect, w: u16, h: u16, buf: &mut Buffer) -> Rect {
-    let (w, h) = (w.min(area.width), h.min(area.height));
-    let r = Rect {
-        x: area.x + (area.width - w) / 2,
-        y: area.y + (area.height - h) / 2,
-        width: w,
-        height: h,
-    };
-    Clear.render(r, buf);
-    r
-}
 
 fn log_points(pts: impl IntoIterator<Item = (u64, f64)>) -> Vec<(f64, f64)> {
     pts.into_iter()
@@ -117,21 +104,13 @@ impl Widget for EditorView<'_> {
         let (y0, y1) = ((lo - 0.25).floor(), (hi + 0.25).ceil());
         let x1 = run.total_steps().max(run.step).max(1) as f64;
         Chart::new(vec![
-            Dataset::default()
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(theme.dim())
-                .data(&past),
-            Dataset::default()
-                .marker(Marker::Dot)
-                .graph_type(GraphType::Scatter)
-                .style(theme.dim())
-                .data(&now),
-            Dataset::default()
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(theme.fg(Theme::LR).add_modifier(Modifier::BOLD))
-                .data(&next),
+            line(&past, Marker::Braille, theme.dim()),
+            points(&now, Marker::Dot, theme.dim()),
+            line(
+                &next,
+                Marker::Braille,
+                theme.fg(Theme::LR).add_modifier(Modifier::BOLD),
+            ),
         ])
         .block(block(
             " plan: so far, now (dots), this schedule (line) ".into(),
@@ -288,26 +267,18 @@ impl Widget for FinderChart<'_> {
             (f.points.last().map_or(1.0, |p| p.lr.log10()) - 1e-9).ceil() + 0.0,
         );
         Chart::new(vec![
-            Dataset::default()
-                .marker(Marker::Dot)
-                .graph_type(GraphType::Scatter)
-                .style(theme.dim())
-                .data(&raw),
-            Dataset::default()
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(theme.fg(Theme::TRAIN))
-                .data(&smoothed),
-            Dataset::default()
-                .marker(Marker::Block)
-                .graph_type(GraphType::Scatter)
-                .style(theme.fg(Theme::VAL).add_modifier(Modifier::BOLD))
-                .data(&suggested),
-            Dataset::default()
-                .marker(Marker::Block)
-                .graph_type(GraphType::Scatter)
-                .style(theme.fg(Theme::MARK).add_modifier(Modifier::BOLD))
-                .data(&picked),
+            points(&raw, Marker::Dot, theme.dim()),
+            line(&smoothed, Marker::Braille, theme.fg(Theme::TRAIN)),
+            points(
+                &suggested,
+                Marker::Block,
+                theme.fg(Theme::VAL).add_modifier(Modifier::BOLD),
+            ),
+            points(
+                &picked,
+                Marker::Block,
+                theme.fg(Theme::MARK).add_modifier(Modifier::BOLD),
+            ),
         ])
         .block(block(
             " smoothed loss (line), loss (dots) against the LR; suggested, picked ".into(),
