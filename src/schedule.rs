@@ -228,6 +228,15 @@ fn positive(part: &str, v: f64, what: &str) -> Result<f64, SpecError> {
     }
 }
 
+/// Zero or more.
+fn non_negative(part: &str, text: &str, what: &str) -> Result<f64, SpecError> {
+    let v = number(part, text, what)?;
+    if v < 0.0 {
+        return Err(SpecError::at(part, format!("{what} cannot be negative")));
+    }
+    Ok(v)
+}
+
 /// A factor that lowers the LR: in (0, 1].
 fn factor(part: &str, v: f64, what: &str) -> Result<f64, SpecError> {
     if v > 0.0 && v <= 1.0 {
@@ -374,12 +383,7 @@ fn cosine(args: &str) -> Result<Kind, SpecError> {
     let (mut min_lr, mut restart, mut mult) = (0.0, None, 1);
     for (item, k, v) in pairs(args)? {
         match k {
-            "min" => {
-                min_lr = number(item, v, "minimum LR")?;
-                if min_lr < 0.0 {
-                    return Err(SpecError::at(item, "the minimum LR cannot be negative"));
-                }
-            }
+            "min" => min_lr = non_negative(item, v, "the minimum LR")?,
             "restart" => {
                 let n = count(item, v, "epochs of the first period")?;
                 if n == 0 {
@@ -490,12 +494,7 @@ fn plateau(args: &str) -> Result<Kind, SpecError> {
                 }
             }
             "patience" => p.patience = count(item, v, "epochs")? as u32,
-            "threshold" => {
-                p.threshold = number(item, v, "threshold")?;
-                if p.threshold < 0.0 {
-                    return Err(SpecError::at(item, "threshold cannot be negative"));
-                }
-            }
+            "threshold" => p.threshold = non_negative(item, v, "threshold")?,
             "threshold_mode" => {
                 p.threshold_mode = match v {
                     "rel" => ThresholdMode::Rel,
@@ -504,18 +503,8 @@ fn plateau(args: &str) -> Result<Kind, SpecError> {
                 }
             }
             "cooldown" => p.cooldown = count(item, v, "epochs")? as u32,
-            "min_lr" => {
-                p.min_lr = number(item, v, "minimum LR")?;
-                if p.min_lr < 0.0 {
-                    return Err(SpecError::at(item, "min_lr cannot be negative"));
-                }
-            }
-            "eps" => {
-                p.eps = number(item, v, "eps")?;
-                if p.eps < 0.0 {
-                    return Err(SpecError::at(item, "eps cannot be negative"));
-                }
-            }
+            "min_lr" => p.min_lr = non_negative(item, v, "min_lr")?,
+            "eps" => p.eps = non_negative(item, v, "eps")?,
             _ => return Err(unknown(
                 item,
                 k,

@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{candletop, rejects, write_idx};
+use common::{candletop, rejects, succeeds, write_idx};
 use serde_json::Value;
 
 #[test]
@@ -608,7 +608,8 @@ fn a_save_the_disk_refuses_is_one_line_and_training_goes_on() {
 #[test]
 fn lr_find_prints_the_curve_and_a_suggestion() {
     let dir = tempfile::tempdir().unwrap();
-    let out = candletop(
+    let stdout = succeeds(
+        dir.path(),
         &[
             "lr-find",
             "--arch",
@@ -618,13 +619,6 @@ fn lr_find_prints_the_curve_and_a_suggestion() {
             "--sweep-steps",
             "40",
         ],
-        dir.path(),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert!(
         stdout.starts_with("LR range test: c8,f32 relu bn dropout 0.25"),

@@ -7,20 +7,8 @@ mod common;
 use std::path::Path;
 
 use candletop::checkpoint;
-use common::{candletop, rejects_in, write_idx};
+use common::{rejects_in, succeeds as ok, write_idx};
 use serde_json::Value;
-
-/// Runs the binary in `dir`, which must succeed; returns stdout.
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = candletop(args, dir);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{args:?}: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 fn records(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)

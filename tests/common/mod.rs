@@ -36,6 +36,18 @@ pub fn candletop(args: &[&str], cwd: &Path) -> Output {
         .unwrap()
 }
 
+/// Runs the binary in `dir`, which must succeed; returns stdout.
+pub fn succeeds(dir: &Path, args: &[&str]) -> String {
+    let out = candletop(args, dir);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// The binary refuses `args` in a fresh directory: one line on stderr naming `want`, exit code
 /// 2, no panic, no run directory.
 pub fn rejects(args: &[&str], want: &str) {
