@@ -1013,15 +1013,16 @@ fn one_cycle(o: &OneCycle, base: f64, total: u64, t: u64) -> (f64, Option<f64>) 
     let total = total as f64;
     let (mom_base, mom_max) = o.momentum.unwrap_or((0.0, 0.0));
     // (end step, start lr, end lr, start momentum, end momentum), as PyTorch lays them out.
-    let phases: Vec<(f64, f64, f64, f64, f64)> = if o.three_phase {
+    let rise = (
+        o.pct_start * total - 1.0,
+        initial,
+        max_lr,
+        mom_max,
+        mom_base,
+    );
+    let phases = if o.three_phase {
         vec![
-            (
-                o.pct_start * total - 1.0,
-                initial,
-                max_lr,
-                mom_max,
-                mom_base,
-            ),
+            rise,
             (
                 2.0 * o.pct_start * total - 2.0,
                 max_lr,
@@ -1032,16 +1033,7 @@ fn one_cycle(o: &OneCycle, base: f64, total: u64, t: u64) -> (f64, Option<f64>) 
             (total - 1.0, initial, min_lr, mom_max, mom_max),
         ]
     } else {
-        vec![
-            (
-                o.pct_start * total - 1.0,
-                initial,
-                max_lr,
-                mom_max,
-                mom_base,
-            ),
-            (total - 1.0, max_lr, min_lr, mom_base, mom_max),
-        ]
+        vec![rise, (total - 1.0, max_lr, min_lr, mom_base, mom_max)]
     };
     let step = (t as f64).min(total - 1.0);
     let anneal = |a: f64, b: f64, pct: f64| match o.anneal {

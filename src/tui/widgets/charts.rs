@@ -5,9 +5,9 @@ use ratatui::layout::Rect;
 use ratatui::style::Modifier;
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Borders, Chart, Widget};
+use ratatui::widgets::{Block, Borders, Chart, Widget};
 
-use super::{block, bounds, line, points};
+use super::{axis, block, bounds, line, points};
 use crate::format::sci;
 use crate::protocol::EpochMetrics;
 use crate::tui::app::TimeAxis;
@@ -200,18 +200,10 @@ impl Widget for MetricChart<'_> {
                     .title(title),
             )
             .x_axis(
-                Axis::default()
-                    .title(Span::styled(x_name, theme.dim()))
-                    .bounds([x0, x1])
-                    .labels([format!("{x0:.0}"), format!("{x1:.0}")])
-                    .style(theme.dim()),
+                axis(x0, x1, [format!("{x0:.0}"), format!("{x1:.0}")], theme)
+                    .title(Span::styled(x_name, theme.dim())),
             )
-            .y_axis(
-                Axis::default()
-                    .bounds([y0, y1])
-                    .labels([ylabel(y0), ylabel(y1)])
-                    .style(theme.dim()),
-            )
+            .y_axis(axis(y0, y1, [ylabel(y0), ylabel(y1)], theme))
             .legend_position(None)
             .render(area, buf);
     }
@@ -269,18 +261,18 @@ impl Widget for LrChart<'_> {
         ];
         Chart::new(datasets)
             .block(block(title, theme, self.focused))
-            .x_axis(
-                Axis::default()
-                    .bounds([x0, x1])
-                    .labels([format!("{x0:.0}"), format!("{x1:.0}")])
-                    .style(theme.dim()),
-            )
-            .y_axis(
-                Axis::default()
-                    .bounds([y0, y1])
-                    .labels([format!("1e{y0:.0}"), format!("1e{y1:.0}")])
-                    .style(theme.dim()),
-            )
+            .x_axis(axis(
+                x0,
+                x1,
+                [format!("{x0:.0}"), format!("{x1:.0}")],
+                theme,
+            ))
+            .y_axis(axis(
+                y0,
+                y1,
+                [format!("1e{y0:.0}"), format!("1e{y1:.0}")],
+                theme,
+            ))
             .render(area, buf);
     }
 }

@@ -12,7 +12,7 @@ use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::symbols::Marker;
 use ratatui::text::Span;
-use ratatui::widgets::{Block, Borders, Clear, Dataset, GraphType, Widget};
+use ratatui::widgets::{Axis, Block, Borders, Clear, Dataset, GraphType, Widget};
 
 pub use charts::{LrChart, Metric, MetricChart};
 pub use events::EventLog;
@@ -34,6 +34,14 @@ fn centred(area: Rect, w: u16, h: u16, buf: &mut Buffer) -> Rect {
     };
     Clear.render(r, buf);
     r
+}
+
+/// A chart axis from `lo` to `hi`, labelled at both ends, in the quiet style.
+fn axis<'a>(lo: f64, hi: f64, labels: [String; 2], theme: &Theme) -> Axis<'a> {
+    Axis::default()
+        .bounds([lo, hi])
+        .labels(labels)
+        .style(theme.dim())
 }
 
 /// A chart's series drawn as a line.

@@ -6,9 +6,9 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Chart, Gauge, Paragraph, Widget, Wrap};
+use ratatui::widgets::{Chart, Gauge, Paragraph, Widget, Wrap};
 
-use super::{block, bounds, centred, line, points};
+use super::{axis, block, bounds, centred, line, points};
 use crate::format::sci;
 use crate::protocol::LrFinding;
 use crate::tui::editor::ScheduleEditor;
@@ -117,18 +117,13 @@ impl Widget for EditorView<'_> {
             theme,
             false,
         ))
-        .x_axis(
-            Axis::default()
-                .bounds([0.0, x1])
-                .labels(["0".to_string(), format!("{x1:.0}")])
-                .style(theme.dim()),
-        )
-        .y_axis(
-            Axis::default()
-                .bounds([y0, y1])
-                .labels([format!("1e{y0:.0}"), format!("1e{y1:.0}")])
-                .style(theme.dim()),
-        )
+        .x_axis(axis(0.0, x1, ["0".into(), format!("{x1:.0}")], theme))
+        .y_axis(axis(
+            y0,
+            y1,
+            [format!("1e{y0:.0}"), format!("1e{y1:.0}")],
+            theme,
+        ))
         .render(chart, buf);
     }
 }
@@ -286,18 +281,15 @@ impl Widget for FinderChart<'_> {
             false,
         ))
         .x_axis(
-            Axis::default()
-                .title(Span::styled("lr", theme.dim()))
-                .bounds([x0, x1])
-                .labels([format!("1e{x0:.0}"), format!("1e{x1:.0}")])
-                .style(theme.dim()),
+            axis(x0, x1, [format!("1e{x0:.0}"), format!("1e{x1:.0}")], theme)
+                .title(Span::styled("lr", theme.dim())),
         )
-        .y_axis(
-            Axis::default()
-                .bounds([y0, y1])
-                .labels([format!("{y0:.2}"), format!("{y1:.2}")])
-                .style(theme.dim()),
-        )
+        .y_axis(axis(
+            y0,
+            y1,
+            [format!("{y0:.2}"), format!("{y1:.2}")],
+            theme,
+        ))
         .render(area, buf);
     }
 }
