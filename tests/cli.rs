@@ -699,7 +699,8 @@ fn bad_schedules_are_one_line_errors() {
 fn a_schedule_sets_the_lr_of_every_step() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let out = candletop(
+    let stdout = succeeds(
+        d,
         &[
             "--headless",
             "--arch",
@@ -715,10 +716,7 @@ fn a_schedule_sets_the_lr_of_every_step() {
             "--run-dir",
             "r",
         ],
-        d,
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
     assert!(
         stdout.contains("\n  AdamW wd 0.01, lr 2.00e-3 step x0.5 every 1 ep; 2 epochs x 141 steps of 64; run dir r\n"),
         "{stdout}"
