@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::checkpoint;
 use crate::cli::{Cli, Cmd, EvalArgs, InspectArgs, LrFindArgs, Split, TrainArgs};
-use crate::data::{DataSpec, DataSplits, Normalization};
+use crate::config::RunConfig;
+use crate::data::{DataSpec, DataSplits};
 use crate::error::Error;
 use crate::format::{group_thousands, human_bytes};
 use crate::protocol::{self, OnNonFinite};
@@ -59,7 +60,7 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
     // Nobody can press a key in a headless run: a non-finite loss ends it.
     let headless = args.headless || !std::io::stdout().is_terminal();
     runtime::set_threads(cfg.threads(), cfg.kernels);
-    let data = DataSplits::load(&cfg.data, cfg.val_split, cfg.seed)?;
+    let data = load_data(&cfg)?;
     let mut trainer = match &resumed {
         Some((ckpt, path)) => Trainer::resume(cfg.clone(), data, ckpt, path, &args.given())?,
         None => Trainer::new(cfg.clone(), data)?,
@@ -95,6 +96,30 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
     }
 }
 
+/// The data `cfg` names, saying on stderr what a slow load is about to do and which files
+/// `--skip-bad-images` left out.
+fn load_data(cfg: &RunConfig) -> Result<DataSplits, Error> {
+    let data = DataSplits::load_noting(&cfg.data, &cfg.data_options(), &mut |note| {
+        eprintln!("{note}");
+    })?;
+    if !data.skipped.is_empty() {
+        eprintln!(
+            "skipped {} images that do not decode (--skip-bad-images):",
+            data.skipped.len()
+        );
+        for b in data.skipped.iter().take(20) {
+            eprintln!("  {}: {}", b.path.display(), b.problem);
+        }
+        if data.skipped.len() > 20 {
+            eprintln!(
+                "  ... and {} more (all in metrics.jsonl)",
+                data.skipped.len() - 20
+            );
+        }
+    }
+    Ok(data)
+}
+
 fn find_lr(args: &LrFindArgs) -> Result<ExitCode, Error> {
     if args.train.resume.is_some() {
         return Err(crate::config::ConfigError::Invalid {
@@ -115,7 +140,7 @@ fn find_lr(args: &LrFindArgs) -> Result<ExitCode, Error> {
     }
     let cfg = args.train.resolve()?;
     runtime::set_threads(cfg.threads(), cfg.kernels);
-    let data = DataSplits::load(&cfg.data, cfg.val_split, cfg.seed)?;
+    let data = load_data(&cfg)?;
     let mut trainer = Trainer::new(cfg.clone(), data)?;
     let settings = FinderSettings {
         start_lr: start,
@@ -201,7 +226,7 @@ fn eval(args: &EvalArgs) -> Result<ExitCode, Error> {
     if let Some(d) = &args.data {
         cfg.data = d.parse::<DataSpec>()?;
     }
-    let data = DataSplits::load(&cfg.data, cfg.val_split, cfg.seed)?;
+    let data = load_data(&cfg)?;
     let shape = [data.train.channels, data.train.height, data.train.width];
     let model_cfg = &ckpt.model_config;
     if shape != model_cfg.input || data.classes.len() != model_cfg.classes {
@@ -219,18 +244,21 @@ fn eval(args: &EvalArgs) -> Result<ExitCode, Error> {
         .into());
     }
     let described = data.describe();
+    let name = format!("{:?}", args.split).to_lowercase();
     let split = Arc::new(match args.split {
         Split::Train => data.train,
         Split::Val => data.val,
         Split::Test => data.test,
     });
     let mut model = eval::load_model(&ckpt, path)?;
+    if split.is_empty() {
+        return Err(Error::Data(crate::data::DataError::Spec {
+            spec: cfg.data.to_string(),
+            problem: format!("no {name} split (an image folder needs {name}/ beside train/)"),
+        }));
+    }
     // The normalisation the model was trained with.
-    let norm = Normalization {
-        mean: ckpt.data.mean,
-        std: ckpt.data.std,
-    };
-    let p = eval::predict(&mut model, &split, norm, eval::EVAL_BATCH)?;
+    let p = eval::predict(&mut model, &split, &ckpt.data.norm(), eval::EVAL_BATCH)?;
     let classes = &ckpt.classes;
     let c = classes.len();
     let mut confusion = vec![vec![0usize; c]; c];
@@ -240,7 +268,6 @@ fn eval(args: &EvalArgs) -> Result<ExitCode, Error> {
     let n = p.labels.len();
     let correct: usize = (0..c).map(|i| confusion[i][i]).sum();
     let mut out = std::io::stdout().lock();
-    let name = format!("{:?}", args.split).to_lowercase();
     let _ = writeln!(
         out,
         "{}: {} split of {}, {n} images",
@@ -371,10 +398,9 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode, Error> {
     );
     let _ = writeln!(
         out,
-        "  data        {} (mean {:.4}, std {:.4}), classes {}",
+        "  data        {} ({}), classes {}",
         c.data.source,
-        c.data.mean,
-        c.data.std,
+        c.data.norm().describe(),
         c.classes.join(", ")
     );
     if let Some(s) = &c.schedule {

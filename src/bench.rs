@@ -29,12 +29,12 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
     if let Some(batch) = std::env::var_os(STOCK_CHILD) {
         let batch = batch.to_string_lossy().parse().unwrap_or(base.batch_size);
         runtime::set_threads(base.threads(), Kernels::Stock);
-        let data = DataSplits::load(&DataSpec::Embedded, base.val_split, base.seed)?;
+        let data = DataSplits::load(&DataSpec::Embedded, &base.data_options())?;
         throughput(&base, &data, batch, Kernels::Stock, args.steps)?;
         return Ok(ExitCode::SUCCESS);
     }
     runtime::set_threads(base.threads(), Kernels::Fast);
-    let data = DataSplits::load(&DataSpec::Embedded, base.val_split, base.seed)?;
+    let data = DataSplits::load(&DataSpec::Embedded, &base.data_options())?;
     say(&format!(
         "candletop bench: default model ({}), {} threads, {} timed steps",
         base.arch,

@@ -53,14 +53,58 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Dataset: 'embedded' (a Fashion-MNIST subset built into the binary), 'mnist:DIR' or
-    /// 'fashion-mnist:DIR' (IDX files, gzipped or not) [default: embedded]
-    #[arg(long, value_name = "SPEC")]
+    /// Dataset: embedded, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, cifar100:DIR,
+    /// cifar100-coarse:DIR or folder:DIR [default: embedded]
+    #[arg(long, value_name = "SPEC", long_help = DATA_HELP)]
     pub data: Option<String>,
 
-    /// Share of the training set held out for validation, stratified by class [default: 0.1]
+    /// Share of the training set held out for validation, stratified by class (unless the
+    /// image folder has a val/ of its own) [default: 0.1]
     #[arg(long, value_name = "F")]
     pub val_split: Option<f64>,
+
+    /// Image folders: 1 (grayscale) or 3 (RGB) channels [default: what the images are]
+    #[arg(long, value_name = "C")]
+    pub channels: Option<usize>,
+
+    /// Image folders: resize every image to N (square) or WxH pixels [default: the first
+    /// image's size; all must match]
+    #[arg(long, value_name = "N|WxH")]
+    pub image_size: Option<String>,
+
+    /// Image folders: skip files that do not decode, and list them, instead of stopping
+    #[arg(long)]
+    pub skip_bad_images: bool,
+
+    /// Train on a stratified subset of N training images [default: 0, all]
+    #[arg(long, value_name = "N")]
+    pub subset: Option<usize>,
+
+    /// Skew the training set: class k keeps a share decaying geometrically, so the first class
+    /// has RATIO times the images of the last (validation and test stay as they are) [default:
+    /// 0, none]
+    #[arg(long, value_name = "RATIO")]
+    pub imbalance: Option<f64>,
+
+    /// Input normalisation: auto (each channel's mean and std over the training set) or
+    /// MEAN/STD, e.g. 0.5/0.25 or 0.49,0.48,0.45/0.25,0.24,0.26 [default: auto]
+    #[arg(long, value_name = "SPEC")]
+    pub normalize: Option<String>,
+
+    /// Augmentation of training images, e.g. crop:0.8,flip,jitter:0.2 or pad-crop:4,flip
+    /// (see --help) [default: none]; the key a toggles it live
+    #[arg(long, value_name = "SPEC", long_help = AUGMENT_HELP)]
+    pub augment: Option<String>,
+
+    /// Weights of the classes in the loss: none, or balanced (inverse class frequency, as
+    /// scikit-learn) [default: none]; the key w toggles it live
+    #[arg(long, value_enum)]
+    pub class_weights: Option<crate::data::ClassWeights>,
+
+    /// How an epoch visits the training images: shuffle (each once), or balanced (with
+    /// replacement, weighted by inverse class frequency) [default: shuffle]
+    #[arg(long, value_enum)]
+    pub sampler: Option<crate::data::Sampler>,
 
     /// Layers, comma-separated [default: c32,c64,f128]
     #[arg(long, value_name = "LAYERS", long_help = ARCH_HELP)]
@@ -193,6 +237,42 @@ const ARCH_HELP: &str = "Layers, comma-separated [default: c32,c64,f128]
 The last layer, one output per class, is always added.
 Example: c32k5,c64/avg,c128/none,f256,f64";
 
+const DATA_HELP: &str = "Dataset [default: embedded]
+
+  embedded              a 6,000-image Fashion-MNIST subset built into the binary
+  mnist:DIR             MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-..., gzipped or not)
+  fashion-mnist:DIR     Fashion-MNIST IDX files, as MNIST
+  cifar10:DIR           CIFAR-10 binary version: data_batch_1..5.bin, test_batch.bin,
+                        batches.meta.txt (in DIR or DIR/cifar-10-batches-bin)
+  cifar100:DIR          CIFAR-100 binary version: train.bin, test.bin, fine_label_names.txt
+                        (in DIR or DIR/cifar-100-binary); 100 fine classes
+  cifar100-coarse:DIR   CIFAR-100 with its 20 coarse classes (coarse_label_names.txt)
+  folder:DIR            images (png, jpg, jpeg, bmp, gif, webp) in DIR/train/<class>/ with
+                        DIR/val/<class>/ and DIR/test/<class>/ when present, or in DIR/<class>/
+                        (validation split off by --val-split); classes are the sorted folder
+                        names; see --channels, --image-size, --skip-bad-images
+
+`candletop data-info --data SPEC` shows what a source holds.";
+
+const AUGMENT_HELP: &str = "Augmentation of training images, per sample, with torchvision's
+semantics [default: none]. SPEC is none or transforms separated by commas, applied in the
+order written; normalisation comes after them:
+
+  crop[:S1[-S2]][:R1-R2]  RandomResizedCrop back to the input size: a box of S1..S2 of the area
+                          (0.08-1) with aspect ratio R1..R2 (0.75-1.333), bilinear
+  pad-crop[:P]            RandomCrop of the input size after zero padding of P pixels (4)
+  flip[:P]                RandomHorizontalFlip with probability P (0.5)
+  jitter:B[:C[:S[:H]]]    ColorJitter: brightness B, contrast C (B), saturation S (B), hue H (0,
+                          at most 0.5); saturation and hue only change RGB images
+  rotate[:DEG]            RandomRotation by up to DEG degrees either way (10), nearest, zero fill
+  erase[:P]               RandomErasing with probability P (0.5): a box of 2-33% of the area,
+                          aspect 0.3-3.3, set to 0 after normalisation (the mean)
+
+Each sample's draws depend only on the seed, the epoch and its place in the epoch: runs repeat
+and resume exactly. In the UI, a turns augmentation off and on (without --augment, on means
+pad-crop by an eighth of the side and flip) and g shows augmented samples.
+Examples: pad-crop:4,flip   crop:0.8,flip,jitter:0.2   flip,rotate:15,erase";
+
 const SCHEDULE_HELP: &str = "How the learning rate moves over the run [default: constant]
 
   SPEC = [warmup=STEPS[:START]+]KIND, KIND one of:
@@ -323,6 +403,22 @@ impl TrainArgs {
         if let Some(s) = &self.schedule {
             c.schedule = s.parse()?;
         }
+        if let Some(a) = &self.augment {
+            c.augment = a.parse()?;
+        }
+        if let Some(n) = &self.normalize {
+            c.normalize = n.parse().map_err(ConfigError::Data)?;
+        }
+        if let Some(s) = &self.image_size {
+            c.image_size = Some(s.parse().map_err(|_| ConfigError::Invalid {
+                flag: "--image-size",
+                value: s.clone(),
+                problem: "expected N or WxH, each 1 to 4096 pixels",
+            })?);
+        }
+        if self.skip_bad_images {
+            c.skip_bad_images = true;
+        }
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { c.$field = v; } )* };
         }
@@ -345,7 +441,7 @@ impl TrainArgs {
             save_every_steps,
             max_steps
         );
-        set!(kernels);
+        set!(kernels, channels, subset, imbalance, class_weights, sampler);
         let o = &mut c.optimizer;
         if let Some(k) = self.optimizer {
             o.kind = k;
@@ -377,6 +473,15 @@ impl TrainArgs {
         let flags = [
             ("data", self.data.is_some()),
             ("val_split", self.val_split.is_some()),
+            ("channels", self.channels.is_some()),
+            ("image_size", self.image_size.is_some()),
+            ("skip_bad_images", self.skip_bad_images),
+            ("subset", self.subset.is_some()),
+            ("imbalance", self.imbalance.is_some()),
+            ("normalize", self.normalize.is_some()),
+            ("augment", self.augment.is_some()),
+            ("class_weights", self.class_weights.is_some()),
+            ("sampler", self.sampler.is_some()),
             ("arch", self.arch.is_some()),
             ("activation", self.activation.is_some()),
             ("batch_norm", self.batch_norm || self.no_batch_norm),

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::DataSpec;
+use crate::data::folder::{FolderOptions, ImageSize};
+use crate::data::{AugmentSpec, ClassWeights, DataOptions, DataSpec, NormalizeSpec, Sampler};
 use crate::model::{Activation, Arch, Kernels, ModelConfig};
 use crate::optim::OptimizerConfig;
 use crate::protocol::LearningRate;
@@ -18,6 +19,26 @@ use crate::schedule::{ScheduleSpec, SpecError};
 pub struct RunConfig {
     pub data: DataSpec,
     pub val_split: f64,
+    /// Image folders: 1 or 3 channels; 0 means what the images are.
+    pub channels: usize,
+    /// Image folders: resize every image to this size; none means the first image's size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<ImageSize>,
+    /// Image folders: skip files that do not decode instead of stopping.
+    pub skip_bad_images: bool,
+    /// Train on a stratified subset of this many images; 0 means all.
+    pub subset: usize,
+    /// Skew the training set so the first class has this many times the images of the last;
+    /// 0 means no skew.
+    pub imbalance: f64,
+    /// Per-channel mean/std: "auto" (the training set's) or given.
+    pub normalize: NormalizeSpec,
+    /// Augmentation of training images (an `--augment` spec).
+    pub augment: AugmentSpec,
+    /// Weights of the classes in the loss.
+    pub class_weights: ClassWeights,
+    /// How an epoch visits the training images.
+    pub sampler: Sampler,
     pub arch: String,
     pub activation: Activation,
     pub batch_norm: bool,
@@ -65,6 +86,15 @@ impl Default for RunConfig {
         Self {
             data: DataSpec::Embedded,
             val_split: 0.1,
+            channels: 0,
+            image_size: None,
+            skip_bad_images: false,
+            subset: 0,
+            imbalance: 0.0,
+            normalize: NormalizeSpec::Auto,
+            augment: AugmentSpec::default(),
+            class_weights: ClassWeights::None,
+            sampler: Sampler::Shuffle,
             arch: "c32,c64,f128".into(),
             activation: Activation::Relu,
             batch_norm: true,
@@ -111,6 +141,8 @@ pub enum ConfigError {
     Data(#[from] crate::data::DataError),
     #[error(transparent)]
     Schedule(#[from] SpecError),
+    #[error(transparent)]
+    Augment(#[from] crate::data::augment::AugmentError),
 }
 
 impl RunConfig {
@@ -165,6 +197,10 @@ impl RunConfig {
     pub fn keys() -> Vec<String> {
         let full = Self {
             run_dir: Some(PathBuf::from(".")),
+            image_size: Some(ImageSize {
+                height: 1,
+                width: 1,
+            }),
             ..Self::default()
         };
         match serde_json::to_value(full) {
@@ -259,9 +295,35 @@ impl RunConfig {
         if self.log_every == 0 {
             return bad("--log-every", 0, "must be at least 1");
         }
+        if ![0, 1, 3].contains(&self.channels) {
+            return bad("--channels", self.channels, "must be 1 or 3");
+        }
+        if !(self.imbalance == 0.0 || (self.imbalance.is_finite() && self.imbalance >= 1.0)) {
+            return bad(
+                "--imbalance",
+                self.imbalance,
+                "must be at least 1 (the largest class over the smallest)",
+            );
+        }
         // The number of steps is known only with the data; the trainer checks those.
         self.schedule.check(self.epochs, u64::MAX)?;
         Ok(arch)
+    }
+
+    /// How to read and split the data.
+    pub fn data_options(&self) -> DataOptions {
+        DataOptions {
+            val_split: self.val_split,
+            seed: self.seed,
+            folder: FolderOptions {
+                channels: (self.channels > 0).then_some(self.channels),
+                size: self.image_size.map(|s| (s.height, s.width)),
+                skip_bad: self.skip_bad_images,
+            },
+            subset: self.subset,
+            imbalance: self.imbalance,
+            normalize: self.normalize.clone(),
+        }
     }
 
     /// Compute threads: the setting, or all cores when it is 0.

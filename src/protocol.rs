@@ -73,6 +73,12 @@ pub enum Command {
     SetSchedule(String),
     /// Run the LR range test on a copy of the model and optimizer (the run pauses meanwhile).
     FindLr,
+    /// Augment training images (true) or not, from the next batch on.
+    SetAugment(bool),
+    /// Weight the loss by class ("balanced") or not, from the next step on.
+    SetClassWeights(bool),
+    /// Send this many training images as the model sees them now (augmented when on).
+    ShowSamples(u32),
     Pause,
     Resume,
     /// One step while paused.
@@ -105,6 +111,54 @@ pub struct Resumed {
     pub notes: Vec<String>,
 }
 
+/// The data a run trains on, beyond its description: class balance and the live switches.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DataFacts {
+    /// Images per class, in the order of `RunInfo::classes`.
+    pub train_counts: Vec<usize>,
+    pub val_counts: Vec<usize>,
+    pub test_counts: Vec<usize>,
+    /// The augmentation `a` switches (a spec), and whether it is on.
+    pub augment: String,
+    pub augmenting: bool,
+    /// The loss's class weights when on (empty when off), and what "on" uses.
+    pub class_weights: Vec<f32>,
+    pub balanced_weights: Vec<f32>,
+    /// How an epoch visits the images: "shuffle" or "balanced".
+    pub sampler: String,
+    /// Files left out with `--skip-bad-images`: "path: problem".
+    pub skipped: Vec<String>,
+}
+
+impl DataFacts {
+    /// The transforms' names when augmentation is on, e.g. "pad-crop flip".
+    pub fn active_transforms(&self) -> Option<String> {
+        if !self.augmenting {
+            return None;
+        }
+        let names: Vec<&str> = self
+            .augment
+            .split(',')
+            .map(|t| t.split(':').next().unwrap_or(t))
+            .filter(|t| !t.is_empty() && *t != "none")
+            .collect();
+        (!names.is_empty()).then(|| names.join(" "))
+    }
+}
+
+/// Training images as the model sees them (augmented when on), for a person to look at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleGrid {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Each image's pixels, channel planes, 0-255.
+    pub images: Vec<Vec<u8>>,
+    pub labels: Vec<u32>,
+    /// Whether augmentation was on when they were drawn.
+    pub augmented: bool,
+}
+
 /// Static facts about the run, sent once at the start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -125,6 +179,9 @@ pub struct RunInfo {
     pub resumed: Option<Resumed>,
     /// The learning-rate schedule the run starts with.
     pub schedule: Schedule,
+    /// Class balance and the data switches.
+    #[serde(default)]
+    pub data_facts: DataFacts,
 }
 
 /// Metrics of one training step, or of several folded together when the receiver lagged.
@@ -301,6 +358,22 @@ pub enum Event {
     LrFound {
         step: u64,
         finding: LrFinding,
+    },
+    /// Augmentation turned on or off, from the batch after `step`.
+    AugmentChanged {
+        step: u64,
+        on: bool,
+        augment: String,
+    },
+    /// The loss's class weights changed, from the step after `step` (empty: none).
+    ClassWeightsChanged {
+        step: u64,
+        weights: Vec<f32>,
+    },
+    /// Training images as the model sees them, asked for with `ShowSamples`.
+    Samples {
+        step: u64,
+        grid: SampleGrid,
     },
     Paused {
         step: u64,

@@ -31,13 +31,13 @@ fn check_with(activation: Activation, arch: &str, batch_norm: bool, kernels: Ker
     let mut rng = Rng::new(0);
     let mut loss_of = |m: &mut Cnn| -> f64 {
         let logits = m.forward(&x, Mode::Train, &mut rng).unwrap();
-        cross_entropy(&logits, &labels, 0.1)
+        cross_entropy(&logits, &labels, 0.1, None)
             .unwrap()
             .to_scalar::<f64>()
             .unwrap()
     };
     let logits = model.forward(&x, Mode::Train, &mut Rng::new(0)).unwrap();
-    let loss = cross_entropy(&logits, &labels, 0.1).unwrap();
+    let loss = cross_entropy(&logits, &labels, 0.1, None).unwrap();
     let grads = loss.backward().unwrap();
     let params = model.params().to_vec();
     let h = 1e-6;
@@ -435,7 +435,7 @@ fn fast_gradients_do_not_depend_on_the_threads() {
             .unwrap();
         pool.install(|| {
             let logits = model.forward(&x, Mode::Train, &mut Rng::new(9)).unwrap();
-            let grads = cross_entropy(&logits, &labels, 0.0)
+            let grads = cross_entropy(&logits, &labels, 0.0, None)
                 .unwrap()
                 .backward()
                 .unwrap();

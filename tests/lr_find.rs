@@ -2,7 +2,7 @@
 //! a learning rate that trains, better than far too small or far too large ones.
 
 use candletop::config::RunConfig;
-use candletop::data::{DataSpec, DataSplits};
+use candletop::data::{DataOptions, DataSpec, DataSplits};
 use candletop::optim::{OptimizerConfig, OptimizerKind};
 use candletop::protocol::{link, Event, LearningRate};
 use candletop::train::{FinderSettings, Trainer};
@@ -21,7 +21,7 @@ fn adam(lr: f64) -> RunConfig {
 }
 
 fn data() -> DataSplits {
-    DataSplits::load(&DataSpec::Embedded, 0.1, 42).unwrap()
+    DataSplits::load(&DataSpec::Embedded, &DataOptions::new(0.1, 42)).unwrap()
 }
 
 /// Validation accuracy after one epoch at `lr`.

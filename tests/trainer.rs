@@ -402,7 +402,7 @@ fn one_epoch(kernels: candletop::model::Kernels, seed: u64) -> candletop::protoc
         threads: 2,
         ..RunConfig::default()
     };
-    let data = DataSplits::load(&DataSpec::Embedded, cfg.val_split, cfg.seed).unwrap();
+    let data = DataSplits::load(&DataSpec::Embedded, &cfg.data_options()).unwrap();
     let (t, m) = link();
     let h = Trainer::new(cfg, data).unwrap().spawn(t);
     let seen = until(&m, |e| matches!(e, Event::Finished { .. }));

@@ -30,6 +30,7 @@ fn layers() -> Vec<String> {
 fn recorded() -> App {
     let mut app = App::new(UiOptions::default());
     app.on_event(&Event::Started(RunInfo {
+        data_facts: Default::default(),
         data: "embedded (9000 train / 1000 val / 2000 test)".into(),
         model: "c32,c64,f128 relu bn (421,738 params)".into(),
         param_count: 421_738,

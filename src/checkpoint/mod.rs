@@ -16,12 +16,42 @@ use crate::schedule::Schedule;
 pub use h5::{read, write, CheckpointError, FORMAT, FORMAT_VERSION};
 pub use writer::{CheckpointWriter, SaveFailure, SaveKind, SaveResult};
 
-/// Where the data came from and how it was normalised.
+/// Where the data came from, how it was normalised (per channel), and whether augmentation was
+/// on (the key `a` turns it off and on; the spec is the run's `augment` setting).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataInfo {
     pub source: String,
-    pub mean: f32,
-    pub std: f32,
+    #[serde(deserialize_with = "one_or_many")]
+    pub mean: Vec<f32>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub std: Vec<f32>,
+    /// Whether augmentation was on; files from before it say nothing (on when the run's
+    /// `augment` setting names transforms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augmenting: Option<bool>,
+}
+
+/// A list, or one number (files from before per-channel normalisation).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(f32),
+        Many(Vec<f32>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(x) => vec![x],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+impl DataInfo {
+    pub fn norm(&self) -> crate::data::Normalization {
+        crate::data::Normalization {
+            mean: self.mean.clone(),
+            std: self.std.clone(),
+        }
+    }
 }
 
 /// Where in the run the checkpoint was taken: the next batch to train is `batch` of `epoch`,

@@ -1,8 +1,13 @@
-//! Image datasets: where they come from (`DataSpec`), reading them (IDX, embedded), splitting off
-//! validation, normalisation, and batches prepared in the background.
+//! Image datasets: where they come from (`DataSpec`), reading them (IDX, CIFAR, image folders,
+//! embedded), splitting off validation, class balance, normalisation, augmentation, and batches
+//! prepared in the background.
 
+pub mod augment;
+pub mod balance;
 pub mod batch;
+pub mod cifar;
 pub mod dataset;
+pub mod folder;
 pub mod idx;
 
 use std::io::Read;
@@ -13,8 +18,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
 
-pub use batch::{Batch, BatchStream, Normalization};
+pub use augment::AugmentSpec;
+pub use balance::{ClassWeights, Sampler};
+pub use batch::{Batch, BatchStream, Loader, Normalization, NormalizeSpec};
 pub use dataset::Dataset;
+pub use folder::{BadImage, FolderOptions};
 
 pub const FASHION_MNIST_CLASSES: [&str; 10] = [
     "T-shirt/top",
@@ -69,8 +77,19 @@ pub enum DataError {
     },
     #[error("{path}: the dataset is empty")]
     Empty { path: PathBuf },
+    #[error("{path}: {source}")]
+    Cifar {
+        path: PathBuf,
+        source: cifar::CifarError,
+    },
+    #[error("{path}: {problem}")]
+    Folder { path: PathBuf, problem: String },
     #[error("--data '{spec}': {problem}")]
     Spec { spec: String, problem: String },
+    #[error("--subset {n}: the training set has only {have} images")]
+    Subset { n: usize, have: usize },
+    #[error("--normalize '{spec}': {problem}")]
+    Normalize { spec: String, problem: String },
     #[error("--val-split {0}: must be strictly between 0 and 1")]
     ValSplit(f64),
     #[error("--val-split {split}: leaves no training or no validation images out of {n}")]
@@ -85,7 +104,19 @@ pub enum DataSpec {
     Embedded,
     Mnist(PathBuf),
     FashionMnist(PathBuf),
+    /// The binary version of CIFAR-10.
+    Cifar10(PathBuf),
+    /// The binary version of CIFAR-100, fine labels.
+    Cifar100(PathBuf),
+    /// CIFAR-100 with the 20 coarse labels.
+    Cifar100Coarse(PathBuf),
+    /// An ImageFolder layout.
+    Folder(PathBuf),
 }
+
+/// The kinds of `--data`, for errors and help.
+pub const DATA_KINDS: &str =
+    "embedded, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, cifar100:DIR, cifar100-coarse:DIR, folder:DIR";
 
 impl FromStr for DataSpec {
     type Err = DataError;
@@ -99,9 +130,7 @@ impl FromStr for DataSpec {
             return Ok(Self::Embedded);
         }
         let Some((kind, dir)) = s.split_once(':') else {
-            return Err(bad(
-                "expected 'embedded', 'mnist:DIR' or 'fashion-mnist:DIR'",
-            ));
+            return Err(bad(&format!("expected one of {DATA_KINDS}")));
         };
         if dir.is_empty() {
             return Err(bad("the directory is missing after ':'"));
@@ -109,8 +138,12 @@ impl FromStr for DataSpec {
         match kind {
             "mnist" => Ok(Self::Mnist(dir.into())),
             "fashion-mnist" => Ok(Self::FashionMnist(dir.into())),
+            "cifar10" => Ok(Self::Cifar10(dir.into())),
+            "cifar100" => Ok(Self::Cifar100(dir.into())),
+            "cifar100-coarse" => Ok(Self::Cifar100Coarse(dir.into())),
+            "folder" => Ok(Self::Folder(dir.into())),
             _ => Err(bad(&format!(
-                "unknown data kind '{kind}' (known: embedded, mnist:DIR, fashion-mnist:DIR)"
+                "unknown data kind '{kind}' (known: {DATA_KINDS})"
             ))),
         }
     }
@@ -122,6 +155,10 @@ impl std::fmt::Display for DataSpec {
             Self::Embedded => write!(f, "embedded"),
             Self::Mnist(d) => write!(f, "mnist:{}", d.display()),
             Self::FashionMnist(d) => write!(f, "fashion-mnist:{}", d.display()),
+            Self::Cifar10(d) => write!(f, "cifar10:{}", d.display()),
+            Self::Cifar100(d) => write!(f, "cifar100:{}", d.display()),
+            Self::Cifar100Coarse(d) => write!(f, "cifar100-coarse:{}", d.display()),
+            Self::Folder(d) => write!(f, "folder:{}", d.display()),
         }
     }
 }
@@ -139,6 +176,41 @@ impl From<DataSpec> for String {
     }
 }
 
+/// How to read and split the data: everything besides the source that decides which images
+/// a run sees and how they are scaled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataOptions {
+    pub val_split: f64,
+    pub seed: u64,
+    pub folder: FolderOptions,
+    /// Stratified subset of the training set; 0 keeps it all.
+    pub subset: usize,
+    /// Skew the training set so the first class has this many times the last; 0 or 1: no skew.
+    pub imbalance: f64,
+    pub normalize: NormalizeSpec,
+}
+
+impl DataOptions {
+    pub fn new(val_split: f64, seed: u64) -> Self {
+        Self {
+            val_split,
+            seed,
+            folder: FolderOptions::default(),
+            subset: 0,
+            imbalance: 0.0,
+            normalize: NormalizeSpec::Auto,
+        }
+    }
+}
+
+/// Images per class in each split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassCounts {
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
 /// Everything a run trains and evaluates on.
 #[derive(Debug, Clone)]
 pub struct DataSplits {
@@ -146,49 +218,119 @@ pub struct DataSplits {
     pub classes: Vec<String>,
     pub train: Dataset,
     pub val: Dataset,
+    /// Empty when the source has no test split (an image folder without `test/`).
     pub test: Dataset,
-    /// Mean and standard deviation of the training pixels scaled to [0, 1].
+    /// Mean and standard deviation per channel of the training pixels scaled to [0, 1] (or
+    /// the given ones).
     pub norm: Normalization,
+    /// Files left out with `--skip-bad-images`.
+    pub skipped: Vec<BadImage>,
+}
+
+/// A source's images before validation is split off.
+struct Source {
+    classes: Vec<String>,
+    train: Dataset,
+    /// A validation split of its own (an image folder's `val/`).
+    val: Option<Dataset>,
+    test: Dataset,
+    skipped: Vec<BadImage>,
 }
 
 impl DataSplits {
-    /// Loads `spec`, carves a stratified validation split of `val_split` from train (seeded).
-    pub fn load(spec: &DataSpec, val_split: f64, seed: u64) -> Result<Self, DataError> {
-        if !(val_split > 0.0 && val_split < 1.0) {
-            return Err(DataError::ValSplit(val_split));
+    /// Loads `spec` as `opts` say: validation split off the training set (stratified, seeded)
+    /// unless the source has its own, then the training set's subset or skew.
+    pub fn load(spec: &DataSpec, opts: &DataOptions) -> Result<Self, DataError> {
+        Self::load_noting(spec, opts, &mut |_| {})
+    }
+
+    /// `load`, telling `note` what a slow load is about to do.
+    pub fn load_noting(
+        spec: &DataSpec,
+        opts: &DataOptions,
+        note: &mut dyn FnMut(String),
+    ) -> Result<Self, DataError> {
+        if !(opts.val_split > 0.0 && opts.val_split < 1.0) {
+            return Err(DataError::ValSplit(opts.val_split));
         }
-        let (full_train, test, n_classes) = match spec {
-            DataSpec::Embedded => embedded()?,
+        let numbered = |n: usize| (0..n).map(|c| c.to_string()).collect::<Vec<_>>();
+        let fashion = || FASHION_MNIST_CLASSES.map(String::from).to_vec();
+        let src = match spec {
+            DataSpec::Embedded => {
+                let (train, test) = embedded()?;
+                Source::plain(fashion(), train, test)
+            }
             DataSpec::Mnist(dir) | DataSpec::FashionMnist(dir) => {
                 let train = load_idx_pair(dir, "train", 10)?;
                 let test = load_idx_pair(dir, "t10k", 10)?;
-                (train, test, 10)
+                let classes = match spec {
+                    DataSpec::Mnist(_) => numbered(10),
+                    _ => fashion(),
+                };
+                Source::plain(classes, train, test)
+            }
+            DataSpec::Cifar10(dir) => load_cifar(dir, cifar::Layout::Cifar10)?,
+            DataSpec::Cifar100(dir) => load_cifar(dir, cifar::Layout::Cifar100Fine)?,
+            DataSpec::Cifar100Coarse(dir) => load_cifar(dir, cifar::Layout::Cifar100Coarse)?,
+            DataSpec::Folder(dir) => {
+                let f = folder::load(dir, opts.folder, note)?;
+                let empty = f.train.select(&[]);
+                Source {
+                    classes: f.classes,
+                    train: f.train,
+                    val: f.val,
+                    test: f.test.unwrap_or(empty),
+                    skipped: f.skipped,
+                }
             }
         };
-        let classes: Vec<String> = match spec {
-            DataSpec::Mnist(_) => (0..n_classes).map(|c| c.to_string()).collect(),
-            _ => FASHION_MNIST_CLASSES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+        let n_classes = src.classes.len();
+        let (mut train, val) = match src.val {
+            Some(val) if !val.is_empty() => (src.train, val),
+            _ => {
+                let full = src.train;
+                let (train_idx, val_idx) =
+                    stratified_split(&full.labels, n_classes, opts.val_split, opts.seed);
+                if train_idx.is_empty() || val_idx.is_empty() {
+                    return Err(DataError::ValSplitEmpty {
+                        split: opts.val_split,
+                        n: full.len(),
+                    });
+                }
+                (full.select(&train_idx), full.select(&val_idx))
+            }
         };
-        let (train_idx, val_idx) = stratified_split(&full_train.labels, n_classes, val_split, seed);
-        if train_idx.is_empty() || val_idx.is_empty() {
-            return Err(DataError::ValSplitEmpty {
-                split: val_split,
-                n: full_train.len(),
-            });
+        if opts.subset > 0 {
+            if opts.subset > train.len() {
+                return Err(DataError::Subset {
+                    n: opts.subset,
+                    have: train.len(),
+                });
+            }
+            train = train.select(&balance::subset(
+                &train.labels,
+                n_classes,
+                opts.subset,
+                opts.seed,
+            ));
         }
-        let train = full_train.select(&train_idx);
-        let val = full_train.select(&val_idx);
-        let norm = Normalization::of(&train);
+        if opts.imbalance > 1.0 {
+            train = train.select(&balance::skewed(
+                &train.labels,
+                n_classes,
+                opts.imbalance,
+                opts.seed,
+            ));
+        }
+        let norm = opts.normalize.resolve(&train)?;
         Ok(Self {
             source: spec.clone(),
-            classes,
+            classes: src.classes,
             train,
             val,
-            test,
+            test: src.test,
             norm,
+            skipped: src.skipped,
         })
     }
 
@@ -205,6 +347,113 @@ impl DataSplits {
             self.classes.len()
         )
     }
+
+    pub fn counts(&self) -> ClassCounts {
+        let c = self.classes.len();
+        ClassCounts {
+            train: balance::class_counts(&self.train.labels, c),
+            val: balance::class_counts(&self.val.labels, c),
+            test: balance::class_counts(&self.test.labels, c),
+        }
+    }
+}
+
+impl Source {
+    fn plain(classes: Vec<String>, train: Dataset, test: Dataset) -> Self {
+        Self {
+            classes,
+            train,
+            val: None,
+            test,
+            skipped: Vec::new(),
+        }
+    }
+}
+
+/// The CIFAR files of `dir` (or of the folder the archive unpacks to inside it).
+fn load_cifar(dir: &Path, layout: cifar::Layout) -> Result<Source, DataError> {
+    let (inner, train_names, test_name, names_file): (&str, Vec<String>, &str, &str) = match layout
+    {
+        cifar::Layout::Cifar10 => (
+            "cifar-10-batches-bin",
+            (1..=5).map(|i| format!("data_batch_{i}.bin")).collect(),
+            "test_batch.bin",
+            "batches.meta.txt",
+        ),
+        cifar::Layout::Cifar100Fine => (
+            "cifar-100-binary",
+            vec!["train.bin".into()],
+            "test.bin",
+            "fine_label_names.txt",
+        ),
+        cifar::Layout::Cifar100Coarse => (
+            "cifar-100-binary",
+            vec!["train.bin".into()],
+            "test.bin",
+            "coarse_label_names.txt",
+        ),
+    };
+    if !dir.is_dir() {
+        return Err(DataError::Io {
+            path: dir.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+        });
+    }
+    let base = if dir.join(inner).is_dir() {
+        dir.join(inner)
+    } else {
+        dir.to_path_buf()
+    };
+    let read = |name: &str| -> Result<Dataset, DataError> {
+        let path = base.join(name);
+        if !path.is_file() {
+            return Err(DataError::Missing {
+                dir: base.clone(),
+                wanted: format!("CIFAR file {name}"),
+                tried: name.to_string(),
+            });
+        }
+        let bytes = std::fs::read(&path).map_err(|source| DataError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let (images, labels) =
+            cifar::parse(&bytes, layout).map_err(|source| DataError::Cifar { path, source })?;
+        Ok(Dataset {
+            images,
+            labels,
+            channels: 3,
+            height: 32,
+            width: 32,
+        })
+    };
+    let mut train = read(&train_names[0])?;
+    for name in &train_names[1..] {
+        let more = read(name)?;
+        train.images.extend_from_slice(&more.images);
+        train.labels.extend_from_slice(&more.labels);
+    }
+    let test = read(test_name)?;
+    let classes = match std::fs::read_to_string(base.join(names_file)) {
+        Ok(text) => {
+            let names: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect();
+            if names.len() != layout.classes() {
+                return Err(DataError::Folder {
+                    path: base.join(names_file),
+                    problem: format!("{} class names, expected {}", names.len(), layout.classes()),
+                });
+            }
+            names
+        }
+        // The names are a nicety: numbers stand in without the file.
+        Err(_) => (0..layout.classes()).map(|c| c.to_string()).collect(),
+    };
+    Ok(Source::plain(classes, train, test))
 }
 
 /// Indices of train and validation: `split` of each class goes to validation.
@@ -240,7 +489,7 @@ const EMBEDDED_TEST_IMAGES: &[u8] =
 const EMBEDDED_TEST_LABELS: &[u8] =
     include_bytes!("../../assets/fashion-mnist-subset/t10k-labels-idx1-ubyte.gz");
 
-fn embedded() -> Result<(Dataset, Dataset, usize), DataError> {
+fn embedded() -> Result<(Dataset, Dataset), DataError> {
     let named = |name: &str, bytes: &[u8]| -> Result<(PathBuf, idx::IdxArray), DataError> {
         let path = PathBuf::from(format!("<embedded>/{name}"));
         let arr = parse_maybe_gzip(&path, bytes)?;
@@ -256,7 +505,7 @@ fn embedded() -> Result<(Dataset, Dataset, usize), DataError> {
         named("t10k-labels-idx1-ubyte.gz", EMBEDDED_TEST_LABELS)?,
         10,
     )?;
-    Ok((train, test, 10))
+    Ok((train, test))
 }
 
 /// Finds `<prefix>-images` and `<prefix>-labels` in either spelling, gzipped or not.
@@ -391,6 +640,18 @@ mod tests {
             "fashion-mnist:x/y".parse::<DataSpec>().unwrap(),
             DataSpec::FashionMnist("x/y".into())
         );
+        assert_eq!(
+            "cifar100-coarse:/c".parse::<DataSpec>().unwrap(),
+            DataSpec::Cifar100Coarse("/c".into())
+        );
+        for s in [
+            "cifar10:/a",
+            "cifar100:/b",
+            "folder:/f",
+            "cifar100-coarse:/c",
+        ] {
+            assert_eq!(s.parse::<DataSpec>().unwrap().to_string(), s);
+        }
         let e = "cifar:/d".parse::<DataSpec>().unwrap_err().to_string();
         assert!(e.contains("unknown data kind 'cifar'"), "{e}");
         assert!("mnist:".parse::<DataSpec>().is_err());
@@ -399,7 +660,7 @@ mod tests {
 
     #[test]
     fn embedded_data_is_stratified_and_normalised() {
-        let d = DataSplits::load(&DataSpec::Embedded, 0.1, 1).unwrap();
+        let d = DataSplits::load(&DataSpec::Embedded, &DataOptions::new(0.1, 1)).unwrap();
         assert_eq!(d.classes.len(), 10);
         let n = d.train.len() + d.val.len();
         assert!((d.val.len() as f64 - n as f64 * 0.1).abs() <= 10.0);
@@ -413,20 +674,20 @@ mod tests {
         let px: Vec<f64> = d.train.images.iter().map(|&p| p as f64 / 255.0).collect();
         let mean = px.iter().sum::<f64>() / px.len() as f64;
         let std = (px.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / px.len() as f64).sqrt();
-        assert!((d.norm.mean as f64 - mean).abs() < 1e-4);
-        assert!((d.norm.std as f64 - std).abs() < 1e-4);
+        assert!((d.norm.mean[0] as f64 - mean).abs() < 1e-4);
+        assert!((d.norm.std[0] as f64 - std).abs() < 1e-4);
         // Same seed, same split; another seed, another split.
-        let again = DataSplits::load(&DataSpec::Embedded, 0.1, 1).unwrap();
+        let again = DataSplits::load(&DataSpec::Embedded, &DataOptions::new(0.1, 1)).unwrap();
         assert_eq!(again.val.labels, d.val.labels);
         assert_eq!(again.val.images, d.val.images);
-        let other = DataSplits::load(&DataSpec::Embedded, 0.1, 2).unwrap();
+        let other = DataSplits::load(&DataSpec::Embedded, &DataOptions::new(0.1, 2)).unwrap();
         assert_ne!(other.val.images, d.val.images);
     }
 
     #[test]
     fn bad_val_split_is_rejected() {
         for s in [0.0, 1.0, -0.5, 1.5, f64::NAN] {
-            assert!(DataSplits::load(&DataSpec::Embedded, s, 1).is_err());
+            assert!(DataSplits::load(&DataSpec::Embedded, &DataOptions::new(s, 1)).is_err());
         }
     }
 }

@@ -335,15 +335,31 @@ impl CustomOp1 for DropoutOp {
 
 /// Cross-entropy over logits, averaged over the batch, with optional label smoothing
 /// (as `torch.nn.CrossEntropyLoss(label_smoothing=eps)`).
-pub fn cross_entropy(logits: &Tensor, labels: &[u32], smoothing: f64) -> Result<Tensor> {
+pub fn cross_entropy(
+    logits: &Tensor,
+    labels: &[u32],
+    smoothing: f64,
+    class_weights: Option<&[f32]>,
+) -> Result<Tensor> {
     let (n, c) = logits.dims2()?;
     let off = smoothing / c as f64;
     let on = 1.0 - smoothing + off;
     let mut target = vec![off as f32; n * c];
+    // With class weights each sample's term is scaled by its class's weight and the sum is
+    // divided by the weights' sum (PyTorch's CrossEntropyLoss(weight=...), mean reduction).
+    let mut total = 0f64;
     for (i, &y) in labels.iter().enumerate() {
-        target[i * c + y as usize] = on as f32;
+        let w = class_weights.map_or(1.0, |cw| cw[y as usize]);
+        total += w as f64;
+        let row = &mut target[i * c..(i + 1) * c];
+        for t in row.iter_mut() {
+            *t *= w;
+        }
+        row[y as usize] = on as f32 * w;
     }
     let target = Tensor::from_vec(target, (n, c), logits.device())?.to_dtype(logits.dtype())?;
     let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    (logp * target)?.sum_all()?.affine(-1.0 / n as f64, 0.0)
+    (logp * target)?
+        .sum_all()?
+        .affine(-1.0 / total.max(f64::MIN_POSITIVE), 0.0)
 }

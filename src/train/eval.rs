@@ -41,7 +41,7 @@ pub struct Predictions {
 fn forward_all(
     model: &mut Cnn,
     data: &Arc<Dataset>,
-    norm: Normalization,
+    norm: &Normalization,
     batch_size: usize,
     mut each: impl FnMut(&Batch, &Tensor) -> candle_core::Result<()>,
 ) -> candle_core::Result<f64> {
@@ -49,10 +49,10 @@ fn forward_all(
     // Evaluation draws no dropout masks; the RNG is only there to satisfy the signature.
     let mut unused = Rng::new(0);
     let (mut loss_sum, mut n) = (0.0, 0usize);
-    for batch in BatchStream::sequential(data.clone(), batch_size, norm) {
+    for batch in BatchStream::sequential(data.clone(), batch_size, norm.clone()) {
         let x = Tensor::from_slice(&batch.x, (batch.len(), c, h, w), &Device::Cpu)?;
         let logits = model.forward(&x, Mode::Eval, &mut unused)?.detach();
-        let loss = cross_entropy(&logits, &batch.y, 0.0)?.to_scalar::<f32>()? as f64;
+        let loss = cross_entropy(&logits, &batch.y, 0.0, None)?.to_scalar::<f32>()? as f64;
         loss_sum += loss * batch.len() as f64;
         n += batch.len();
         each(&batch, &logits)?;
@@ -63,7 +63,7 @@ fn forward_all(
 pub fn evaluate(
     model: &mut Cnn,
     data: &Arc<Dataset>,
-    norm: Normalization,
+    norm: &Normalization,
     batch_size: usize,
 ) -> candle_core::Result<Evaluation> {
     let t0 = Instant::now();
@@ -95,7 +95,7 @@ pub fn evaluate(
 pub fn predict(
     model: &mut Cnn,
     data: &Arc<Dataset>,
-    norm: Normalization,
+    norm: &Normalization,
     batch_size: usize,
 ) -> candle_core::Result<Predictions> {
     let mut p = Predictions {

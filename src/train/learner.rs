@@ -18,6 +18,8 @@ pub struct Learner {
     pub rng: Rng,
     pub lr: LearningRate,
     pub label_smoothing: f64,
+    /// Per-class weights of the loss; `None`: every sample counts the same.
+    pub class_weights: Option<Vec<f32>>,
 }
 
 /// A step that updated the weights.
@@ -50,6 +52,7 @@ impl Learner {
             rng,
             lr: self.lr,
             label_smoothing: self.label_smoothing,
+            class_weights: self.class_weights.clone(),
         })
     }
 
@@ -60,7 +63,12 @@ impl Learner {
         // Handles, not copies: put back if the step turns out non-finite.
         let running = self.model.running_stats();
         let logits = self.model.forward(&x, Mode::Train, &mut self.rng)?;
-        let loss_t = cross_entropy(&logits, &batch.y, self.label_smoothing)?;
+        let loss_t = cross_entropy(
+            &logits,
+            &batch.y,
+            self.label_smoothing,
+            self.class_weights.as_deref(),
+        )?;
         let loss = loss_t.to_scalar::<f32>()? as f64;
         if !loss.is_finite() {
             self.model.set_running_stats(running);

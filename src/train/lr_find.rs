@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::learner::{Learner, StepOutcome};
-use crate::data::{Batch, BatchStream, Dataset, Normalization};
+use crate::data::{Batch, BatchStream, Dataset, Loader, Normalization};
 use crate::protocol::{FinderPoint, LearningRate, LrFinding};
 use crate::rng::Rng;
 
@@ -60,7 +60,13 @@ pub fn batches(
         let mut order: Vec<usize> = (0..data.len()).collect();
         Rng::derive(seed, "lr-find", pass).shuffle(&mut order);
         pass += 1;
-        stream = Some(BatchStream::spawn(data.clone(), order, batch_size, 0, norm));
+        stream = Some(BatchStream::spawn(
+            data.clone(),
+            order,
+            batch_size,
+            0,
+            Loader::plain(norm.clone()),
+        ));
         if data.is_empty() {
             return None;
         }

@@ -19,13 +19,18 @@ use candle_core::DType;
 
 use crate::checkpoint::{Checkpoint, DataInfo, Position, SaveKind};
 use crate::config::{BestMetric, RunConfig};
+use crate::data::balance::{self, balanced_order};
+use crate::data::batch::LOADER_THREADS;
 use crate::data::batch::{batches_per_epoch, epoch_order};
-use crate::data::{Batch, BatchStream, DataSplits, Dataset, Normalization};
+use crate::data::{
+    AugmentSpec, Batch, BatchStream, ClassWeights, DataSplits, Dataset, Loader, Normalization,
+    Sampler,
+};
 use crate::model::Cnn;
 use crate::optim::Optimizer;
 use crate::protocol::{
     Command, EpochMetrics, EvalMetrics, Event, FinishReason, LearningRate, LrFinding, LrSource,
-    OnNonFinite, Resumed, RunInfo, ScheduleChange, StepMetrics, TrainerLink,
+    OnNonFinite, Resumed, RunInfo, SampleGrid, ScheduleChange, StepMetrics, TrainerLink,
 };
 use crate::rng::Rng;
 use crate::run_dir::{MetricsLog, RunDirError};
@@ -40,12 +45,36 @@ use watchers::Watchers;
 /// The training thread's name.
 pub const THREAD_NAME: &str = "candletop-train";
 
-/// The data a run trains and evaluates on, shared with the batch threads.
+/// The data a run trains and evaluates on, shared with the batch threads, and how training
+/// batches are made from it.
 struct TrainData {
     train: Arc<Dataset>,
     val: Arc<Dataset>,
     test: Arc<Dataset>,
     norm: Normalization,
+    classes: usize,
+    /// What the key `a` turns on: the run's `augment` setting, or the usual small-image recipe.
+    augment: AugmentSpec,
+    augmenting: bool,
+    /// scikit-learn's "balanced" weights of the training set (what `w` turns on).
+    balanced_weights: Vec<f32>,
+}
+
+impl TrainData {
+    /// The loader of epoch `epoch`'s training batches.
+    fn loader(&self, seed: u64, epoch: usize) -> Loader {
+        Loader {
+            norm: self.norm.clone(),
+            augment: if self.augmenting {
+                self.augment.clone()
+            } else {
+                AugmentSpec::default()
+            },
+            seed,
+            epoch,
+            workers: LOADER_THREADS,
+        }
+    }
 }
 
 /// Where the run is and what it has done so far: what a checkpoint holds besides the weights.
@@ -117,7 +146,12 @@ fn find_lr(
     progress: &mut dyn FnMut(usize) -> bool,
 ) -> Result<LrFinding, TrainError> {
     let mut copy = learner.duplicate(Rng::derive(cfg.seed, "lr-find-dropout", step))?;
-    let mut batches = lr_find::batches(data.train.clone(), cfg.batch_size, data.norm, cfg.seed);
+    let mut batches = lr_find::batches(
+        data.train.clone(),
+        cfg.batch_size,
+        data.norm.clone(),
+        cfg.seed,
+    );
     Ok(lr_find::sweep(&mut copy, &mut batches, settings, progress)?)
 }
 
@@ -142,6 +176,31 @@ impl Trainer {
             (0, 0),
             steps_per_epoch as u64,
         );
+        let counts = data.counts();
+        let balanced_weights = balance::balanced_weights(&counts.train);
+        let augment = if cfg.augment.is_empty() {
+            AugmentSpec::default_for(data.train.height)
+        } else {
+            cfg.augment.clone()
+        };
+        let augmenting = !cfg.augment.is_empty();
+        let class_weights =
+            (cfg.class_weights == ClassWeights::Balanced).then(|| balanced_weights.clone());
+        let data_facts = crate::protocol::DataFacts {
+            train_counts: counts.train,
+            val_counts: counts.val,
+            test_counts: counts.test,
+            augment: augment.to_string(),
+            augmenting,
+            class_weights: class_weights.clone().unwrap_or_default(),
+            balanced_weights: balanced_weights.clone(),
+            sampler: sampler_name(cfg.sampler).into(),
+            skipped: data
+                .skipped
+                .iter()
+                .map(|b| format!("{}: {}", b.path.display(), b.problem))
+                .collect(),
+        };
         let info = RunInfo {
             data: data.describe(),
             model: model.summary(),
@@ -156,6 +215,7 @@ impl Trainer {
             run_dir: String::new(),
             resumed: None,
             schedule: schedule.clone(),
+            data_facts,
         };
         Ok(Self {
             learner: Learner {
@@ -164,12 +224,17 @@ impl Trainer {
                 rng: Rng::derive(cfg.seed, "dropout", 0),
                 lr: cfg.lr,
                 label_smoothing: cfg.label_smoothing,
+                class_weights,
             },
             data: TrainData {
+                classes: data.classes.len(),
                 train: Arc::new(data.train),
                 val: Arc::new(data.val),
                 test: Arc::new(data.test),
                 norm: data.norm,
+                augment,
+                augmenting,
+                balanced_weights,
             },
             progress: Progress {
                 step: 0,
@@ -253,10 +318,11 @@ impl Trainer {
         let mut notes = plan.notes;
         t.schedule = t.resumed_schedule(ckpt, plan.lr, given, &mut notes)?;
         t.info.schedule = t.schedule.clone();
-        t.data.norm = Normalization {
-            mean: ckpt.data.mean,
-            std: ckpt.data.std,
-        };
+        t.data.norm = ckpt.data.norm();
+        if !given.iter().any(|g| g == "augment") {
+            t.data.augmenting = ckpt.data.augmenting.unwrap_or(t.data.augmenting);
+        }
+        t.info.data_facts.augmenting = t.data.augmenting;
         t.info.resumed = Some(Resumed {
             from: from.display().to_string(),
             step: ckpt.global_step,
@@ -371,8 +437,9 @@ impl Trainer {
             classes: self.info.classes.clone(),
             data: DataInfo {
                 source: self.cfg.data.to_string(),
-                mean: self.data.norm.mean,
-                std: self.data.norm.std,
+                mean: self.data.norm.mean.clone(),
+                std: self.data.norm.std.clone(),
+                augmenting: Some(self.data.augmenting),
             },
             tensors,
             counters,
@@ -419,7 +486,7 @@ impl Trainer {
         self.info.schedule = self.schedule.clone();
         self.emit(Event::Started(self.info.clone()));
         let reason = self.train()?;
-        if reason == FinishReason::Completed {
+        if reason == FinishReason::Completed && !self.data.test.is_empty() {
             let e = self.evaluate(&self.data.test.clone(), EVAL_BATCH)?;
             self.emit(Event::Evaluated(EvalMetrics {
                 split: "test".into(),
@@ -449,18 +516,35 @@ impl Trainer {
         }
     }
 
+    /// The order in which epoch `epoch` visits the training images.
+    fn epoch_order(&self, epoch: usize) -> Vec<usize> {
+        let (n, seed) = (self.data.train.len(), self.cfg.seed);
+        match self.cfg.sampler {
+            Sampler::Shuffle => epoch_order(n, seed, epoch),
+            Sampler::Balanced => {
+                balanced_order(&self.data.train.labels, self.data.classes, seed, epoch)
+            }
+        }
+    }
+
+    /// The batches of the current epoch from the current position.
+    fn batch_stream(&self) -> BatchStream {
+        let epoch = self.progress.epoch;
+        BatchStream::spawn(
+            self.data.train.clone(),
+            self.epoch_order(epoch),
+            self.cfg.batch_size,
+            self.progress.pos.batch,
+            self.data.loader(self.cfg.seed, epoch),
+        )
+    }
+
     /// Every epoch left, or until a stop.
     fn train(&mut self) -> Result<FinishReason, TrainError> {
         while self.progress.epoch <= self.cfg.epochs {
-            let order = epoch_order(self.data.train.len(), self.cfg.seed, self.progress.epoch);
-            let batches = BatchStream::spawn(
-                self.data.train.clone(),
-                order,
-                self.cfg.batch_size,
-                self.progress.pos.batch,
-                self.data.norm,
-            );
-            for batch in batches {
+            let mut batches = self.batch_stream();
+            let mut loader = self.data.loader(self.cfg.seed, self.progress.epoch);
+            loop {
                 self.report_saves();
                 if self.cfg.max_steps > 0 && self.progress.step >= self.cfg.max_steps {
                     return Ok(FinishReason::Stopped);
@@ -468,6 +552,13 @@ impl Trainer {
                 if !self.between_steps()? {
                     return Ok(FinishReason::Stopped);
                 }
+                // Batches made ahead with other settings (augmentation toggled) are dropped.
+                let now = self.data.loader(self.cfg.seed, self.progress.epoch);
+                if now != loader {
+                    batches = self.batch_stream();
+                    loader = now;
+                }
+                let Some(batch) = batches.next() else { break };
                 if let Some(end) = self.train_batch(&batch)? {
                     return Ok(end);
                 }
@@ -698,6 +789,39 @@ impl Trainer {
                 .err()
             }
             Command::SetSchedule(spec) => self.set_schedule(spec).err(),
+            Command::SetAugment(on) => {
+                if self.data.augmenting != *on {
+                    self.data.augmenting = *on;
+                    self.info.data_facts.augmenting = *on;
+                    let augment = self.data.augment.to_string();
+                    self.emit(Event::AugmentChanged {
+                        step,
+                        on: *on,
+                        augment,
+                    });
+                }
+                None
+            }
+            Command::SetClassWeights(on) => {
+                let weights = on.then(|| self.data.balanced_weights.clone());
+                if self.learner.class_weights != weights {
+                    self.learner.class_weights = weights.clone();
+                    self.cfg.class_weights = if *on {
+                        ClassWeights::Balanced
+                    } else {
+                        ClassWeights::None
+                    };
+                    let weights = weights.unwrap_or_default();
+                    self.info.data_facts.class_weights = weights.clone();
+                    self.emit(Event::ClassWeightsChanged { step, weights });
+                }
+                None
+            }
+            Command::ShowSamples(n) => {
+                let grid = self.samples(*n as usize);
+                self.emit(Event::Samples { step, grid });
+                None
+            }
             Command::FindLr => match self.find_lr_between_steps()? {
                 true => None,
                 false => return Ok(false),
@@ -847,6 +971,32 @@ impl Trainer {
         )
     }
 
+    /// `n` training images as the model sees them now: drawn at random (a stream of their own,
+    /// so the run's batches are untouched), augmented as a batch of this epoch would be.
+    pub fn samples(&self, n: usize) -> SampleGrid {
+        let d = &self.data.train;
+        let loader = self.data.loader(self.cfg.seed, self.progress.epoch);
+        let mut rng = Rng::derive(self.cfg.seed, "samples", self.progress.step);
+        let mut images = Vec::with_capacity(n);
+        let mut labels = Vec::with_capacity(n);
+        for _ in 0..n.min(d.len()) {
+            let i = rng.below(d.len() as u64) as usize;
+            // A position past the epoch's own draws: what a batch would see, not a repeat.
+            let position = (d.len() + rng.below(1 << 30) as usize) as u64;
+            let img = loader.view(d, i, position as usize);
+            images.push(img.data.iter().map(|v| (v * 255.0).round() as u8).collect());
+            labels.push(d.labels[i] as u32);
+        }
+        SampleGrid {
+            channels: d.channels,
+            height: d.height,
+            width: d.width,
+            images,
+            labels,
+            augmented: self.data.augmenting,
+        }
+    }
+
     /// Sends an event to the watchers and records it in metrics.jsonl.
     fn emit(&mut self, e: Event) {
         self.watchers
@@ -862,7 +1012,7 @@ impl Trainer {
         Ok(eval::evaluate(
             &mut self.learner.model,
             data,
-            self.data.norm,
+            &self.data.norm,
             batch_size,
         )?)
     }
@@ -878,10 +1028,21 @@ impl Trainer {
 
     /// The first training batch of epoch 1 (for benchmarks and tests).
     pub fn training_batch(&self, size: usize) -> Batch {
-        let order = epoch_order(self.data.train.len(), self.cfg.seed, 1);
-        BatchStream::spawn(self.data.train.clone(), order, size, 0, self.data.norm)
-            .next()
-            .expect("a non-empty training set")
+        let order = self.epoch_order(1);
+        BatchStream::spawn(
+            self.data.train.clone(),
+            order,
+            size,
+            0,
+            self.data.loader(self.cfg.seed, 1),
+        )
+        .next()
+        .expect("a non-empty training set")
+    }
+
+    /// The loader of epoch `epoch`'s training batches (for benchmarks and tests).
+    pub fn loader(&self, epoch: usize) -> Loader {
+        self.data.loader(self.cfg.seed, epoch)
     }
 
     pub fn train_set(&self) -> Arc<Dataset> {
@@ -894,5 +1055,12 @@ impl Trainer {
 
     pub fn test_set(&self) -> Arc<Dataset> {
         self.data.test.clone()
+    }
+}
+
+fn sampler_name(s: Sampler) -> &'static str {
+    match s {
+        Sampler::Shuffle => "shuffle",
+        Sampler::Balanced => "balanced",
     }
 }

@@ -49,8 +49,11 @@ fn rule(key: &str) -> Rule {
         ),
         "val_split" => Rule::Fixed("it would move images between training and validation"),
         "dropout" => Rule::Dropout,
-        "batch_size" => Rule::BatchSize,
-        "data" => Rule::Data,
+        // Both change which images an epoch visits.
+        "batch_size" | "sampler" => Rule::BatchSize,
+        "data" | "subset" | "imbalance" | "channels" | "image_size" | "skip_bad_images" => {
+            Rule::Data
+        }
         _ => Rule::Free,
     }
 }
@@ -153,10 +156,11 @@ pub fn plan(
             data.classes.len()
         )));
     }
-    if (data.norm.mean, data.norm.std) != (ckpt.data.mean, ckpt.data.std) {
+    if data.norm != ckpt.data.norm() {
         notes.push(format!(
-            "the model keeps the input normalisation it was trained with (mean {:.4}, std {:.4}; this data's is {:.4}, {:.4})",
-            ckpt.data.mean, ckpt.data.std, data.norm.mean, data.norm.std
+            "the model keeps the input normalisation it was trained with ({}; this data's is {})",
+            ckpt.data.norm().describe(),
+            data.norm.describe()
         ));
     }
     if cfg.epochs < pos.epoch {

@@ -403,6 +403,7 @@ mod tests {
     fn running() -> App {
         let mut app = App::new(UiOptions::default());
         app.on_event(&Event::Started(RunInfo {
+            data_facts: Default::default(),
             data: "d".into(),
             model: "m".into(),
             param_count: 1,

@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 
 use crate::format::{clock, human_bytes, sci};
 use crate::protocol::{
-    Command, EpochMetrics, EvalMetrics, Event, FinishReason, LrFinding, LrSource, OnNonFinite,
-    RunInfo, ScheduleChange, StepMetrics,
+    Command, DataFacts, EpochMetrics, EvalMetrics, Event, FinishReason, LrFinding, LrSource,
+    OnNonFinite, RunInfo, SampleGrid, ScheduleChange, StepMetrics,
 };
 use crate::schedule::Schedule;
 
@@ -162,6 +162,8 @@ pub struct RunState {
     pub schedule: Option<Schedule>,
     /// The LR range test: under way, or its result.
     pub lr_finder: Option<LrFinder>,
+    /// The latest training images asked for, as the model saw them, and the step.
+    pub samples: Option<(u64, SampleGrid)>,
 }
 
 /// What a watcher knows of an LR range test.
@@ -202,6 +204,7 @@ impl Default for RunState {
             last_save: None,
             schedule: None,
             lr_finder: None,
+            samples: None,
         }
     }
 }
@@ -218,6 +221,11 @@ fn smooth(prev: Option<f64>, x: f64, steps: u32) -> f64 {
 }
 
 impl RunState {
+    /// Class balance and the data switches (empty before the run starts).
+    pub fn data_facts(&self) -> Option<&DataFacts> {
+        self.info.as_ref().map(|i| &i.data_facts)
+    }
+
     pub fn total_steps(&self) -> u64 {
         self.info.as_ref().map_or(0, |i| i.total_steps)
     }
@@ -301,6 +309,26 @@ impl RunState {
                         info.run_dir
                     ),
                 );
+                let facts = &info.data_facts;
+                if facts.active_transforms().is_some() {
+                    let text = format!("augmentation on: {} (a turns it off)", facts.augment);
+                    self.log(step, LogKind::Info, text);
+                }
+                if !facts.class_weights.is_empty() {
+                    let text = format!("class weights: {}", weights_text(&facts.class_weights));
+                    self.log(step, LogKind::Info, text);
+                }
+                if facts.sampler != "shuffle" && !facts.sampler.is_empty() {
+                    let text = format!("sampler: {} (classes drawn equally often)", facts.sampler);
+                    self.log(step, LogKind::Info, text);
+                }
+                if let Some(first) = facts.skipped.first() {
+                    let text = format!(
+                        "skipped {} that do not decode (--skip-bad-images), e.g. {first}",
+                        plural(facts.skipped.len(), "image")
+                    );
+                    self.log(step, LogKind::Warning, text);
+                }
                 if let Some(r) = &info.resumed {
                     self.epoch = r.epoch;
                     self.log(
@@ -467,6 +495,36 @@ impl RunState {
             Event::Warning { step, message } => {
                 self.log(*step, LogKind::Warning, format!("warning: {message}"));
             }
+            Event::AugmentChanged { step, on, augment } => {
+                if let Some(i) = &mut self.info {
+                    i.data_facts.augmenting = *on;
+                    i.data_facts.augment.clone_from(augment);
+                }
+                let text = if *on {
+                    format!("augmentation on from step {}: {augment}", step + 1)
+                } else {
+                    format!("augmentation off from step {}", step + 1)
+                };
+                self.log(*step, LogKind::Action, text);
+            }
+            Event::ClassWeightsChanged { step, weights } => {
+                if let Some(i) = &mut self.info {
+                    i.data_facts.class_weights.clone_from(weights);
+                }
+                let text = if weights.is_empty() {
+                    format!("class weights off from step {}", step + 1)
+                } else {
+                    format!(
+                        "class weights balanced from step {}: {}",
+                        step + 1,
+                        weights_text(weights)
+                    )
+                };
+                self.log(*step, LogKind::Action, text);
+            }
+            Event::Samples { step, grid } => {
+                self.samples = Some((*step, grid.clone()));
+            }
             Event::Paused { step } => {
                 self.status = Status::Paused;
                 self.log(*step, LogKind::Action, "paused".into());
@@ -556,11 +614,27 @@ pub fn describe(c: &Command) -> String {
         Command::ScaleLr(f) => format!("lr x{f}"),
         Command::SetSchedule(spec) => format!("schedule {spec}"),
         Command::FindLr => "lr finder".into(),
+        Command::SetAugment(on) => format!("augmentation {}", if *on { "on" } else { "off" }),
+        Command::SetClassWeights(on) => {
+            format!("class weights {}", if *on { "balanced" } else { "off" })
+        }
+        Command::ShowSamples(n) => format!("{n} samples"),
         Command::Pause => "pause".into(),
         Command::Resume => "resume".into(),
         Command::Step => "step".into(),
         Command::Save => "save".into(),
         Command::Stop => "stop".into(),
+    }
+}
+
+/// Class weights in a line: "0.82 to 1.35" (or the one value when all are equal).
+fn weights_text(w: &[f32]) -> String {
+    let lo = w.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = w.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if (hi - lo).abs() < 5e-3 {
+        format!("{lo:.2} for every class")
+    } else {
+        format!("{lo:.2} to {hi:.2}")
     }
 }
 
@@ -606,12 +680,16 @@ mod tests {
             Event::PlateauCut { .. } => 14,
             Event::LrFinderProgress { .. } => 15,
             Event::LrFound { .. } => 16,
+            Event::AugmentChanged { .. } => 17,
+            Event::ClassWeightsChanged { .. } => 18,
+            Event::Samples { .. } => 19,
         }
     }
-    const KINDS: usize = 17;
+    const KINDS: usize = 20;
 
     fn info() -> RunInfo {
         RunInfo {
+            data_facts: Default::default(),
             data: "d".into(),
             model: "m".into(),
             param_count: 1,
@@ -816,6 +894,47 @@ mod tests {
                 "refused lr x0: 0 is not a positive factor",
             )],
         );
+        expect(
+            &mut run,
+            Event::AugmentChanged {
+                step: 11,
+                on: true,
+                augment: "pad-crop:4,flip:0.5".into(),
+            },
+            &[(
+                LogKind::Action,
+                "augmentation on from step 12: pad-crop:4,flip:0.5",
+            )],
+        );
+        let facts = run.data_facts().unwrap();
+        assert_eq!(facts.active_transforms().as_deref(), Some("pad-crop flip"));
+        expect(
+            &mut run,
+            Event::ClassWeightsChanged {
+                step: 11,
+                weights: vec![0.5, 2.5],
+            },
+            &[(
+                LogKind::Action,
+                "class weights balanced from step 12: 0.50 to 2.50",
+            )],
+        );
+        expect(
+            &mut run,
+            Event::Samples {
+                step: 11,
+                grid: SampleGrid {
+                    channels: 1,
+                    height: 1,
+                    width: 1,
+                    images: vec![vec![7]],
+                    labels: vec![1],
+                    augmented: true,
+                },
+            },
+            &[],
+        );
+        assert_eq!(run.samples.as_ref().map(|s| s.0), Some(11));
         expect(
             &mut run,
             Event::Paused { step: 11 },

@@ -4,11 +4,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use candletop::config::RunConfig;
-use candletop::data::{DataSpec, DataSplits, Normalization};
+use candletop::data::{DataOptions, DataSpec, DataSplits, Normalization};
 
 /// The embedded data cut down to `train` training and `val` validation images.
 pub fn small_data(train: usize, val: usize) -> DataSplits {
-    let mut d = DataSplits::load(&DataSpec::Embedded, 0.1, 1).unwrap();
+    let mut d = DataSplits::load(&DataSpec::Embedded, &DataOptions::new(0.1, 1)).unwrap();
     d.train = d.train.select(&(0..train).collect::<Vec<_>>());
     d.val = d.val.select(&(0..val).collect::<Vec<_>>());
     d.test = d.test.select(&(0..val).collect::<Vec<_>>());
