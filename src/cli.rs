@@ -43,6 +43,9 @@ pub enum Cmd {
     /// The LR range test: from the initial weights, train while the LR grows exponentially,
     /// print the loss against the LR and suggest one.
     LrFind(LrFindArgs),
+    /// What a dataset holds: source, shape, split sizes, images per class with a bar each,
+    /// the normalisation, and a warning when the classes are unbalanced.
+    DataInfo(DataInfoArgs),
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -368,6 +371,14 @@ pub struct LrFindArgs {
     pub sweep_steps: u32,
 
     /// The data, model and optimizer, as for train (--epochs and the schedule do not matter)
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataInfoArgs {
+    /// The data and how it is read and split, as for train (--data, --val-split, --subset,
+    /// --imbalance, --channels, --image-size, --skip-bad-images, --normalize, --seed)
     #[command(flatten)]
     pub train: TrainArgs,
 }

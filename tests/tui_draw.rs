@@ -6,7 +6,8 @@
 //! read the diff of `tests/snapshots/` before committing it.
 
 use candletop::protocol::{
-    Command, EpochMetrics, EvalMetrics, Event, FinishReason, LrSource, RunInfo, StepMetrics,
+    Command, DataFacts, EpochMetrics, EvalMetrics, Event, FinishReason, LrSource, RunInfo,
+    SampleGrid, StepMetrics,
 };
 use candletop::tui::{App, UiOptions};
 use crossterm::event::{KeyCode, KeyEvent};
@@ -30,7 +31,17 @@ fn layers() -> Vec<String> {
 fn recorded() -> App {
     let mut app = App::new(UiOptions::default());
     app.on_event(&Event::Started(RunInfo {
-        data_facts: Default::default(),
+        data_facts: DataFacts {
+            train_counts: vec![900, 880, 910, 450, 900, 905, 300, 900, 890, 900],
+            val_counts: vec![100; 10],
+            test_counts: vec![200; 10],
+            augment: "pad-crop:4,flip:0.5".into(),
+            augmenting: true,
+            class_weights: vec![],
+            balanced_weights: vec![0.9; 10],
+            sampler: "shuffle".into(),
+            skipped: vec![],
+        },
         data: "embedded (9000 train / 1000 val / 2000 test)".into(),
         model: "c32,c64,f128 relu bn (421,738 params)".into(),
         param_count: 421_738,
@@ -84,7 +95,9 @@ fn recorded() -> App {
                 train_accuracy: 0.78,
                 val_loss: 0.4321,
                 val_accuracy: 0.8512,
-                val_class_accuracy: vec![0.85; 10],
+                val_class_accuracy: vec![
+                    0.82, 0.97, 0.78, 0.86, 0.79, 0.95, 0.58, 0.93, 0.96, 0.94,
+                ],
                 lr,
                 images_per_sec: 250.0,
                 elapsed_secs: 13.0,
@@ -322,5 +335,114 @@ fn the_lr_finder_shows_its_progress_then_the_curve() {
     assert_eq!(
         app.on_key(KeyEvent::from(KeyCode::Enter)),
         vec![Command::SetLr(points[47].lr)]
+    );
+}
+
+/// `a` and `w` ask for the other state of the switch; the header shows what is on once the
+/// trainer says so.
+#[test]
+fn the_data_switches_go_through_the_trainer_and_show_in_the_header() {
+    let mut app = recorded();
+    let header = |app: &App| {
+        screen(app, 120, 36)
+            .lines()
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        header(&app).contains("aug pad-crop flip"),
+        "{}",
+        header(&app)
+    );
+    assert_eq!(app.on_key(key('a')), vec![Command::SetAugment(false)]);
+    assert!(
+        header(&app).contains("aug pad-crop flip"),
+        "nothing changes before the trainer"
+    );
+    app.on_event(&Event::AugmentChanged {
+        step: 75,
+        on: false,
+        augment: "pad-crop:4,flip:0.5".into(),
+    });
+    assert!(!header(&app).contains("aug "), "{}", header(&app));
+    assert_eq!(app.on_key(key('a')), vec![Command::SetAugment(true)]);
+    assert_eq!(app.on_key(key('w')), vec![Command::SetClassWeights(true)]);
+    app.on_event(&Event::ClassWeightsChanged {
+        step: 75,
+        weights: vec![0.9; 10],
+    });
+    assert!(
+        header(&app).contains("weights balanced"),
+        "{}",
+        header(&app)
+    );
+    assert_eq!(app.on_key(key('w')), vec![Command::SetClassWeights(false)]);
+    let log = screen(&app, 120, 36);
+    assert!(log.contains("augmentation off from step 76"), "{log}");
+    assert!(
+        log.contains("class weights balanced from step 76: 0.90 for"),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_per_class_view_marks_the_worst_classes() {
+    let mut app = recorded();
+    assert!(app.on_key(key('c')).is_empty());
+    insta::assert_snapshot!("classes_120x36", screen(&app, 120, 36));
+    // w inside the view switches the weights and the view stays.
+    assert_eq!(app.on_key(key('w')), vec![Command::SetClassWeights(true)]);
+    assert!(screen(&app, 120, 36).contains("Validation accuracy per class"));
+    app.on_key(KeyEvent::from(KeyCode::Esc));
+    assert!(!screen(&app, 120, 36).contains("Validation accuracy per class"));
+}
+
+#[test]
+fn the_sample_grid_draws_each_pixel_pair_in_half_blocks() {
+    let mut app = recorded();
+    assert_eq!(app.on_key(key('g')), vec![Command::ShowSamples(24)]);
+    assert!(screen(&app, 120, 36).contains("asking the trainer for images"));
+    // 28x28 grayscale images: image k has value 9k at (y, x) where x < y, else 255 - 9k.
+    let images: Vec<Vec<u8>> = (0..24u8)
+        .map(|k| {
+            (0..28 * 28)
+                .map(|p| if p % 28 < p / 28 { 9 * k } else { 255 - 9 * k })
+                .collect()
+        })
+        .collect();
+    app.on_event(&Event::Samples {
+        step: 75,
+        grid: SampleGrid {
+            channels: 1,
+            height: 28,
+            width: 28,
+            images,
+            labels: (0..24).map(|k| k % 10).collect(),
+            augmented: true,
+        },
+    });
+    insta::assert_snapshot!("samples_120x36", screen(&app, 120, 36));
+    // The first tile's top-left cell: pixels (0, 0) and (1, 0) of image 0, in colour.
+    let mut t = Terminal::new(TestBackend::new(120, 36)).unwrap();
+    t.draw(|f| f.render_widget(&app, f.area())).unwrap();
+    let buf = t.backend().buffer().clone();
+    let (x, y) = (0..120u16)
+        .flat_map(|x| (0..36u16).map(move |y| (x, y)))
+        .find(|&(x, y)| buf[(x, y)].symbol() == "▀")
+        .unwrap();
+    let cell = &buf[(x, y)];
+    use ratatui::style::Color;
+    assert_eq!(cell.fg, Color::Rgb(255, 255, 255), "pixel (0, 0) is 255");
+    assert_eq!(
+        cell.bg,
+        Color::Rgb(0, 0, 0),
+        "pixel (1, 0) is below the diagonal: 0"
+    );
+    // g again asks for new images; a switches augmentation and asks again.
+    assert_eq!(app.on_key(key('g')), vec![Command::ShowSamples(24)]);
+    assert_eq!(
+        app.on_key(key('a')),
+        vec![Command::SetAugment(false), Command::ShowSamples(24)]
     );
 }

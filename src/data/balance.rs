@@ -6,11 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
 
-/// Images per class.
+/// Images per class (labels beyond `classes`, which the loaders refuse, are not counted).
 pub fn class_counts(labels: &[u8], classes: usize) -> Vec<usize> {
     let mut counts = vec![0; classes];
     for &l in labels {
-        counts[l as usize] += 1;
+        if let Some(c) = counts.get_mut(l as usize) {
+            *c += 1;
+        }
     }
     counts
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::augment::{self, AugmentSpec, Image};
 use super::dataset::Dataset;
+use super::error::DataError;
 use crate::rng::Rng;
 
 /// Pixels are scaled to [0, 1], then standardised per channel with the training set's
@@ -102,11 +103,11 @@ pub enum NormalizeSpec {
 }
 
 impl std::str::FromStr for NormalizeSpec {
-    type Err = super::DataError;
+    type Err = DataError;
 
     /// `auto`, or `MEAN/STD` with comma lists: `0.5/0.25`, `0.49,0.48,0.45/0.25,0.24,0.26`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |problem: &str| super::DataError::Normalize {
+        let bad = |problem: &str| DataError::Normalize {
             spec: s.to_string(),
             problem: problem.to_string(),
         };
@@ -153,7 +154,7 @@ impl std::fmt::Display for NormalizeSpec {
 }
 
 impl TryFrom<String> for NormalizeSpec {
-    type Error = super::DataError;
+    type Error = DataError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
         s.parse()
     }
@@ -167,7 +168,7 @@ impl From<NormalizeSpec> for String {
 
 impl NormalizeSpec {
     /// The normalisation of `train`'s images.
-    pub fn resolve(&self, train: &Dataset) -> Result<Normalization, super::DataError> {
+    pub fn resolve(&self, train: &Dataset) -> Result<Normalization, DataError> {
         match self {
             Self::Auto => Ok(Normalization::of(train)),
             Self::Given { mean, std } => {
@@ -176,7 +177,7 @@ impl NormalizeSpec {
                     return Ok(Normalization::uniform(mean[0], std[0], c));
                 }
                 if mean.len() != c {
-                    return Err(super::DataError::Normalize {
+                    return Err(DataError::Normalize {
                         spec: self.to_string(),
                         problem: format!(
                             "{} values per list for images of {c} channels",

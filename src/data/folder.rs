@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::dataset::Dataset;
-use super::DataError;
+use super::error::DataError;
+
+/// Folders with at least this many images say how much memory they take before decoding.
+const NOTE_FROM: usize = 2_000;
 
 /// File endings read as images (any case).
 pub const EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "gif", "webp"];
@@ -294,15 +297,18 @@ pub fn load(
         .chain(test_files.iter().flatten())
         .collect();
     let bytes = (all.len() * channels * size.0 * size.1) as u64;
-    note(format!(
-        "{}: decoding {} images to {}x{}x{} ({} in memory)",
-        dir.display(),
-        all.len(),
-        channels,
-        size.0,
-        size.1,
-        crate::format::human_bytes(bytes)
-    ));
+    // Small sets decode in a blink; a large one says what it is about to take first.
+    if all.len() >= NOTE_FROM {
+        note(format!(
+            "{}: decoding {} images to {}x{}x{} ({} in memory)",
+            dir.display(),
+            all.len(),
+            channels,
+            size.0,
+            size.1,
+            crate::format::human_bytes(bytes)
+        ));
+    }
     if let Some(avail) = available_memory() {
         if bytes > avail / 2 {
             return Err(problem(

@@ -7,6 +7,7 @@ pub mod balance;
 pub mod batch;
 pub mod cifar;
 pub mod dataset;
+mod error;
 pub mod folder;
 pub mod idx;
 
@@ -22,6 +23,7 @@ pub use augment::AugmentSpec;
 pub use balance::{ClassWeights, Sampler};
 pub use batch::{Batch, BatchStream, Loader, Normalization, NormalizeSpec};
 pub use dataset::Dataset;
+pub use error::DataError;
 pub use folder::{BadImage, FolderOptions};
 
 pub const FASHION_MNIST_CLASSES: [&str; 10] = [
@@ -36,65 +38,6 @@ pub const FASHION_MNIST_CLASSES: [&str; 10] = [
     "Bag",
     "Ankle boot",
 ];
-
-#[derive(Debug, thiserror::Error)]
-pub enum DataError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Idx {
-        path: PathBuf,
-        source: idx::IdxError,
-    },
-    #[error("{path}: expected {expected}, found dimensions {dims:?}")]
-    Shape {
-        path: PathBuf,
-        expected: &'static str,
-        dims: Vec<usize>,
-    },
-    #[error("{dir}: no {wanted} file (looked for {tried})")]
-    Missing {
-        dir: PathBuf,
-        wanted: String,
-        tried: String,
-    },
-    #[error("{images} has {n_images} images but {labels} has {n_labels} labels")]
-    CountMismatch {
-        images: PathBuf,
-        n_images: usize,
-        labels: PathBuf,
-        n_labels: usize,
-    },
-    #[error("{path}: label {label} at index {index} is out of range (the dataset has {classes} classes)")]
-    LabelOutOfRange {
-        path: PathBuf,
-        index: usize,
-        label: u8,
-        classes: usize,
-    },
-    #[error("{path}: the dataset is empty")]
-    Empty { path: PathBuf },
-    #[error("{path}: {source}")]
-    Cifar {
-        path: PathBuf,
-        source: cifar::CifarError,
-    },
-    #[error("{path}: {problem}")]
-    Folder { path: PathBuf, problem: String },
-    #[error("--data '{spec}': {problem}")]
-    Spec { spec: String, problem: String },
-    #[error("--subset {n}: the training set has only {have} images")]
-    Subset { n: usize, have: usize },
-    #[error("--normalize '{spec}': {problem}")]
-    Normalize { spec: String, problem: String },
-    #[error("--val-split {0}: must be strictly between 0 and 1")]
-    ValSplit(f64),
-    #[error("--val-split {split}: leaves no training or no validation images out of {n}")]
-    ValSplitEmpty { split: f64, n: usize },
-}
 
 /// Which dataset to train on, as written on the command line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -407,10 +350,21 @@ fn load_cifar(dir: &Path, layout: cifar::Layout) -> Result<Source, DataError> {
     let read = |name: &str| -> Result<Dataset, DataError> {
         let path = base.join(name);
         if !path.is_file() {
-            return Err(DataError::Missing {
-                dir: base.clone(),
-                wanted: format!("CIFAR file {name}"),
-                tried: name.to_string(),
+            return Err(DataError::Folder {
+                path: base.clone(),
+                problem: format!(
+                    "no {name} here (the binary version of {} has {})",
+                    if layout == cifar::Layout::Cifar10 {
+                        "CIFAR-10"
+                    } else {
+                        "CIFAR-100"
+                    },
+                    if layout == cifar::Layout::Cifar10 {
+                        "data_batch_1.bin to data_batch_5.bin and test_batch.bin"
+                    } else {
+                        "train.bin and test.bin"
+                    }
+                ),
             });
         }
         let bytes = std::fs::read(&path).map_err(|source| DataError::Io {

@@ -77,6 +77,10 @@ pub enum Overlay {
         /// Whether the run was paused before (it resumes after the finder otherwise).
         was_paused: bool,
     },
+    /// Training images as the model sees them.
+    Samples,
+    /// Validation accuracy per class.
+    Classes,
 }
 
 /// The time axis of the loss and accuracy charts.
@@ -103,6 +107,9 @@ pub struct App {
     /// Seconds since the UI started (set by the loop, read by the view).
     pub clock_secs: f64,
 }
+
+/// How many images `g` asks for: more than fit on most screens (the rest are not drawn).
+const SAMPLES_ASKED: u32 = 24;
 
 /// Zoom levels of the step charts, cycled by `z`.
 const WINDOWS: [Option<u64>; 4] = [None, Some(2000), Some(500), Some(100)];
@@ -228,6 +235,40 @@ impl App {
                 }
             },
             Overlay::Finder { pick, was_paused } => self.on_finder_key(key, pick, was_paused),
+            Overlay::Samples => match key.code {
+                KeyCode::Char('g' | 'r') | KeyCode::Char('a') if !self.run.status.is_live() => {
+                    self.overlay = Overlay::Samples;
+                    vec![]
+                }
+                KeyCode::Char('g' | 'r') => {
+                    self.overlay = Overlay::Samples;
+                    vec![Command::ShowSamples(SAMPLES_ASKED)]
+                }
+                KeyCode::Char('a') => {
+                    self.overlay = Overlay::Samples;
+                    vec![self.toggle_augment(), Command::ShowSamples(SAMPLES_ASKED)]
+                }
+                KeyCode::Char('q') => {
+                    self.overlay = Overlay::ConfirmQuit;
+                    vec![]
+                }
+                _ => vec![],
+            },
+            Overlay::Classes => match key.code {
+                KeyCode::Char('w') if self.run.status.is_live() => {
+                    self.overlay = Overlay::Classes;
+                    vec![self.toggle_class_weights()]
+                }
+                KeyCode::Char('q') => {
+                    self.overlay = Overlay::ConfirmQuit;
+                    vec![]
+                }
+                KeyCode::Up | KeyCode::Down | KeyCode::Char('w') => {
+                    self.overlay = Overlay::Classes;
+                    vec![]
+                }
+                _ => vec![],
+            },
             Overlay::None => self.on_panel_key(key),
         }
     }
@@ -293,7 +334,9 @@ impl App {
             _ if !live
                 && matches!(
                     key.code,
-                    KeyCode::Char('+' | '=' | '-' | 'l' | 'p' | ' ' | 'n' | 'e' | 'f')
+                    KeyCode::Char(
+                        '+' | '=' | '-' | 'l' | 'p' | ' ' | 'n' | 'e' | 'f' | 'a' | 'w' | 'g'
+                    )
                 ) =>
             {
                 self.notice(LogKind::Warning, "the run has ended: nothing to steer");
@@ -343,6 +386,17 @@ impl App {
                 };
                 vec![Command::FindLr]
             }
+            KeyCode::Char('a') => vec![self.toggle_augment()],
+            KeyCode::Char('w') => vec![self.toggle_class_weights()],
+            KeyCode::Char('g') => {
+                self.run.samples = None;
+                self.overlay = Overlay::Samples;
+                vec![Command::ShowSamples(SAMPLES_ASKED)]
+            }
+            KeyCode::Char('c') => {
+                self.overlay = Overlay::Classes;
+                vec![]
+            }
             KeyCode::Tab => {
                 self.focus = self.focus.next();
                 vec![]
@@ -373,6 +427,21 @@ impl App {
             }
             _ => vec![],
         }
+    }
+
+    /// Augmentation the other way from how it is.
+    fn toggle_augment(&self) -> Command {
+        let on = self.run.data_facts().is_some_and(|f| f.augmenting);
+        Command::SetAugment(!on)
+    }
+
+    /// Class weights the other way from how they are.
+    fn toggle_class_weights(&self) -> Command {
+        let on = self
+            .run
+            .data_facts()
+            .is_some_and(|f| !f.class_weights.is_empty());
+        Command::SetClassWeights(!on)
     }
 
     /// Scrolls the focused list: up (positive) shows older log lines or earlier layers.

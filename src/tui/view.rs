@@ -9,8 +9,8 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 use super::app::{App, Overlay, Panel};
 use super::theme::Theme;
 use super::widgets::{
-    header_height, EditorView, EventLog, FinderView, GradientTable, Header, Help, KeyBar, LrChart,
-    Metric, MetricChart, Popup,
+    header_height, ClassesView, EditorView, EventLog, FinderView, GradientTable, Header, Help,
+    KeyBar, LrChart, Metric, MetricChart, Popup, SamplesView,
 };
 
 /// Below this size the panels cannot show their numbers: one line says so instead.
@@ -109,6 +109,8 @@ impl Widget for &App {
             }
             .render(area, buf),
             Overlay::Help => Help { theme }.render(area, buf),
+            Overlay::Samples => SamplesView { run, theme }.render(area, buf),
+            Overlay::Classes => ClassesView { run, theme }.render(area, buf),
             Overlay::ConfirmQuit => Popup {
                 title: "Quit",
                 lines: vec![

@@ -72,10 +72,30 @@ fn header_lines<'a>(run: &RunState, theme: &Theme, rows: usize, first: Line<'a>)
     let mut lines = vec![first];
     match &run.info {
         Some(i) => {
-            let data = vec![
+            let mut data = vec![
                 Span::styled("data ", theme.dim()),
                 Span::raw(i.data.clone()),
             ];
+            // The data switches, when they are on.
+            let f = &i.data_facts;
+            if let Some(t) = f.active_transforms() {
+                data.push(Span::styled("  aug ", theme.dim()));
+                data.push(Span::styled(t, theme.title()));
+            }
+            if !f.class_weights.is_empty() {
+                data.push(Span::styled("  weights ", theme.dim()));
+                data.push(Span::styled("balanced", theme.title()));
+            }
+            if f.sampler == "balanced" {
+                data.push(Span::styled("  sampler ", theme.dim()));
+                data.push(Span::raw("balanced"));
+            }
+            if !f.skipped.is_empty() {
+                data.push(Span::styled(
+                    format!("  {} bad images skipped", f.skipped.len()),
+                    theme.alarm(),
+                ));
+            }
             let model = vec![
                 Span::styled("model ", theme.dim()),
                 Span::raw(i.model.clone()),

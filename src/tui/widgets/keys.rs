@@ -11,16 +11,20 @@ use crate::tui::theme::Theme;
 
 /// The keys on the bottom line, in their order, each with its priority (0 first): on a
 /// narrow screen the least needed go.
-const KEYS: [(&str, &str, u8); 11] = [
+const KEYS: [(&str, &str, u8); 15] = [
     ("+/-", "lr", 0),
     ("l", "set lr", 1),
     ("e", "schedule", 2),
     ("f", "find lr", 3),
+    ("a", "augment", 4),
+    ("w", "weights", 6),
+    ("g", "samples", 5),
+    ("c", "classes", 4),
     ("p", "pause", 0),
-    ("n", "step", 6),
-    ("s", "save", 4),
+    ("n", "step", 7),
+    ("s", "save", 5),
     ("Tab", "focus", 7),
-    ("v", "axis", 5),
+    ("v", "axis", 6),
     ("?", "help", 0),
     ("q", "quit", 0),
 ];
@@ -63,7 +67,7 @@ impl Widget for KeyBar {
     }
 }
 
-const HELP: [(&str, &str); 18] = [
+const HELP: [(&str, &str); 22] = [
     (
         "+ / -",
         "multiply / divide the LR of the next step by --lr-step; under a schedule its whole planned curve moves with it (the schedule goes on from the new LR)",
@@ -77,6 +81,16 @@ const HELP: [(&str, &str); 18] = [
         "f",
         "LR finder: the run pauses and a copy of the model sweeps the LR from 1e-7 to 10; ←/→ pick, Enter uses the LR, Esc discards; the run goes on where it was",
     ),
+    (
+        "a",
+        "augmentation off / on from the next batch (--augment, or pad-crop and flip); the header lists the transforms in use",
+    ),
+    (
+        "w",
+        "class weights off / balanced (inverse class frequency) in the loss from the next step",
+    ),
+    ("g", "training images as the model sees them; g again for new ones"),
+    ("c", "validation accuracy per class, worst marked, with the class counts"),
     ("p, space", "pause / resume"),
     ("n", "one training step while paused"),
     ("s", "save a checkpoint now (<run-dir>/checkpoints/last.h5)"),

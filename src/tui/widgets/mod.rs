@@ -1,6 +1,7 @@
 //! The panels of the terminal UI, each a widget drawn from the run state it is given.
 
 pub mod charts;
+pub mod data;
 pub mod events;
 pub mod gradients;
 pub mod header;
@@ -15,6 +16,7 @@ use ratatui::text::Span;
 use ratatui::widgets::{Axis, Block, Borders, Clear, Dataset, GraphType, Widget};
 
 pub use charts::{LrChart, Metric, MetricChart};
+pub use data::{ClassesView, SamplesView};
 pub use events::EventLog;
 pub use gradients::{GradientTable, EXPLODING, VANISHING};
 pub use header::{header_height, Header};
