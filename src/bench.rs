@@ -53,6 +53,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
     }
     kernel_profile(&base, &data, args.steps)?;
     checkpoints(&base, &data, args.steps.clamp(1, 5))?;
+    data_pipeline(&base, &data, args.steps)?;
     ui_overhead(&base, &data, args.steps)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -100,6 +101,163 @@ fn throughput(
         val.len() as f64 / secs,
         secs / val.len().div_ceil(batch_size) as f64,
     );
+    Ok(())
+}
+
+/// The data pipeline: images/s of the loader threads alone with augmentation (Fashion-MNIST
+/// with crop and flip; a 32x32 RGB image folder, decoded here from PNG files, with pad-crop,
+/// flip and jitter), and of training fed by them with augmentation off and on.
+fn data_pipeline(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), Error> {
+    use crate::data::batch::{epoch_order, LOADER_THREADS};
+    use crate::data::{BatchStream, Dataset, Loader};
+    say("");
+    say(&format!(
+        "{:<52} {:>12} {:>12}",
+        "data pipeline (batches of 64)", "images/s", "ms/batch"
+    ));
+    let folder = std::env::temp_dir().join(format!("candletop-bench-{}", std::process::id()));
+    let written = write_png_folder(&folder, &data.train, 2_000);
+    let t0 = Instant::now();
+    let rgb = written.and_then(|()| {
+        let spec = DataSpec::Folder(folder.clone());
+        DataSplits::load(&spec, &base.data_options()).map_err(Error::from)
+    });
+    let decode_secs = t0.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&folder);
+    let rgb = rgb?;
+    let n = rgb.train.len() + rgb.val.len();
+    row_in(
+        52,
+        "decode a PNG folder (32x32 RGB, once per run)",
+        n as f64 / decode_secs,
+        0.0,
+    );
+    let pipeline = |what: &str, d: &Dataset, norm, spec: &str, workers| {
+        let loader = Loader {
+            norm,
+            augment: spec.parse().expect("a valid spec"),
+            seed: 1,
+            epoch: 1,
+            workers,
+        };
+        let d = Arc::new(d.clone());
+        let t0 = Instant::now();
+        let mut images = 0;
+        // Two passes over the set, as many batches as that makes.
+        for epoch in 0..2 {
+            let order = epoch_order(d.len(), 1, epoch);
+            for b in BatchStream::spawn(d.clone(), order, 64, 0, loader.clone()) {
+                images += b.len();
+            }
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let label = format!(
+            "{what}, {workers} thread{}",
+            if workers == 1 { "" } else { "s" }
+        );
+        row_in(
+            52,
+            &label,
+            images as f64 / secs,
+            secs / images.div_ceil(64) as f64,
+        );
+    };
+    for workers in [1, LOADER_THREADS] {
+        pipeline(
+            "Fashion-MNIST 28x28, crop:0.8,flip",
+            &data.train,
+            data.norm.clone(),
+            "crop:0.8,flip",
+            workers,
+        );
+        pipeline(
+            "RGB 32x32, pad-crop:4,flip,jitter:0.2",
+            &rgb.train,
+            rgb.norm.clone(),
+            "pad-crop:4,flip,jitter:0.2",
+            workers,
+        );
+    }
+    // Training fed by the loader threads, augmentation off and on, alternated so that a
+    // change in the machine's load hits both alike.
+    // Within one epoch of the embedded set (140 batches).
+    let steps = (steps * 5).clamp(100, 130);
+    let mut rates = [Vec::new(), Vec::new()];
+    for round in 0..4 {
+        let on = round % 2 == 1;
+        let cfg = RunConfig {
+            augment: if on {
+                "crop:0.8,flip".parse().expect("a valid spec")
+            } else {
+                Default::default()
+            },
+            ..base.clone()
+        };
+        let mut trainer = Trainer::new(cfg, data.clone())?;
+        let train = trainer.train_set();
+        let order = epoch_order(train.len(), 1, 1);
+        let mut stream = BatchStream::spawn(train, order, 64, 0, trainer.loader(1));
+        let mut next = || {
+            stream
+                .next()
+                .expect("an epoch has more batches than the bench takes")
+        };
+        for _ in 0..5 {
+            trainer.step_once(&next())?;
+        }
+        let t0 = Instant::now();
+        for _ in 0..steps {
+            trainer.step_once(&next())?;
+        }
+        rates[on as usize].push((steps * 64) as f64 / t0.elapsed().as_secs_f64());
+    }
+    let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+    let (off, on) = (mean(&rates[0]), mean(&rates[1]));
+    row_in(52, "train, batch 64, augmentation off", off, 64.0 / off);
+    row_in(52, "train, batch 64, crop:0.8,flip", on, 64.0 / on);
+    say(&format!(
+        "augmentation costs training {:.1}% ({} steps each, twice, alternated)",
+        100.0 * (1.0 - on / off),
+        steps
+    ));
+    Ok(())
+}
+
+/// `n` images of `d` (28x28 grayscale) as 32x32 RGB PNG files in `dir/<class>/`: padded by 2,
+/// each class tinted its own colour.
+fn write_png_folder(
+    dir: &std::path::Path,
+    d: &crate::data::Dataset,
+    n: usize,
+) -> Result<(), Error> {
+    let io = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |e: std::io::Error| Error::RunDir(RunDirError { path, source: e })
+    };
+    for i in 0..n.min(d.len()) {
+        let class = d.labels[i] as usize;
+        let tint = [
+            (class * 37 % 100) as f32 / 100.0,
+            0.6,
+            1.0 - (class * 53 % 100) as f32 / 100.0,
+        ];
+        let folder = dir.join(format!("{class:02}"));
+        std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+        let src = d.image(i);
+        let mut px = vec![0u8; 32 * 32 * 3];
+        for y in 0..28 {
+            for x in 0..28 {
+                for (c, t) in tint.iter().enumerate() {
+                    px[((y + 2) * 32 + x + 2) * 3 + c] = (src[y * 28 + x] as f32 * t) as u8;
+                }
+            }
+        }
+        let path = folder.join(format!("{i:05}.png"));
+        image::RgbImage::from_raw(32, 32, px)
+            .expect("the size matches")
+            .save(&path)
+            .map_err(|e| io(&path)(std::io::Error::other(e.to_string())))?;
+    }
     Ok(())
 }
 
@@ -345,10 +503,17 @@ fn checkpoints(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), 
 }
 
 fn row(what: &str, ips: f64, secs_per_batch: f64) {
-    say(&format!(
-        "{what:<28} {ips:>12.0} {:>12.1}",
-        secs_per_batch * 1000.0
-    ));
+    row_in(28, what, ips, secs_per_batch);
+}
+
+/// A row with a label column `width` wide; "-" for a time per batch that does not apply.
+fn row_in(width: usize, what: &str, ips: f64, secs_per_batch: f64) {
+    let ms = if secs_per_batch > 0.0 {
+        format!("{:.1}", secs_per_batch * 1000.0)
+    } else {
+        "-".into()
+    };
+    say(&format!("{what:<width$} {ips:>12.0} {ms:>12}"));
 }
 
 /// A line on stdout; a closed pipe (`| head`) is not an error worth a panic.

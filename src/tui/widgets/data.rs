@@ -192,7 +192,14 @@ impl Widget for ClassesView<'_> {
             .clamp(5, 18);
         let mut order: Vec<usize> = (0..acc.len()).collect();
         order.sort_by(|&a, &b| acc[a].total_cmp(&acc[b]));
-        let worst: Vec<usize> = order.iter().take(WORST.min(acc.len())).copied().collect();
+        // The worst few, if they are worse than the mean by more than a rounding.
+        let mean = acc.iter().sum::<f64>() / acc.len().max(1) as f64;
+        let worst: Vec<usize> = order
+            .iter()
+            .take(WORST.min(acc.len()))
+            .copied()
+            .filter(|&c| acc[c] < mean - 0.005)
+            .collect();
         let weighted = !facts.class_weights.is_empty();
         let mut lines = Vec::new();
         let mut head = format!(
@@ -258,6 +265,9 @@ impl Widget for ClassesView<'_> {
         lines.push(Line::from(""));
         let summary = match last {
             None => "per-class accuracy comes after the first epoch".to_string(),
+            Some(e) if worst.is_empty() => {
+                format!("epoch {}: every class within half a point of the mean", e.epoch)
+            }
             Some(e) => {
                 let names: Vec<String> = worst
                     .iter()
