@@ -503,6 +503,22 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode, Error> {
         c.data.norm().describe(),
         c.classes.join(", ")
     );
+    let augment = &c.train_config.augment;
+    let _ = writeln!(
+        out,
+        "  augment     {} ({})",
+        if augment.is_empty() {
+            "none".into()
+        } else {
+            augment.to_string()
+        },
+        match c.data.augmenting {
+            Some(true) => "on",
+            Some(false) => "switched off",
+            None if augment.is_empty() => "off",
+            None => "on",
+        }
+    );
     if let Some(s) = &c.schedule {
         let _ = writeln!(
             out,

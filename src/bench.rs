@@ -183,7 +183,7 @@ fn data_pipeline(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<()
     // Within one epoch of the embedded set (140 batches).
     let steps = (steps * 5).clamp(100, 130);
     let mut rates = [Vec::new(), Vec::new()];
-    for round in 0..4 {
+    for round in 0..6 {
         let on = round % 2 == 1;
         let cfg = RunConfig {
             augment: if on {
@@ -211,12 +211,15 @@ fn data_pipeline(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<()
         }
         rates[on as usize].push((steps * 64) as f64 / t0.elapsed().as_secs_f64());
     }
-    let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
-    let (off, on) = (mean(&rates[0]), mean(&rates[1]));
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (off, on) = (median(&mut rates[0]), median(&mut rates[1]));
     row_in(52, "train, batch 64, augmentation off", off, 64.0 / off);
     row_in(52, "train, batch 64, crop:0.8,flip", on, 64.0 / on);
     say(&format!(
-        "augmentation costs training {:.1}% ({} steps each, twice, alternated)",
+        "augmentation costs training {:.1}% (medians of 3 runs of {} steps each, alternated)",
         100.0 * (1.0 - on / off),
         steps
     ));

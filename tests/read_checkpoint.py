@@ -43,8 +43,12 @@ def main(path, expected_path):
             fail("model_config")
         if train_config["optimizer"] not in ("sgd", "adam", "adamw"):
             fail("train_config")
-        if not (0 < data["std"] < 1 and 0 < data["mean"] < 1):
-            fail("data normalisation")
+        # One mean and one std per input channel.
+        mean, std = data["mean"], data["std"]
+        channels = model_config["input"][0]
+        if not (len(mean) == len(std) == channels
+                and all(0 < m < 1 for m in mean) and all(0 < s < 1 for s in std)):
+            fail(f"data normalisation {data}")
 
         names = set(f["model"].keys())
         want = set(exp["tensors"]) | set(exp["counters"])

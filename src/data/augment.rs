@@ -198,20 +198,40 @@ impl Transform {
 }
 
 impl fmt::Display for Transform {
+    /// The shortest text that parses back to this transform: defaults are left out.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::ResizedCrop { scale, ratio } => {
-                write!(f, "crop:{}-{}:{}-{}", scale.0, scale.1, ratio.0, ratio.1)
+                write!(f, "crop")?;
+                let default_ratio = *ratio == (0.75, 4.0 / 3.0);
+                if *scale != (0.08, 1.0) || !default_ratio {
+                    match scale.1 {
+                        1.0 => write!(f, ":{}", scale.0)?,
+                        hi => write!(f, ":{}-{hi}", scale.0)?,
+                    }
+                }
+                if !default_ratio {
+                    write!(f, ":{}-{}", ratio.0, ratio.1)?;
+                }
+                Ok(())
             }
             Self::PadCrop { padding } => write!(f, "pad-crop:{padding}"),
+            Self::Flip { p } if *p == 0.5 => write!(f, "flip"),
             Self::Flip { p } => write!(f, "flip:{p}"),
             Self::Jitter {
-                brightness,
-                contrast,
-                saturation,
-                hue,
-            } => write!(f, "jitter:{brightness}:{contrast}:{saturation}:{hue}"),
+                brightness: b,
+                contrast: c,
+                saturation: s,
+                hue: h,
+            } => {
+                if c == b && s == b && *h == 0.0 {
+                    write!(f, "jitter:{b}")
+                } else {
+                    write!(f, "jitter:{b}:{c}:{s}:{h}")
+                }
+            }
             Self::Rotate { degrees } => write!(f, "rotate:{degrees}"),
+            Self::Erase { p } if *p == 0.5 => write!(f, "erase"),
             Self::Erase { p } => write!(f, "erase:{p}"),
         }
     }
@@ -686,7 +706,17 @@ mod tests {
                 },
             ]
         );
+        assert_eq!(s.to_string(), "crop:0.8,flip,jitter:0.2");
         assert_eq!(s.to_string().parse::<AugmentSpec>().unwrap(), s);
+        for text in [
+            "crop",
+            "crop:0.5-0.9:0.5-2",
+            "flip:0.3",
+            "jitter:0.1:0.2:0.3:0.1",
+            "erase",
+        ] {
+            assert_eq!(text.parse::<AugmentSpec>().unwrap().to_string(), text);
+        }
         let p: AugmentSpec = "pad-crop:4,flip".parse().unwrap();
         assert_eq!(p.names(), "pad-crop flip");
         assert_eq!(

@@ -266,7 +266,10 @@ impl Widget for ClassesView<'_> {
         let summary = match last {
             None => "per-class accuracy comes after the first epoch".to_string(),
             Some(e) if worst.is_empty() => {
-                format!("epoch {}: every class within half a point of the mean", e.epoch)
+                format!(
+                    "epoch {}: every class within half a point of the mean",
+                    e.epoch
+                )
             }
             Some(e) => {
                 let names: Vec<String> = worst
