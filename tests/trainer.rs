@@ -514,3 +514,53 @@ fn another_schedule_applies_from_the_next_step() {
     until(&m, |e| e.is_terminal());
     h.join().unwrap();
 }
+
+/// `g` shows training images as the model sees them: exactly stored images with augmentation
+/// off; mirrored ones under `flip:1`; labels that belong to them.
+#[test]
+fn sample_images_are_what_the_model_sees() {
+    let data = small_data(200, 32);
+    let train = data.train.clone();
+    let find = |img: &[u8], label: u32, mirrored: bool| {
+        (0..train.len()).any(|i| {
+            let src = train.image(i);
+            train.labels[i] as u32 == label
+                && (0..28 * 28).all(|p| {
+                    let (y, x) = (p / 28, p % 28);
+                    let q = if mirrored { y * 28 + 27 - x } else { p };
+                    img[p] == src[q]
+                })
+        })
+    };
+    let plain = Trainer::new(small_config(), data.clone())
+        .unwrap()
+        .samples(8);
+    assert_eq!(
+        (
+            plain.images.len(),
+            plain.height,
+            plain.width,
+            plain.channels
+        ),
+        (8, 28, 28, 1)
+    );
+    assert!(!plain.augmented);
+    for (img, &label) in plain.images.iter().zip(&plain.labels) {
+        assert!(
+            find(img, label, false),
+            "a sample that is no training image"
+        );
+    }
+    let cfg = RunConfig {
+        augment: "flip:1".parse().unwrap(),
+        ..small_config()
+    };
+    let flipped = Trainer::new(cfg, data).unwrap().samples(8);
+    assert!(flipped.augmented);
+    for (img, &label) in flipped.images.iter().zip(&flipped.labels) {
+        assert!(
+            find(img, label, true),
+            "a sample that is no mirrored training image"
+        );
+    }
+}

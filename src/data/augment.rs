@@ -781,6 +781,35 @@ mod tests {
     }
 
     #[test]
+    fn bilinear_resizing_matches_a_direct_computation() {
+        // The whole image back to its size is the identity.
+        let img = ramp(2, 5, 7);
+        assert_eq!(resize_bilinear(&img, 0, 0, 5, 7), img);
+        // A 2x2 box blown up to 4x4: half-pixel centres, edges clamped.
+        let img = Image::from_bytes(&[0, 255, 255, 0], 1, 2, 2);
+        let out = resize_bilinear(&img, 0, 0, 2, 2);
+        assert_eq!(out, img);
+        let big = Image {
+            channels: 1,
+            height: 4,
+            width: 4,
+            data: vec![0.0; 16],
+        };
+        let mut big = big;
+        big.data[..4].copy_from_slice(&[0.0, 0.0, 1.0, 1.0]);
+        big.data[4..8].copy_from_slice(&[0.0, 0.0, 1.0, 1.0]);
+        // Crop the 2x2 top-right quarter (rows 0-1, columns 1-2) back up to 4x4.
+        let up = resize_bilinear(&big, 0, 1, 2, 2);
+        // Source x for output x: (x + 0.5) / 2 - 0.5, clamped at 0: 0, 0.25, 0.75, 1.
+        let want_row = [0.0, 0.25, 0.75, 1.0];
+        for y in 0..4 {
+            for (x, want) in want_row.iter().enumerate() {
+                assert!((up.at(0, y, x) - want).abs() < 1e-6, "({y}, {x})");
+            }
+        }
+    }
+
+    #[test]
     fn pad_crop_shifts_within_the_padding_and_fills_zeros() {
         let img = ramp(1, 8, 8);
         let mut rng = Rng::new(3);

@@ -363,3 +363,29 @@ pub fn cross_entropy(
         .sum_all()?
         .affine(-1.0 / total.max(f64::MIN_POSITIVE), 0.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn class_weights_scale_each_sample_and_normalise_by_their_sum() {
+        // Two samples, two classes; by hand: -(w0 * log p(y0) + w1 * log p(y1)) / (w0 + w1).
+        let logits = Tensor::new(&[[2.0f32, 0.0], [0.5, 1.5]], &Device::Cpu).unwrap();
+        let lse = |a: f64, b: f64| (a.exp() + b.exp()).ln();
+        let lp0 = 2.0 - lse(2.0, 0.0);
+        let lp1 = 1.5 - lse(0.5, 1.5);
+        let loss = |w: Option<&[f32]>| {
+            cross_entropy(&logits, &[0, 1], 0.0, w)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64
+        };
+        let want = -(0.25 * lp0 + 3.0 * lp1) / 3.25;
+        assert!((loss(Some(&[0.25, 3.0])) - want).abs() < 1e-6);
+        assert!((loss(None) + (lp0 + lp1) / 2.0).abs() < 1e-6);
+        // Equal weights change nothing.
+        assert!((loss(Some(&[2.0, 2.0])) - loss(None)).abs() < 1e-6);
+    }
+}

@@ -42,6 +42,9 @@ pub use lr_find::FinderSettings;
 use saver::Saver;
 use watchers::Watchers;
 
+/// The largest side of the sample images sent to watchers.
+const SAMPLE_SIDE: usize = 64;
+
 /// The training thread's name.
 pub const THREAD_NAME: &str = "candletop-train";
 
@@ -977,6 +980,9 @@ impl Trainer {
         let d = &self.data.train;
         let loader = self.data.loader(self.cfg.seed, self.progress.epoch);
         let mut rng = Rng::derive(self.cfg.seed, "samples", self.progress.step);
+        // A terminal shows at most about 64 pixels a side: larger images are sent shrunk.
+        let shrink = d.height.max(d.width).div_ceil(SAMPLE_SIDE).max(1);
+        let (h, w) = (d.height.div_ceil(shrink), d.width.div_ceil(shrink));
         let mut images = Vec::with_capacity(n);
         let mut labels = Vec::with_capacity(n);
         for _ in 0..n.min(d.len()) {
@@ -984,13 +990,22 @@ impl Trainer {
             // A position past the epoch's own draws: what a batch would see, not a repeat.
             let position = (d.len() + rng.below(1 << 30) as usize) as u64;
             let img = loader.view(d, i, position as usize);
-            images.push(img.data.iter().map(|v| (v * 255.0).round() as u8).collect());
+            let mut px = Vec::with_capacity(d.channels * h * w);
+            for c in 0..d.channels {
+                for y in 0..h {
+                    for x in 0..w {
+                        let v = img.data[(c * d.height + y * shrink) * d.width + x * shrink];
+                        px.push((v * 255.0).round() as u8);
+                    }
+                }
+            }
+            images.push(px);
             labels.push(d.labels[i] as u32);
         }
         SampleGrid {
             channels: d.channels,
-            height: d.height,
-            width: d.width,
+            height: h,
+            width: w,
             images,
             labels,
             augmented: self.data.augmenting,

@@ -37,9 +37,12 @@ impl Watchers {
         self.log = Some(log);
     }
 
-    /// Sends an event and records it in metrics.jsonl.
+    /// Sends an event and records it in metrics.jsonl (all but sample images).
     pub fn emit(&mut self, step: u64, epoch: usize, e: Event) {
-        self.record("event", step, epoch, &e);
+        // Pixels for a person to look at are not the run's record.
+        if !matches!(e, Event::Samples { .. }) {
+            self.record("event", step, epoch, &e);
+        }
         self.link.send(e);
     }
 
