@@ -79,6 +79,12 @@ pub struct TrainArgs {
     #[arg(long)]
     pub skip_bad_images: bool,
 
+    /// Image folders: read the images from disk as the loaders need them instead of decoding
+    /// them into memory once (the default for a set that would take more than half the
+    /// memory available)
+    #[arg(long)]
+    pub stream_images: bool,
+
     /// Train on a stratified subset of N training images [default: 0, all]
     #[arg(long, value_name = "N")]
     pub subset: Option<usize>,
@@ -430,6 +436,9 @@ impl TrainArgs {
         if self.skip_bad_images {
             c.skip_bad_images = true;
         }
+        if self.stream_images {
+            c.stream_images = true;
+        }
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { c.$field = v; } )* };
         }
@@ -487,6 +496,7 @@ impl TrainArgs {
             ("channels", self.channels.is_some()),
             ("image_size", self.image_size.is_some()),
             ("skip_bad_images", self.skip_bad_images),
+            ("stream_images", self.stream_images),
             ("subset", self.subset.is_some()),
             ("imbalance", self.imbalance.is_some()),
             ("normalize", self.normalize.is_some()),

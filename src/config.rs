@@ -26,6 +26,9 @@ pub struct RunConfig {
     pub image_size: Option<ImageSize>,
     /// Image folders: skip files that do not decode instead of stopping.
     pub skip_bad_images: bool,
+    /// Image folders: read the images from disk as they are needed, even when they fit in
+    /// memory (they are when they would not).
+    pub stream_images: bool,
     /// Train on a stratified subset of this many images; 0 means all.
     pub subset: usize,
     /// Skew the training set so the first class has this many times the images of the last;
@@ -89,6 +92,7 @@ impl Default for RunConfig {
             channels: 0,
             image_size: None,
             skip_bad_images: false,
+            stream_images: false,
             subset: 0,
             imbalance: 0.0,
             normalize: NormalizeSpec::Auto,
@@ -319,6 +323,7 @@ impl RunConfig {
                 channels: (self.channels > 0).then_some(self.channels),
                 size: self.image_size.map(|s| (s.height, s.width)),
                 skip_bad: self.skip_bad_images,
+                stream: self.stream_images,
             },
             subset: self.subset,
             imbalance: self.imbalance,

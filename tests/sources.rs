@@ -157,6 +157,7 @@ fn image_folders_read_back_in_every_layout_and_shape() {
             channels: Some(1),
             size: Some((16, 20)),
             skip_bad: false,
+            stream: false,
         },
         ..DataOptions::new(0.1, 1)
     };
@@ -165,6 +166,27 @@ fn image_folders_read_back_in_every_layout_and_shape() {
         (g.train.channels, g.train.height, g.train.width),
         (1, 16, 20)
     );
+
+    // Read from disk as needed: the same images, labels and statistics.
+    let streamed = DataOptions {
+        folder: FolderOptions {
+            stream: true,
+            ..FolderOptions::default()
+        },
+        ..DataOptions::new(0.1, 1)
+    };
+    let st = load(&spec, streamed);
+    assert!(st.train.streamed() && st.val.streamed() && !d.train.streamed());
+    assert!(st.train.images.is_empty(), "nothing decoded kept in memory");
+    assert_eq!(
+        (st.train.labels.clone(), st.norm.clone()),
+        (d.train.labels.clone(), d.norm.clone())
+    );
+    for i in [0, 57, 119] {
+        assert_eq!(st.train.image(i), d.train.image(i), "image {i}");
+    }
+    let some = st.train.select(&[3, 1]);
+    assert_eq!(some.image(1), d.train.image(1));
 
     // Grayscale PNGs are read as one channel; DIR/<class>/ is split by --val-split.
     let flat = tmp.path().join("flat");
@@ -371,4 +393,52 @@ fn training_from_cifar_files_and_image_folders_learns() {
         assert!(acc > 0.5, "{spec}: val accuracy {acc}\n{out}");
         assert!(out.contains("augmentation on: "), "{out}");
     }
+}
+
+/// A streamed image that disappears during the run ends the run with one line naming it: no
+/// hang, no panic text.
+#[test]
+fn a_streamed_image_that_goes_missing_ends_the_run_with_its_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("f");
+    write_folder(&folder, false, [40, 10, 0]);
+    let spec = format!("folder:{}", s(&folder));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_candletop"))
+        .args([
+            "--headless",
+            "--stream-images",
+            "--data",
+            &spec,
+            "--epochs",
+            "50",
+        ])
+        .args(["--arch", "c4,f8", "--batch-size", "8", "--run-dir", "r"])
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the run has started, every training image goes.
+    let log = tmp.path().join("r/metrics.jsonl");
+    let t0 = std::time::Instant::now();
+    while !log.exists() && t0.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::remove_dir_all(folder.join("train")).unwrap();
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed().as_secs() < 60, "the run did not end");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.contains(".png: ") && last.contains("No such file"),
+        "{stderr}"
+    );
 }

@@ -534,7 +534,8 @@ fn sample_images_are_what_the_model_sees() {
     };
     let plain = Trainer::new(small_config(), data.clone())
         .unwrap()
-        .samples(8);
+        .samples(8)
+        .unwrap();
     assert_eq!(
         (
             plain.images.len(),
@@ -555,7 +556,7 @@ fn sample_images_are_what_the_model_sees() {
         augment: "flip:1".parse().unwrap(),
         ..small_config()
     };
-    let flipped = Trainer::new(cfg, data).unwrap().samples(8);
+    let flipped = Trainer::new(cfg, data).unwrap().samples(8).unwrap();
     assert!(flipped.augmented);
     for (img, &label) in flipped.images.iter().zip(&flipped.labels) {
         assert!(

@@ -23,25 +23,39 @@ pub struct Normalization {
 impl Normalization {
     /// The mean and standard deviation of each channel of `d`'s pixels scaled to [0, 1].
     pub fn of(d: &Dataset) -> Self {
+        use rayon::prelude::*;
         let c = d.channels.max(1);
-        let plane = d.height * d.width;
-        let mut sum = vec![0f64; c];
-        let mut sq = vec![0f64; c];
-        for img in d.images.chunks_exact(d.image_len().max(1)) {
-            for (ch, px) in img.chunks_exact(plane.max(1)).enumerate() {
-                // Integer sums per plane are exact and fast; one division at the end.
-                let (s, q) = px.iter().fold((0u64, 0u64), |(s, q), &p| {
-                    (s + p as u64, q + (p as u64) * (p as u64))
-                });
-                sum[ch] += s as f64;
-                sq[ch] += q as f64;
-            }
-        }
+        let plane = (d.height * d.width).max(1);
+        // Integer sums per channel: exact, so the order the images are summed in (in
+        // parallel, for sets read from disk) does not matter.
+        let sums = (0..d.len())
+            .into_par_iter()
+            .map(|i| {
+                let img = d.image(i);
+                let mut s = vec![(0u64, 0u64); c];
+                for (ch, px) in img.chunks_exact(plane).enumerate() {
+                    for &p in px {
+                        s[ch].0 += p as u64;
+                        s[ch].1 += (p as u64) * (p as u64);
+                    }
+                }
+                s
+            })
+            .reduce(
+                || vec![(0u64, 0u64); c],
+                |mut a, b| {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        x.0 += y.0;
+                        x.1 += y.1;
+                    }
+                    a
+                },
+            );
         let n = (d.len() * plane).max(1) as f64;
         let (mut mean, mut std) = (Vec::with_capacity(c), Vec::with_capacity(c));
-        for ch in 0..c {
-            let m = sum[ch] / n / 255.0;
-            let var = (sq[ch] / n / (255.0 * 255.0) - m * m).max(0.0);
+        for &(sum, sq) in &sums {
+            let m = sum as f64 / n / 255.0;
+            let var = (sq as f64 / n / (255.0 * 255.0) - m * m).max(0.0);
             mean.push(m as f32);
             std.push((var.sqrt() as f32).max(1e-6));
         }
@@ -256,10 +270,15 @@ impl Loader {
 
     /// The image at `position` of the epoch as the model sees it, before normalisation (an
     /// erased box holds the mean, which normalises to 0).
-    pub fn view(&self, data: &Dataset, index: usize, position: usize) -> Image {
-        let mut img = Image::from_bytes(data.image(index), data.channels, data.height, data.width);
+    pub fn view(&self, data: &Dataset, index: usize, position: usize) -> Result<Image, DataError> {
+        let mut img = Image::from_bytes(
+            &data.try_image(index)?,
+            data.channels,
+            data.height,
+            data.width,
+        );
         if self.augment.is_empty() {
-            return img;
+            return Ok(img);
         }
         let mut rng = augment::sample_rng(self.seed, self.epoch, position);
         augment::apply(&self.augment, &mut img, &mut rng);
@@ -276,36 +295,45 @@ impl Loader {
             let ch = i / plane;
             *v = (unit[i] * self.norm.std[ch] + self.norm.mean[ch]).clamp(0.0, 1.0);
         }
-        img
+        Ok(img)
     }
 
     /// The batch of the samples at `chunk` (dataset indices), batch `index` of the epoch, whose
     /// first sample is at `first` in the epoch's order.
-    pub fn batch(&self, data: &Dataset, chunk: &[usize], index: usize, first: usize) -> Batch {
+    pub fn batch(
+        &self,
+        data: &Dataset,
+        chunk: &[usize],
+        index: usize,
+        first: usize,
+    ) -> Result<Batch, DataError> {
         let mut x = Vec::with_capacity(chunk.len() * data.image_len());
         let shape = (data.channels, data.height, data.width);
         for (k, &i) in chunk.iter().enumerate() {
+            let pixels = data.try_image(i)?;
             if self.augment.is_empty() {
-                self.norm.apply(data.image(i), &mut x);
+                self.norm.apply(&pixels, &mut x);
                 continue;
             }
             let mut rng = augment::sample_rng(self.seed, self.epoch, first + k);
-            let mut img = Image::from_bytes(data.image(i), shape.0, shape.1, shape.2);
+            let mut img = Image::from_bytes(&pixels, shape.0, shape.1, shape.2);
             augment::apply(&self.augment, &mut img, &mut rng);
             let at = x.len();
             self.norm.apply_unit(&img, &mut x);
             augment::erase_normalised(&self.augment, &mut x[at..], shape, &mut rng);
         }
         let y = chunk.iter().map(|&i| data.labels[i] as u32).collect();
-        Batch { index, x, y }
+        Ok(Batch { index, x, y })
     }
 }
 
-/// A stream of batches produced by background threads, in order. Dropping it stops them.
+/// A stream of batches produced by background threads, in order; an image that cannot be read
+/// ends it with that error. Dropping it stops the threads.
 pub struct BatchStream {
     /// One queue per loader thread; batch k comes from thread (k - start) % threads.
-    queues: Vec<Receiver<Batch>>,
+    queues: Vec<Receiver<Result<Batch, DataError>>>,
     turn: usize,
+    failed: bool,
 }
 
 impl BatchStream {
@@ -330,8 +358,10 @@ impl BatchStream {
                         let chunks = order.chunks(batch_size).enumerate().skip(start);
                         for (index, chunk) in chunks.skip(w).step_by(workers) {
                             let b = loader.batch(&data, chunk, index, index * batch_size);
-                            if tx.send(b).is_err() {
-                                return; // the consumer went away
+                            let failed = b.is_err();
+                            // Stop when the consumer went away or after an error.
+                            if tx.send(b).is_err() || failed {
+                                return;
                             }
                         }
                     })
@@ -339,7 +369,11 @@ impl BatchStream {
                 rx
             })
             .collect();
-        Self { queues, turn: 0 }
+        Self {
+            queues,
+            turn: 0,
+            failed: false,
+        }
     }
 
     /// Batches of `data` in their stored order (evaluation).
@@ -350,9 +384,13 @@ impl BatchStream {
 }
 
 impl Iterator for BatchStream {
-    type Item = Batch;
-    fn next(&mut self) -> Option<Batch> {
+    type Item = Result<Batch, DataError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
         let b = self.queues[self.turn].recv().ok()?;
+        self.failed = b.is_err();
         self.turn = (self.turn + 1) % self.queues.len();
         Some(b)
     }
@@ -369,6 +407,7 @@ mod tests {
             channels: 1,
             height: 1,
             width: 2,
+            files: None,
         })
     }
 
@@ -379,6 +418,7 @@ mod tests {
         let norm = Normalization::uniform(0.0, 1.0 / 255.0, 1);
         let all: Vec<Batch> =
             BatchStream::spawn(d.clone(), order.clone(), 4, 0, Loader::plain(norm.clone()))
+                .map(Result::unwrap)
                 .collect();
         assert_eq!(
             all.iter().map(Batch::len).collect::<Vec<_>>(),
@@ -390,7 +430,9 @@ mod tests {
             .collect();
         assert_eq!(labels, order);
         assert_eq!(all[0].x[0], d.image(order[0])[0] as f32);
-        let rest: Vec<Batch> = BatchStream::spawn(d, order, 4, 1, Loader::plain(norm)).collect();
+        let rest: Vec<Batch> = BatchStream::spawn(d, order, 4, 1, Loader::plain(norm))
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(rest.len(), 2);
         assert_eq!(rest[0].y, all[1].y);
         assert_eq!(rest[0].index, 1);
@@ -425,6 +467,7 @@ mod tests {
             channels: 3,
             height: 8,
             width: 8,
+            files: None,
         });
         let loader = |workers| Loader {
             norm: Normalization::of(&d),
@@ -436,15 +479,19 @@ mod tests {
             workers,
         };
         let order = epoch_order(48, 9, 2);
-        let one: Vec<Batch> =
-            BatchStream::spawn(d.clone(), order.clone(), 5, 0, loader(1)).collect();
-        let three: Vec<Batch> =
-            BatchStream::spawn(d.clone(), order.clone(), 5, 0, loader(3)).collect();
+        let one: Vec<Batch> = BatchStream::spawn(d.clone(), order.clone(), 5, 0, loader(1))
+            .map(Result::unwrap)
+            .collect();
+        let three: Vec<Batch> = BatchStream::spawn(d.clone(), order.clone(), 5, 0, loader(3))
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(one.len(), 10);
         for (a, b) in one.iter().zip(&three) {
             assert_eq!((a.index, &a.x, &a.y), (b.index, &b.x, &b.y));
         }
-        let later: Vec<Batch> = BatchStream::spawn(d.clone(), order, 5, 4, loader(2)).collect();
+        let later: Vec<Batch> = BatchStream::spawn(d.clone(), order, 5, 4, loader(2))
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(later[0].x, one[4].x);
         // Augmentation changes the pixels; without it the batch is the normalised images.
         let plain = Loader {
@@ -453,8 +500,8 @@ mod tests {
         };
         let chunk: Vec<usize> = (0..5).collect();
         assert_ne!(
-            plain.batch(&d, &chunk, 0, 0).x,
-            loader(1).batch(&d, &chunk, 0, 0).x
+            plain.batch(&d, &chunk, 0, 0).unwrap().x,
+            loader(1).batch(&d, &chunk, 0, 0).unwrap().x
         );
     }
 
@@ -467,6 +514,7 @@ mod tests {
             channels: 2,
             height: 2,
             width: 2,
+            files: None,
         };
         let n = Normalization::of(&d);
         assert_eq!(n.mean, vec![0.0, 0.5]);

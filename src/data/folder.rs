@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::dataset::Dataset;
+use super::dataset::{Dataset, ImageFiles};
+use super::decode::{decode, DecodeError};
 use super::error::DataError;
 
 /// Folders with at least this many images say how much memory they take before decoding.
@@ -77,6 +78,9 @@ pub struct FolderOptions {
     pub size: Option<(usize, usize)>,
     /// Skip files that do not decode (and list them) instead of stopping.
     pub skip_bad: bool,
+    /// Read the images from their files as the loaders need them, even when they would fit
+    /// in memory (they are read so when they would not).
+    pub stream: bool,
 }
 
 /// A file that could not be decoded, skipped with `--skip-bad-images`.
@@ -187,53 +191,6 @@ fn list_split(
     Ok(files)
 }
 
-/// Why one file did not become an image.
-enum DecodeError {
-    /// The file is not a readable image: skippable.
-    Bad(String),
-    /// Its size differs from the first image's: a setting is missing, not skippable.
-    Size(String),
-}
-
-fn decode(
-    path: &Path,
-    channels: usize,
-    size: (usize, usize),
-    resize: bool,
-) -> Result<Vec<u8>, DecodeError> {
-    let img = image::ImageReader::open(path)
-        .map_err(|e| DecodeError::Bad(e.to_string()))?
-        .with_guessed_format()
-        .map_err(|e| DecodeError::Bad(e.to_string()))?
-        .decode()
-        .map_err(|e| DecodeError::Bad(e.to_string()))?;
-    let (h, w) = size;
-    let (ih, iw) = (img.height() as usize, img.width() as usize);
-    let img = if (ih, iw) == (h, w) {
-        img
-    } else if resize {
-        img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle)
-    } else {
-        return Err(DecodeError::Size(format!(
-            "is {iw}x{ih} (width x height) but the first image is {w}x{h}; pass --image-size to resize every image"
-        )));
-    };
-    // Interleaved pixels to channel planes.
-    Ok(if channels == 1 {
-        img.to_luma8().into_raw()
-    } else {
-        let rgb = img.to_rgb8().into_raw();
-        let n = h * w;
-        let mut planes = vec![0u8; 3 * n];
-        for (i, px) in rgb.chunks_exact(3).enumerate() {
-            planes[i] = px[0];
-            planes[n + i] = px[1];
-            planes[2 * n + i] = px[2];
-        }
-        planes
-    })
-}
-
 /// The memory the OS says is available, from /proc/meminfo (None elsewhere).
 fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -309,38 +266,48 @@ pub fn load(
             crate::format::human_bytes(bytes)
         ));
     }
-    if let Some(avail) = available_memory() {
-        if bytes > avail / 2 {
-            return Err(problem(
-                dir,
-                format!(
-                    "the decoded images need {} and {} of memory is available; pass a smaller --image-size or --subset",
-                    crate::format::human_bytes(bytes),
-                    crate::format::human_bytes(avail)
-                ),
-            ));
-        }
+    // In memory when the decoded set takes at most half the memory available; else (or when
+    // asked) the images stay in their files and the loaders decode them batch by batch.
+    let stream = opts.stream || available_memory().is_some_and(|avail| bytes > avail / 2);
+    if stream && all.len() >= NOTE_FROM {
+        note(format!(
+            "{}: {} images are read from disk as they are needed (checking that every one decodes first)",
+            dir.display(),
+            all.len()
+        ));
     }
+    // Every file is decoded once here, in parallel: kept, or (streamed) only checked.
     let decoded: Vec<Result<Vec<u8>, DecodeError>> = all
         .par_iter()
-        .map(|(p, _)| decode(p, channels, size, resize))
+        .map(|(p, _)| {
+            decode(p, channels, size, resize).map(|px| if stream { Vec::new() } else { px })
+        })
         .collect();
 
     let mut skipped = Vec::new();
     let mut results = decoded.into_iter();
     let mut build = |files: &[(PathBuf, u8)]| -> Result<Dataset, DataError> {
         let mut d = Dataset {
-            images: Vec::with_capacity(files.len() * channels * size.0 * size.1),
+            images: Vec::with_capacity(if stream {
+                0
+            } else {
+                files.len() * channels * size.0 * size.1
+            }),
             labels: Vec::with_capacity(files.len()),
             channels,
             height: size.0,
             width: size.1,
+            files: None,
         };
+        let mut paths = Vec::new();
         for (path, label) in files {
             match results.next().expect("one result per file") {
                 Ok(px) => {
                     d.images.extend_from_slice(&px);
                     d.labels.push(*label);
+                    if stream {
+                        paths.push(path.clone());
+                    }
                 }
                 Err(DecodeError::Size(p)) => return Err(problem(path, p)),
                 Err(DecodeError::Bad(p)) if opts.skip_bad => skipped.push(BadImage {
@@ -354,6 +321,9 @@ pub fn load(
                     ))
                 }
             }
+        }
+        if stream {
+            d.files = Some(std::sync::Arc::new(ImageFiles { paths, resize }));
         }
         Ok(d)
     };

@@ -7,6 +7,7 @@ pub mod balance;
 pub mod batch;
 pub mod cifar;
 pub mod dataset;
+mod decode;
 mod error;
 pub mod folder;
 pub mod idx;
@@ -379,6 +380,7 @@ fn load_cifar(dir: &Path, layout: cifar::Layout) -> Result<Source, DataError> {
             channels: 3,
             height: 32,
             width: 32,
+            files: None,
         })
     };
     let mut train = read(&train_names[0])?;
@@ -576,6 +578,7 @@ fn pair(
         channels: 1,
         height: h,
         width: w,
+        files: None,
     })
 }
 

@@ -20,6 +20,9 @@ pub enum TrainError {
     Mismatch { path: PathBuf, problem: String },
     #[error(transparent)]
     RunDir(#[from] RunDirError),
+    /// An image the loaders could not read (a streamed file gone since the run started).
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
 }
 
 impl TrainError {

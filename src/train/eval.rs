@@ -50,6 +50,7 @@ fn forward_all(
     let mut unused = Rng::new(0);
     let (mut loss_sum, mut n) = (0.0, 0usize);
     for batch in BatchStream::sequential(data.clone(), batch_size, norm.clone()) {
+        let batch = batch.map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let x = Tensor::from_slice(&batch.x, (batch.len(), c, h, w), &Device::Cpu)?;
         let logits = model.forward(&x, Mode::Eval, &mut unused)?.detach();
         let loss = cross_entropy(&logits, &batch.y, 0.0, None)?.to_scalar::<f32>()? as f64;

@@ -51,8 +51,11 @@ pub fn batches(
     let mut pass = 0u64;
     let mut stream: Option<BatchStream> = None;
     std::iter::from_fn(move || loop {
-        if let Some(b) = stream.as_mut().and_then(Iterator::next) {
-            return Some(b);
+        match stream.as_mut().and_then(Iterator::next) {
+            Some(Ok(b)) => return Some(b),
+            // An image that cannot be read ends the sweep's batches.
+            Some(Err(_)) => return None,
+            None => {}
         }
         if pass > 0 && data.len() < batch_size.min(1) {
             return None;

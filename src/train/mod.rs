@@ -562,6 +562,7 @@ impl Trainer {
                     loader = now;
                 }
                 let Some(batch) = batches.next() else { break };
+                let batch = batch?;
                 if let Some(end) = self.train_batch(&batch)? {
                     return Ok(end);
                 }
@@ -820,11 +821,13 @@ impl Trainer {
                 }
                 None
             }
-            Command::ShowSamples(n) => {
-                let grid = self.samples(*n as usize);
-                self.emit(Event::Samples { step, grid });
-                None
-            }
+            Command::ShowSamples(n) => match self.samples(*n as usize) {
+                Ok(grid) => {
+                    self.emit(Event::Samples { step, grid });
+                    None
+                }
+                Err(e) => Some(e.to_string()),
+            },
             Command::FindLr => match self.find_lr_between_steps()? {
                 true => None,
                 false => return Ok(false),
@@ -976,7 +979,7 @@ impl Trainer {
 
     /// `n` training images as the model sees them now: drawn at random (a stream of their own,
     /// so the run's batches are untouched), augmented as a batch of this epoch would be.
-    pub fn samples(&self, n: usize) -> SampleGrid {
+    pub fn samples(&self, n: usize) -> Result<SampleGrid, crate::data::DataError> {
         let d = &self.data.train;
         let loader = self.data.loader(self.cfg.seed, self.progress.epoch);
         let mut rng = Rng::derive(self.cfg.seed, "samples", self.progress.step);
@@ -989,7 +992,7 @@ impl Trainer {
             let i = rng.below(d.len() as u64) as usize;
             // A position past the epoch's own draws: what a batch would see, not a repeat.
             let position = (d.len() + rng.below(1 << 30) as usize) as u64;
-            let img = loader.view(d, i, position as usize);
+            let img = loader.view(d, i, position as usize)?;
             let mut px = Vec::with_capacity(d.channels * h * w);
             for c in 0..d.channels {
                 for y in 0..h {
@@ -1002,14 +1005,14 @@ impl Trainer {
             images.push(px);
             labels.push(d.labels[i] as u32);
         }
-        SampleGrid {
+        Ok(SampleGrid {
             channels: d.channels,
             height: h,
             width: w,
             images,
             labels,
             augmented: self.data.augmenting,
-        }
+        })
     }
 
     /// Sends an event to the watchers and records it in metrics.jsonl.
@@ -1053,6 +1056,7 @@ impl Trainer {
         )
         .next()
         .expect("a non-empty training set")
+        .expect("a training set in memory")
     }
 
     /// The loader of epoch `epoch`'s training batches (for benchmarks and tests).
