@@ -51,8 +51,9 @@ fn rule(key: &str) -> Rule {
         "dropout" => Rule::Dropout,
         // Both change which images an epoch visits.
         "batch_size" | "sampler" => Rule::BatchSize,
-        "data" | "subset" | "imbalance" | "channels" | "image_size" | "skip_bad_images"
-        | "stream_images" => Rule::Data,
+        "data" | "subset" | "imbalance" | "channels" | "image_size" | "skip_bad_images" => {
+            Rule::Data
+        }
         _ => Rule::Free,
     }
 }
