@@ -137,6 +137,19 @@ fn keys_steer_the_run_and_quit_restores_the_terminal() {
     s.press("\r");
     s.wait_for("schedule cosine to 0 from step");
     s.wait_for("lr 2.00e-3 cosine to 0");
+    // The data switches and views: augmentation on (the default recipe), the images it makes,
+    // the per-class view, class weights on.
+    s.press("a");
+    s.wait_for("augmentation on from step");
+    s.wait_for("aug pad-crop flip");
+    s.press("g");
+    s.wait_for("augmented as the model sees them");
+    s.press("x");
+    s.press("c");
+    s.wait_for("Validation accuracy per class");
+    s.press("x");
+    s.press("w");
+    s.wait_for("weights balanced");
     // The LR finder on a copy of the model: its curve and suggestion; discarded.
     s.press("f");
     s.wait_for("suggested ");
