@@ -141,6 +141,18 @@ fn what_the_checkpoint_depends_on_is_refused_in_one_line() {
             "--max-steps 2: the checkpoint is at step 3 already (--max-steps counts the run's total)",
         ),
         (&[&mid[..], &["--lr", "0"]].concat(), "'0' is not a positive learning rate"),
+        (
+            &[&epoch[..], &["--normalize", "0.5/0.25"]].concat(),
+            "--normalize 0.5/0.25: cannot change on resume (auto in the checkpoint): the model was trained on inputs normalised",
+        ),
+        (
+            &[&mid[..], &["--sampler", "balanced"]].concat(),
+            "--sampler balanced: cannot change on resume (shuffle in the checkpoint): the checkpoint is in the middle of epoch 1",
+        ),
+        (
+            &[&mid[..], &["--subset", "100"]].concat(),
+            "--subset 100: cannot change on resume (0 in the checkpoint): the checkpoint is in the middle of epoch 1",
+        ),
     ] {
         rejects_in(d, args, want);
     }

@@ -48,6 +48,9 @@ fn rule(key: &str) -> Rule {
             "the seed chose the validation split and the batch order the run has followed",
         ),
         "val_split" => Rule::Fixed("it would move images between training and validation"),
+        "normalize" => Rule::Fixed(
+            "the model was trained on inputs normalised as the checkpoint says and keeps that",
+        ),
         "dropout" => Rule::Dropout,
         // Both change which images an epoch visits.
         "batch_size" | "sampler" => Rule::BatchSize,
