@@ -311,7 +311,7 @@ impl RunState {
                 );
                 let facts = &info.data_facts;
                 if facts.active_transforms().is_some() {
-                    let text = format!("augmentation on: {} (a turns it off)", facts.augment);
+                    let text = format!("augmentation on: {}", facts.augment);
                     self.log(step, LogKind::Info, text);
                 }
                 if !facts.class_weights.is_empty() {
