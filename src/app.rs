@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint;
-use crate::cli::{Cli, Cmd, DataInfoArgs, EvalArgs, InspectArgs, LrFindArgs, Split, TrainArgs};
+use crate::cli::{
+    Cli, Cmd, DataInfoArgs, DiagnoseArgs, EvalArgs, InspectArgs, LrFindArgs, Split, TrainArgs,
+};
 use crate::config::RunConfig;
 use crate::data::{DataSpec, DataSplits};
 use crate::error::Error;
@@ -28,6 +30,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Some(Cmd::Inspect(i)) => inspect(&i),
         Some(Cmd::LrFind(f)) => find_lr(&f),
         Some(Cmd::DataInfo(d)) => data_info(&d),
+        Some(Cmd::Diagnose(d)) => diagnose(&d),
     }
 }
 
@@ -95,6 +98,122 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
         Outcome::Failed(message) => Err(Error::Training(message)),
         o => Ok(o.exit_code()),
     }
+}
+
+/// `candletop diagnose RUN_DIR`: the run's recorded steps and epochs through the doctor.
+fn diagnose(args: &DiagnoseArgs) -> Result<ExitCode, Error> {
+    use crate::diagnose::{Doctor, Patient, Thresholds};
+    use crate::protocol::{EpochMetrics, RunInfo, StepMetrics};
+    let dir = &args.run_dir;
+    let cfg = RunConfig::from_toml_file(&dir.join("config.toml"))?;
+    let path = dir.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|source| {
+        Error::RunDir(RunDirError {
+            path: path.clone(),
+            source,
+        })
+    })?;
+    let bad = |line: usize, what: String| {
+        Error::Data(crate::data::DataError::Folder {
+            path: path.clone(),
+            problem: format!("line {line}: {what}"),
+        })
+    };
+    let mut doctor: Option<Doctor> = None;
+    let mut out = std::io::stdout().lock();
+    let (mut steps, mut epochs) = (0u64, 0usize);
+    for (i, line) in text.lines().enumerate() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(i + 1, format!("not JSON: {e}")))?;
+        let changes = match v["type"].as_str() {
+            Some("started") => {
+                let info: RunInfo = serde_json::from_value(v.clone())
+                    .map_err(|e| bad(i + 1, format!("a started record without {e}")))?;
+                let mut d = Doctor::new(
+                    Patient {
+                        classes: info.classes.clone(),
+                        layers: info.layers.clone(),
+                        train_counts: info.data_facts.train_counts.clone(),
+                        batch_size: info.batch_size,
+                        batch_norm: cfg.batch_norm,
+                    },
+                    Thresholds::default(),
+                );
+                let changes = d.on_start();
+                doctor = Some(d);
+                changes
+            }
+            Some(kind @ ("step" | "epoch")) => {
+                let Some(d) = doctor.as_mut() else {
+                    return Err(bad(
+                        i + 1,
+                        format!("a {kind} record before the run started"),
+                    ));
+                };
+                if kind == "step" {
+                    let m: StepMetrics =
+                        serde_json::from_value(v.clone()).map_err(|e| bad(i + 1, e.to_string()))?;
+                    steps = m.step;
+                    d.on_step(&m)
+                } else {
+                    let m: EpochMetrics =
+                        serde_json::from_value(v.clone()).map_err(|e| bad(i + 1, e.to_string()))?;
+                    epochs = m.epoch;
+                    d.on_epoch(&m)
+                }
+            }
+            _ => Vec::new(),
+        };
+        let step = v["step"].as_u64().unwrap_or(0);
+        for c in changes {
+            let f = &c.finding;
+            let line = if c.cleared {
+                format!("step {step:>6}  resolved: {}", f.kind.title())
+            } else {
+                format!(
+                    "step {step:>6}  {}: {}: {}; try {}",
+                    match f.severity {
+                        crate::protocol::Severity::Warning => "warning",
+                        crate::protocol::Severity::Info => "note",
+                    },
+                    f.kind.title(),
+                    f.evidence,
+                    f.action
+                )
+            };
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    let Some(d) = doctor else {
+        return Err(bad(
+            0,
+            "no started record: is this a candletop run directory?".into(),
+        ));
+    };
+    let open = d.findings();
+    let _ = writeln!(
+        out,
+        "{}: {epochs} epochs, {steps} steps (step records every {} steps: the doctor sees their means); {} in force at the end{}",
+        dir.display(),
+        cfg.log_every,
+        match open.len() {
+            0 => "no finding".to_string(),
+            1 => "1 finding".to_string(),
+            n => format!("{n} findings"),
+        },
+        if open.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ": {}",
+                open.iter()
+                    .map(|f| f.kind.title())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn data_info(args: &DataInfoArgs) -> Result<ExitCode, Error> {

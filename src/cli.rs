@@ -46,6 +46,9 @@ pub enum Cmd {
     /// What a dataset holds: source, shape, split sizes, images per class with a bar each,
     /// the normalisation, and a warning when the classes are unbalanced.
     DataInfo(DataInfoArgs),
+    /// Replay a run's metrics.jsonl through the training doctor: the findings it raises and
+    /// clears, with the step of each.
+    Diagnose(DiagnoseArgs),
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -379,6 +382,13 @@ pub struct LrFindArgs {
     /// The data, model and optimizer, as for train (--epochs and the schedule do not matter)
     #[command(flatten)]
     pub train: TrainArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DiagnoseArgs {
+    /// A run directory (with metrics.jsonl and config.toml)
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

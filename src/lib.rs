@@ -6,7 +6,7 @@
 //! edges        app (subcommands), cli (flags), bench, error      main.rs calls app
 //! front ends   tui, headless                                     talk to training only through protocol
 //! watching     watch (RunState, the receive loop, Outcome)
-//! core         train -> checkpoint, run_dir -> config -> data, model, optim
+//! core         train -> checkpoint, run_dir -> config -> data, model, optim, diagnose
 //! plain data   protocol (messages), schedule, format, rng, signals, runtime
 //! ```
 //!
@@ -19,6 +19,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod diagnose;
 pub mod error;
 pub mod format;
 pub mod headless;

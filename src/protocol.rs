@@ -146,6 +146,60 @@ impl DataFacts {
     }
 }
 
+/// What the training doctor found: the causes of a stalled run it watches for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    LrTooHigh,
+    LrTooLow,
+    Plateau,
+    Overfitting,
+    Underfitting,
+    VanishingGradients,
+    ExplodingGradients,
+    ClassImbalance,
+    /// A class far below the others in validation accuracy, though it has as many images.
+    WeakClass,
+    SmallBatchNorm,
+    InitialLoss,
+}
+
+impl FindingKind {
+    /// As a person reads it in a log line.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::LrTooHigh => "learning rate too high",
+            Self::LrTooLow => "learning rate too low",
+            Self::Plateau => "plateau",
+            Self::Overfitting => "overfitting",
+            Self::Underfitting => "underfitting",
+            Self::VanishingGradients => "vanishing gradients",
+            Self::ExplodingGradients => "exploding gradients",
+            Self::ClassImbalance => "class imbalance",
+            Self::WeakClass => "a class far behind",
+            Self::SmallBatchNorm => "batch norm on small batches",
+            Self::InitialLoss => "initial loss off",
+        }
+    }
+}
+
+/// How much a finding matters: a warning only while the run is also not improving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+}
+
+/// One finding: what, how bad, the numbers behind it, and what to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub severity: Severity,
+    pub evidence: String,
+    pub action: String,
+}
+
 /// Training images as the model sees them (augmented when on), for a person to look at.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleGrid {
@@ -369,6 +423,13 @@ pub enum Event {
     ClassWeightsChanged {
         step: u64,
         weights: Vec<f32>,
+    },
+    /// The doctor raised a finding (or changed its severity or evidence), or it cleared.
+    Finding {
+        step: u64,
+        #[serde(flatten)]
+        finding: Finding,
+        cleared: bool,
     },
     /// Training images as the model sees them, asked for with `ShowSamples`.
     Samples {

@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     // plain data and small helpers
     &["format", "rng", "protocol", "schedule", "signals"],
     // the model, its optimizers, the data
-    &["model", "optim", "data"],
+    &["model", "optim", "data", "diagnose"],
     // settings and the process's compute setup
     &["config", "runtime"],
     // files: checkpoints, the run directory

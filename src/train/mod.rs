@@ -26,6 +26,7 @@ use crate::data::{
     AugmentSpec, Batch, BatchStream, ClassWeights, DataSplits, Dataset, Loader, Normalization,
     Sampler,
 };
+use crate::diagnose::{Doctor, Patient, Thresholds};
 use crate::model::Cnn;
 use crate::optim::Optimizer;
 use crate::protocol::{
@@ -137,6 +138,8 @@ pub struct Trainer {
     /// Images per second, smoothed over recent steps.
     throughput: Option<f64>,
     started: Instant,
+    /// Watches the run's numbers for the reasons it may stall.
+    doctor: Doctor,
 }
 
 /// The LR range test on copies of `learner`, with batches and dropout of its own.
@@ -220,7 +223,18 @@ impl Trainer {
             schedule: schedule.clone(),
             data_facts,
         };
+        let doctor = Doctor::new(
+            Patient {
+                classes: info.classes.clone(),
+                layers: info.layers.clone(),
+                train_counts: info.data_facts.train_counts.clone(),
+                batch_size: cfg.batch_size,
+                batch_norm: cfg.batch_norm,
+            },
+            Thresholds::default(),
+        );
         Ok(Self {
+            doctor,
             learner: Learner {
                 model,
                 opt: Optimizer::new(cfg.optimizer, &sizes),
@@ -305,6 +319,7 @@ impl Trainer {
         p.epoch = ckpt.position.epoch.max(1);
         p.pos = ckpt.position;
         p.history.clone_from(&ckpt.epochs);
+        t.doctor.remember(&ckpt.epochs);
         p.lr_changes.clone_from(&ckpt.lr_changes);
         if p.lr_changes.first().is_none_or(|c| c.0 != 0) {
             // Files from before runs recorded their first LR.
@@ -488,6 +503,8 @@ impl Trainer {
         self.info.total_steps = self.last_step();
         self.info.schedule = self.schedule.clone();
         self.emit(Event::Started(self.info.clone()));
+        let changes = self.doctor.on_start();
+        self.report_findings(changes);
         let reason = self.train()?;
         if reason == FinishReason::Completed && !self.data.test.is_empty() {
             let e = self.evaluate(&self.data.test.clone(), EVAL_BATCH)?;
@@ -626,10 +643,13 @@ impl Trainer {
             update_ratios: s.update_ratios,
             images_per_sec: ips,
         };
+        let changes = self.doctor.on_step(&m);
         self.watchers
             .step(m, s.hits, batch.len(), self.cfg.log_every);
         p.pos.active_secs += t0.elapsed().as_secs_f64();
-        if self.cfg.save_every_steps > 0 && p.step % self.cfg.save_every_steps == 0 {
+        let step = p.step;
+        self.report_findings(changes);
+        if self.cfg.save_every_steps > 0 && step % self.cfg.save_every_steps == 0 {
             self.save(&[SaveKind::Last])?;
         }
         Ok(None)
@@ -664,7 +684,9 @@ impl Trainer {
             ..Position::default()
         };
         let (val_loss, val_acc) = (m.val_loss, m.val_accuracy);
+        let changes = self.doctor.on_epoch(&m);
         self.emit(Event::Epoch(m));
+        self.report_findings(changes);
         self.plateau(done, val_loss, val_acc);
         let mut kinds = vec![SaveKind::Epoch(done)];
         if improved {
@@ -1013,6 +1035,18 @@ impl Trainer {
             labels,
             augmented: self.data.augmenting,
         })
+    }
+
+    /// The doctor's news, as events.
+    fn report_findings(&mut self, changes: Vec<crate::diagnose::Change>) {
+        let step = self.progress.step;
+        for c in changes {
+            self.emit(Event::Finding {
+                step,
+                finding: c.finding,
+                cleared: c.cleared,
+            });
+        }
     }
 
     /// Sends an event to the watchers and records it in metrics.jsonl.

@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 
 use crate::format::{clock, human_bytes, sci};
 use crate::protocol::{
-    Command, DataFacts, EpochMetrics, EvalMetrics, Event, FinishReason, LrFinding, LrSource,
-    OnNonFinite, RunInfo, SampleGrid, ScheduleChange, StepMetrics,
+    Command, DataFacts, EpochMetrics, EvalMetrics, Event, Finding, FinishReason, LrFinding,
+    LrSource, OnNonFinite, RunInfo, SampleGrid, ScheduleChange, Severity, StepMetrics,
 };
 use crate::schedule::Schedule;
 
@@ -164,6 +164,8 @@ pub struct RunState {
     pub lr_finder: Option<LrFinder>,
     /// The latest training images asked for, as the model saw them, and the step.
     pub samples: Option<(u64, SampleGrid)>,
+    /// The doctor's findings in force, and since which step.
+    pub findings: Vec<(u64, Finding)>,
 }
 
 /// What a watcher knows of an LR range test.
@@ -205,6 +207,7 @@ impl Default for RunState {
             schedule: None,
             lr_finder: None,
             samples: None,
+            findings: Vec::new(),
         }
     }
 }
@@ -522,6 +525,33 @@ impl RunState {
                 };
                 self.log(*step, LogKind::Action, text);
             }
+            Event::Finding {
+                step,
+                finding,
+                cleared,
+            } => {
+                self.findings.retain(|(_, f)| f.kind != finding.kind);
+                let title = finding.kind.title();
+                if *cleared {
+                    self.log(*step, LogKind::Info, format!("resolved: {title}"));
+                } else {
+                    self.findings.push((*step, finding.clone()));
+                    let kind = match finding.severity {
+                        Severity::Warning => LogKind::Warning,
+                        Severity::Info => LogKind::Info,
+                    };
+                    let text = format!(
+                        "{}: {title}: {}; try {}",
+                        match finding.severity {
+                            Severity::Warning => "warning",
+                            Severity::Info => "note",
+                        },
+                        finding.evidence,
+                        finding.action
+                    );
+                    self.log(*step, kind, text);
+                }
+            }
             Event::Samples { step, grid } => {
                 self.samples = Some((*step, grid.clone()));
             }
@@ -683,9 +713,10 @@ mod tests {
             Event::AugmentChanged { .. } => 17,
             Event::ClassWeightsChanged { .. } => 18,
             Event::Samples { .. } => 19,
+            Event::Finding { .. } => 20,
         }
     }
-    const KINDS: usize = 20;
+    const KINDS: usize = 21;
 
     fn info() -> RunInfo {
         RunInfo {
@@ -935,6 +966,35 @@ mod tests {
             &[],
         );
         assert_eq!(run.samples.as_ref().map(|s| s.0), Some(11));
+        let finding = Finding {
+            kind: crate::protocol::FindingKind::LrTooHigh,
+            severity: Severity::Warning,
+            evidence: "the loss rose".into(),
+            action: "cut the LR".into(),
+        };
+        expect(
+            &mut run,
+            Event::Finding {
+                step: 11,
+                finding: finding.clone(),
+                cleared: false,
+            },
+            &[(
+                LogKind::Warning,
+                "warning: learning rate too high: the loss rose; try cut the LR",
+            )],
+        );
+        assert_eq!(run.findings.len(), 1);
+        expect(
+            &mut run,
+            Event::Finding {
+                step: 11,
+                finding,
+                cleared: true,
+            },
+            &[(LogKind::Info, "resolved: learning rate too high")],
+        );
+        assert!(run.findings.is_empty());
         expect(
             &mut run,
             Event::Paused { step: 11 },

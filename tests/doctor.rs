@@ -1,0 +1,178 @@
+//! The training doctor on provoked runs: each scenario, a few hundred steps of real training on
+//! the embedded data, must raise its finding as a warning in metrics.jsonl within the documented
+//! window, and no warning unrelated to it; a healthy default run raises none.
+
+mod common;
+
+use std::path::Path;
+
+use common::{candletop, succeeds};
+use serde_json::Value;
+
+/// The finding records of a run: (step, kind, severity, cleared).
+fn findings(run: &Path) -> Vec<(u64, String, String, bool)> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "finding")
+        .map(|v| {
+            (
+                v["step"].as_u64().unwrap(),
+                v["kind"].as_str().unwrap().to_string(),
+                v["severity"].as_str().unwrap().to_string(),
+                v["cleared"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Runs `args` headless in `dir/name`; the warning `want` must appear by step `by`, and any
+/// other warning must be among `related`.
+fn provoke(dir: &Path, name: &str, args: &[&str], want: &str, by: u64, related: &[&str]) {
+    let mut all = vec!["--headless", "--run-dir", name, "--log-every", "50"];
+    all.extend(args);
+    let out = succeeds(dir, &all);
+    let f = findings(&dir.join(name));
+    let warnings: Vec<&(u64, String, String, bool)> =
+        f.iter().filter(|x| x.2 == "warning" && !x.3).collect();
+    let first = warnings.iter().find(|x| x.1 == want);
+    assert!(
+        first.is_some_and(|x| x.0 <= by),
+        "{name}: no {want} warning by step {by}: {f:?}\n{out}"
+    );
+    for w in &warnings {
+        assert!(
+            w.1 == want || related.contains(&w.1.as_str()),
+            "{name}: an unrelated warning {w:?}\n{out}"
+        );
+    }
+    // The headless reporter prints it too.
+    assert!(out.contains("  warning: "), "{out}");
+}
+
+#[test]
+fn provoked_runs_raise_their_finding_and_nothing_unrelated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // LR 50x the default: the loss climbs far above where it started.
+    provoke(
+        d,
+        "high",
+        &["--lr", "0.05", "--max-steps", "100"],
+        "lr_too_high",
+        50,
+        &[],
+    );
+    // LR 1e-7 with Adam: the loss does not move, updates are a millionth of the weights.
+    provoke(
+        d,
+        "low",
+        &["--lr", "1e-7", "--optimizer", "adam", "--max-steps", "150"],
+        "lr_too_low",
+        150,
+        &[],
+    );
+    // Eight sigmoid conv layers without batch norm: the first layers get no gradient (a note
+    // from step 150, a warning once the loss stops falling).
+    provoke(
+        d,
+        "vanish",
+        &[
+            "--arch",
+            "c8/none,c8/none,c8/none,c8/none,c8/none,c8/none,c8/none,c8",
+            "--activation",
+            "sigmoid",
+            "--no-batch-norm",
+            "--max-steps",
+            "300",
+        ],
+        "vanishing_gradients",
+        300,
+        &[],
+    );
+    // A 20:1 skewed training set, and batch norm on batches of 2: said before the first step.
+    provoke(
+        d,
+        "skewed",
+        &["--imbalance", "20", "--max-steps", "5"],
+        "class_imbalance",
+        0,
+        &[],
+    );
+    provoke(
+        d,
+        "bn2",
+        &["--batch-size", "2", "--max-steps", "5"],
+        "small_batch_norm",
+        0,
+        &[],
+    );
+    // 500 training images, no dropout, no augmentation, many epochs.
+    provoke(
+        d,
+        "overfit",
+        &["--subset", "500", "--dropout", "0", "--epochs", "12"],
+        "overfitting",
+        12 * 8,
+        &["weak_class", "plateau"],
+    );
+}
+
+#[test]
+fn healthy_default_runs_raise_no_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    for seed in ["1", "2"] {
+        let run = format!("seed{seed}");
+        succeeds(
+            tmp.path(),
+            &[
+                "--headless",
+                "--epochs",
+                "2",
+                "--seed",
+                seed,
+                "--run-dir",
+                &run,
+            ],
+        );
+        let f = findings(&tmp.path().join(&run));
+        assert!(
+            f.iter().all(|x| x.2 != "warning"),
+            "seed {seed}: a warning on a healthy run: {f:?}"
+        );
+    }
+}
+
+#[test]
+fn diagnose_replays_a_finished_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    succeeds(
+        d,
+        &[
+            "--headless",
+            "--lr",
+            "1e-7",
+            "--optimizer",
+            "adam",
+            "--max-steps",
+            "200",
+            "--run-dir",
+            "r",
+        ],
+    );
+    let out = succeeds(d, &["diagnose", "r"]);
+    assert!(
+        out.contains("warning: learning rate too low: the loss moved"),
+        "{out}"
+    );
+    assert!(
+        out.contains("r: 1 epochs, 200 steps (step records every 20 steps"),
+        "{out}"
+    );
+    let missing = candletop(&["diagnose", "nowhere"], d);
+    assert_eq!(missing.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("nowhere/config.toml"), "{err}");
+}
