@@ -54,6 +54,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
     kernel_profile(&base, &data, args.steps)?;
     checkpoints(&base, &data, args.steps.clamp(1, 5))?;
     data_pipeline(&base, &data, args.steps)?;
+    doctor_cost(&base, &data)?;
     ui_overhead(&base, &data, args.steps)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -223,6 +224,61 @@ fn data_pipeline(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<()
         "augmentation costs training {:.1}% (medians of 3 runs of {} steps each, alternated)",
         100.0 * (1.0 - on / off),
         steps
+    ));
+    Ok(())
+}
+
+/// What the training doctor costs a step: its work on a step's metrics, timed over many
+/// steps, against the time of a training step measured here.
+fn doctor_cost(base: &RunConfig, data: &DataSplits) -> Result<(), Error> {
+    use crate::diagnose::{Doctor, Patient, Thresholds};
+    use crate::protocol::StepMetrics;
+    let mut trainer = Trainer::new(base.clone(), data.clone())?;
+    let batch = trainer.training_batch(base.batch_size);
+    for _ in 0..3 {
+        trainer.step_once(&batch)?;
+    }
+    let t0 = Instant::now();
+    for _ in 0..20 {
+        trainer.step_once(&batch)?;
+    }
+    let step_secs = t0.elapsed().as_secs_f64() / 20.0;
+    let info = trainer.info();
+    let mut doctor = Doctor::new(
+        Patient {
+            classes: info.classes.clone(),
+            layers: info.layers.clone(),
+            train_counts: info.data_facts.train_counts.clone(),
+            batch_size: base.batch_size,
+            batch_norm: base.batch_norm,
+        },
+        Thresholds::default(),
+    );
+    let n = 20_000u64;
+    let layers = info.layers.len();
+    let t0 = Instant::now();
+    for step in 1..=n {
+        let wobble = (step % 7) as f64 * 0.01;
+        let m = StepMetrics {
+            step,
+            epoch: 1,
+            steps: 1,
+            loss: 1.0 / (1.0 + step as f64 / 500.0) + wobble,
+            accuracy: 0.5,
+            lr: 1e-3,
+            grad_norms: vec![0.1 + wobble; layers],
+            update_ratios: vec![1e-3; layers],
+            images_per_sec: 2000.0,
+        };
+        std::hint::black_box(doctor.on_step(&m));
+    }
+    let per_step = t0.elapsed().as_secs_f64() / n as f64;
+    say("");
+    say(&format!(
+        "training doctor: {:.2} us a step against a {:.1} ms training step ({:.3}% of it)",
+        per_step * 1e6,
+        step_secs * 1000.0,
+        100.0 * per_step / step_secs
     ));
     Ok(())
 }

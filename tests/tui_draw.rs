@@ -446,3 +446,49 @@ fn the_sample_grid_draws_each_pixel_pair_in_half_blocks() {
         vec![Command::SetAugment(false), Command::ShowSamples(24)]
     );
 }
+
+/// The diagnosis panel: warnings before notes, each with its evidence and what to try; a
+/// cleared finding leaves it.
+#[test]
+fn the_diagnosis_panel_lists_findings_most_severe_first() {
+    use candletop::protocol::{Finding, FindingKind, Severity};
+    let mut app = recorded();
+    let finding = |kind, severity, evidence: &str, action: &str| Finding {
+        kind,
+        severity,
+        evidence: evidence.into(),
+        action: action.into(),
+    };
+    app.on_event(&Event::Finding {
+        step: 50,
+        finding: finding(
+            FindingKind::WeakClass,
+            Severity::Info,
+            "class 6 has 58.0% validation accuracy against a mean of 85.8% (300 training images)",
+            "look at its images (g); more images of it, or augmentation (a)",
+        ),
+        cleared: false,
+    });
+    app.on_event(&Event::Finding {
+        step: 70,
+        finding: finding(
+            FindingKind::LrTooHigh,
+            Severity::Warning,
+            "the loss rose in 3 of the last 4 windows of 50 steps (0.4100 -> 0.5200); 4 spikes",
+            "cut the LR x0.1 (l), or - a few times",
+        ),
+        cleared: false,
+    });
+    insta::assert_snapshot!("diagnosis_120x36", screen(&app, 120, 36));
+    app.on_event(&Event::Finding {
+        step: 75,
+        finding: finding(FindingKind::LrTooHigh, Severity::Warning, "", ""),
+        cleared: true,
+    });
+    let s = screen(&app, 120, 36);
+    assert!(
+        s.contains("Diagnosis  1 note") && !s.contains("▲ learning rate too high"),
+        "{s}"
+    );
+    assert!(s.contains("resolved: learning rate too high"), "{s}");
+}

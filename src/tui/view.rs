@@ -9,8 +9,8 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 use super::app::{App, Overlay, Panel};
 use super::theme::Theme;
 use super::widgets::{
-    header_height, ClassesView, EditorView, EventLog, FinderView, GradientTable, Header, Help,
-    KeyBar, LrChart, Metric, MetricChart, Popup, SamplesView,
+    diagnosis_height, header_height, ClassesView, Diagnosis, EditorView, EventLog, FinderView,
+    GradientTable, Header, Help, KeyBar, LrChart, Metric, MetricChart, Popup, SamplesView,
 };
 
 /// Below this size the panels cannot show their numbers: one line says so instead.
@@ -43,9 +43,13 @@ impl Widget for &App {
         let [loss, acc] =
             Layout::horizontal([Constraint::Percentage(50), Constraint::Fill(1)]).areas(top);
         let grads_share = if area.width < 100 { 60 } else { 55 };
-        let [grads, right] =
+        let [left, right] =
             Layout::horizontal([Constraint::Percentage(grads_share), Constraint::Fill(1)])
                 .areas(bottom);
+        // The diagnosis under the gradients it often refers to; the gradients keep 6 rows.
+        let diag_h = diagnosis_height(&self.run, left.height.saturating_sub(6).max(3));
+        let [grads, diagnosis] =
+            Layout::vertical([Constraint::Fill(1), Constraint::Length(diag_h)]).areas(left);
         let [lr, events] =
             Layout::vertical([Constraint::Percentage(50), Constraint::Fill(1)]).areas(right);
 
@@ -83,6 +87,7 @@ impl Widget for &App {
             theme,
         }
         .render(grads, buf);
+        Diagnosis { run, theme }.render(diagnosis, buf);
         LrChart {
             run,
             marker,

@@ -2,6 +2,7 @@
 
 pub mod charts;
 pub mod data;
+pub mod diagnosis;
 pub mod events;
 pub mod gradients;
 pub mod header;
@@ -17,6 +18,7 @@ use ratatui::widgets::{Axis, Block, Borders, Clear, Dataset, GraphType, Widget};
 
 pub use charts::{LrChart, Metric, MetricChart};
 pub use data::{ClassesView, SamplesView};
+pub use diagnosis::{diagnosis_height, Diagnosis};
 pub use events::EventLog;
 pub use gradients::{GradientTable, EXPLODING, VANISHING};
 pub use header::{header_height, Header};

@@ -1,0 +1,77 @@
+//! The doctor's findings in force, most severe first: what, since when, the evidence, what to try.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Widget};
+
+use super::block;
+use super::events::wrap;
+use crate::protocol::Severity;
+use crate::tui::theme::Theme;
+use crate::watch::{LogKind, RunState};
+
+pub struct Diagnosis<'a> {
+    pub run: &'a RunState,
+    pub theme: Theme,
+}
+
+/// Rows the panel wants for the findings in `run`: a line when there are none, else a title
+/// line and two of evidence and action per finding, within `max`.
+pub fn diagnosis_height(run: &RunState, max: u16) -> u16 {
+    let n = run.findings.len() as u16;
+    (2 + if n == 0 { 1 } else { 3 * n }).min(max)
+}
+
+impl Widget for Diagnosis<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let (run, theme) = (self.run, &self.theme);
+        let mut findings: Vec<_> = run.findings.iter().collect();
+        findings.sort_by(|a, b| b.1.severity.cmp(&a.1.severity).then(a.0.cmp(&b.0)));
+        let warnings = findings
+            .iter()
+            .filter(|f| f.1.severity == Severity::Warning)
+            .count();
+        let title = match (findings.len(), warnings) {
+            (0, _) => " Diagnosis ".to_string(),
+            (n, 0) => format!(" Diagnosis  {n} note{} ", if n == 1 { "" } else { "s" }),
+            (n, w) => format!(
+                " Diagnosis  {w} warning{} of {n} ",
+                if w == 1 { "" } else { "s" }
+            ),
+        };
+        let width = area.width.saturating_sub(4) as usize;
+        let mut lines = Vec::new();
+        if findings.is_empty() {
+            lines.push(Line::styled("no findings so far", theme.dim()));
+        }
+        for (step, f) in findings {
+            let (mark, style) = match f.severity {
+                Severity::Warning => ("▲ ", theme.log(LogKind::Warning)),
+                Severity::Info => ("· ", theme.title()),
+            };
+            lines.push(Line::from(vec![
+                Span::styled(format!("{mark}{}", f.kind.title()), style),
+                Span::styled(format!("  since step {step}"), theme.dim()),
+            ]));
+            // One line each of evidence and remedy; the event log has them whole.
+            let first = |text: &str| {
+                let parts = wrap(text, width.max(10));
+                let more = parts.len() > 1;
+                let mut s = parts.into_iter().next().unwrap_or_default();
+                if more {
+                    s.push('…');
+                }
+                s
+            };
+            lines.push(Line::raw(format!("  {}", first(&f.evidence))));
+            lines.push(Line::from(vec![
+                Span::styled("  try ", theme.dim()),
+                Span::raw(first(&f.action)),
+            ]));
+        }
+        Paragraph::new(lines)
+            .block(block(title, theme, false))
+            .render(area, buf);
+    }
+}
