@@ -227,6 +227,7 @@ impl Doctor {
         self.update(
             now,
             &[FindingKind::ClassImbalance, FindingKind::SmallBatchNorm],
+            false,
         )
     }
 
@@ -428,7 +429,7 @@ impl Doctor {
             FindingKind::VanishingGradients,
             FindingKind::ExplodingGradients,
         ];
-        self.update(now, &kinds)
+        self.update(now, &kinds, false)
     }
 
     /// Epochs a resumed run did before: known, not judged again.
@@ -442,10 +443,14 @@ impl Doctor {
         let th = self.th.clone();
         let ep = &self.epochs;
         let mut now = BTreeMap::new();
-        let best = ep
-            .iter()
-            .max_by(|a, b| a.val_accuracy.total_cmp(&b.val_accuracy))
-            .expect("an epoch");
+        // The first epoch to reach the best accuracy: matching it is not beating it.
+        let best = ep.iter().fold(&ep[0], |b, x| {
+            if x.val_accuracy > b.val_accuracy {
+                x
+            } else {
+                b
+            }
+        });
         let since_best = e.epoch.saturating_sub(best.epoch);
         if since_best >= th.plateau_epochs {
             now.insert(
@@ -565,7 +570,7 @@ impl Doctor {
             FindingKind::ClassImbalance,
             FindingKind::WeakClass,
         ];
-        self.update(now, &kinds)
+        self.update(now, &kinds, true)
     }
 
     /// Applies what the rules of `kinds` find now: a new finding (or one whose severity
@@ -575,6 +580,7 @@ impl Doctor {
         &mut self,
         now: BTreeMap<FindingKind, (String, String)>,
         kinds: &[FindingKind],
+        refresh: bool,
     ) -> Vec<Change> {
         let severity = if self.improving() {
             Severity::Info
@@ -591,11 +597,11 @@ impl Doctor {
                         evidence: evidence.clone(),
                         action: action.clone(),
                     };
-                    // New, or grown into a warning (a warning easing is not news).
-                    let news = self
-                        .active
-                        .get(&kind)
-                        .is_none_or(|old| old.severity < f.severity);
+                    // New, grown into a warning (a warning easing is not news), or, for the
+                    // once-an-epoch rules, with other numbers (watchers update it quietly).
+                    let news = self.active.get(&kind).is_none_or(|old| {
+                        old.severity < f.severity || (refresh && old.evidence != f.evidence)
+                    });
                     self.active.insert(kind, f.clone());
                     if news {
                         out.push(Change {
@@ -622,5 +628,156 @@ impl Doctor {
         let mut v: Vec<Finding> = self.active.values().cloned().collect();
         v.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.kind.cmp(&b.kind)));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patient(counts: Vec<usize>, batch_size: usize) -> Patient {
+        Patient {
+            classes: (0..counts.len()).map(|c| format!("c{c}")).collect(),
+            layers: vec!["conv.weight".into(), "conv.bias".into(), "fc.weight".into()],
+            train_counts: counts,
+            batch_size,
+            batch_norm: true,
+        }
+    }
+
+    fn step(step: u64, loss: f64, grads: [f64; 2], ratio: f64) -> StepMetrics {
+        StepMetrics {
+            step,
+            epoch: 1,
+            steps: 1,
+            loss,
+            accuracy: 0.5,
+            lr: 1e-3,
+            grad_norms: vec![grads[0], 0.1, grads[1]],
+            update_ratios: vec![ratio, ratio, ratio],
+            images_per_sec: 1.0,
+        }
+    }
+
+    fn epoch(n: usize, train: f64, val: f64, val_loss: f64) -> EpochMetrics {
+        EpochMetrics {
+            epoch: n,
+            step: 100 * n as u64,
+            train_loss: 0.5,
+            train_accuracy: train,
+            val_loss,
+            val_accuracy: val,
+            val_class_accuracy: vec![val; 2],
+            lr: 1e-3,
+            images_per_sec: 1.0,
+            elapsed_secs: 0.0,
+        }
+    }
+
+    /// Runs `n` steps of `f(step)`; the (step, kind, severity, cleared) of every change.
+    fn run(
+        d: &mut Doctor,
+        n: u64,
+        f: impl Fn(u64) -> StepMetrics,
+    ) -> Vec<(u64, FindingKind, Severity, bool)> {
+        (1..=n)
+            .flat_map(|s| {
+                d.on_step(&f(s))
+                    .into_iter()
+                    .map(move |c| (s, c.finding.kind, c.finding.severity, c.cleared))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_flat_loss_with_tiny_updates_is_a_low_lr_once_past_the_warm_up() {
+        let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
+        let got = run(&mut d, 200, |s| step(s, 0.693, [0.1, 0.2], 1e-6));
+        assert_eq!(
+            got,
+            vec![(150, FindingKind::LrTooLow, Severity::Warning, false)]
+        );
+        // The same flat loss with healthy updates is not the LR's fault.
+        let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
+        assert!(run(&mut d, 200, |s| step(s, 0.693, [0.1, 0.2], 1e-3)).is_empty());
+        // A falling loss with tiny updates is learning: no finding.
+        let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
+        assert!(run(&mut d, 200, |s| step(
+            s,
+            0.7 / (1.0 + s as f64 / 50.0),
+            [0.1, 0.2],
+            1e-6
+        ))
+        .is_empty());
+    }
+
+    #[test]
+    fn divergence_and_vanishing_gradients_are_found_and_clear_when_they_stop() {
+        let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
+        // The loss jumps to 4x where it began, then comes back down.
+        let got = run(&mut d, 100, |s| {
+            step(
+                s,
+                if s == 1 || s > 50 { 0.7 } else { 2.8 },
+                [0.1, 0.2],
+                1e-3,
+            )
+        });
+        assert_eq!(
+            got,
+            vec![
+                (50, FindingKind::LrTooHigh, Severity::Warning, false),
+                (100, FindingKind::LrTooHigh, Severity::Warning, true)
+            ]
+        );
+        let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
+        let got = run(&mut d, 150, |s| step(s, 0.693, [1e-7, 0.5], 1e-3));
+        assert_eq!(
+            got,
+            vec![(
+                150,
+                FindingKind::VanishingGradients,
+                Severity::Warning,
+                false
+            )]
+        );
+    }
+
+    #[test]
+    fn start_findings_and_the_epoch_rules_with_their_hysteresis() {
+        let mut d = Doctor::new(patient(vec![400, 100], 4), Thresholds::default());
+        let kinds: Vec<FindingKind> = d.on_start().iter().map(|c| c.finding.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![FindingKind::ClassImbalance, FindingKind::SmallBatchNorm]
+        );
+        let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
+        let kinds = |cs: Vec<Change>| -> Vec<(FindingKind, bool)> {
+            cs.into_iter()
+                .map(|c| (c.finding.kind, c.cleared))
+                .collect()
+        };
+        assert!(kinds(d.on_epoch(&epoch(1, 0.80, 0.78, 0.50))).is_empty());
+        // Train 12 points above validation, validation loss above its best: overfitting.
+        assert_eq!(
+            kinds(d.on_epoch(&epoch(2, 0.85, 0.73, 0.60))),
+            vec![(FindingKind::Overfitting, false)]
+        );
+        // The gap narrows to 8 points: above three quarters of 10, it stays, quietly.
+        assert!(kinds(d.on_epoch(&epoch(3, 0.86, 0.78, 0.55)))
+            .iter()
+            .all(|k| k.0 != FindingKind::Overfitting || !k.1));
+        assert!(d
+            .findings()
+            .iter()
+            .any(|f| f.kind == FindingKind::Overfitting));
+        // 3 points: cleared. No better validation accuracy than epoch 1... now 4 epochs on.
+        let last = kinds(d.on_epoch(&epoch(4, 0.80, 0.77, 0.52)));
+        assert!(last.contains(&(FindingKind::Overfitting, true)), "{last:?}");
+        let plateau = kinds(d.on_epoch(&epoch(5, 0.80, 0.77, 0.52)));
+        assert!(
+            plateau.contains(&(FindingKind::Plateau, false)),
+            "{plateau:?}"
+        );
     }
 }

@@ -530,8 +530,15 @@ impl RunState {
                 finding,
                 cleared,
             } => {
-                self.findings.retain(|(_, f)| f.kind != finding.kind);
                 let title = finding.kind.title();
+                // The same finding with new numbers: updated quietly, keeping its start.
+                if let Some(kept) = self.findings.iter_mut().find(|(_, f)| {
+                    !*cleared && f.kind == finding.kind && f.severity >= finding.severity
+                }) {
+                    kept.1 = finding.clone();
+                    return;
+                }
+                self.findings.retain(|(_, f)| f.kind != finding.kind);
                 if *cleared {
                     self.log(*step, LogKind::Info, format!("resolved: {title}"));
                 } else {
@@ -985,6 +992,22 @@ mod tests {
             )],
         );
         assert_eq!(run.findings.len(), 1);
+        // New numbers for a finding in force: updated quietly, its start kept.
+        let newer = Finding {
+            evidence: "the loss rose again".into(),
+            ..finding.clone()
+        };
+        expect(
+            &mut run,
+            Event::Finding {
+                step: 12,
+                finding: newer,
+                cleared: false,
+            },
+            &[],
+        );
+        assert_eq!(run.findings[0].0, 11);
+        assert_eq!(run.findings[0].1.evidence, "the loss rose again");
         expect(
             &mut run,
             Event::Finding {
