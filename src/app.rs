@@ -34,7 +34,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     }
 }
 
-fn ui_options(args: &TrainArgs) -> tui::UiOptions {
+fn ui_options(args: &TrainArgs, cfg: &RunConfig) -> tui::UiOptions {
     // NO_COLOR set to anything but "" turns colour off.
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     tui::UiOptions {
@@ -43,6 +43,12 @@ fn ui_options(args: &TrainArgs) -> tui::UiOptions {
         color: !no_color,
         braille: args.braille,
         quit_when_done: false,
+        // What x turns clipping on to: the run's norm, or 1 (a common choice).
+        clip_grad_norm: if cfg.clip_grad_norm > 0.0 {
+            cfg.clip_grad_norm
+        } else {
+            1.0
+        },
     }
 }
 
@@ -83,7 +89,7 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
     let outcome = if headless {
         headless::run(std::io::stdout().lock(), cfg.log_every, &monitor, signals)
     } else {
-        tui::run(&monitor, ui_options(args), signals)?
+        tui::run(&monitor, ui_options(args, &cfg), signals)?
     };
     drop(monitor);
     // The trainer has ended or was told to stop; do not hang on one that is stuck.

@@ -171,6 +171,11 @@ pub struct TrainArgs {
     #[arg(long, value_name = "WD")]
     pub weight_decay: Option<f32>,
 
+    /// Clip the gradients' global L2 norm to N before each update (PyTorch's clip_grad_norm_);
+    /// the key x switches clipping off and on [default: 0, off]
+    #[arg(long, value_name = "N")]
+    pub clip_grad_norm: Option<f64>,
+
     /// Label smoothing of the cross-entropy loss [default: 0]
     #[arg(long, value_name = "EPS")]
     pub label_smoothing: Option<f64>,
@@ -471,7 +476,15 @@ impl TrainArgs {
             save_every_steps,
             max_steps
         );
-        set!(kernels, channels, subset, imbalance, class_weights, sampler);
+        set!(
+            kernels,
+            channels,
+            subset,
+            imbalance,
+            class_weights,
+            sampler,
+            clip_grad_norm
+        );
         let o = &mut c.optimizer;
         if let Some(k) = self.optimizer {
             o.kind = k;
@@ -513,6 +526,7 @@ impl TrainArgs {
             ("augment", self.augment.is_some()),
             ("class_weights", self.class_weights.is_some()),
             ("sampler", self.sampler.is_some()),
+            ("clip_grad_norm", self.clip_grad_norm.is_some()),
             ("arch", self.arch.is_some()),
             ("activation", self.activation.is_some()),
             ("batch_norm", self.batch_norm || self.no_batch_norm),

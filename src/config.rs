@@ -42,6 +42,8 @@ pub struct RunConfig {
     pub class_weights: ClassWeights,
     /// How an epoch visits the training images.
     pub sampler: Sampler,
+    /// Clip the gradients' global L2 norm to this (PyTorch's clip_grad_norm_); 0: no clipping.
+    pub clip_grad_norm: f64,
     pub arch: String,
     pub activation: Activation,
     pub batch_norm: bool,
@@ -99,6 +101,7 @@ impl Default for RunConfig {
             augment: AugmentSpec::default(),
             class_weights: ClassWeights::None,
             sampler: Sampler::Shuffle,
+            clip_grad_norm: 0.0,
             arch: "c32,c64,f128".into(),
             activation: Activation::Relu,
             batch_norm: true,
@@ -298,6 +301,13 @@ impl RunConfig {
         }
         if self.log_every == 0 {
             return bad("--log-every", 0, "must be at least 1");
+        }
+        if !(self.clip_grad_norm.is_finite() && self.clip_grad_norm >= 0.0) {
+            return bad(
+                "--clip-grad-norm",
+                self.clip_grad_norm,
+                "must be zero (off) or positive",
+            );
         }
         if ![0, 1, 3].contains(&self.channels) {
             return bad("--channels", self.channels, "must be 1 or 3");

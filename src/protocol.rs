@@ -79,6 +79,8 @@ pub enum Command {
     SetClassWeights(bool),
     /// Send this many training images as the model sees them now (augmented when on).
     ShowSamples(u32),
+    /// Clip the gradients' global L2 norm to this from the next step on; 0 turns clipping off.
+    SetClipGradNorm(f64),
     Pause,
     Resume,
     /// One step while paused.
@@ -236,6 +238,9 @@ pub struct RunInfo {
     /// Class balance and the data switches.
     #[serde(default)]
     pub data_facts: DataFacts,
+    /// The gradients' global L2 norm is clipped to this; 0: no clipping.
+    #[serde(default)]
+    pub clip_grad_norm: f64,
 }
 
 /// Metrics of one training step, or of several folded together when the receiver lagged.
@@ -418,6 +423,11 @@ pub enum Event {
         step: u64,
         on: bool,
         augment: String,
+    },
+    /// Gradient clipping changed, from the step after `step` (0: off).
+    ClippingChanged {
+        step: u64,
+        max_norm: f64,
     },
     /// The loss's class weights changed, from the step after `step` (empty: none).
     ClassWeightsChanged {

@@ -565,3 +565,48 @@ fn sample_images_are_what_the_model_sees() {
         );
     }
 }
+
+/// Gradient clipping as PyTorch's clip_grad_norm_: one plain SGD step moves the weights by
+/// exactly lr x the clipping norm when the gradients' global norm is above it.
+#[test]
+fn clipping_bounds_the_step_to_the_clipping_norm() {
+    let change = |clip: f64| {
+        let cfg = RunConfig {
+            optimizer: candletop::optim::OptimizerConfig {
+                kind: candletop::optim::OptimizerKind::Sgd,
+                hyper: candletop::optim::Hyper {
+                    momentum: 0.0,
+                    weight_decay: 0.0,
+                    ..Default::default()
+                },
+            },
+            lr: candletop::protocol::LearningRate::new(0.1).unwrap(),
+            dropout: 0.0,
+            clip_grad_norm: clip,
+            ..small_config()
+        };
+        let mut t = Trainer::new(cfg, small_data(64, 32)).unwrap();
+        let params = |t: &Trainer| {
+            let c = t.snapshot().unwrap();
+            c.tensors
+                .into_iter()
+                .filter(|x| c.param_names.contains(&x.name))
+                .flat_map(|x| x.data)
+                .collect::<Vec<f32>>()
+        };
+        let before = params(&t);
+        let batch = t.training_batch(32);
+        t.step_once(&batch).unwrap();
+        let after = params(&t);
+        before
+            .iter()
+            .zip(&after)
+            .map(|(a, b)| ((b - a) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let clipped = change(1e-3);
+    assert!((clipped / (0.1 * 1e-3) - 1.0).abs() < 0.01, "{clipped}");
+    let free = change(0.0);
+    assert!(free > 100.0 * clipped, "{free} against {clipped}");
+}

@@ -31,6 +31,7 @@ fn layers() -> Vec<String> {
 fn recorded() -> App {
     let mut app = App::new(UiOptions::default());
     app.on_event(&Event::Started(RunInfo {
+        clip_grad_norm: 0.0,
         data_facts: DataFacts {
             train_counts: vec![900, 880, 910, 450, 900, 905, 300, 900, 890, 900],
             val_counts: vec![100; 10],
@@ -378,6 +379,14 @@ fn the_data_switches_go_through_the_trainer_and_show_in_the_header() {
         header(&app)
     );
     assert_eq!(app.on_key(key('w')), vec![Command::SetClassWeights(false)]);
+    // x: gradient clipping on at the UI's norm (1 unless --clip-grad-norm), then off.
+    assert_eq!(app.on_key(key('x')), vec![Command::SetClipGradNorm(1.0)]);
+    app.on_event(&Event::ClippingChanged {
+        step: 75,
+        max_norm: 1.0,
+    });
+    assert!(header(&app).contains("clip 1"), "{}", header(&app));
+    assert_eq!(app.on_key(key('x')), vec![Command::SetClipGradNorm(0.0)]);
     let log = screen(&app, 120, 36);
     assert!(log.contains("augmentation off from step 76"), "{log}");
     assert!(

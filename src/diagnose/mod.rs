@@ -418,7 +418,7 @@ impl Doctor {
                             th.exploding_ratio,
                             sci(last.max_grad)
                         ),
-                        "a lower LR (- or l), batch norm, or gradient clipping".to_string(),
+                        "gradient clipping (x), a lower LR (- or l), or batch norm".to_string(),
                     ),
                 );
             }

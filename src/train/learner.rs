@@ -20,6 +20,8 @@ pub struct Learner {
     pub label_smoothing: f64,
     /// Per-class weights of the loss; `None`: every sample counts the same.
     pub class_weights: Option<Vec<f32>>,
+    /// The largest global L2 norm of the gradients; `None`: no clipping.
+    pub clip_grad_norm: Option<f64>,
 }
 
 /// A step that updated the weights.
@@ -53,6 +55,7 @@ impl Learner {
             lr: self.lr,
             label_smoothing: self.label_smoothing,
             class_weights: self.class_weights.clone(),
+            clip_grad_norm: self.clip_grad_norm,
         })
     }
 
@@ -94,6 +97,16 @@ impl Learner {
             let what = format!("gradient norm of {} is {}", params[i].name, grad_norms[i]);
             return Ok(StepOutcome::NonFinite { what });
         }
+        // PyTorch's clip_grad_norm_: every gradient scaled by max / (total + 1e-6) when the total
+        // norm is above max. The norms reported are those before clipping, as PyTorch returns.
+        if let Some(max) = self.clip_grad_norm {
+            let coef = clip_coefficient(&grad_norms, max);
+            if coef < 1.0 {
+                for g in &mut grad_tensors {
+                    *g = g.affine(coef, 0.0)?;
+                }
+            }
+        }
         self.opt.begin_step();
         let mut update_ratios = Vec::with_capacity(params.len());
         let lr = self.lr.get() as f32;
@@ -113,6 +126,13 @@ impl Learner {
             update_ratios,
         }))
     }
+}
+
+/// The factor that brings gradients of these per-tensor norms to a global norm of `max`, or 1
+/// when they are within it.
+pub fn clip_coefficient(norms: &[f64], max: f64) -> f64 {
+    let total = norms.iter().map(|n| n * n).sum::<f64>().sqrt();
+    (max / (total + 1e-6)).min(1.0)
 }
 
 pub(super) fn count_correct(logits: &Tensor, labels: &[u32]) -> candle_core::Result<usize> {

@@ -208,6 +208,7 @@ impl Trainer {
                 .collect(),
         };
         let info = RunInfo {
+            clip_grad_norm: cfg.clip_grad_norm,
             data: data.describe(),
             model: model.summary(),
             param_count: model.param_count(),
@@ -242,6 +243,7 @@ impl Trainer {
                 lr: cfg.lr,
                 label_smoothing: cfg.label_smoothing,
                 class_weights,
+                clip_grad_norm: (cfg.clip_grad_norm > 0.0).then_some(cfg.clip_grad_norm),
             },
             data: TrainData {
                 classes: data.classes.len(),
@@ -840,6 +842,22 @@ impl Trainer {
                     let weights = weights.unwrap_or_default();
                     self.info.data_facts.class_weights = weights.clone();
                     self.emit(Event::ClassWeightsChanged { step, weights });
+                }
+                None
+            }
+            Command::SetClipGradNorm(max) if !(max.is_finite() && *max >= 0.0) => {
+                Some(format!("{max} is not a gradient norm to clip to"))
+            }
+            Command::SetClipGradNorm(max) => {
+                let clip = (*max > 0.0).then_some(*max);
+                if self.learner.clip_grad_norm != clip {
+                    self.learner.clip_grad_norm = clip;
+                    self.cfg.clip_grad_norm = *max;
+                    self.info.clip_grad_norm = *max;
+                    self.emit(Event::ClippingChanged {
+                        step,
+                        max_norm: *max,
+                    });
                 }
                 None
             }

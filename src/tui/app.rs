@@ -17,6 +17,8 @@ pub struct UiOptions {
     pub braille: bool,
     /// Leave as soon as the run ends (off-screen measurement); a person gets to read the end.
     pub quit_when_done: bool,
+    /// The norm `x` clips gradients to when clipping is off.
+    pub clip_grad_norm: f64,
 }
 
 impl Default for UiOptions {
@@ -27,6 +29,7 @@ impl Default for UiOptions {
             color: true,
             braille: false,
             quit_when_done: false,
+            clip_grad_norm: 1.0,
         }
     }
 }
@@ -335,7 +338,7 @@ impl App {
                 && matches!(
                     key.code,
                     KeyCode::Char(
-                        '+' | '=' | '-' | 'l' | 'p' | ' ' | 'n' | 'e' | 'f' | 'a' | 'w' | 'g'
+                        '+' | '=' | '-' | 'l' | 'p' | ' ' | 'n' | 'e' | 'f' | 'a' | 'w' | 'g' | 'x'
                     )
                 ) =>
             {
@@ -388,6 +391,15 @@ impl App {
             }
             KeyCode::Char('a') => vec![self.toggle_augment()],
             KeyCode::Char('w') => vec![self.toggle_class_weights()],
+            KeyCode::Char('x') => {
+                let on = self.run.info.as_ref().map_or(0.0, |i| i.clip_grad_norm);
+                let max = if on > 0.0 {
+                    0.0
+                } else {
+                    self.options.clip_grad_norm
+                };
+                vec![Command::SetClipGradNorm(max)]
+            }
             KeyCode::Char('g') => {
                 self.run.samples = None;
                 self.overlay = Overlay::Samples;
@@ -472,6 +484,7 @@ mod tests {
     fn running() -> App {
         let mut app = App::new(UiOptions::default());
         app.on_event(&Event::Started(RunInfo {
+            clip_grad_norm: 0.0,
             data_facts: Default::default(),
             data: "d".into(),
             model: "m".into(),

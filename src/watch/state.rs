@@ -510,6 +510,20 @@ impl RunState {
                 };
                 self.log(*step, LogKind::Action, text);
             }
+            Event::ClippingChanged { step, max_norm } => {
+                if let Some(i) = &mut self.info {
+                    i.clip_grad_norm = *max_norm;
+                }
+                let text = if *max_norm > 0.0 {
+                    format!(
+                        "gradients clipped to a global norm of {max_norm} from step {}",
+                        step + 1
+                    )
+                } else {
+                    format!("gradient clipping off from step {}", step + 1)
+                };
+                self.log(*step, LogKind::Action, text);
+            }
             Event::ClassWeightsChanged { step, weights } => {
                 if let Some(i) = &mut self.info {
                     i.data_facts.class_weights.clone_from(weights);
@@ -656,6 +670,7 @@ pub fn describe(c: &Command) -> String {
             format!("class weights {}", if *on { "balanced" } else { "off" })
         }
         Command::ShowSamples(n) => format!("{n} samples"),
+        Command::SetClipGradNorm(m) => format!("gradient clipping at {m}"),
         Command::Pause => "pause".into(),
         Command::Resume => "resume".into(),
         Command::Step => "step".into(),
@@ -721,12 +736,14 @@ mod tests {
             Event::ClassWeightsChanged { .. } => 18,
             Event::Samples { .. } => 19,
             Event::Finding { .. } => 20,
+            Event::ClippingChanged { .. } => 21,
         }
     }
-    const KINDS: usize = 21;
+    const KINDS: usize = 22;
 
     fn info() -> RunInfo {
         RunInfo {
+            clip_grad_norm: 0.0,
             data_facts: Default::default(),
             data: "d".into(),
             model: "m".into(),
@@ -955,6 +972,17 @@ mod tests {
             &[(
                 LogKind::Action,
                 "class weights balanced from step 12: 0.50 to 2.50",
+            )],
+        );
+        expect(
+            &mut run,
+            Event::ClippingChanged {
+                step: 11,
+                max_norm: 1.0,
+            },
+            &[(
+                LogKind::Action,
+                "gradients clipped to a global norm of 1 from step 12",
             )],
         );
         expect(

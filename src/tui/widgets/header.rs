@@ -86,6 +86,10 @@ fn header_lines<'a>(run: &RunState, theme: &Theme, rows: usize, first: Line<'a>)
                 data.push(Span::styled("  weights ", theme.dim()));
                 data.push(Span::styled("balanced", theme.title()));
             }
+            if i.clip_grad_norm > 0.0 {
+                data.push(Span::styled("  clip ", theme.dim()));
+                data.push(Span::styled(format!("{}", i.clip_grad_norm), theme.title()));
+            }
             if f.sampler == "balanced" {
                 data.push(Span::styled("  sampler ", theme.dim()));
                 data.push(Span::raw("balanced"));

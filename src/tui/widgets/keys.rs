@@ -67,7 +67,7 @@ impl Widget for KeyBar {
     }
 }
 
-const HELP: [(&str, &str); 22] = [
+const HELP: [(&str, &str); 23] = [
     (
         "+ / -",
         "multiply / divide the LR of the next step by --lr-step; under a schedule its whole planned curve moves with it (the schedule goes on from the new LR)",
@@ -90,6 +90,10 @@ const HELP: [(&str, &str); 22] = [
         "class weights off / balanced (inverse class frequency) in the loss from the next step",
     ),
     ("g", "training images as the model sees them; g again for new ones"),
+    (
+        "x",
+        "gradient clipping off / on (to the global norm of --clip-grad-norm, or 1) from the next step",
+    ),
     ("c", "validation accuracy per class, worst marked, with the class counts"),
     ("p, space", "pause / resume"),
     ("n", "one training step while paused"),
