@@ -135,16 +135,7 @@ fn diagnose(args: &DiagnoseArgs) -> Result<ExitCode, Error> {
             Some("started") => {
                 let info: RunInfo = serde_json::from_value(v.clone())
                     .map_err(|e| bad(i + 1, format!("a started record without {e}")))?;
-                let mut d = Doctor::new(
-                    Patient {
-                        classes: info.classes.clone(),
-                        layers: info.layers.clone(),
-                        train_counts: info.data_facts.train_counts.clone(),
-                        batch_size: info.batch_size,
-                        batch_norm: cfg.batch_norm,
-                    },
-                    Thresholds::default(),
-                );
+                let mut d = Doctor::new(Patient::of(&info, cfg.batch_norm), Thresholds::default());
                 let changes = d.on_start();
                 doctor = Some(d);
                 changes
@@ -178,10 +169,7 @@ fn diagnose(args: &DiagnoseArgs) -> Result<ExitCode, Error> {
             } else {
                 format!(
                     "step {step:>6}  {}: {}: {}; try {}",
-                    match f.severity {
-                        crate::protocol::Severity::Warning => "warning",
-                        crate::protocol::Severity::Info => "note",
-                    },
+                    f.severity.word(),
                     f.kind.title(),
                     f.evidence,
                     f.action

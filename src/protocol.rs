@@ -193,6 +193,16 @@ pub enum Severity {
     Warning,
 }
 
+impl Severity {
+    /// As a log line starts: "warning" or "note".
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Warning => "warning",
+            Self::Info => "note",
+        }
+    }
+}
+
 /// One finding: what, how bad, the numbers behind it, and what to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {

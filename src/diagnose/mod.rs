@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::protocol::{EpochMetrics, Finding, FindingKind, Severity, StepMetrics};
+use crate::protocol::{EpochMetrics, Finding, FindingKind, RunInfo, Severity, StepMetrics};
 
 /// The rules' numbers, in one place.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +105,19 @@ pub struct Patient {
     pub train_counts: Vec<usize>,
     pub batch_size: usize,
     pub batch_norm: bool,
+}
+
+impl Patient {
+    /// What a run's start says of it, with whether its model has batch norm.
+    pub fn of(info: &RunInfo, batch_norm: bool) -> Self {
+        Self {
+            classes: info.classes.clone(),
+            layers: info.layers.clone(),
+            train_counts: info.data_facts.train_counts.clone(),
+            batch_size: info.batch_size,
+            batch_norm,
+        }
+    }
 }
 
 /// One closed window of steps.

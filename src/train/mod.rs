@@ -224,16 +224,7 @@ impl Trainer {
             schedule: schedule.clone(),
             data_facts,
         };
-        let doctor = Doctor::new(
-            Patient {
-                classes: info.classes.clone(),
-                layers: info.layers.clone(),
-                train_counts: info.data_facts.train_counts.clone(),
-                batch_size: cfg.batch_size,
-                batch_norm: cfg.batch_norm,
-            },
-            Thresholds::default(),
-        );
+        let doctor = Doctor::new(Patient::of(&info, cfg.batch_norm), Thresholds::default());
         Ok(Self {
             doctor,
             learner: Learner {
@@ -565,7 +556,8 @@ impl Trainer {
     fn train(&mut self) -> Result<FinishReason, TrainError> {
         while self.progress.epoch <= self.cfg.epochs {
             let mut batches = self.batch_stream();
-            let mut loader = self.data.loader(self.cfg.seed, self.progress.epoch);
+            // Within an epoch, only the augmentation switch changes how batches are made.
+            let mut augmenting = self.data.augmenting;
             loop {
                 self.report_saves();
                 if self.cfg.max_steps > 0 && self.progress.step >= self.cfg.max_steps {
@@ -574,11 +566,10 @@ impl Trainer {
                 if !self.between_steps()? {
                     return Ok(FinishReason::Stopped);
                 }
-                // Batches made ahead with other settings (augmentation toggled) are dropped.
-                let now = self.data.loader(self.cfg.seed, self.progress.epoch);
-                if now != loader {
+                // Batches made ahead before augmentation was switched are dropped.
+                if self.data.augmenting != augmenting {
                     batches = self.batch_stream();
-                    loader = now;
+                    augmenting = self.data.augmenting;
                 }
                 let Some(batch) = batches.next() else { break };
                 let batch = batch?;

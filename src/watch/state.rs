@@ -563,10 +563,7 @@ impl RunState {
                     };
                     let text = format!(
                         "{}: {title}: {}; try {}",
-                        match finding.severity {
-                            Severity::Warning => "warning",
-                            Severity::Info => "note",
-                        },
+                        finding.severity.word(),
                         finding.evidence,
                         finding.action
                     );
