@@ -67,19 +67,25 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
         }
         None => args.resolve()?,
     };
-    // Nobody can press a key in a headless run: a non-finite loss ends it.
     let headless = args.headless || !std::io::stdout().is_terminal();
+    let on_nan = args.on_nan.unwrap_or(if headless {
+        OnNonFinite::Stop
+    } else {
+        OnNonFinite::Pause
+    });
+    // Nobody can press a key to resume a headless run.
+    if headless && on_nan == OnNonFinite::Pause {
+        return Err(Error::Usage(
+            "--on-nan pause needs the terminal UI (headless: stop or rollback)".into(),
+        ));
+    }
     runtime::set_threads(cfg.threads(), cfg.kernels);
     let data = load_data(&cfg)?;
     let mut trainer = match &resumed {
         Some((ckpt, path)) => Trainer::resume(cfg.clone(), data, ckpt, path, &args.given())?,
         None => Trainer::new(cfg.clone(), data)?,
     };
-    trainer.set_on_non_finite(if headless {
-        OnNonFinite::Stop
-    } else {
-        OnNonFinite::Pause
-    });
+    trainer.set_on_non_finite(on_nan, args.max_rollbacks);
     // The run directory is made only once the inputs are known to be good.
     let dir = run_dir::create(&cfg)?;
     trainer.set_run_dir(&dir)?;
@@ -109,7 +115,7 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
 /// `candletop diagnose RUN_DIR`: the run's recorded steps and epochs through the doctor.
 fn diagnose(args: &DiagnoseArgs) -> Result<ExitCode, Error> {
     use crate::diagnose::{Doctor, Patient, Thresholds};
-    use crate::protocol::{EpochMetrics, RunInfo, StepMetrics};
+    use crate::protocol::{EpochMetrics, LayerActivations, RunInfo, StepMetrics};
     let dir = &args.run_dir;
     let cfg = RunConfig::from_toml_file(&dir.join("config.toml"))?;
     let path = dir.join("metrics.jsonl");
@@ -159,6 +165,18 @@ fn diagnose(args: &DiagnoseArgs) -> Result<ExitCode, Error> {
                     d.on_epoch(&m)
                 }
             }
+            Some(kind @ ("activations" | "non_finite")) => match doctor.as_mut() {
+                None => Vec::new(),
+                Some(d) if kind == "activations" => {
+                    let layers: Vec<LayerActivations> = serde_json::from_value(v["layers"].clone())
+                        .map_err(|e| bad(i + 1, e.to_string()))?;
+                    d.on_activations(&layers)
+                }
+                Some(d) => d.on_non_finite(
+                    v["step"].as_u64().unwrap_or(0),
+                    v["what"].as_str().unwrap_or("not finite"),
+                ),
+            },
             _ => Vec::new(),
         };
         let step = v["step"].as_u64().unwrap_or(0);

@@ -271,6 +271,29 @@ fn doctor_cost(base: &RunConfig, data: &DataSplits) -> Result<(), Error> {
         step_secs * 1000.0,
         100.0 * per_step / step_secs
     ));
+    // What the run does every so many steps for the doctor and for rollbacks, amortised.
+    let reps = 10;
+    let t0 = Instant::now();
+    for _ in 0..reps {
+        std::hint::black_box(trainer.probe_once(&batch)?);
+    }
+    let probe = t0.elapsed().as_secs_f64() / reps as f64;
+    let t0 = Instant::now();
+    for _ in 0..reps {
+        trainer.keep_once()?;
+    }
+    let keep = t0.elapsed().as_secs_f64() / reps as f64;
+    let (pe, ke) = (
+        crate::protocol::ACTIVATION_EVERY as f64,
+        crate::train::GOOD_STATE_EVERY as f64,
+    );
+    say(&format!(
+        "activation statistics: {:.1} ms every {pe} steps ({:.2}% of training); last good state kept: {:.1} ms every {ke} steps ({:.2}%)",
+        probe * 1000.0,
+        100.0 * probe / (pe * step_secs),
+        keep * 1000.0,
+        100.0 * keep / (ke * step_secs)
+    ));
     Ok(())
 }
 

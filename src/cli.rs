@@ -9,7 +9,7 @@ use crate::config::{ConfigError, RunConfig};
 use crate::data::DataSpec;
 use crate::model::Activation;
 use crate::optim::OptimizerKind;
-use crate::protocol::LearningRate;
+use crate::protocol::{LearningRate, OnNonFinite};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -230,6 +230,17 @@ pub struct TrainArgs {
     #[arg(long)]
     pub headless: bool,
 
+    /// What a NaN or infinite loss or gradient does: pause (roll back to the last good state,
+    /// kept every 100 steps, and wait for a key; the terminal UI's default), stop (save
+    /// last.h5 and exit 3; headless's default), or rollback (roll back, cut the LR x0.1 and go
+    /// on, at most --max-rollbacks times, then stop)
+    #[arg(long, value_name = "POLICY", value_parser = parse_on_nan)]
+    pub on_nan: Option<OnNonFinite>,
+
+    /// Rollbacks --on-nan rollback makes before the run stops
+    #[arg(long, value_name = "K", default_value_t = crate::train::DEFAULT_MAX_ROLLBACKS)]
+    pub max_rollbacks: u32,
+
     /// Factor by which + and - change the learning rate in the UI
     #[arg(long, value_name = "F", default_value_t = 2.0, value_parser = parse_lr_step)]
     pub lr_step: f64,
@@ -323,8 +334,18 @@ const EXIT_HELP: &str = "Exit status:
   0  the run completed, or was stopped (q, Ctrl-C, SIGTERM, SIGHUP, --max-steps)
   1  the run failed (an error while training)
   2  bad input: a flag, a config file, a data file or a checkpoint (one line says which)
-  3  headless only: the loss or a gradient turned NaN or infinite; the update was skipped
-     and checkpoints/last.h5 holds the last good weights (the terminal UI pauses instead)";
+  3  the loss or a gradient turned NaN or infinite under --on-nan stop (headless's default),
+     or more than --max-rollbacks times under rollback; the update was skipped and
+     checkpoints/last.h5 holds the last good weights (the terminal UI pauses instead)";
+
+fn parse_on_nan(s: &str) -> Result<OnNonFinite, String> {
+    match s {
+        "pause" => Ok(OnNonFinite::Pause),
+        "stop" => Ok(OnNonFinite::Stop),
+        "rollback" => Ok(OnNonFinite::Rollback),
+        _ => Err(format!("'{s}' is not one of pause, stop, rollback")),
+    }
+}
 
 fn parse_lr_step(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -703,6 +724,8 @@ mod tests {
             assert!(help.contains(&want), "help lacks {want}");
         }
         assert!(help.contains("[default: adamw]") && d.optimizer.kind == OptimizerKind::Adamw);
-        assert!(help.contains("Exit status:") && help.contains("3  headless only"));
+        assert!(
+            help.contains("Exit status:") && help.contains("3  the loss or a gradient turned NaN")
+        );
     }
 }

@@ -19,6 +19,9 @@ pub enum Error {
     RunDir(#[from] RunDirError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// Flags that do not go together.
+    #[error("{0}")]
+    Usage(String),
     /// The run itself failed.
     #[error("{0}")]
     Training(String),
@@ -30,7 +33,7 @@ impl Error {
     /// True when the user's input (flags, files) is at fault.
     pub fn is_usage(&self) -> bool {
         match self {
-            Error::Data(_) | Error::Config(_) | Error::Checkpoint(_) => true,
+            Error::Data(_) | Error::Config(_) | Error::Checkpoint(_) | Error::Usage(_) => true,
             Error::Train(t) => t.is_usage(),
             Error::RunDir(_) | Error::Training(_) | Error::Terminal(_) => false,
         }

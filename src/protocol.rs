@@ -81,6 +81,15 @@ pub enum Command {
     ShowSamples(u32),
     /// Clip the gradients' global L2 norm to this from the next step on; 0 turns clipping off.
     SetClipGradNorm(f64),
+    /// Apply the doctor's remedy for a finding, keeping the run as it was in memory so that
+    /// `UndoRemedy` can go back to it for the next `REMEDY_TRIAL_STEPS` steps.
+    ApplyRemedy(Remedy),
+    /// Go back to the run as it was before the last remedy (weights, optimizer, schedule,
+    /// settings), while its trial lasts.
+    UndoRemedy,
+    /// Measure the activations of every layer on the next batch (besides every
+    /// `ACTIVATION_EVERY` steps).
+    ProbeActivations,
     Pause,
     Resume,
     /// One step while paused.
@@ -164,6 +173,10 @@ pub enum FindingKind {
     WeakClass,
     SmallBatchNorm,
     InitialLoss,
+    /// Most units of a layer put out zero for a whole batch (ReLU).
+    DeadUnits,
+    /// Most of a layer's inputs sit where its activation is flat (sigmoid, tanh).
+    SaturatedActivations,
 }
 
 impl FindingKind {
@@ -181,6 +194,8 @@ impl FindingKind {
             Self::WeakClass => "a class far behind",
             Self::SmallBatchNorm => "batch norm on small batches",
             Self::InitialLoss => "initial loss off",
+            Self::DeadUnits => "dead units",
+            Self::SaturatedActivations => "saturated activations",
         }
     }
 }
@@ -210,6 +225,130 @@ pub struct Finding {
     pub severity: Severity,
     pub evidence: String,
     pub action: String,
+    /// The change the doctor can make live (the key `d`), when there is one; the others need
+    /// a restart or the user's judgement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<Remedy>,
+}
+
+/// A change to a live run that a finding suggests, which can be taken back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "remedy", content = "value", rename_all = "snake_case")]
+pub enum Remedy {
+    /// Multiply the learning rate by this factor.
+    ScaleLr(f64),
+    /// Augmentation on (true) or off.
+    Augment(bool),
+    /// Balanced class weights on (true) or off.
+    ClassWeights(bool),
+    /// Clip the gradients' global norm to this (0: off).
+    ClipGradNorm(f64),
+}
+
+impl Remedy {
+    /// As a person reads it: "cut the LR x0.1".
+    pub fn describe(&self) -> String {
+        match self {
+            Self::ScaleLr(f) if *f < 1.0 => format!("cut the LR x{f}"),
+            Self::ScaleLr(f) => format!("raise the LR x{f}"),
+            Self::Augment(true) => "turn augmentation on".into(),
+            Self::Augment(false) => "turn augmentation off".into(),
+            Self::ClassWeights(true) => "weight the loss by class".into(),
+            Self::ClassWeights(false) => "stop weighting the loss by class".into(),
+            Self::ClipGradNorm(m) if *m > 0.0 => format!("clip gradients to norm {m}"),
+            Self::ClipGradNorm(_) => "stop clipping gradients".into(),
+        }
+    }
+
+    /// The command that makes the change.
+    pub fn command(&self) -> Command {
+        match self {
+            Self::ScaleLr(f) => Command::ScaleLr(*f),
+            Self::Augment(on) => Command::SetAugment(*on),
+            Self::ClassWeights(on) => Command::SetClassWeights(*on),
+            Self::ClipGradNorm(m) => Command::SetClipGradNorm(*m),
+        }
+    }
+}
+
+/// Steps after a remedy during which it can be undone; at the end the doctor says whether it
+/// helped (the loss of these steps against the loss of as many steps before).
+pub const REMEDY_TRIAL_STEPS: u64 = 200;
+
+/// Steps between two measurements of the activations (the doctor's dead-unit and saturation
+/// rules read them).
+pub const ACTIVATION_EVERY: u64 = 100;
+
+/// Whether a remedy helped: the mean training loss of the trial against the same number of
+/// steps before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The loss fell by more than 2%.
+    Helped,
+    /// Within 2%.
+    NoChange,
+    /// The loss rose by more than 2%.
+    Worse,
+}
+
+impl Verdict {
+    pub fn of(before: f64, after: f64) -> Self {
+        let change = (after - before) / before.abs().max(1e-12);
+        if !after.is_finite() || change > 0.02 {
+            Self::Worse
+        } else if change < -0.02 {
+            Self::Helped
+        } else {
+            Self::NoChange
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Helped => "helped",
+            Self::NoChange => "made no difference",
+            Self::Worse => "made it worse",
+        }
+    }
+}
+
+/// What became of a remedy: a line of the run's history (metrics.jsonl and the checkpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemedyRecord {
+    /// The step after which it was applied.
+    pub step: u64,
+    pub remedy: Remedy,
+    /// The finding it answered.
+    pub finding: FindingKind,
+    /// The step after which it was undone, if it was.
+    #[serde(default)]
+    pub undone_at: Option<u64>,
+    /// Mean loss before and during the trial, and the verdict, once the trial is over.
+    #[serde(default)]
+    pub verdict: Option<(f64, f64, Verdict)>,
+}
+
+/// Activation statistics of one layer (a conv block or a hidden linear layer), measured on
+/// one training batch in train mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerActivations {
+    /// The layer's parameter prefix ("features.0"): its weight is `<layer>.weight`.
+    pub layer: String,
+    /// Of the activation's output.
+    pub mean: f64,
+    pub std: f64,
+    /// Share of units (channel x position, or feature) whose output is zero for the whole
+    /// batch (ReLU), or whose input is negative for all of it (leaky ReLU, ELU); None for
+    /// sigmoid and tanh, which have no dead zone.
+    pub dead: Option<f64>,
+    /// Share of outputs within 1% of a sigmoid/tanh bound, or of ELU inputs below -5; None for
+    /// (leaky) ReLU, which do not saturate.
+    pub saturated: Option<f64>,
+    /// Share of inputs (pre-activations) outside [-5, 5] (DeepDiagnosis).
+    pub outside_5: f64,
+    /// Share of exactly-zero entries of the layer's weight gradient at that step.
+    pub zero_grad: f64,
 }
 
 /// Training images as the model sees them (augmented when on), for a person to look at.
@@ -334,10 +473,13 @@ pub enum FinishReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnNonFinite {
-    /// Pause and wait for the user (who can cut the LR and resume): the terminal UI.
+    /// Go back to the last good state, pause and wait for the user (who can cut the LR and
+    /// resume): the terminal UI.
     Pause,
     /// Save `last.h5` and end the run: headless, where nobody can press a key.
     Stop,
+    /// Go back to the last good state, cut the LR by 10 and go on, a few times at most.
+    Rollback,
 }
 
 /// Who changed the learning rate (besides the schedule's own course).
@@ -469,12 +611,39 @@ pub enum Event {
         reason: String,
     },
     /// The loss or a gradient norm was NaN or infinite: the step's update was skipped, and the
-    /// run paused or stops (`then`).
+    /// run paused, stops or goes on (`then`).
     NonFinite {
         step: u64,
         epoch: usize,
         what: String,
         then: OnNonFinite,
+        /// The step whose weights, optimizer and LR the run went back to, if it did.
+        #[serde(default)]
+        rolled_back_to: Option<u64>,
+        /// The LR the run goes on with (`Rollback` cuts it by 10).
+        #[serde(default)]
+        lr: Option<f64>,
+    },
+    /// A remedy was applied after `step`; `UndoRemedy` can take it back until `until`.
+    RemedyApplied {
+        step: u64,
+        record: RemedyRecord,
+        until: u64,
+    },
+    /// The last remedy was undone: the run is as it was at `record.step`.
+    RemedyUndone {
+        step: u64,
+        record: RemedyRecord,
+    },
+    /// A remedy's trial is over: `record.verdict` says whether it helped.
+    RemedyVerdict {
+        step: u64,
+        record: RemedyRecord,
+    },
+    /// Activation statistics of every layer, measured on the batch of `step`.
+    Activations {
+        step: u64,
+        layers: Vec<LayerActivations>,
     },
     /// A checkpoint was written: its size, how long the background write took and how long
     /// the snapshot held the training thread.

@@ -108,6 +108,33 @@ fn provoked_runs_raise_their_finding_and_nothing_unrelated() {
         0,
         &[],
     );
+    // Adam at 0.01 (10x) without batch norm: most ReLUs die (and so the gradients behind them);
+    // the LR that killed them may be named too.
+    provoke(
+        d,
+        "dead",
+        &["--lr", "0.01", "--no-batch-norm", "--max-steps", "400"],
+        "dead_units",
+        400,
+        &["vanishing_gradients", "lr_too_high"],
+    );
+    // Sigmoid without batch norm at 0.02: the hidden layer's inputs leave [-5, 5].
+    provoke(
+        d,
+        "saturated",
+        &[
+            "--activation",
+            "sigmoid",
+            "--no-batch-norm",
+            "--lr",
+            "0.02",
+            "--max-steps",
+            "400",
+        ],
+        "saturated_activations",
+        400,
+        &["vanishing_gradients"],
+    );
     // 500 training images, no dropout, no augmentation, many epochs.
     provoke(
         d,

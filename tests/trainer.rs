@@ -189,7 +189,13 @@ fn a_non_finite_loss_skips_the_step_and_pauses() {
         what.contains("loss") || what.contains("gradient norm"),
         "{what}"
     );
-    assert!(matches!(m.events.recv_timeout(WAIT).unwrap(), Event::Paused { step: s } if s == step));
+    // The doctor blames the LR, then the run pauses.
+    let next = until(&m, |e| matches!(e, Event::Paused { .. }));
+    assert!(
+        matches!(&next[..], [Event::Finding { finding, .. }, Event::Paused { step: s }]
+            if *s == step && finding.kind == candletop::protocol::FindingKind::LrTooHigh),
+        "{next:?}"
+    );
     m.commands.send(Command::Stop).unwrap();
     until(&m, |e| e.is_terminal());
     h.join().unwrap();
@@ -202,7 +208,7 @@ fn a_non_finite_loss_stops_a_run_set_to_stop_with_the_last_good_state() {
     let tmp = tempfile::tempdir().unwrap();
     let mut t = Trainer::new(diverging(), small_data(30 * 32, 64)).unwrap();
     t.set_run_dir(tmp.path()).unwrap();
-    t.set_on_non_finite(OnNonFinite::Stop);
+    t.set_on_non_finite(OnNonFinite::Stop, 0);
     let (tl, m) = link();
     let h = t.spawn(tl);
     let events = until(&m, |e| e.is_terminal());

@@ -456,18 +456,40 @@ fn the_sample_grid_draws_each_pixel_pair_in_half_blocks() {
     );
 }
 
-/// The diagnosis panel: warnings before notes, each with its evidence and what to try; a
-/// cleared finding leaves it.
+/// The diagnosis panel: warnings before notes, each with its evidence and what to try, the
+/// remedy `d` applies marked; `u` undoes it while it can; the gradient panel shows each layer's
+/// dead and saturated shares; a cleared finding leaves.
 #[test]
 fn the_diagnosis_panel_lists_findings_most_severe_first() {
-    use candletop::protocol::{Finding, FindingKind, Severity};
+    use candletop::protocol::{
+        Finding, FindingKind, LayerActivations, Remedy, RemedyRecord, Severity,
+    };
     let mut app = recorded();
-    let finding = |kind, severity, evidence: &str, action: &str| Finding {
+    let finding = |kind, severity, evidence: &str, action: &str, remedy| Finding {
         kind,
         severity,
         evidence: evidence.into(),
         action: action.into(),
+        remedy,
     };
+    let act = |layer: &str, dead, saturated, outside_5| LayerActivations {
+        layer: layer.into(),
+        mean: 0.3,
+        std: 0.5,
+        dead,
+        saturated,
+        outside_5,
+        zero_grad: 0.0,
+    };
+    app.on_event(&Event::Activations {
+        step: 75,
+        layers: vec![
+            act("features.0", Some(0.12), None, 0.0),
+            act("classifier.0", Some(0.64), None, 0.02),
+        ],
+    });
+    // No finding with a remedy yet: d says so and sends nothing.
+    assert!(app.on_key(key('d')).is_empty());
     app.on_event(&Event::Finding {
         step: 50,
         finding: finding(
@@ -475,6 +497,7 @@ fn the_diagnosis_panel_lists_findings_most_severe_first() {
             Severity::Info,
             "class 6 has 58.0% validation accuracy against a mean of 85.8% (300 training images)",
             "look at its images (g); more images of it, or augmentation (a)",
+            None,
         ),
         cleared: false,
     });
@@ -484,14 +507,39 @@ fn the_diagnosis_panel_lists_findings_most_severe_first() {
             FindingKind::LrTooHigh,
             Severity::Warning,
             "the loss rose in 3 of the last 4 windows of 50 steps (0.4100 -> 0.5200); 4 spikes",
-            "cut the LR x0.1 (l), or - a few times",
+            "cut the LR x0.1 (d), or - a few times",
+            Some(Remedy::ScaleLr(0.1)),
         ),
         cleared: false,
     });
     insta::assert_snapshot!("diagnosis_120x36", screen(&app, 120, 36));
+    assert_eq!(
+        app.on_key(key('d')),
+        vec![Command::ApplyRemedy(Remedy::ScaleLr(0.1))]
+    );
+    // Nothing to undo before the trainer says the remedy is on.
+    assert!(app.on_key(key('u')).is_empty());
+    let record = RemedyRecord {
+        step: 75,
+        remedy: Remedy::ScaleLr(0.1),
+        finding: FindingKind::LrTooHigh,
+        undone_at: None,
+        verdict: None,
+    };
+    app.on_event(&Event::RemedyApplied {
+        step: 75,
+        record,
+        until: 275,
+    });
+    let s = screen(&app, 120, 36);
+    assert!(
+        s.contains("u undoes: cut the LR x0.1 (until step 275)"),
+        "{s}"
+    );
+    assert_eq!(app.on_key(key('u')), vec![Command::UndoRemedy]);
     app.on_event(&Event::Finding {
         step: 75,
-        finding: finding(FindingKind::LrTooHigh, Severity::Warning, "", ""),
+        finding: finding(FindingKind::LrTooHigh, Severity::Warning, "", "", None),
         cleared: true,
     });
     let s = screen(&app, 120, 36);

@@ -260,6 +260,7 @@ fn write_contents(file: &File, c: &Checkpoint) -> hdf5::Result<()> {
     let lrs: Vec<f64> = c.lr_history.iter().map(|x| x.1).collect();
     dataset(&history, "lr_step", &[steps.len()], &steps)?;
     dataset(&history, "lr", &[lrs.len()], &lrs)?;
+    str_attr(&history, "remedies", &json(&c.remedies))?;
     Ok(())
 }
 
@@ -620,6 +621,12 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
     } else {
         Vec::new()
     };
+    // Files from before remedies have none.
+    let remedies = if history.attr("remedies").is_ok() {
+        read_json(path, &history, "remedies")?
+    } else {
+        Vec::new()
+    };
     let epochs = (0..n)
         .map(|i| EpochMetrics {
             epoch: epoch_no[i] as usize,
@@ -655,6 +662,7 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         epochs,
         lr_changes: change_step.into_iter().zip(change_lr).collect(),
         lr_history: lr_step.into_iter().zip(lr_values).collect(),
+        remedies,
     })
 }
 

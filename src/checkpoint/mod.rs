@@ -98,6 +98,9 @@ pub struct Checkpoint {
     /// The LR each step used, (step, lr), every k-th step once there are many (at most
     /// 10,000 entries).
     pub lr_history: Vec<(u64, f64)>,
+    /// The doctor's remedies applied so far, with their undo and verdict (the `remedies`
+    /// attribute of `history`, JSON).
+    pub remedies: Vec<crate::protocol::RemedyRecord>,
 }
 
 impl Checkpoint {

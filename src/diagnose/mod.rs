@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::protocol::{EpochMetrics, Finding, FindingKind, RunInfo, Severity, StepMetrics};
+use crate::protocol::{
+    EpochMetrics, Finding, FindingKind, LayerActivations, Remedy, RunInfo, Severity, StepMetrics,
+};
 
 /// The rules' numbers, in one place.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +64,14 @@ pub struct Thresholds {
     pub initial_loss_range: (f64, f64),
     /// Improving: the loss fell by more than this (relative) over the last two windows.
     pub improving_change: f64,
+    /// Dead units: more than this share of a layer's units dead for a whole batch (the issue's
+    /// "more than half"; DeepDiagnosis uses 0.7).
+    pub dead_share: f64,
+    /// Saturation: more than this share of a layer's inputs outside [-5, 5], or of its
+    /// sigmoid/tanh outputs within 1% of a bound (DeepDiagnosis: 0.5).
+    pub saturated_share: f64,
+    /// The max norm the clipping remedy sets.
+    pub clip_to: f64,
 }
 
 impl Default for Thresholds {
@@ -92,6 +102,9 @@ impl Default for Thresholds {
             bn_min_batch: 8,
             initial_loss_range: (0.5, 2.0),
             improving_change: 0.02,
+            dead_share: 0.5,
+            saturated_share: 0.5,
+            clip_to: 1.0,
         }
     }
 }
@@ -120,10 +133,24 @@ impl Patient {
     }
 }
 
+/// The window of steps being filled.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Filling {
+    /// Sums of loss and loss squared (x steps, for folded records), and the steps.
+    loss: f64,
+    loss_sq: f64,
+    steps: u64,
+    spikes: usize,
+    /// Per step: first- and last-layer weight gradient norms, the largest, the median ratio.
+    signals: Vec<[f64; 4]>,
+}
+
 /// One closed window of steps.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Window {
     loss: f64,
+    /// The std of the steps' losses over their mean.
+    volatility: f64,
     spikes: usize,
     /// Median first- and last-layer weight gradient norms, median update/weight ratio.
     first_grad: f64,
@@ -147,14 +174,24 @@ pub struct Doctor {
     first_weight: Option<usize>,
     last_weight: Option<usize>,
     recent: VecDeque<f64>,
-    /// The window being filled: (loss x steps, steps), spikes, per-step signals.
-    filling: (f64, u64, usize, Vec<[f64; 4]>),
+    /// The window being filled.
+    filling: Filling,
     windows: Vec<Window>,
     epochs: Vec<EpochMetrics>,
     first_loss: Option<f64>,
     /// The evidence of a skewed training set, when it is.
     skewed_counts: Option<String>,
     active: BTreeMap<FindingKind, Finding>,
+    /// What the live switches are now: a remedy already in force is not offered.
+    pub switches: Switches,
+}
+
+/// The run's live switches, as far as the remedies go.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Switches {
+    pub augmenting: bool,
+    pub class_weights: bool,
+    pub clipping: bool,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -185,13 +222,99 @@ impl Doctor {
             last_weight: weights.last().copied(),
             patient,
             recent: VecDeque::new(),
-            filling: (0.0, 0, 0, Vec::new()),
+            filling: Filling::default(),
             windows: Vec::new(),
             epochs: Vec::new(),
             first_loss: None,
             skewed_counts: None,
             active: BTreeMap::new(),
+            switches: Switches::default(),
         }
+    }
+
+    /// The live change that answers `kind`, unless the run has it already.
+    fn remedy(&self, kind: FindingKind) -> Option<Remedy> {
+        let sw = self.switches;
+        match kind {
+            FindingKind::LrTooHigh | FindingKind::Plateau | FindingKind::DeadUnits => {
+                Some(Remedy::ScaleLr(0.1))
+            }
+            FindingKind::LrTooLow => Some(Remedy::ScaleLr(10.0)),
+            FindingKind::Overfitting => (!sw.augmenting).then_some(Remedy::Augment(true)),
+            FindingKind::ClassImbalance => {
+                (!sw.class_weights).then_some(Remedy::ClassWeights(true))
+            }
+            FindingKind::ExplodingGradients => {
+                (!sw.clipping).then_some(Remedy::ClipGradNorm(self.th.clip_to))
+            }
+            _ => None,
+        }
+    }
+
+    /// A non-finite loss or gradient: the LR is the usual cause, and it is a warning at once.
+    pub fn on_non_finite(&mut self, step: u64, what: &str) -> Vec<Change> {
+        let finding = Finding {
+            kind: FindingKind::LrTooHigh,
+            severity: Severity::Warning,
+            evidence: format!("step {step}: {what}"),
+            action: "a lower LR".into(),
+            remedy: self.remedy(FindingKind::LrTooHigh),
+        };
+        self.active.insert(FindingKind::LrTooHigh, finding.clone());
+        vec![Change {
+            finding,
+            cleared: false,
+        }]
+    }
+
+    /// Activation statistics of every layer: dead units and saturation.
+    pub fn on_activations(&mut self, layers: &[LayerActivations]) -> Vec<Change> {
+        let th = self.th.clone();
+        let mut now = BTreeMap::new();
+        let worst = |key: fn(&LayerActivations) -> Option<f64>| {
+            layers
+                .iter()
+                .filter_map(|l| key(l).map(|v| (l, v)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+        };
+        if let Some((l, dead)) = worst(|l| l.dead) {
+            if dead > th.dead_share {
+                now.insert(
+                    FindingKind::DeadUnits,
+                    (
+                        format!(
+                            "{:.0}% of {}'s units put out zero for the whole batch (over {:.0}% is a problem): they no longer learn",
+                            100.0 * dead,
+                            l.layer,
+                            100.0 * th.dead_share
+                        ),
+                        "a lower LR, or LeakyReLU (a restart: --activation leaky_relu)".to_string(),
+                    ),
+                );
+            }
+        }
+        let saturation = |l: &LayerActivations| Some(l.saturated.unwrap_or(0.0).max(l.outside_5));
+        if let Some((l, sat)) = worst(saturation) {
+            if sat > th.saturated_share {
+                now.insert(
+                    FindingKind::SaturatedActivations,
+                    (
+                        format!(
+                            "{:.0}% of {}'s activations are saturated (inputs outside [-5, 5] or outputs within 1% of a bound; over {:.0}% is a problem): their gradients vanish",
+                            100.0 * sat,
+                            l.layer,
+                            100.0 * th.saturated_share
+                        ),
+                        "ReLU with batch norm (a restart: --activation relu --batch-norm)".to_string(),
+                    ),
+                );
+            }
+        }
+        self.update(
+            now,
+            &[FindingKind::DeadUnits, FindingKind::SaturatedActivations],
+            true,
+        )
     }
 
     /// What holds before the first step: the class counts and batch norm's batch size.
@@ -217,7 +340,7 @@ impl Doctor {
                     FindingKind::ClassImbalance,
                     (
                         evidence,
-                        "class weights (w) or --sampler balanced".to_string(),
+                        "class weights (d or w) or --sampler balanced".to_string(),
                     ),
                 );
             }
@@ -262,7 +385,7 @@ impl Doctor {
         if self.recent.len() >= self.th.spike_span {
             let mean = self.recent.iter().sum::<f64>() / self.recent.len() as f64;
             if m.loss > self.th.spike_factor * mean {
-                self.filling.2 += 1;
+                self.filling.spikes += 1;
             }
         }
         self.recent.push_back(m.loss);
@@ -279,20 +402,30 @@ impl Doctor {
             .map(|(_, &r)| r)
             .collect();
         let steps = u64::from(m.steps.max(1));
-        self.filling.0 += m.loss * steps as f64;
-        self.filling.1 += steps;
-        self.filling.3.push([
+        self.filling.loss += m.loss * steps as f64;
+        self.filling.loss_sq += m.loss * m.loss * steps as f64;
+        self.filling.steps += steps;
+        self.filling.signals.push([
             grad(self.first_weight).unwrap_or(f64::NAN),
             grad(self.last_weight).unwrap_or(f64::NAN),
             m.grad_norms.iter().copied().fold(0.0, f64::max),
             median(weight_ratios),
         ]);
-        if self.filling.1 >= self.th.window {
-            let (sum, n, spikes, sig) =
-                std::mem::replace(&mut self.filling, (0.0, 0, 0, Vec::new()));
+        if self.filling.steps >= self.th.window {
+            let Filling {
+                loss: sum,
+                loss_sq,
+                steps: n,
+                spikes,
+                signals: sig,
+            } = std::mem::take(&mut self.filling);
+            let mean = sum / n as f64;
+            let volatility =
+                (loss_sq / n as f64 - mean * mean).max(0.0).sqrt() / mean.abs().max(1e-12);
             let col = |k: usize| median(sig.iter().map(|s| s[k]).collect());
             self.windows.push(Window {
-                loss: sum / n as f64,
+                loss: mean,
+                volatility,
                 spikes,
                 first_grad: col(0),
                 last_grad: col(1),
@@ -317,6 +450,7 @@ impl Doctor {
                     "the first step's loss is {loss:.3}; an untrained model over {c:.0} classes starts near ln({c:.0}) = {expected:.3}"
                 ),
                 action: "check the labels, the last layer's initialisation and the loss".into(),
+                remedy: None,
             },
             cleared: false,
         })
@@ -359,7 +493,7 @@ impl Doctor {
                         first_loss,
                         last.spikes
                     ),
-                    "cut the LR x0.1 (l), or - a few times".to_string(),
+                    "cut the LR x0.1 (d), or - a few times".to_string(),
                 ),
             );
         }
@@ -373,16 +507,17 @@ impl Doctor {
                     FindingKind::LrTooHigh,
                     (
                         format!(
-                            "the loss rose in {rising} of the last {} windows of {} steps ({:.4} -> {:.4}); {} spikes (over {}x the mean of the {} steps before) in the last window",
+                            "the loss rose in {rising} of the last {} windows of {} steps ({:.4} -> {:.4}); volatility {:.2}; {} spikes (over {}x the mean of the {} steps before) in the last window",
                             span.len() - 1,
                             th.window,
                             span[0].loss,
                             last.loss,
+                            last.volatility,
                             last.spikes,
                             th.spike_factor,
                             th.spike_span
                         ),
-                        "cut the LR x0.1 (l), or - a few times".to_string(),
+                        "cut the LR x0.1 (d), or - a few times".to_string(),
                     ),
                 );
             }
@@ -401,7 +536,7 @@ impl Doctor {
                             sci(th.ratio_low),
                             sci(last.first_grad)
                         ),
-                        "raise the LR x10 (l), or run the LR finder (f)".to_string(),
+                        "raise the LR x10 (d), or run the LR finder (f)".to_string(),
                     ),
                 );
             }
@@ -431,7 +566,7 @@ impl Doctor {
                             th.exploding_ratio,
                             sci(last.max_grad)
                         ),
-                        "gradient clipping (x), a lower LR (- or l), or batch norm".to_string(),
+                        "gradient clipping (d or x), a lower LR (- or l), or batch norm".to_string(),
                     ),
                 );
             }
@@ -609,6 +744,7 @@ impl Doctor {
                         severity,
                         evidence: evidence.clone(),
                         action: action.clone(),
+                        remedy: self.remedy(kind),
                     };
                     // New, grown into a warning (a warning easing is not news), or, for the
                     // once-an-epoch rules, with other numbers (watchers update it quietly).
@@ -792,5 +928,74 @@ mod tests {
             plateau.contains(&(FindingKind::Plateau, false)),
             "{plateau:?}"
         );
+    }
+
+    fn layer(
+        name: &str,
+        dead: Option<f64>,
+        saturated: Option<f64>,
+        outside: f64,
+    ) -> LayerActivations {
+        LayerActivations {
+            layer: name.into(),
+            mean: 0.1,
+            std: 0.2,
+            dead,
+            saturated,
+            outside_5: outside,
+            zero_grad: 0.0,
+        }
+    }
+
+    #[test]
+    fn dead_units_and_saturation_name_the_worst_layer_and_offer_what_helps() {
+        let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
+        let healthy = [
+            layer("features.0", Some(0.1), None, 0.0),
+            layer("classifier.0", Some(0.3), None, 0.01),
+        ];
+        assert!(d.on_activations(&healthy).is_empty());
+        let dying = [
+            layer("features.0", Some(0.1), None, 0.0),
+            layer("classifier.0", Some(0.8), None, 0.01),
+        ];
+        let got = d.on_activations(&dying);
+        assert_eq!(got.len(), 1);
+        let f = &got[0].finding;
+        assert_eq!(f.kind, FindingKind::DeadUnits);
+        assert!(
+            f.evidence.starts_with("80% of classifier.0's units"),
+            "{}",
+            f.evidence
+        );
+        assert_eq!(f.remedy, Some(Remedy::ScaleLr(0.1)));
+        // Sigmoid outputs pinned to their bounds: saturated, no live remedy (a restart).
+        let pinned = [layer("features.0", None, Some(0.7), 0.2)];
+        let got = d.on_activations(&pinned);
+        let kinds: Vec<(FindingKind, bool)> =
+            got.iter().map(|c| (c.finding.kind, c.cleared)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (FindingKind::DeadUnits, true),
+                (FindingKind::SaturatedActivations, false)
+            ]
+        );
+        assert_eq!(got[1].finding.remedy, None);
+    }
+
+    #[test]
+    fn a_remedy_already_in_force_is_not_offered_and_a_nan_blames_the_lr() {
+        let mut d = Doctor::new(patient(vec![100, 10], 64), Thresholds::default());
+        let offered = |d: &mut Doctor| d.on_start()[0].finding.remedy.clone();
+        assert_eq!(offered(&mut d), Some(Remedy::ClassWeights(true)));
+        let mut d = Doctor::new(patient(vec![100, 10], 64), Thresholds::default());
+        d.switches.class_weights = true;
+        assert_eq!(offered(&mut d), None);
+        let nan = d.on_non_finite(7, "loss is NaN");
+        assert_eq!(nan[0].finding.kind, FindingKind::LrTooHigh);
+        assert_eq!(nan[0].finding.severity, Severity::Warning);
+        assert_eq!(nan[0].finding.evidence, "step 7: loss is NaN");
+        assert_eq!(nan[0].finding.remedy, Some(Remedy::ScaleLr(0.1)));
     }
 }

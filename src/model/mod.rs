@@ -19,6 +19,7 @@ pub mod gemm;
 pub mod layers;
 pub mod linear;
 pub mod pool;
+pub mod probe;
 pub mod profile;
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var};

@@ -22,6 +22,8 @@ pub struct Learner {
     pub class_weights: Option<Vec<f32>>,
     /// The largest global L2 norm of the gradients; `None`: no clipping.
     pub clip_grad_norm: Option<f64>,
+    /// Count the exactly-zero gradient entries of the next step (`StepStats::zero_grads`).
+    pub count_zero_grads: bool,
 }
 
 /// A step that updated the weights.
@@ -32,6 +34,8 @@ pub struct StepStats {
     pub hits: usize,
     pub grad_norms: Vec<f64>,
     pub update_ratios: Vec<f64>,
+    /// Per parameter, the share of exactly-zero gradient entries (empty unless asked for).
+    pub zero_grads: Vec<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,7 +60,19 @@ impl Learner {
             label_smoothing: self.label_smoothing,
             class_weights: self.class_weights.clone(),
             clip_grad_norm: self.clip_grad_norm,
+            count_zero_grads: false,
         })
+    }
+
+    /// The activations of every layer on `batch` (see `Cnn::probe`), dropout drawn from `rng`.
+    pub fn probe(
+        &mut self,
+        batch: &Batch,
+        rng: &mut Rng,
+    ) -> candle_core::Result<Vec<crate::protocol::LayerActivations>> {
+        let [c, h, w] = self.model.config().input;
+        let x = Tensor::from_slice(&batch.x, (batch.len(), c, h, w), &Device::Cpu)?;
+        self.model.probe(&x, rng)
     }
 
     /// Forward, backward and update on one batch.
@@ -92,6 +108,14 @@ impl Learner {
             grad_norms.push(l2_of(&g)?);
             grad_tensors.push(g);
         }
+        let zero_grads = if std::mem::take(&mut self.count_zero_grads) {
+            grad_tensors
+                .iter()
+                .map(zero_share)
+                .collect::<candle_core::Result<Vec<f64>>>()?
+        } else {
+            Vec::new()
+        };
         if let Some(i) = grad_norms.iter().position(|n| !n.is_finite()) {
             self.model.set_running_stats(running);
             let what = format!("gradient norm of {} is {}", params[i].name, grad_norms[i]);
@@ -124,6 +148,7 @@ impl Learner {
             hits,
             grad_norms,
             update_ratios,
+            zero_grads,
         }))
     }
 }
@@ -138,6 +163,13 @@ pub fn clip_coefficient(norms: &[f64], max: f64) -> f64 {
 pub(super) fn count_correct(logits: &Tensor, labels: &[u32]) -> candle_core::Result<usize> {
     let preds: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
     Ok(preds.iter().zip(labels).filter(|(p, y)| p == y).count())
+}
+
+/// The share of exactly-zero entries of a contiguous f32 tensor.
+fn zero_share(t: &Tensor) -> candle_core::Result<f64> {
+    let (s, l) = t.storage_and_layout();
+    let v = crate::model::cpu::slice::<f32>(&s, l, "zero share")?;
+    Ok(v.iter().filter(|&&x| x == 0.0).count() as f64 / v.len().max(1) as f64)
 }
 
 /// The L2 norm of a contiguous f32 tensor, read in place.

@@ -6,6 +6,7 @@ mod error;
 pub mod eval;
 pub mod learner;
 pub mod lr_find;
+mod remedy;
 pub mod resume;
 mod saver;
 mod watchers;
@@ -26,12 +27,13 @@ use crate::data::{
     AugmentSpec, Batch, BatchStream, ClassWeights, DataSplits, Dataset, Loader, Normalization,
     Sampler,
 };
-use crate::diagnose::{Doctor, Patient, Thresholds};
+use crate::diagnose::{Doctor, Patient, Switches, Thresholds};
 use crate::model::Cnn;
 use crate::optim::Optimizer;
 use crate::protocol::{
-    Command, EpochMetrics, EvalMetrics, Event, FinishReason, LearningRate, LrFinding, LrSource,
-    OnNonFinite, Resumed, RunInfo, SampleGrid, ScheduleChange, StepMetrics, TrainerLink,
+    Command, EpochMetrics, EvalMetrics, Event, FindingKind, FinishReason, LearningRate, LrFinding,
+    LrSource, OnNonFinite, Remedy, RemedyRecord, Resumed, RunInfo, SampleGrid, ScheduleChange,
+    StepMetrics, TrainerLink, ACTIVATION_EVERY, REMEDY_TRIAL_STEPS,
 };
 use crate::rng::Rng;
 use crate::run_dir::{MetricsLog, RunDirError};
@@ -40,6 +42,8 @@ pub use error::TrainError;
 pub use eval::{Evaluation, Predictions, EVAL_BATCH};
 use learner::{Learner, StepOutcome};
 pub use lr_find::FinderSettings;
+use remedy::{Remedies, RunSnapshot};
+pub use remedy::{DEFAULT_MAX_ROLLBACKS, GOOD_STATE_EVERY};
 use saver::Saver;
 use watchers::Watchers;
 
@@ -140,6 +144,15 @@ pub struct Trainer {
     started: Instant,
     /// Watches the run's numbers for the reasons it may stall.
     doctor: Doctor,
+    /// The run as it was at most `GOOD_STATE_EVERY` steps ago: what a non-finite step rolls
+    /// back to.
+    last_good: Option<RunSnapshot>,
+    rollbacks: u32,
+    max_rollbacks: u32,
+    /// Every remedy applied in this run, with what became of it, and the one on trial.
+    remedies: Remedies,
+    /// Measure the activations at the next step (asked for; besides every `ACTIVATION_EVERY`).
+    probe_next: bool,
 }
 
 /// The LR range test on copies of `learner`, with batches and dropout of its own.
@@ -224,9 +237,19 @@ impl Trainer {
             schedule: schedule.clone(),
             data_facts,
         };
-        let doctor = Doctor::new(Patient::of(&info, cfg.batch_norm), Thresholds::default());
+        let mut doctor = Doctor::new(Patient::of(&info, cfg.batch_norm), Thresholds::default());
+        doctor.switches = Switches {
+            augmenting,
+            class_weights: class_weights.is_some(),
+            clipping: cfg.clip_grad_norm > 0.0,
+        };
         Ok(Self {
             doctor,
+            last_good: None,
+            rollbacks: 0,
+            max_rollbacks: DEFAULT_MAX_ROLLBACKS,
+            remedies: Remedies::default(),
+            probe_next: false,
             learner: Learner {
                 model,
                 opt: Optimizer::new(cfg.optimizer, &sizes),
@@ -235,6 +258,7 @@ impl Trainer {
                 label_smoothing: cfg.label_smoothing,
                 class_weights,
                 clip_grad_norm: (cfg.clip_grad_norm > 0.0).then_some(cfg.clip_grad_norm),
+                count_zero_grads: false,
             },
             data: TrainData {
                 classes: data.classes.len(),
@@ -313,6 +337,7 @@ impl Trainer {
         p.pos = ckpt.position;
         p.history.clone_from(&ckpt.epochs);
         t.doctor.remember(&ckpt.epochs);
+        t.remedies.history.clone_from(&ckpt.remedies);
         p.lr_changes.clone_from(&ckpt.lr_changes);
         if p.lr_changes.first().is_none_or(|c| c.0 != 0) {
             // Files from before runs recorded their first LR.
@@ -334,6 +359,7 @@ impl Trainer {
             t.data.augmenting = ckpt.data.augmenting.unwrap_or(t.data.augmenting);
         }
         t.info.data_facts.augmenting = t.data.augmenting;
+        t.doctor.switches.augmenting = t.data.augmenting;
         t.info.resumed = Some(Resumed {
             from: from.display().to_string(),
             step: ckpt.global_step,
@@ -423,9 +449,11 @@ impl Trainer {
         Ok(())
     }
 
-    /// What to do when a step's loss or gradient is not finite (pause, the default; or stop).
-    pub fn set_on_non_finite(&mut self, policy: OnNonFinite) {
+    /// What to do when a step's loss or gradient is not finite (pause, the default; stop; or
+    /// roll back, at most `max_rollbacks` times).
+    pub fn set_on_non_finite(&mut self, policy: OnNonFinite, max_rollbacks: u32) {
         self.control.on_non_finite = policy;
+        self.max_rollbacks = max_rollbacks;
     }
 
     pub fn info(&self) -> &RunInfo {
@@ -463,6 +491,7 @@ impl Trainer {
             epochs: self.progress.history.clone(),
             lr_changes: self.progress.lr_changes.clone(),
             lr_history: self.progress.lr_history.clone(),
+            remedies: self.remedies.history.clone(),
         })
     }
 
@@ -498,6 +527,7 @@ impl Trainer {
         self.emit(Event::Started(self.info.clone()));
         let changes = self.doctor.on_start();
         self.report_findings(changes);
+        self.keep_good_state()?;
         let reason = self.train()?;
         if reason == FinishReason::Completed && !self.data.test.is_empty() {
             let e = self.evaluate(&self.data.test.clone(), EVAL_BATCH)?;
@@ -592,6 +622,14 @@ impl Trainer {
         if let Some(m) = self.schedule.momentum_at(next) {
             self.learner.opt.set_momentum(m as f32);
         }
+        // Activations on this batch before the step changes the weights.
+        let probed = if std::mem::take(&mut self.probe_next) || next % ACTIVATION_EVERY == 0 {
+            let mut rng = Rng::derive(self.cfg.seed, "probe", next);
+            self.learner.count_zero_grads = true;
+            Some(self.learner.probe(batch, &mut rng)?)
+        } else {
+            None
+        };
         let outcome = self.learner.step(batch)?;
         let p = &mut self.progress;
         p.step += 1;
@@ -600,22 +638,7 @@ impl Trainer {
         let s = match outcome {
             StepOutcome::NonFinite { what } => {
                 p.pos.active_secs += t0.elapsed().as_secs_f64();
-                let (step, epoch) = (p.step, p.epoch);
-                let then = self.control.on_non_finite;
-                self.emit(Event::NonFinite {
-                    step,
-                    epoch,
-                    what,
-                    then,
-                });
-                return Ok(match then {
-                    OnNonFinite::Stop => Some(FinishReason::NonFinite),
-                    OnNonFinite::Pause => {
-                        self.control.paused = true;
-                        self.emit(Event::Paused { step });
-                        None
-                    }
-                });
+                return self.on_non_finite(what);
             }
             StepOutcome::Updated(s) => s,
         };
@@ -636,12 +659,25 @@ impl Trainer {
             update_ratios: s.update_ratios,
             images_per_sec: ips,
         };
-        let changes = self.doctor.on_step(&m);
+        let mut changes = self.doctor.on_step(&m);
         self.watchers
             .step(m, s.hits, batch.len(), self.cfg.log_every);
         p.pos.active_secs += t0.elapsed().as_secs_f64();
         let step = p.step;
+        if let Some(mut layers) = probed {
+            for l in &mut layers {
+                let weight = format!("{}.weight", l.layer);
+                let i = self.info.layers.iter().position(|n| *n == weight);
+                l.zero_grad = i.and_then(|i| s.zero_grads.get(i)).copied().unwrap_or(0.0);
+            }
+            changes.extend(self.doctor.on_activations(&layers));
+            self.emit(Event::Activations { step, layers });
+        }
         self.report_findings(changes);
+        if let Some(record) = self.remedies.count(step, s.loss) {
+            self.emit(Event::RemedyVerdict { step, record });
+        }
+        self.keep_good_state()?;
         if self.cfg.save_every_steps > 0 && step % self.cfg.save_every_steps == 0 {
             self.save(&[SaveKind::Last])?;
         }
@@ -809,47 +845,24 @@ impl Trainer {
             }
             Command::SetSchedule(spec) => self.set_schedule(spec).err(),
             Command::SetAugment(on) => {
-                if self.data.augmenting != *on {
-                    self.data.augmenting = *on;
-                    self.info.data_facts.augmenting = *on;
-                    let augment = self.data.augment.to_string();
-                    self.emit(Event::AugmentChanged {
-                        step,
-                        on: *on,
-                        augment,
-                    });
-                }
+                self.set_augment(*on);
                 None
             }
             Command::SetClassWeights(on) => {
-                let weights = on.then(|| self.data.balanced_weights.clone());
-                if self.learner.class_weights != weights {
-                    self.learner.class_weights = weights.clone();
-                    self.cfg.class_weights = if *on {
-                        ClassWeights::Balanced
-                    } else {
-                        ClassWeights::None
-                    };
-                    let weights = weights.unwrap_or_default();
-                    self.info.data_facts.class_weights = weights.clone();
-                    self.emit(Event::ClassWeightsChanged { step, weights });
-                }
+                self.set_class_weights(*on);
                 None
             }
             Command::SetClipGradNorm(max) if !(max.is_finite() && *max >= 0.0) => {
                 Some(format!("{max} is not a gradient norm to clip to"))
             }
             Command::SetClipGradNorm(max) => {
-                let clip = (*max > 0.0).then_some(*max);
-                if self.learner.clip_grad_norm != clip {
-                    self.learner.clip_grad_norm = clip;
-                    self.cfg.clip_grad_norm = *max;
-                    self.info.clip_grad_norm = *max;
-                    self.emit(Event::ClippingChanged {
-                        step,
-                        max_norm: *max,
-                    });
-                }
+                self.set_clip(*max);
+                None
+            }
+            Command::ApplyRemedy(remedy) => self.apply_remedy(remedy)?,
+            Command::UndoRemedy => self.undo_remedy()?,
+            Command::ProbeActivations => {
+                self.probe_next = true;
                 None
             }
             Command::ShowSamples(n) => match self.samples(*n as usize) {
@@ -900,6 +913,243 @@ impl Trainer {
             });
         }
         Ok(true)
+    }
+
+    /// The run as it is now, in memory.
+    fn keep(&self) -> Result<RunSnapshot, TrainError> {
+        Ok(RunSnapshot::take(
+            self.progress.step,
+            &self.learner,
+            &self.schedule,
+            self.data.augmenting,
+        )?)
+    }
+
+    /// Keeps a copy to roll back to every `GOOD_STATE_EVERY` steps, unless the doctor already
+    /// finds the LR too high (a run on its way to diverging is not a good state).
+    fn keep_good_state(&mut self) -> Result<(), TrainError> {
+        let step = self.progress.step;
+        let due = self
+            .last_good
+            .as_ref()
+            .is_none_or(|g| step >= g.step + GOOD_STATE_EVERY);
+        let diverging = self
+            .doctor
+            .findings()
+            .iter()
+            .any(|f| f.kind == FindingKind::LrTooHigh);
+        if due && !diverging {
+            self.last_good = Some(self.keep()?);
+        }
+        Ok(())
+    }
+
+    /// Puts the weights, optimizer and dropout RNG back as `snap` has them, and with
+    /// `settings` the schedule and the live switches too, telling the watchers what changed.
+    fn restore(&mut self, snap: &RunSnapshot, settings: bool) -> Result<(), TrainError> {
+        self.learner.model = snap.learner.model.duplicate()?;
+        self.learner.opt = snap.learner.opt.clone();
+        self.learner.rng = snap.learner.rng.clone();
+        if !settings {
+            return Ok(());
+        }
+        let step = self.progress.step;
+        let old = self.schedule.lr_at(step + 1);
+        self.schedule = snap.schedule.clone();
+        self.cfg.schedule = self.schedule.spec.clone();
+        let new = self.schedule.lr_at(step + 1);
+        if new != old {
+            self.progress.lr_changes.push((step, new));
+            let source = LrSource::User;
+            self.emit(Event::LrChanged {
+                step,
+                old,
+                new,
+                source,
+            });
+        }
+        self.emit_schedule(ScheduleChange::Set);
+        self.set_augment(snap.augmenting);
+        self.set_class_weights(snap.learner.class_weights.is_some());
+        self.set_clip(snap.learner.clip_grad_norm.unwrap_or(0.0));
+        Ok(())
+    }
+
+    /// Augmentation on or off from the next batch.
+    fn set_augment(&mut self, on: bool) {
+        if self.data.augmenting == on {
+            return;
+        }
+        self.data.augmenting = on;
+        self.info.data_facts.augmenting = on;
+        self.doctor.switches.augmenting = on;
+        let augment = self.data.augment.to_string();
+        let step = self.progress.step;
+        self.emit(Event::AugmentChanged { step, on, augment });
+    }
+
+    /// Balanced class weights on or off from the next step.
+    fn set_class_weights(&mut self, on: bool) {
+        let weights = on.then(|| self.data.balanced_weights.clone());
+        if self.learner.class_weights == weights {
+            return;
+        }
+        self.learner.class_weights = weights.clone();
+        self.doctor.switches.class_weights = on;
+        self.cfg.class_weights = if on {
+            ClassWeights::Balanced
+        } else {
+            ClassWeights::None
+        };
+        let weights = weights.unwrap_or_default();
+        self.info.data_facts.class_weights = weights.clone();
+        let step = self.progress.step;
+        self.emit(Event::ClassWeightsChanged { step, weights });
+    }
+
+    /// Gradient clipping to `max` (0: off) from the next step.
+    fn set_clip(&mut self, max: f64) {
+        let clip = (max > 0.0).then_some(max);
+        if self.learner.clip_grad_norm == clip {
+            return;
+        }
+        self.learner.clip_grad_norm = clip;
+        self.doctor.switches.clipping = clip.is_some();
+        self.cfg.clip_grad_norm = max;
+        self.info.clip_grad_norm = max;
+        let step = self.progress.step;
+        self.emit(Event::ClippingChanged {
+            step,
+            max_norm: max,
+        });
+    }
+
+    /// Applies `remedy` with the run kept to go back to; the reason when it is refused (no
+    /// finding in force suggests it, or it would change nothing).
+    fn apply_remedy(&mut self, remedy: &Remedy) -> Result<Option<String>, TrainError> {
+        let what = remedy.describe();
+        let unchanged = match remedy {
+            Remedy::ScaleLr(f) => !(f.is_finite() && *f > 0.0 && *f != 1.0),
+            Remedy::Augment(on) => self.data.augmenting == *on,
+            Remedy::ClassWeights(on) => self.learner.class_weights.is_some() == *on,
+            Remedy::ClipGradNorm(m) => self.learner.clip_grad_norm.unwrap_or(0.0) == *m,
+        };
+        if unchanged {
+            return Ok(Some(format!("{what}: the run is like that already")));
+        }
+        let finding = self
+            .doctor
+            .findings()
+            .into_iter()
+            .find_map(|f| (f.remedy.as_ref() == Some(remedy)).then_some(f.kind));
+        let Some(finding) = finding else {
+            return Ok(Some(format!("no finding in force suggests to {what}")));
+        };
+        // A new remedy ends the trial of the one before: it can no longer be undone alone.
+        if let Some(record) = self.remedies.end_trial() {
+            let step = self.progress.step;
+            self.emit(Event::RemedyVerdict { step, record });
+        }
+        let snapshot = self.keep()?;
+        let step = self.progress.step;
+        match remedy {
+            Remedy::ScaleLr(f) => {
+                let now = self.schedule.lr_at(step + 1);
+                if let Err(e) = self.change_lr(LearningRate::new(now * f)) {
+                    return Ok(Some(e));
+                }
+            }
+            Remedy::Augment(on) => self.set_augment(*on),
+            Remedy::ClassWeights(on) => self.set_class_weights(*on),
+            Remedy::ClipGradNorm(m) => self.set_clip(*m),
+        }
+        let record = RemedyRecord {
+            step,
+            remedy: remedy.clone(),
+            finding,
+            undone_at: None,
+            verdict: None,
+        };
+        let until = self.remedies.start(record.clone(), snapshot);
+        self.emit(Event::RemedyApplied {
+            step,
+            record,
+            until,
+        });
+        Ok(None)
+    }
+
+    /// Goes back to the run as it was before the remedy on trial.
+    fn undo_remedy(&mut self) -> Result<Option<String>, TrainError> {
+        let step = self.progress.step;
+        let Some((snapshot, record)) = self.remedies.undo(step) else {
+            return Ok(Some(format!(
+                "no remedy to undo: one can be undone for {REMEDY_TRIAL_STEPS} steps after it is applied"
+            )));
+        };
+        self.restore(&snapshot, true)?;
+        self.emit(Event::RemedyUndone { step, record });
+        Ok(None)
+    }
+
+    /// A non-finite step: back to the last good state (unless the policy is to stop), then
+    /// pause, stop, or cut the LR and go on. `Some` when the run must end.
+    fn on_non_finite(&mut self, what: String) -> Result<Option<FinishReason>, TrainError> {
+        let (step, epoch) = (self.progress.step, self.progress.epoch);
+        let policy = self.control.on_non_finite;
+        // Out of rollbacks, the run stops where it last was good.
+        let exhausted = policy == OnNonFinite::Rollback && self.rollbacks >= self.max_rollbacks;
+        let then = if exhausted { OnNonFinite::Stop } else { policy };
+        let good = self.last_good.take();
+        let rolled_back_to = match &good {
+            Some(g) if policy != OnNonFinite::Stop => {
+                self.restore(g, false)?;
+                Some(g.step)
+            }
+            _ => None,
+        };
+        self.last_good = good;
+        // The doctor hears of it: the LR is the usual cause.
+        let changes = self.doctor.on_non_finite(step, &what);
+        let mut lr = None;
+        if then == OnNonFinite::Rollback {
+            self.rollbacks += 1;
+            let now = self.schedule.lr_at(step + 1);
+            let cut = LearningRate::new(now * 0.1).unwrap_or(LearningRate::SMALLEST);
+            // A positive LR is always accepted.
+            let _ = self.change_lr(Ok(cut));
+            lr = Some(cut.get());
+        }
+        self.emit(Event::NonFinite {
+            step,
+            epoch,
+            what,
+            then,
+            rolled_back_to,
+            lr,
+        });
+        self.report_findings(changes);
+        Ok(match then {
+            OnNonFinite::Stop => Some(FinishReason::NonFinite),
+            OnNonFinite::Pause => {
+                self.control.paused = true;
+                self.emit(Event::Paused { step });
+                None
+            }
+            OnNonFinite::Rollback => None,
+        })
+    }
+
+    /// The doctor's news, as events.
+    fn report_findings(&mut self, changes: Vec<crate::diagnose::Change>) {
+        let step = self.progress.step;
+        for c in changes {
+            self.emit(Event::Finding {
+                step,
+                finding: c.finding,
+                cleared: c.cleared,
+            });
+        }
     }
 
     /// The user sets the LR of the next step: the schedule's curve moves to pass there.
@@ -1046,18 +1296,6 @@ impl Trainer {
         })
     }
 
-    /// The doctor's news, as events.
-    fn report_findings(&mut self, changes: Vec<crate::diagnose::Change>) {
-        let step = self.progress.step;
-        for c in changes {
-            self.emit(Event::Finding {
-                step,
-                finding: c.finding,
-                cleared: c.cleared,
-            });
-        }
-    }
-
     /// Sends an event to the watchers and records it in metrics.jsonl.
     fn emit(&mut self, e: Event) {
         self.watchers
@@ -1085,6 +1323,22 @@ impl Trainer {
             StepOutcome::Updated(s) => s.loss,
             StepOutcome::NonFinite { .. } => f64::NAN,
         })
+    }
+
+    /// The activation statistics of `batch` as the run measures them every
+    /// `ACTIVATION_EVERY` steps (for benchmarks and tests).
+    pub fn probe_once(
+        &mut self,
+        batch: &Batch,
+    ) -> Result<Vec<crate::protocol::LayerActivations>, TrainError> {
+        let mut rng = Rng::derive(self.cfg.seed, "probe", self.progress.step);
+        Ok(self.learner.probe(batch, &mut rng)?)
+    }
+
+    /// Keeps the run in memory as it does every `GOOD_STATE_EVERY` steps (for benchmarks).
+    pub fn keep_once(&mut self) -> Result<(), TrainError> {
+        self.last_good = Some(self.keep()?);
+        Ok(())
     }
 
     /// The first training batch of epoch 1 (for benchmarks and tests).

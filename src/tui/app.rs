@@ -338,7 +338,21 @@ impl App {
                 && matches!(
                     key.code,
                     KeyCode::Char(
-                        '+' | '=' | '-' | 'l' | 'p' | ' ' | 'n' | 'e' | 'f' | 'a' | 'w' | 'g' | 'x'
+                        '+' | '='
+                            | '-'
+                            | 'l'
+                            | 'p'
+                            | ' '
+                            | 'n'
+                            | 'e'
+                            | 'f'
+                            | 'a'
+                            | 'w'
+                            | 'g'
+                            | 'x'
+                            | 'd'
+                            | 'u'
+                            | 'i'
                     )
                 ) =>
             {
@@ -400,6 +414,28 @@ impl App {
                 };
                 vec![Command::SetClipGradNorm(max)]
             }
+            KeyCode::Char('d') => match self.run.top_remedy() {
+                Some(r) => vec![Command::ApplyRemedy(r.clone())],
+                None => {
+                    self.notice(
+                        LogKind::Info,
+                        "d applies a finding's remedy: no finding in force has one on a key",
+                    );
+                    vec![]
+                }
+            },
+            KeyCode::Char('u') => {
+                if self.run.undoable().is_some() {
+                    vec![Command::UndoRemedy]
+                } else {
+                    self.notice(
+                        LogKind::Info,
+                        "u undoes a remedy applied with d, for 200 steps after: none to undo",
+                    );
+                    vec![]
+                }
+            }
+            KeyCode::Char('i') => vec![Command::ProbeActivations],
             KeyCode::Char('g') => {
                 self.run.samples = None;
                 self.overlay = Overlay::Samples;

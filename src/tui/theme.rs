@@ -50,6 +50,11 @@ impl Theme {
         }
     }
 
+    /// A key to press, where the text offers it.
+    pub fn key(&self) -> Style {
+        self.title().add_modifier(Modifier::REVERSED)
+    }
+
     /// The state badge: readable at a glance, in colour or without.
     pub fn status(&self, s: &Status) -> Style {
         let base = Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED);

@@ -6,8 +6,9 @@ use std::collections::VecDeque;
 
 use crate::format::{clock, human_bytes, sci};
 use crate::protocol::{
-    Command, DataFacts, EpochMetrics, EvalMetrics, Event, Finding, FinishReason, LrFinding,
-    LrSource, OnNonFinite, RunInfo, SampleGrid, ScheduleChange, Severity, StepMetrics,
+    Command, DataFacts, EpochMetrics, EvalMetrics, Event, Finding, FinishReason, LayerActivations,
+    LrFinding, LrSource, OnNonFinite, RemedyRecord, RunInfo, SampleGrid, ScheduleChange, Severity,
+    StepMetrics, REMEDY_TRIAL_STEPS,
 };
 use crate::schedule::Schedule;
 
@@ -166,6 +167,10 @@ pub struct RunState {
     pub samples: Option<(u64, SampleGrid)>,
     /// The doctor's findings in force, and since which step.
     pub findings: Vec<(u64, Finding)>,
+    /// The latest activation statistics, and the step they were measured at.
+    pub activations: Option<(u64, Vec<LayerActivations>)>,
+    /// The remedy that can still be undone, and the step until which it can.
+    pub remedy_trial: Option<(RemedyRecord, u64)>,
 }
 
 /// What a watcher knows of an LR range test.
@@ -208,6 +213,8 @@ impl Default for RunState {
             lr_finder: None,
             samples: None,
             findings: Vec::new(),
+            activations: None,
+            remedy_trial: None,
         }
     }
 }
@@ -227,6 +234,35 @@ impl RunState {
     /// Class balance and the data switches (empty before the run starts).
     pub fn data_facts(&self) -> Option<&DataFacts> {
         self.info.as_ref().map(|i| &i.data_facts)
+    }
+
+    /// The activation statistics of the layer whose weight is parameter `param`, if measured.
+    pub fn activations_of(&self, param: &str) -> Option<&LayerActivations> {
+        let layer = param.strip_suffix(".weight")?;
+        let (_, layers) = self.activations.as_ref()?;
+        layers.iter().find(|l| l.layer == layer)
+    }
+
+    /// The findings in force, warnings first, then the oldest first.
+    pub fn findings_by_severity(&self) -> Vec<&(u64, Finding)> {
+        let mut v: Vec<_> = self.findings.iter().collect();
+        v.sort_by(|a, b| b.1.severity.cmp(&a.1.severity).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    /// The remedy the key `d` applies: that of the first finding (most severe) that has one.
+    pub fn top_remedy(&self) -> Option<&crate::protocol::Remedy> {
+        self.findings_by_severity()
+            .into_iter()
+            .find_map(|(_, f)| f.remedy.as_ref())
+    }
+
+    /// The remedy the key `u` would undo now.
+    pub fn undoable(&self) -> Option<&RemedyRecord> {
+        self.remedy_trial
+            .as_ref()
+            .filter(|(_, until)| self.step < *until)
+            .map(|(r, _)| r)
     }
 
     pub fn total_steps(&self) -> u64 {
@@ -582,21 +618,86 @@ impl RunState {
                 self.log(*step, LogKind::Action, "resumed".into());
             }
             Event::NonFinite {
-                step, what, then, ..
+                step,
+                what,
+                then,
+                rolled_back_to,
+                lr,
+                ..
             } => {
                 // A step that ran, though it changed nothing.
                 self.step = (*step).max(self.step);
-                let then = match then {
-                    OnNonFinite::Pause => "the update was skipped and the run paused",
-                    OnNonFinite::Stop => {
-                        "the update was skipped and the run stops with the last good weights"
+                let back = match rolled_back_to {
+                    Some(good) => {
+                        format!("rolled back to the weights and optimizer of step {good}")
                     }
+                    None => "the update was skipped".into(),
+                };
+                let then = match (then, lr) {
+                    (OnNonFinite::Pause, _) => {
+                        format!("{back}; paused: cut the LR (d or -), then p resumes")
+                    }
+                    (OnNonFinite::Stop, _) if rolled_back_to.is_some() => {
+                        format!("{back}; no rollbacks left (--max-rollbacks): the run stops")
+                    }
+                    (OnNonFinite::Stop, _) => {
+                        "the update was skipped and the run stops with the last good weights".into()
+                    }
+                    (OnNonFinite::Rollback, Some(lr)) => {
+                        format!("{back}; going on with lr {}", sci(*lr))
+                    }
+                    (OnNonFinite::Rollback, None) => back,
                 };
                 self.log(
                     *step,
                     LogKind::Warning,
                     format!("step {step}: {what}; {then}"),
                 );
+            }
+            Event::RemedyApplied {
+                step,
+                record,
+                until,
+            } => {
+                self.remedy_trial = Some((record.clone(), *until));
+                let text = format!(
+                    "remedy for {}: {} from step {} (u undoes it until step {until})",
+                    record.finding.title(),
+                    record.remedy.describe(),
+                    step + 1
+                );
+                self.log(*step, LogKind::Action, text);
+            }
+            Event::RemedyUndone { step, record } => {
+                self.remedy_trial = None;
+                let text = format!(
+                    "undone: {}; the weights, optimizer, schedule and switches are those of step {}",
+                    record.remedy.describe(),
+                    record.step
+                );
+                self.log(*step, LogKind::Action, text);
+            }
+            Event::RemedyVerdict { step, record } => {
+                if self
+                    .remedy_trial
+                    .as_ref()
+                    .is_some_and(|(r, _)| r.step == record.step)
+                {
+                    self.remedy_trial = None;
+                }
+                if let Some((before, after, verdict)) = record.verdict {
+                    let steps = step.saturating_sub(record.step).min(REMEDY_TRIAL_STEPS);
+                    let text = format!(
+                        "verdict: {} (step {}) {}: mean loss {before:.4} before, {after:.4} over the {steps} steps after",
+                        record.remedy.describe(),
+                        record.step,
+                        verdict.word()
+                    );
+                    self.log(*step, LogKind::Milestone, text);
+                }
+            }
+            Event::Activations { step, layers } => {
+                self.activations = Some((*step, layers.clone()));
             }
             Event::Finished {
                 step,
@@ -668,6 +769,9 @@ pub fn describe(c: &Command) -> String {
         }
         Command::ShowSamples(n) => format!("{n} samples"),
         Command::SetClipGradNorm(m) => format!("gradient clipping at {m}"),
+        Command::ApplyRemedy(r) => r.describe(),
+        Command::UndoRemedy => "undo".into(),
+        Command::ProbeActivations => "activation statistics".into(),
         Command::Pause => "pause".into(),
         Command::Resume => "resume".into(),
         Command::Step => "step".into(),
@@ -734,9 +838,13 @@ mod tests {
             Event::Samples { .. } => 19,
             Event::Finding { .. } => 20,
             Event::ClippingChanged { .. } => 21,
+            Event::RemedyApplied { .. } => 22,
+            Event::RemedyUndone { .. } => 23,
+            Event::RemedyVerdict { .. } => 24,
+            Event::Activations { .. } => 25,
         }
     }
-    const KINDS: usize = 22;
+    const KINDS: usize = 26;
 
     fn info() -> RunInfo {
         RunInfo {
@@ -1003,6 +1111,7 @@ mod tests {
             severity: Severity::Warning,
             evidence: "the loss rose".into(),
             action: "cut the LR".into(),
+            remedy: None,
         };
         expect(
             &mut run,
@@ -1063,13 +1172,84 @@ mod tests {
                 epoch: 2,
                 what: "loss is NaN".into(),
                 then: OnNonFinite::Pause,
+                rolled_back_to: Some(10),
+                lr: None,
             },
             &[(
                 LogKind::Warning,
-                "step 12: loss is NaN; the update was skipped and the run paused",
+                "step 12: loss is NaN; rolled back to the weights and optimizer of step 10; paused: cut the LR (d or -), then p resumes",
             )],
         );
         assert_eq!(run.step, 12, "the header counts the step that ran");
+        let record = RemedyRecord {
+            step: 12,
+            remedy: crate::protocol::Remedy::ScaleLr(0.1),
+            finding: crate::protocol::FindingKind::LrTooHigh,
+            undone_at: None,
+            verdict: None,
+        };
+        expect(
+            &mut run,
+            Event::RemedyApplied {
+                step: 12,
+                record: record.clone(),
+                until: 212,
+            },
+            &[(
+                LogKind::Action,
+                "remedy for learning rate too high: cut the LR x0.1 from step 13 (u undoes it until step 212)",
+            )],
+        );
+        assert_eq!(run.undoable(), Some(&record));
+        expect(
+            &mut run,
+            Event::RemedyUndone {
+                step: 12,
+                record: RemedyRecord {
+                    undone_at: Some(12),
+                    ..record.clone()
+                },
+            },
+            &[(
+                LogKind::Action,
+                "undone: cut the LR x0.1; the weights, optimizer, schedule and switches are those of step 12",
+            )],
+        );
+        assert_eq!(run.undoable(), None);
+        expect(
+            &mut run,
+            Event::RemedyVerdict {
+                step: 12,
+                record: RemedyRecord {
+                    step: 2,
+                    verdict: Some((2.0, 1.5, crate::protocol::Verdict::Helped)),
+                    ..record.clone()
+                },
+            },
+            &[(
+                LogKind::Milestone,
+                "verdict: cut the LR x0.1 (step 2) helped: mean loss 2.0000 before, 1.5000 over the 10 steps after",
+            )],
+        );
+        let layers = vec![LayerActivations {
+            layer: "features.0".into(),
+            mean: 0.5,
+            std: 1.0,
+            dead: Some(0.25),
+            saturated: None,
+            outside_5: 0.0,
+            zero_grad: 0.0,
+        }];
+        expect(
+            &mut run,
+            Event::Activations {
+                step: 12,
+                layers: layers.clone(),
+            },
+            &[],
+        );
+        assert_eq!(run.activations_of("features.0.weight"), Some(&layers[0]));
+        assert_eq!(run.activations_of("features.0.bias"), None);
         expect(
             &mut run,
             Event::Warning {

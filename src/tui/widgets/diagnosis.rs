@@ -20,14 +20,14 @@ pub struct Diagnosis<'a> {
 /// line and two of evidence and action per finding, within `max`.
 pub fn diagnosis_height(run: &RunState, max: u16) -> u16 {
     let n = run.findings.len() as u16;
-    (2 + if n == 0 { 1 } else { 3 * n }).min(max)
+    let undo = u16::from(run.undoable().is_some());
+    (2 + undo + if n == 0 { 1 } else { 3 * n }).min(max)
 }
 
 impl Widget for Diagnosis<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let (run, theme) = (self.run, &self.theme);
-        let mut findings: Vec<_> = run.findings.iter().collect();
-        findings.sort_by(|a, b| b.1.severity.cmp(&a.1.severity).then(a.0.cmp(&b.0)));
+        let findings = run.findings_by_severity();
         let warnings = findings
             .iter()
             .filter(|f| f.1.severity == Severity::Warning)
@@ -42,18 +42,37 @@ impl Widget for Diagnosis<'_> {
         };
         let width = area.width.saturating_sub(4) as usize;
         let mut lines = Vec::new();
+        if let Some(r) = run.undoable() {
+            let until = run.remedy_trial.as_ref().map_or(0, |t| t.1);
+            lines.push(Line::from(vec![
+                Span::styled("u", theme.key()),
+                Span::raw(format!(
+                    " undoes: {} (until step {until})",
+                    r.remedy.describe()
+                )),
+            ]));
+        }
         if findings.is_empty() {
             lines.push(Line::styled("no findings so far", theme.dim()));
         }
+        // `d` applies the remedy of the first finding that has one.
+        let mut offered = false;
         for (step, f) in findings {
             let (mark, style) = match f.severity {
                 Severity::Warning => ("▲ ", theme.log(LogKind::Warning)),
                 Severity::Info => ("· ", theme.title()),
             };
-            lines.push(Line::from(vec![
+            let mut title = vec![
                 Span::styled(format!("{mark}{}", f.kind.title()), style),
                 Span::styled(format!("  since step {step}"), theme.dim()),
-            ]));
+            ];
+            if let (Some(r), false) = (&f.remedy, offered) {
+                offered = true;
+                title.push(Span::raw("   "));
+                title.push(Span::styled("d", theme.key()));
+                title.push(Span::raw(format!(" {}", r.describe())));
+            }
+            lines.push(Line::from(title));
             // One line each of evidence and remedy; the event log has them whole.
             let first = |text: &str| {
                 let parts = wrap(text, width.max(10));

@@ -49,10 +49,16 @@ pub struct GradientTable<'a> {
 impl Widget for GradientTable<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let (run, theme) = (self.run, &self.theme);
-        let title = if area.width >= 60 {
-            " Gradients  L2 norm (log scale 1e-8..1e2)  trend  update/weight "
+        // Dead and saturated shares of each layer's units, once measured, when there is room.
+        let act_w = if run.activations.is_some() && area.width >= 60 {
+            10
         } else {
-            " Gradients  L2 norm (log)  update/weight "
+            0
+        };
+        let title = match (area.width >= 60, act_w > 0) {
+            (true, true) => " Gradients  L2 norm (log)  trend  update/weight  dead sat ",
+            (true, false) => " Gradients  L2 norm (log scale 1e-8..1e2)  trend  update/weight ",
+            _ => " Gradients  L2 norm (log)  update/weight ",
         }
         .to_string();
         let outer = block(title, theme, self.focused);
@@ -77,7 +83,7 @@ impl Widget for GradientTable<'_> {
             .unwrap_or(8)
             .min(w.saturating_sub(26))
             .max(4);
-        let rest = w.saturating_sub(name_w + 1 + 9 + 9);
+        let rest = w.saturating_sub(name_w + 1 + 9 + 9 + act_w);
         let spark_w = if rest >= 8 + 13 {
             12
         } else if rest >= 8 + 7 {
@@ -143,8 +149,32 @@ impl Widget for GradientTable<'_> {
                 ));
             }
             spans.push(Span::raw(format!(" {:>8}", sci(ratio))));
+            if act_w > 0 {
+                spans.extend(activation_cells(run, &name, theme));
+            }
             lines.push(Line::from(spans));
         }
         Paragraph::new(lines).render(inner, buf);
     }
+}
+
+/// The dead and saturated shares of the layer a weight belongs to: "  12%   0%", a dash where
+/// the activation has no such zone, blank for parameters without activations.
+fn activation_cells(run: &RunState, param: &str, theme: &Theme) -> Vec<Span<'static>> {
+    let Some(a) = run.activations_of(param) else {
+        return vec![Span::raw(" ".repeat(10))];
+    };
+    let cell = |share: Option<f64>| {
+        let text = share.map_or("-".to_string(), |v| format!("{:.0}%", 100.0 * v));
+        // Over half is what the doctor's rules call a problem.
+        let style = if share.is_some_and(|v| v > 0.5) {
+            theme.alarm()
+        } else {
+            Style::new()
+        };
+        Span::styled(format!(" {text:>4}"), style)
+    };
+    let saturated = a.saturated.unwrap_or(0.0).max(a.outside_5);
+    let saturated = (a.saturated.is_some() || a.outside_5 > 0.0).then_some(saturated);
+    vec![cell(a.dead), cell(saturated)]
 }

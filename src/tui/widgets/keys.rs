@@ -2,7 +2,6 @@
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Rect};
-use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
@@ -11,8 +10,10 @@ use crate::tui::theme::Theme;
 
 /// The keys on the bottom line, in their order, each with its priority (0 first): on a
 /// narrow screen the least needed go.
-const KEYS: [(&str, &str, u8); 15] = [
+const KEYS: [(&str, &str, u8); 17] = [
     ("+/-", "lr", 0),
+    ("d", "remedy", 1),
+    ("u", "undo", 7),
     ("l", "set lr", 1),
     ("e", "schedule", 2),
     ("f", "find lr", 3),
@@ -57,17 +58,14 @@ impl Widget for KeyBar {
         }
         let mut spans = Vec::new();
         for ((k, what, _), _) in KEYS.iter().zip(&shown).filter(|(_, s)| **s) {
-            spans.push(Span::styled(
-                format!(" {k}"),
-                self.theme.title().add_modifier(Modifier::REVERSED),
-            ));
+            spans.push(Span::styled(format!(" {k}"), self.theme.key()));
             spans.push(Span::raw(format!(" {what} ")));
         }
         Paragraph::new(Line::from(spans)).render(area, buf);
     }
 }
 
-const HELP: [(&str, &str); 23] = [
+const HELP: [(&str, &str); 26] = [
     (
         "+ / -",
         "multiply / divide the LR of the next step by --lr-step; under a schedule its whole planned curve moves with it (the schedule goes on from the new LR)",
@@ -95,6 +93,18 @@ const HELP: [(&str, &str); 23] = [
         "gradient clipping off / on (to the global norm of --clip-grad-norm, or 1) from the next step",
     ),
     ("c", "validation accuracy per class, worst marked, with the class counts"),
+    (
+        "d",
+        "apply the remedy the Diagnosis panel offers (the most severe finding's); the run is kept in memory first",
+    ),
+    (
+        "u",
+        "undo that remedy within 200 steps: weights, optimizer, schedule and switches go back exactly (the data goes on)",
+    ),
+    (
+        "i",
+        "measure every layer's activations at the next step (also done every 100 steps): dead and saturated shares in the gradient panel",
+    ),
     ("p, space", "pause / resume"),
     ("n", "one training step while paused"),
     ("s", "save a checkpoint now (<run-dir>/checkpoints/last.h5)"),
