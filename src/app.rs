@@ -141,7 +141,10 @@ fn diagnose(args: &DiagnoseArgs) -> Result<ExitCode, Error> {
             Some("started") => {
                 let info: RunInfo = serde_json::from_value(v.clone())
                     .map_err(|e| bad(i + 1, format!("a started record without {e}")))?;
-                let mut d = Doctor::new(Patient::of(&info, cfg.batch_norm), Thresholds::default());
+                let mut d = Doctor::new(
+                    Patient::of(&info, &cfg.arch, cfg.activation, cfg.batch_norm),
+                    Thresholds::default(),
+                );
                 let changes = d.on_start();
                 doctor = Some(d);
                 changes

@@ -244,7 +244,10 @@ fn doctor_cost(base: &RunConfig, data: &DataSplits) -> Result<(), Error> {
     }
     let step_secs = t0.elapsed().as_secs_f64() / 20.0;
     let info = trainer.info();
-    let mut doctor = Doctor::new(Patient::of(info, base.batch_norm), Thresholds::default());
+    let mut doctor = Doctor::new(
+        Patient::of(info, &base.arch, base.activation, base.batch_norm),
+        Thresholds::default(),
+    );
     let n = 20_000u64;
     let layers = info.layers.len();
     let t0 = Instant::now();

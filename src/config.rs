@@ -224,6 +224,29 @@ impl RunConfig {
         }
     }
 
+    /// These settings with some changed, each a config key and its value as the command line
+    /// gives it ("relu", "true", "c64,c128,f256"); checked as a config file would be.
+    pub fn with_settings(&self, settings: &[(String, String)]) -> Result<Self, ConfigError> {
+        let mut table: toml::Table =
+            toml::from_str(&self.to_toml()).expect("a RunConfig reads back");
+        for (key, value) in settings {
+            let v = if let Ok(b) = value.parse::<bool>() {
+                toml::Value::Boolean(b)
+            } else if let Ok(i) = value.parse::<i64>() {
+                toml::Value::Integer(i)
+            } else if let Ok(f) = value.parse::<f64>() {
+                toml::Value::Float(f)
+            } else {
+                toml::Value::String(value.clone())
+            };
+            table.insert(key.clone(), v);
+        }
+        let text = toml::to_string_pretty(&table).expect("a TOML table serialises");
+        let cfg = Self::from_toml(&text)?;
+        cfg.arch.parse::<Arch>()?;
+        Ok(cfg)
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a RunConfig always serialises")
     }

@@ -243,6 +243,25 @@ pub enum Remedy {
     ClassWeights(bool),
     /// Clip the gradients' global norm to this (0: off).
     ClipGradNorm(f64),
+    /// Not live: write a config file for a new run with these settings changed (config keys
+    /// and values as on the command line), to start with `candletop --config FILE`.
+    Restart(Vec<Setting>),
+}
+
+/// One setting of a suggested config: its key and its value as the command line gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Setting {
+    pub key: String,
+    pub value: String,
+}
+
+impl Setting {
+    pub fn new(key: &str, value: impl ToString) -> Self {
+        Self {
+            key: key.into(),
+            value: value.to_string(),
+        }
+    }
 }
 
 impl Remedy {
@@ -257,16 +276,14 @@ impl Remedy {
             Self::ClassWeights(false) => "stop weighting the loss by class".into(),
             Self::ClipGradNorm(m) if *m > 0.0 => format!("clip gradients to norm {m}"),
             Self::ClipGradNorm(_) => "stop clipping gradients".into(),
-        }
-    }
-
-    /// The command that makes the change.
-    pub fn command(&self) -> Command {
-        match self {
-            Self::ScaleLr(f) => Command::ScaleLr(*f),
-            Self::Augment(on) => Command::SetAugment(*on),
-            Self::ClassWeights(on) => Command::SetClassWeights(*on),
-            Self::ClipGradNorm(m) => Command::SetClipGradNorm(*m),
+            Self::Restart(settings) => format!(
+                "write a config to restart with {}",
+                settings
+                    .iter()
+                    .map(|s| format!("{} {}", s.key, s.value))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 }
@@ -639,6 +656,13 @@ pub enum Event {
     RemedyVerdict {
         step: u64,
         record: RemedyRecord,
+    },
+    /// The doctor's restart remedy was written: a config file for a new run.
+    ConfigSuggested {
+        step: u64,
+        path: String,
+        finding: FindingKind,
+        settings: Vec<Setting>,
     },
     /// Activation statistics of every layer, measured on the batch of `step`.
     Activations {

@@ -56,6 +56,28 @@ pub fn create(config: &RunConfig) -> Result<PathBuf, RunDirError> {
     Ok(dir)
 }
 
+/// Writes `<dir>/suggested.toml`, a config for a new run, with `note` (one line) on top; the
+/// file is whole or absent (written beside, then renamed).
+pub fn write_suggested(dir: &Path, config: &RunConfig, note: &str) -> Result<PathBuf, RunDirError> {
+    let path = dir.join("suggested.toml");
+    let tmp = dir.join(".suggested.toml.tmp");
+    let mut resolved = config.clone();
+    resolved.run_dir = None;
+    let text = format!(
+        "# {note}\n# `candletop --config {}` starts it in a new run directory.\n\n{}",
+        path.display(),
+        resolved.to_toml()
+    );
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)
+    };
+    write().map_err(io_err(&path))?;
+    Ok(path)
+}
+
 /// Appends records to `metrics.jsonl`, each with its type, the global step, the epoch, the wall
 /// time (ISO 8601) and the seconds since the run started.
 pub struct MetricsLog {

@@ -331,10 +331,28 @@ fn a_checkpoint_locked_by_another_process_still_reads() {
 #[test]
 fn a_written_checkpoint_reads_back_equal() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_, ckpt) = small_checkpoint(tmp.path());
+    let (_, mut ckpt) = small_checkpoint(tmp.path());
+    use candletop::protocol::{FindingKind, Remedy, RemedyRecord, Setting, Verdict};
+    ckpt.remedies = vec![
+        RemedyRecord {
+            step: 2,
+            remedy: Remedy::ScaleLr(0.1),
+            finding: FindingKind::LrTooHigh,
+            undone_at: Some(3),
+            verdict: None,
+        },
+        RemedyRecord {
+            step: 3,
+            remedy: Remedy::Restart(vec![Setting::new("activation", "relu")]),
+            finding: FindingKind::VanishingGradients,
+            undone_at: None,
+            verdict: Some((2.5, 2.0, Verdict::Helped)),
+        },
+    ];
     let p = tmp.path().join("again.h5");
     checkpoint::write(&ckpt, &p).unwrap();
     let back = checkpoint::read(&p).unwrap();
+    assert_eq!(back.remedies, ckpt.remedies);
     assert_eq!(back.tensors, ckpt.tensors);
     assert_eq!(back.optimizer, ckpt.optimizer);
     assert_eq!(back.model_config, ckpt.model_config);

@@ -458,3 +458,48 @@ fn fast_gradients_do_not_depend_on_the_threads() {
         }
     }
 }
+
+/// The activation probe: the same statistics through the fast kernels as through the stock
+/// ops, and the model (weights, running statistics, counters) left as it was. (The counting
+/// itself is checked by hand in `model::probe`.)
+#[test]
+fn activation_statistics_match_the_stock_ops_and_leave_no_trace() {
+    let config = ModelConfig {
+        input: [1, 12, 12],
+        classes: 4,
+        arch: "c4,c6k5/avg,f8".parse().unwrap(),
+        activation: Activation::Relu,
+        batch_norm: true,
+        dropout: 0.0,
+    };
+    let mut model = Cnn::new(config, &mut Rng::new(3), DType::F32).unwrap();
+    let mut rng = Rng::new(9);
+    let x: Vec<f32> = (0..6 * 144).map(|_| rng.uniform(-2.0, 3.0)).collect();
+    let x = Tensor::from_vec(x, (6, 1, 12, 12), &Device::Cpu).unwrap();
+    let before = model.state().unwrap();
+    let mut got = Vec::new();
+    for kernels in [Kernels::Stock, Kernels::Fast] {
+        model.set_kernels(kernels);
+        got.push(model.probe(&x, &mut Rng::new(1)).unwrap());
+    }
+    assert_eq!(
+        model.state().unwrap(),
+        before,
+        "the probe changed the model"
+    );
+    let names: Vec<&str> = got[1].iter().map(|l| l.layer.as_str()).collect();
+    assert_eq!(names, ["features.0", "features.4", "classifier.0"]);
+    for (s, f) in got[0].iter().zip(&got[1]) {
+        assert_eq!(s.layer, f.layer);
+        assert!((s.mean - f.mean).abs() < 1e-4, "{s:?} {f:?}");
+        assert!((s.std - f.std).abs() < 1e-4, "{s:?} {f:?}");
+        assert!(
+            (s.dead.unwrap() - f.dead.unwrap()).abs() < 0.02,
+            "{s:?} {f:?}"
+        );
+        assert!((s.outside_5 - f.outside_5).abs() < 0.01, "{s:?} {f:?}");
+    }
+    assert!(got[1]
+        .iter()
+        .all(|l| l.dead.is_some_and(|d| (0.0..=1.0).contains(&d))));
+}

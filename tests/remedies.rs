@@ -152,10 +152,26 @@ fn a_non_finite_step_rolls_back_and_a_remedy_is_undone_exactly() {
     assert_eq!(records(dir, "remedy_applied").len(), 2);
     assert_eq!(records(dir, "remedy_undone").len(), 1);
     assert_eq!(records(dir, "remedy_verdict").len(), 1);
-    let last = checkpoint::read(&dir.join("checkpoints/last.h5")).unwrap();
+    let path = dir.join("checkpoints/last.h5");
+    let last = checkpoint::read(&path).unwrap();
     assert_eq!(last.remedies.len(), 2);
     assert_eq!(last.remedies[0].undone_at, Some(step + 3));
     assert!(last.remedies[1].verdict.is_some());
+
+    // A resumed run keeps the history in its own checkpoints.
+    let cfg = RunConfig {
+        max_steps: last.global_step + 2,
+        ..last.train_config.clone()
+    };
+    let mut t = Trainer::resume(cfg, small_data(6_400, 64), &last, &path, &[]).unwrap();
+    let again = dir.join("again");
+    t.set_run_dir(&again).unwrap();
+    let (tl, m) = link();
+    t.run(tl).unwrap();
+    drop(m);
+    let resumed = checkpoint::read(&again.join("checkpoints/last.h5")).unwrap();
+    assert_eq!(resumed.global_step, last.global_step + 2);
+    assert_eq!(resumed.remedies, last.remedies);
 }
 
 #[test]
@@ -235,5 +251,83 @@ fn headless_rollback_cuts_the_lr_k_times_then_stops() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
         "candletop: --on-nan pause needs the terminal UI (headless: stop or rollback)"
+    );
+}
+
+/// A finding that needs a restart (vanishing gradients in eight sigmoid layers without batch
+/// norm): `d` writes `suggested.toml`, this run's settings with ReLU and batch norm, which
+/// `--config` accepts.
+#[test]
+fn a_restart_remedy_writes_a_config_that_starts_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("r");
+    let cfg = RunConfig {
+        arch: "c8/none,c8/none,c8/none,c8/none,c8/none,c8/none,c8/none,c8".into(),
+        activation: candletop::model::Activation::Sigmoid,
+        batch_norm: false,
+        max_steps: 300,
+        epochs: 5,
+        batch_size: 64,
+        ..small_config()
+    };
+    let mut t = Trainer::new(cfg.clone(), small_data(6_400, 64)).unwrap();
+    t.set_run_dir(&dir).unwrap();
+    let (tl, m) = link();
+    let h = t.spawn(tl);
+    let events = until(&m, |e| {
+        matches!(e, Event::Finding { finding, .. } if finding.kind == FindingKind::VanishingGradients)
+            || e.is_terminal()
+    });
+    let Some(Event::Finding { finding, .. }) = events.last() else {
+        panic!("no vanishing gradients: {events:?}")
+    };
+    let remedy = finding.remedy.clone().expect("a restart remedy");
+    assert_eq!(
+        remedy.describe(),
+        "write a config to restart with activation relu, batch_norm true"
+    );
+    m.commands.send(Command::ApplyRemedy(remedy)).unwrap();
+    let written = until(&m, |e| matches!(e, Event::ConfigSuggested { .. }));
+    let Some(Event::ConfigSuggested { path, .. }) = written.last() else {
+        unreachable!()
+    };
+    m.commands.send(Command::Stop).unwrap();
+    until(&m, |e| e.is_terminal());
+    h.join().unwrap();
+    let suggested = RunConfig::from_toml_file(Path::new(path)).unwrap();
+    let old = cfg;
+    assert_eq!(suggested.activation, candletop::model::Activation::Relu);
+    assert!(suggested.batch_norm);
+    // Everything else as the run had it.
+    assert_eq!(
+        RunConfig {
+            activation: old.activation,
+            batch_norm: old.batch_norm,
+            ..suggested.clone()
+        },
+        old
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.starts_with("# Suggested by the doctor at step "),
+        "{text}"
+    );
+    // The binary takes it.
+    let out = candletop(
+        &[
+            "--headless",
+            "--config",
+            path,
+            "--max-steps",
+            "3",
+            "--run-dir",
+            "again",
+        ],
+        tmp.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -7,8 +7,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::model::{Activation, Arch};
 use crate::protocol::{
-    EpochMetrics, Finding, FindingKind, LayerActivations, Remedy, RunInfo, Severity, StepMetrics,
+    EpochMetrics, Finding, FindingKind, LayerActivations, Remedy, RunInfo, Setting, Severity,
+    StepMetrics,
 };
 
 /// The rules' numbers, in one place.
@@ -117,20 +119,40 @@ pub struct Patient {
     pub layers: Vec<String>,
     pub train_counts: Vec<usize>,
     pub batch_size: usize,
+    /// The model's settings, for the restart remedies.
+    pub arch: String,
+    pub activation: Activation,
     pub batch_norm: bool,
 }
 
 impl Patient {
-    /// What a run's start says of it, with whether its model has batch norm.
-    pub fn of(info: &RunInfo, batch_norm: bool) -> Self {
+    /// What a run's start says of it, with the model's settings.
+    pub fn of(info: &RunInfo, arch: &str, activation: Activation, batch_norm: bool) -> Self {
         Self {
             classes: info.classes.clone(),
             layers: info.layers.clone(),
             train_counts: info.data_facts.train_counts.clone(),
             batch_size: info.batch_size,
+            arch: arch.into(),
+            activation,
             batch_norm,
         }
     }
+}
+
+/// The architecture with every conv and hidden layer twice as wide (at most 1024), or None when
+/// it is that wide already or does not parse.
+fn wider(arch: &str) -> Option<String> {
+    let mut a: Arch = arch.parse().ok()?;
+    let before = a.to_string();
+    for c in &mut a.convs {
+        c.out_channels = (c.out_channels * 2).min(1024);
+    }
+    for h in &mut a.hidden {
+        *h = (*h * 2).min(1024);
+    }
+    let after = a.to_string();
+    (after != before).then_some(after)
 }
 
 /// The window of steps being filled.
@@ -246,6 +268,20 @@ impl Doctor {
             }
             FindingKind::ExplodingGradients => {
                 (!sw.clipping).then_some(Remedy::ClipGradNorm(self.th.clip_to))
+            }
+            FindingKind::Underfitting => {
+                wider(&self.patient.arch).map(|a| Remedy::Restart(vec![Setting::new("arch", a)]))
+            }
+            FindingKind::VanishingGradients | FindingKind::SaturatedActivations => {
+                let p = &self.patient;
+                let mut s = Vec::new();
+                if !matches!(p.activation, Activation::Relu | Activation::LeakyRelu) {
+                    s.push(Setting::new("activation", "relu"));
+                }
+                if !p.batch_norm {
+                    s.push(Setting::new("batch_norm", true));
+                }
+                (!s.is_empty()).then_some(Remedy::Restart(s))
             }
             _ => None,
         }
@@ -790,6 +826,8 @@ mod tests {
             layers: vec!["conv.weight".into(), "conv.bias".into(), "fc.weight".into()],
             train_counts: counts,
             batch_size,
+            arch: "c8,f16".into(),
+            activation: Activation::Relu,
             batch_norm: true,
         }
     }

@@ -4,7 +4,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{run, Activation, Cnn, Layer, Mode};
+use super::{run, Activation, Cnn, Kernels, Layer, Mode, Pool};
 use crate::protocol::LayerActivations;
 use crate::rng::Rng;
 
@@ -28,27 +28,51 @@ impl Cnn {
     }
 
     fn probe_layers(&mut self, x: &Tensor, rng: &mut Rng) -> Result<Vec<LayerActivations>> {
+        let fast = self.kernels == Kernels::Fast;
         let mut out = Vec::new();
         let mut x = x.detach();
-        for (prefix, layers) in [("features", 0), ("classifier", 1)] {
-            if layers == 1 {
+        for (prefix, stack) in [
+            ("features", &mut self.features),
+            ("classifier", &mut self.classifier),
+        ] {
+            if prefix == "classifier" {
                 x = x.flatten_from(1)?;
             }
-            let stack = if layers == 0 {
-                &mut self.features
-            } else {
-                &mut self.classifier
-            };
             let mut owner = String::new();
-            for (i, layer) in stack.iter_mut().enumerate() {
-                if matches!(layer, Layer::Conv(_) | Layer::Linear(_)) {
-                    owner = format!("{prefix}.{i}");
-                }
-                let y = run(layer, &x, Mode::Train, rng)?.detach();
-                if let Layer::Act(a) = layer {
-                    out.push(stats(&owner, *a, &x, &y)?);
-                }
-                x = y;
+            let mut i = 0;
+            while i < stack.len() {
+                let (head, tail) = stack.split_at_mut(i + 1);
+                let mut used = 1;
+                let y = match (&mut head[i], tail.first_mut()) {
+                    // The fast kernel up to the pre-activation: conv (and batch norm).
+                    (Layer::Conv(c), next) if fast => {
+                        owner = format!("{prefix}.{i}");
+                        let bn = match next {
+                            Some(Layer::BatchNorm(bn)) => {
+                                used = 2;
+                                Some(bn)
+                            }
+                            _ => None,
+                        };
+                        c.forward_block(&x, bn, None, Pool::None, Mode::Train)?
+                    }
+                    (Layer::Linear(l), _) if fast => {
+                        owner = format!("{prefix}.{i}");
+                        l.forward_fused(&x, None)?
+                    }
+                    (layer, _) => {
+                        if matches!(layer, Layer::Conv(_) | Layer::Linear(_)) {
+                            owner = format!("{prefix}.{i}");
+                        }
+                        let y = run(layer, &x, Mode::Train, rng)?;
+                        if let Layer::Act(a) = layer {
+                            out.push(stats(&owner, *a, &x, &y)?);
+                        }
+                        y
+                    }
+                };
+                x = y.detach();
+                i += used;
             }
         }
         Ok(out)
@@ -62,16 +86,21 @@ fn stats(layer: &str, act: Activation, pre: &Tensor, post: &Tensor) -> Result<La
     let post: Vec<f32> = post.flatten_all()?.to_vec1()?;
     let units = pre.len() / n.max(1);
     let count = post.len().max(1) as f64;
-    let mean = post.iter().map(|&v| v as f64).sum::<f64>() / count;
-    let var = post.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / count;
+    // One pass each, in f64, over slices the compiler can vectorise.
+    let (sum, sum_sq) = post.iter().fold((0.0f64, 0.0f64), |(s, q), &v| {
+        let v = v as f64;
+        (s + v, q + v * v)
+    });
+    let mean = sum / count;
+    let var = (sum_sq / count - mean * mean).max(0.0);
     let share = |hits: usize| hits as f64 / count;
     // A unit is dead when nothing in the batch gets through its activation's live side.
     let dead = match act {
         Activation::Relu | Activation::LeakyRelu | Activation::Elu => {
             let mut alive = vec![false; units];
-            for (k, &v) in pre.iter().enumerate() {
-                if v > 0.0 {
-                    alive[k % units] = true;
+            for image in pre.chunks_exact(units.max(1)) {
+                for (a, &v) in alive.iter_mut().zip(image) {
+                    *a |= v > 0.0;
                 }
             }
             Some(alive.iter().filter(|&&a| !a).count() as f64 / units.max(1) as f64)

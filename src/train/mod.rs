@@ -33,7 +33,7 @@ use crate::optim::Optimizer;
 use crate::protocol::{
     Command, EpochMetrics, EvalMetrics, Event, FindingKind, FinishReason, LearningRate, LrFinding,
     LrSource, OnNonFinite, Remedy, RemedyRecord, Resumed, RunInfo, SampleGrid, ScheduleChange,
-    StepMetrics, TrainerLink, ACTIVATION_EVERY, REMEDY_TRIAL_STEPS,
+    Setting, StepMetrics, TrainerLink, ACTIVATION_EVERY, REMEDY_TRIAL_STEPS,
 };
 use crate::rng::Rng;
 use crate::run_dir::{MetricsLog, RunDirError};
@@ -237,7 +237,10 @@ impl Trainer {
             schedule: schedule.clone(),
             data_facts,
         };
-        let mut doctor = Doctor::new(Patient::of(&info, cfg.batch_norm), Thresholds::default());
+        let mut doctor = Doctor::new(
+            Patient::of(&info, &cfg.arch, cfg.activation, cfg.batch_norm),
+            Thresholds::default(),
+        );
         doctor.switches = Switches {
             augmenting,
             class_weights: class_weights.is_some(),
@@ -1028,11 +1031,15 @@ impl Trainer {
     /// finding in force suggests it, or it would change nothing).
     fn apply_remedy(&mut self, remedy: &Remedy) -> Result<Option<String>, TrainError> {
         let what = remedy.describe();
+        if let Remedy::Restart(settings) = remedy {
+            return Ok(self.suggest_config(settings));
+        }
         let unchanged = match remedy {
             Remedy::ScaleLr(f) => !(f.is_finite() && *f > 0.0 && *f != 1.0),
             Remedy::Augment(on) => self.data.augmenting == *on,
             Remedy::ClassWeights(on) => self.learner.class_weights.is_some() == *on,
             Remedy::ClipGradNorm(m) => self.learner.clip_grad_norm.unwrap_or(0.0) == *m,
+            Remedy::Restart(_) => false,
         };
         if unchanged {
             return Ok(Some(format!("{what}: the run is like that already")));
@@ -1062,6 +1069,7 @@ impl Trainer {
             Remedy::Augment(on) => self.set_augment(*on),
             Remedy::ClassWeights(on) => self.set_class_weights(*on),
             Remedy::ClipGradNorm(m) => self.set_clip(*m),
+            Remedy::Restart(_) => {}
         }
         let record = RemedyRecord {
             step,
@@ -1077,6 +1085,53 @@ impl Trainer {
             until,
         });
         Ok(None)
+    }
+
+    /// The restart remedies: `<run-dir>/suggested.toml`, this run's settings with `settings`
+    /// changed. The reason when it cannot be written.
+    fn suggest_config(&mut self, settings: &[Setting]) -> Option<String> {
+        let remedy = Remedy::Restart(settings.to_vec());
+        let Some(finding) = self
+            .doctor
+            .findings()
+            .into_iter()
+            .find_map(|f| (f.remedy.as_ref() == Some(&remedy)).then_some(f.kind))
+        else {
+            return Some(format!(
+                "no finding in force suggests to {}",
+                remedy.describe()
+            ));
+        };
+        if self.info.run_dir.is_empty() {
+            return Some("this run has no run directory to write the config into".into());
+        }
+        let pairs: Vec<(String, String)> = settings
+            .iter()
+            .map(|s| (s.key.clone(), s.value.clone()))
+            .collect();
+        let cfg = match self.cfg.with_settings(&pairs) {
+            Ok(c) => c,
+            Err(e) => return Some(e.to_string()),
+        };
+        let step = self.progress.step;
+        let note = format!(
+            "Suggested by the doctor at step {step} for {}: {}.",
+            finding.title(),
+            remedy.describe()
+        );
+        let dir = std::path::PathBuf::from(&self.info.run_dir);
+        match crate::run_dir::write_suggested(&dir, &cfg, &note) {
+            Ok(path) => {
+                self.emit(Event::ConfigSuggested {
+                    step,
+                    path: path.display().to_string(),
+                    finding,
+                    settings: settings.to_vec(),
+                });
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        }
     }
 
     /// Goes back to the run as it was before the remedy on trial.

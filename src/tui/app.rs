@@ -4,7 +4,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::editor::ScheduleEditor;
-use crate::protocol::{Command, Event, LearningRate, LrFinding, StepMetrics};
+use crate::protocol::{Command, Event, LearningRate, LrFinding, StepMetrics, REMEDY_TRIAL_STEPS};
 use crate::watch::{LogKind, LrFinder, RunState, Status};
 
 /// UI settings that come from the command line.
@@ -430,7 +430,9 @@ impl App {
                 } else {
                     self.notice(
                         LogKind::Info,
-                        "u undoes a remedy applied with d, for 200 steps after: none to undo",
+                        format!(
+                            "u undoes a remedy applied with d, for {REMEDY_TRIAL_STEPS} steps after: none to undo"
+                        ),
                     );
                     vec![]
                 }

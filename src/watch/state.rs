@@ -696,6 +696,23 @@ impl RunState {
                     self.log(*step, LogKind::Milestone, text);
                 }
             }
+            Event::ConfigSuggested {
+                step,
+                path,
+                finding,
+                settings,
+            } => {
+                let changes: Vec<String> = settings
+                    .iter()
+                    .map(|s| format!("{} {}", s.key, s.value))
+                    .collect();
+                let text = format!(
+                    "for {}: wrote {path} ({}); start it with candletop --config {path}",
+                    finding.title(),
+                    changes.join(", ")
+                );
+                self.log(*step, LogKind::Action, text);
+            }
             Event::Activations { step, layers } => {
                 self.activations = Some((*step, layers.clone()));
             }
@@ -842,9 +859,10 @@ mod tests {
             Event::RemedyUndone { .. } => 23,
             Event::RemedyVerdict { .. } => 24,
             Event::Activations { .. } => 25,
+            Event::ConfigSuggested { .. } => 26,
         }
     }
-    const KINDS: usize = 26;
+    const KINDS: usize = 27;
 
     fn info() -> RunInfo {
         RunInfo {
@@ -1249,6 +1267,22 @@ mod tests {
             &[],
         );
         assert_eq!(run.activations_of("features.0.weight"), Some(&layers[0]));
+        expect(
+            &mut run,
+            Event::ConfigSuggested {
+                step: 12,
+                path: "r/suggested.toml".into(),
+                finding: crate::protocol::FindingKind::VanishingGradients,
+                settings: vec![
+                    crate::protocol::Setting::new("activation", "relu"),
+                    crate::protocol::Setting::new("batch_norm", true),
+                ],
+            },
+            &[(
+                LogKind::Action,
+                "for vanishing gradients: wrote r/suggested.toml (activation relu, batch_norm true); start it with candletop --config r/suggested.toml",
+            )],
+        );
         assert_eq!(run.activations_of("features.0.bias"), None);
         expect(
             &mut run,

@@ -93,18 +93,9 @@ const HELP: [(&str, &str); 26] = [
         "gradient clipping off / on (to the global norm of --clip-grad-norm, or 1) from the next step",
     ),
     ("c", "validation accuracy per class, worst marked, with the class counts"),
-    (
-        "d",
-        "apply the remedy the Diagnosis panel offers (the most severe finding's); the run is kept in memory first",
-    ),
-    (
-        "u",
-        "undo that remedy within 200 steps: weights, optimizer, schedule and switches go back exactly (the data goes on)",
-    ),
-    (
-        "i",
-        "measure every layer's activations at the next step (also done every 100 steps): dead and saturated shares in the gradient panel",
-    ),
+    ("d", "apply the Diagnosis panel's remedy (a restart's: write suggested.toml)"),
+    ("u", "undo that remedy, exactly, within 200 steps (the data goes on)"),
+    ("i", "measure activations now (done every 100 steps; dead/sat in Gradients)"),
     ("p, space", "pause / resume"),
     ("n", "one training step while paused"),
     ("s", "save a checkpoint now (<run-dir>/checkpoints/last.h5)"),
