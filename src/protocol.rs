@@ -225,7 +225,7 @@ pub struct Finding {
     pub severity: Severity,
     pub evidence: String,
     pub action: String,
-    /// The change the doctor can make live (the key `d`), when there is one; the others need
+    /// The change the doctor can make live (the key `r`), when there is one; the others need
     /// a restart or the user's judgement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remedy: Option<Remedy>,
@@ -360,7 +360,8 @@ pub struct LayerActivations {
     /// sigmoid and tanh, which have no dead zone.
     pub dead: Option<f64>,
     /// Share of outputs within 1% of a sigmoid/tanh bound, or of ELU inputs below -5; None for
-    /// (leaky) ReLU, which do not saturate.
+    /// (leaky) ReLU, which do not saturate. The doctor and the gradient panel take the larger
+    /// of this and `outside_5` for the activations that saturate.
     pub saturated: Option<f64>,
     /// Share of inputs (pre-activations) outside [-5, 5] (DeepDiagnosis).
     pub outside_5: f64,

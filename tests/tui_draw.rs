@@ -457,7 +457,7 @@ fn the_sample_grid_draws_each_pixel_pair_in_half_blocks() {
 }
 
 /// The diagnosis panel: warnings before notes, each with its evidence and what to try, the
-/// remedy `d` applies marked; `u` undoes it while it can; the gradient panel shows each layer's
+/// remedy `r` applies marked; `u` undoes it while it can; the gradient panel shows each layer's
 /// dead and saturated shares; a cleared finding leaves.
 #[test]
 fn the_diagnosis_panel_lists_findings_most_severe_first() {
@@ -488,8 +488,8 @@ fn the_diagnosis_panel_lists_findings_most_severe_first() {
             act("classifier.0", Some(0.64), None, 0.02),
         ],
     });
-    // No finding with a remedy yet: d says so and sends nothing.
-    assert!(app.on_key(key('d')).is_empty());
+    // No finding with a remedy yet: r says so and sends nothing.
+    assert!(app.on_key(key('r')).is_empty());
     app.on_event(&Event::Finding {
         step: 50,
         finding: finding(
@@ -507,14 +507,14 @@ fn the_diagnosis_panel_lists_findings_most_severe_first() {
             FindingKind::LrTooHigh,
             Severity::Warning,
             "the loss rose in 3 of the last 4 windows of 50 steps (0.4100 -> 0.5200); 4 spikes",
-            "cut the LR x0.1 (d), or - a few times",
+            "cut the LR x0.1 (r), or - a few times",
             Some(Remedy::ScaleLr(0.1)),
         ),
         cleared: false,
     });
     insta::assert_snapshot!("diagnosis_120x36", screen(&app, 120, 36));
     assert_eq!(
-        app.on_key(key('d')),
+        app.on_key(key('r')),
         vec![Command::ApplyRemedy(Remedy::ScaleLr(0.1))]
     );
     // Nothing to undo before the trainer says the remedy is on.

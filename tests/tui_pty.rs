@@ -17,6 +17,10 @@ struct Session {
 
 impl Session {
     fn start() -> Session {
+        Self::start_with(&["--arch", "c8,f32", "--epochs", "50", "--threads", "1"])
+    }
+
+    fn start_with(args: &[&str]) -> Session {
         let dir = tempfile::tempdir().unwrap();
         let pair = native_pty_system()
             .openpty(PtySize {
@@ -27,7 +31,7 @@ impl Session {
             })
             .unwrap();
         let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_candletop"));
-        cmd.args(["--arch", "c8,f32", "--epochs", "50", "--threads", "1"]);
+        cmd.args(args);
         cmd.arg("--run-dir");
         cmd.arg(dir.path().join("run"));
         cmd.cwd(dir.path());
@@ -191,4 +195,56 @@ fn sigterm_stops_cleanly() {
         .expect("the process ends after SIGTERM");
     assert!(status.success(), "{status:?}");
     s.assert_restored();
+}
+
+/// A NaN in the terminal UI: the run rolls back and pauses, the doctor blames the LR, `r` cuts
+/// it (a remedy, kept in memory), `u` takes it back; `i` measures the activations.
+#[test]
+fn a_nan_rolls_back_and_pauses_and_the_doctor_remedy_is_undone() {
+    let mut s = Session::start_with(&[
+        "--arch",
+        "c8,f32",
+        "--epochs",
+        "50",
+        "--threads",
+        "1",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e12",
+    ]);
+    s.wait_for("PAUSED");
+    s.wait_for("weights and optimizer of step 0; paused");
+    s.wait_for("r cut the LR x0.1");
+    s.press("r");
+    s.wait_for("remedy for learning rate too high");
+    s.wait_for("lr 1.00e11");
+    s.wait_for("u undoes: cut the LR x0.1");
+    s.press("u");
+    s.wait_for("undone: cut the LR x0.1");
+    s.wait_for("lr 1.00e12");
+    // The activations at the next step: the gradient panel gains its dead/saturated columns.
+    s.press("i");
+    s.press("n");
+    s.wait_for("dead sat");
+    s.press("q");
+    s.wait_for("Stop training and quit?");
+    s.press("y");
+    let status = s
+        .wait_exit(Duration::from_secs(30))
+        .expect("the process ends after q y");
+    assert!(status.success(), "{status:?}");
+    s.assert_restored();
+    let metrics = std::fs::read_to_string(s.dir.path().join("run/metrics.jsonl")).unwrap();
+    for record in [
+        "non_finite",
+        "remedy_applied",
+        "remedy_undone",
+        "activations",
+    ] {
+        assert!(
+            metrics.contains(&format!("\"type\":\"{record}\"")),
+            "no {record} record"
+        );
+    }
 }

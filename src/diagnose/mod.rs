@@ -293,7 +293,7 @@ impl Doctor {
             kind: FindingKind::LrTooHigh,
             severity: Severity::Warning,
             evidence: format!("step {step}: {what}"),
-            action: "a lower LR".into(),
+            action: "a lower LR (r or -; headless: a lower --lr, or --on-nan rollback)".into(),
             remedy: self.remedy(FindingKind::LrTooHigh),
         };
         self.active.insert(FindingKind::LrTooHigh, finding.clone());
@@ -329,7 +329,9 @@ impl Doctor {
                 );
             }
         }
-        let saturation = |l: &LayerActivations| Some(l.saturated.unwrap_or(0.0).max(l.outside_5));
+        // Only bounded activations (and ELU's lower side) saturate: a ReLU's large inputs
+        // pass their gradient on.
+        let saturation = |l: &LayerActivations| l.saturated.map(|s| s.max(l.outside_5));
         if let Some((l, sat)) = worst(saturation) {
             if sat > th.saturated_share {
                 now.insert(
@@ -376,7 +378,7 @@ impl Doctor {
                     FindingKind::ClassImbalance,
                     (
                         evidence,
-                        "class weights (d or w) or --sampler balanced".to_string(),
+                        "class weights (r or w) or --sampler balanced".to_string(),
                     ),
                 );
             }
@@ -529,14 +531,17 @@ impl Doctor {
                         first_loss,
                         last.spikes
                     ),
-                    "cut the LR x0.1 (d), or - a few times".to_string(),
+                    "cut the LR x0.1 (r), or - a few times".to_string(),
                 ),
             );
         }
         if w.len() > th.warmup_windows {
             let span = &w[w.len().saturating_sub(th.trend_windows + 1)..];
             let rising = span.windows(2).filter(|p| p[1].loss > p[0].loss).count();
-            if (last.spikes >= th.spikes_too_many || rising >= th.rising_too_many)
+            // Rising windows count when the loss went up by more than noise over the span (a
+            // flat loss wobbles up half the time).
+            let rose = last.loss > span[0].loss * (1.0 + th.improving_change);
+            if (last.spikes >= th.spikes_too_many || (rising >= th.rising_too_many && rose))
                 && !now.contains_key(&FindingKind::LrTooHigh)
             {
                 now.insert(
@@ -553,7 +558,7 @@ impl Doctor {
                             th.spike_factor,
                             th.spike_span
                         ),
-                        "cut the LR x0.1 (d), or - a few times".to_string(),
+                        "cut the LR x0.1 (r), or - a few times".to_string(),
                     ),
                 );
             }
@@ -572,7 +577,7 @@ impl Doctor {
                             sci(th.ratio_low),
                             sci(last.first_grad)
                         ),
-                        "raise the LR x10 (d), or run the LR finder (f)".to_string(),
+                        "raise the LR x10 (r), or run the LR finder (f)".to_string(),
                     ),
                 );
             }
@@ -602,7 +607,7 @@ impl Doctor {
                             th.exploding_ratio,
                             sci(last.max_grad)
                         ),
-                        "gradient clipping (d or x), a lower LR (- or l), or batch norm".to_string(),
+                        "gradient clipping (r or x), a lower LR (- or l), or batch norm".to_string(),
                     ),
                 );
             }
@@ -928,6 +933,21 @@ mod tests {
                 false
             )]
         );
+        // The first layer's gradients 100x the last's (over 70): exploding, and clipping is
+        // offered until it is on.
+        let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
+        let got = run(&mut d, 150, |s| step(s, 0.693, [5.0, 0.05], 1e-3));
+        assert_eq!(
+            got,
+            vec![(
+                150,
+                FindingKind::ExplodingGradients,
+                Severity::Warning,
+                false
+            )]
+        );
+        let offered = d.findings()[0].remedy.clone();
+        assert_eq!(offered, Some(Remedy::ClipGradNorm(1.0)));
     }
 
     #[test]

@@ -350,7 +350,7 @@ impl App {
                             | 'w'
                             | 'g'
                             | 'x'
-                            | 'd'
+                            | 'r'
                             | 'u'
                             | 'i'
                     )
@@ -414,12 +414,12 @@ impl App {
                 };
                 vec![Command::SetClipGradNorm(max)]
             }
-            KeyCode::Char('d') => match self.run.top_remedy() {
+            KeyCode::Char('r') => match self.run.top_remedy() {
                 Some(r) => vec![Command::ApplyRemedy(r.clone())],
                 None => {
                     self.notice(
                         LogKind::Info,
-                        "d applies a finding's remedy: no finding in force has one on a key",
+                        "r applies a finding's remedy: no finding in force has one on a key",
                     );
                     vec![]
                 }
@@ -431,7 +431,7 @@ impl App {
                     self.notice(
                         LogKind::Info,
                         format!(
-                            "u undoes a remedy applied with d, for {REMEDY_TRIAL_STEPS} steps after: none to undo"
+                            "u undoes a remedy applied with r, for {REMEDY_TRIAL_STEPS} steps after: none to undo"
                         ),
                     );
                     vec![]

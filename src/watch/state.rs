@@ -250,7 +250,7 @@ impl RunState {
         v
     }
 
-    /// The remedy the key `d` applies: that of the first finding (most severe) that has one.
+    /// The remedy the key `r` applies: that of the first finding (most severe) that has one.
     pub fn top_remedy(&self) -> Option<&crate::protocol::Remedy> {
         self.findings_by_severity()
             .into_iter()
@@ -635,7 +635,7 @@ impl RunState {
                 };
                 let then = match (then, lr) {
                     (OnNonFinite::Pause, _) => {
-                        format!("{back}; paused: cut the LR (d or -), then p resumes")
+                        format!("{back}; paused: cut the LR (r or -), then p resumes")
                     }
                     (OnNonFinite::Stop, _) if rolled_back_to.is_some() => {
                         format!("{back}; no rollbacks left (--max-rollbacks): the run stops")
@@ -1195,7 +1195,7 @@ mod tests {
             },
             &[(
                 LogKind::Warning,
-                "step 12: loss is NaN; rolled back to the weights and optimizer of step 10; paused: cut the LR (d or -), then p resumes",
+                "step 12: loss is NaN; rolled back to the weights and optimizer of step 10; paused: cut the LR (r or -), then p resumes",
             )],
         );
         assert_eq!(run.step, 12, "the header counts the step that ran");

@@ -55,7 +55,7 @@ impl Widget for Diagnosis<'_> {
         if findings.is_empty() {
             lines.push(Line::styled("no findings so far", theme.dim()));
         }
-        // `d` applies the remedy of the first finding that has one.
+        // `r` applies the remedy of the first finding that has one.
         let mut offered = false;
         for (step, f) in findings {
             let (mark, style) = match f.severity {
@@ -69,7 +69,7 @@ impl Widget for Diagnosis<'_> {
             if let (Some(r), false) = (&f.remedy, offered) {
                 offered = true;
                 title.push(Span::raw("   "));
-                title.push(Span::styled("d", theme.key()));
+                title.push(Span::styled("r", theme.key()));
                 title.push(Span::raw(format!(" {}", r.describe())));
             }
             lines.push(Line::from(title));

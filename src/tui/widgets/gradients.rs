@@ -174,7 +174,5 @@ fn activation_cells(run: &RunState, param: &str, theme: &Theme) -> Vec<Span<'sta
         };
         Span::styled(format!(" {text:>4}"), style)
     };
-    let saturated = a.saturated.unwrap_or(0.0).max(a.outside_5);
-    let saturated = (a.saturated.is_some() || a.outside_5 > 0.0).then_some(saturated);
-    vec![cell(a.dead), cell(saturated)]
+    vec![cell(a.dead), cell(a.saturated.map(|s| s.max(a.outside_5)))]
 }

@@ -12,7 +12,7 @@ use crate::tui::theme::Theme;
 /// narrow screen the least needed go.
 const KEYS: [(&str, &str, u8); 17] = [
     ("+/-", "lr", 0),
-    ("d", "remedy", 1),
+    ("r", "remedy", 1),
     ("u", "undo", 7),
     ("l", "set lr", 1),
     ("e", "schedule", 2),
@@ -93,7 +93,7 @@ const HELP: [(&str, &str); 26] = [
         "gradient clipping off / on (to the global norm of --clip-grad-norm, or 1) from the next step",
     ),
     ("c", "validation accuracy per class, worst marked, with the class counts"),
-    ("d", "apply the Diagnosis panel's remedy (a restart's: write suggested.toml)"),
+    ("r", "apply the Diagnosis panel's remedy (a restart's: write suggested.toml)"),
     ("u", "undo that remedy, exactly, within 200 steps (the data goes on)"),
     ("i", "measure activations now (done every 100 steps; dead/sat in Gradients)"),
     ("p, space", "pause / resume"),
