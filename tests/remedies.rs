@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use candletop::checkpoint::{self, Checkpoint};
 use candletop::config::RunConfig;
@@ -13,23 +12,8 @@ use candletop::protocol::{
     link, Command, Event, FindingKind, MonitorLink, OnNonFinite, Remedy, REMEDY_TRIAL_STEPS,
 };
 use candletop::train::Trainer;
-use common::{candletop, small_config, small_data};
+use common::{candletop, small_config, small_data, until, WAIT};
 use serde_json::Value;
-
-const WAIT: Duration = Duration::from_secs(120);
-
-/// Waits for the first event matching `pred`, returning everything up to it.
-fn until(m: &MonitorLink, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
-    let mut seen = Vec::new();
-    loop {
-        let e = m.events.recv_timeout(WAIT).expect("an event");
-        let done = pred(&e);
-        seen.push(e);
-        if done {
-            return seen;
-        }
-    }
-}
 
 /// Saves last.h5 now and reads it back.
 fn saved(m: &MonitorLink, dir: &Path) -> Checkpoint {

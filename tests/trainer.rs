@@ -11,9 +11,7 @@ use candletop::protocol::{
     link, Command, Event, FinishReason, LearningRate, MonitorLink, OnNonFinite, StepMetrics,
 };
 use candletop::train::Trainer;
-use common::{small_config, small_data};
-
-const WAIT: Duration = Duration::from_secs(120);
+use common::{small_config, small_data, until, WAIT};
 
 fn start(cfg: RunConfig, train: usize) -> (MonitorLink, std::thread::JoinHandle<()>) {
     let trainer = Trainer::new(cfg, small_data(train, 64)).unwrap();
@@ -24,19 +22,6 @@ fn start(cfg: RunConfig, train: usize) -> (MonitorLink, std::thread::JoinHandle<
 
 fn next_step(m: &MonitorLink) -> StepMetrics {
     m.steps.recv_timeout(WAIT).expect("a step")
-}
-
-/// Waits for the first event matching `pred`, returning everything up to it.
-fn until(m: &MonitorLink, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
-    let mut seen = Vec::new();
-    loop {
-        let e = m.events.recv_timeout(WAIT).expect("an event");
-        let done = pred(&e);
-        seen.push(e);
-        if done {
-            return seen;
-        }
-    }
 }
 
 fn losses(seed: u64) -> Vec<f64> {

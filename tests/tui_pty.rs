@@ -105,6 +105,18 @@ impl Session {
         assert!(c.global_step > 0);
     }
 
+    /// `q`, `y`: the process ends with success and the terminal restored.
+    fn quit_and_check(&mut self) {
+        self.press("q");
+        self.wait_for("Stop training and quit?");
+        self.press("y");
+        let status = self
+            .wait_exit(Duration::from_secs(30))
+            .expect("the process ends after q y");
+        assert!(status.success(), "{status:?}");
+        self.assert_restored();
+    }
+
     fn assert_restored(&self) {
         // Give the reader thread a moment to take in the last bytes.
         std::thread::sleep(Duration::from_millis(300));
@@ -158,14 +170,7 @@ fn keys_steer_the_run_and_quit_restores_the_terminal() {
     s.press("f");
     s.wait_for("suggested ");
     s.wait_for("lr finder: ");
-    s.press("q");
-    s.wait_for("Stop training and quit?");
-    s.press("y");
-    let status = s
-        .wait_exit(Duration::from_secs(30))
-        .expect("the process ends after q y");
-    assert!(status.success(), "{status:?}");
-    s.assert_restored();
+    s.quit_and_check();
     s.assert_last_checkpoint();
 }
 
@@ -227,14 +232,7 @@ fn a_nan_rolls_back_and_pauses_and_the_doctor_remedy_is_undone() {
     s.press("i");
     s.press("n");
     s.wait_for("dead sat");
-    s.press("q");
-    s.wait_for("Stop training and quit?");
-    s.press("y");
-    let status = s
-        .wait_exit(Duration::from_secs(30))
-        .expect("the process ends after q y");
-    assert!(status.success(), "{status:?}");
-    s.assert_restored();
+    s.quit_and_check();
     let metrics = std::fs::read_to_string(s.dir.path().join("run/metrics.jsonl")).unwrap();
     for record in [
         "non_finite",

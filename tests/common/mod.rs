@@ -8,6 +8,25 @@ use candletop::config::RunConfig;
 pub use candletop::data::cifar::Layout;
 use candletop::data::{DataOptions, DataSpec, DataSplits, Normalization};
 
+/// How long a test waits for the trainer's next event before it calls the trainer stuck.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Waits for the first event matching `pred`, returning everything up to it.
+pub fn until(
+    m: &candletop::protocol::MonitorLink,
+    pred: impl Fn(&candletop::protocol::Event) -> bool,
+) -> Vec<candletop::protocol::Event> {
+    let mut seen = Vec::new();
+    loop {
+        let e = m.events.recv_timeout(WAIT).expect("an event");
+        let done = pred(&e);
+        seen.push(e);
+        if done {
+            return seen;
+        }
+    }
+}
+
 /// The embedded data cut down to `train` training and `val` validation images.
 pub fn small_data(train: usize, val: usize) -> DataSplits {
     let mut d = DataSplits::load(&DataSpec::Embedded, &DataOptions::new(0.1, 1)).unwrap();
