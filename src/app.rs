@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::checkpoint;
 use crate::cli::{
-    Cli, Cmd, DataInfoArgs, DiagnoseArgs, EvalArgs, InspectArgs, LrFindArgs, Split, TrainArgs,
+    AttachArgs, Cli, Cmd, DataInfoArgs, DiagnoseArgs, EvalArgs, InspectArgs, LrFindArgs, LsArgs,
+    Split, TrainArgs,
 };
 use crate::config::RunConfig;
 use crate::data::{DataSpec, DataSplits};
@@ -18,8 +19,9 @@ use crate::format::{group_thousands, human_bytes};
 use crate::protocol::{self, OnNonFinite};
 use crate::run_dir::{self, RunDirError};
 use crate::train::{eval, lr_find, FinderSettings, TrainError, Trainer};
+use crate::watch::hub::Hub;
 use crate::watch::Outcome;
-use crate::{bench, headless, runtime, signals, tui};
+use crate::{bench, headless, runs, runtime, signals, socket, tui};
 
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
@@ -31,6 +33,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Some(Cmd::LrFind(f)) => find_lr(&f),
         Some(Cmd::DataInfo(d)) => data_info(&d),
         Some(Cmd::Diagnose(d)) => diagnose(&d),
+        Some(Cmd::Attach(a)) => attach(&a),
+        Some(Cmd::Ls(l)) => ls(&l),
     }
 }
 
@@ -49,6 +53,7 @@ fn ui_options(args: &TrainArgs, cfg: &RunConfig) -> tui::UiOptions {
         } else {
             1.0
         },
+        attached: false,
     }
 }
 
@@ -67,7 +72,21 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
         }
         None => args.resolve()?,
     };
+    // Set in the training process the terminal UI starts: it serves this run directory.
+    let serving = std::env::var_os(SERVE_ENV).map(std::path::PathBuf::from);
     let headless = args.headless || !std::io::stdout().is_terminal();
+    if serving.is_none() && !headless && !args.foreground {
+        return launch_and_attach(args, &cfg);
+    }
+    let cfg = match &serving {
+        Some(dir) => RunConfig {
+            run_dir: Some(dir.clone()),
+            ..cfg
+        },
+        None => cfg,
+    };
+    // Somebody is attached to a served run: it may pause for them.
+    let headless = headless && serving.is_none();
     let on_nan = args.on_nan.unwrap_or(if headless {
         OnNonFinite::Stop
     } else {
@@ -90,14 +109,30 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
     let dir = run_dir::create(&cfg)?;
     trainer.set_run_dir(&dir)?;
     let signals = signals::spawn()?;
-    let (trainer_link, monitor) = protocol::link();
+    let (trainer_link, trainer_monitor) = protocol::link();
     let handle = trainer.spawn(trainer_link);
-    let outcome = if headless {
+    // This process's front end is one watcher; `candletop attach` adds others over the socket.
+    let (hub, _forwarding) = Hub::start(trainer_monitor);
+    let (_, monitor) = hub.subscribe();
+    let server = match socket::Server::start(&dir, hub) {
+        Ok(s) => Some(s),
+        Err(e) if serving.is_some() => return Err(Error::Usage(e.to_string())),
+        Err(e) => {
+            eprintln!("candletop: warning: other terminals cannot attach: {e}");
+            None
+        }
+    };
+    if serving.is_some() {
+        // Listening: from here the terminal that started us may go; our words go to the log.
+        redirect_output(&dir.join(TRAINER_LOG))?;
+    }
+    let outcome = if headless || serving.is_some() {
         headless::run(std::io::stdout().lock(), cfg.log_every, &monitor, signals)
     } else {
-        tui::run(&monitor, ui_options(args, &cfg), signals)?
+        tui::run(&monitor, ui_options(args, &cfg), signals, None)?
     };
     drop(monitor);
+    drop(server);
     // The trainer has ended or was told to stop; do not hang on one that is stuck.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !handle.is_finished() && Instant::now() < deadline {
@@ -110,6 +145,118 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
         Outcome::Failed(message) => Err(Error::Training(message)),
         o => Ok(o.exit_code()),
     }
+}
+
+/// Set (to the run directory) in the training process the terminal UI starts.
+const SERVE_ENV: &str = "CANDLETOP_SERVE_RUN_DIR";
+
+/// What a served run prints (its headless lines, and anything on stderr), in its run directory.
+pub const TRAINER_LOG: &str = "trainer.log";
+
+/// The terminal UI's way: start the run as a process of its own (a new session, no terminal),
+/// wait until it listens, and attach to it. Bad input is the run's first word: printed here,
+/// with its exit status.
+fn launch_and_attach(args: &TrainArgs, cfg: &RunConfig) -> Result<ExitCode, Error> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let dir = run_dir::choose(cfg);
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args(std::env::args_os().skip(1))
+        .env(SERVE_ENV, &dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    // The pipe closes when the run listens (its output goes to its log) or when it ends.
+    let mut said = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut said);
+    }
+    eprint!("{said}");
+    if !socket::client::is_live(&dir) {
+        let status = child.wait()?;
+        let code = status.code().unwrap_or(1).clamp(0, 255) as u8;
+        return Ok(ExitCode::from(if code == 0 { 1 } else { code }));
+    }
+    let ui = AttachArgs {
+        run_dir: Some(dir),
+        fps: args.fps,
+        braille: args.braille,
+    };
+    attach_with(&ui, ui_options(args, cfg))
+}
+
+/// Points stdout and stderr at `path` (created), for a process that outlives its terminal.
+fn redirect_output(path: &Path) -> Result<(), Error> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::create(path).map_err(|source| {
+        Error::RunDir(RunDirError {
+            path: path.to_path_buf(),
+            source,
+        })
+    })?;
+    // SAFETY: dup2 on descriptors this process owns; the file stays open through the copies.
+    unsafe {
+        libc::dup2(file.as_raw_fd(), 1);
+        libc::dup2(file.as_raw_fd(), 2);
+    }
+    Ok(())
+}
+
+/// `candletop attach [RUN_DIR]`: a terminal UI on a run of another process.
+fn attach(args: &AttachArgs) -> Result<ExitCode, Error> {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let options = tui::UiOptions {
+        fps: args.fps,
+        color: !no_color,
+        braille: args.braille,
+        ..tui::UiOptions::default()
+    };
+    attach_with(args, options)
+}
+
+fn attach_with(args: &AttachArgs, options: tui::UiOptions) -> Result<ExitCode, Error> {
+    let dir = match &args.run_dir {
+        Some(d) => d.clone(),
+        None => runs::newest_live(Path::new("runs")).ok_or_else(|| {
+            Error::Usage("no live run under runs/ (candletop ls lists them; give a RUN_DIR)".into())
+        })?,
+    };
+    let attached = socket::client::attach(&dir).map_err(|e| Error::Usage(e.to_string()))?;
+    let signals = signals::spawn()?;
+    let options = tui::UiOptions {
+        attached: true,
+        ..options
+    };
+    let outcome = tui::run(&attached.link, options, signals, Some(attached.state))?;
+    match outcome {
+        Outcome::Left => {
+            println!(
+                "detached; the run goes on (pid {}): candletop attach {}",
+                attached.pid,
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Failed(message) => Err(Error::Training(message)),
+        o => Ok(o.exit_code()),
+    }
+}
+
+/// `candletop ls [DIR]`: the runs in DIR, newest first.
+fn ls(args: &LsArgs) -> Result<ExitCode, Error> {
+    let runs =
+        runs::list(&args.dir).map_err(|e| Error::Usage(format!("{}: {e}", args.dir.display())))?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", runs::table(&runs));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `candletop diagnose RUN_DIR`: the run's recorded steps and epochs through the doctor.

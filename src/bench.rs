@@ -481,10 +481,13 @@ fn ui_overhead(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), 
         "images/s",
         "terminal KB/s"
     ));
-    let mut results: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-    let mut kbps = Vec::new();
+    let mut results: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let mut kbps: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let sock_dir = std::env::temp_dir().join(format!("candletop-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&sock_dir)?;
     for _round in 0..3 {
-        for (i, ui) in [false, true].into_iter().enumerate() {
+        // Headless; the UI in this process; the UI attached over the run's socket.
+        for i in 0..3 {
             let cfg = RunConfig {
                 max_steps: steps as u64 + 3,
                 epochs: 3, // the step limit ends the run
@@ -494,17 +497,33 @@ fn ui_overhead(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), 
             let (link, monitor) = protocol::link();
             let t0 = Instant::now();
             let handle = trainer.spawn(link);
-            if ui {
-                let counter = CountingWriter {
-                    bytes: Arc::new(AtomicU64::new(0)),
-                    from: Instant::now(),
-                };
-                let size = ratatui::layout::Rect::new(0, 0, 120, 40);
-                tui::run_offscreen(&monitor, tui::UiOptions::default(), counter.clone(), size)?;
+            let counter = CountingWriter {
+                bytes: Arc::new(AtomicU64::new(0)),
+                from: Instant::now(),
+            };
+            let size = ratatui::layout::Rect::new(0, 0, 120, 40);
+            let options = tui::UiOptions::default();
+            match i {
+                0 => {
+                    headless::run(std::io::sink(), 20, &monitor, crossbeam_channel::never());
+                }
+                1 => {
+                    tui::run_offscreen(&monitor, options, counter.clone(), size)?;
+                }
+                _ => {
+                    let (hub, _forwarding) = crate::watch::hub::Hub::start(monitor);
+                    let server = crate::socket::Server::start(&sock_dir, hub)
+                        .map_err(|e| Error::Usage(e.to_string()))?;
+                    let attached = crate::socket::client::attach(&sock_dir)
+                        .map_err(|e| Error::Usage(e.to_string()))?;
+                    tui::run_offscreen(&attached.link, options, counter.clone(), size)?;
+                    drop(server);
+                }
+            }
+            if i > 0 {
                 let secs = t0.elapsed().saturating_sub(UI_WARMUP).as_secs_f64();
-                kbps.push(counter.bytes.load(Ordering::Relaxed) as f64 / 1000.0 / secs.max(1e-9));
-            } else {
-                headless::run(std::io::sink(), 20, &monitor, crossbeam_channel::never());
+                let kb = counter.bytes.load(Ordering::Relaxed) as f64 / 1000.0;
+                kbps[i].push(kb / secs.max(1e-9));
             }
             let secs = t0.elapsed().as_secs_f64();
             let _ = handle.join();
@@ -516,17 +535,32 @@ fn ui_overhead(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), 
         v.sort_by(f64::total_cmp);
         (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0
     };
-    let (h, t) = (median(&results[0]), median(&results[1]));
+    let _ = std::fs::remove_dir_all(&sock_dir);
+    let (h, t, a) = (
+        median(&results[0]),
+        median(&results[1]),
+        median(&results[2]),
+    );
     say(&format!("{:<30} {h:>12.0} {:>16}", "headless", "-"));
     say(&format!(
         "{:<30} {t:>12.0} {:>16.1}",
         "terminal UI, 120x40, 12 fps",
-        median(&kbps)
+        median(&kbps[1])
+    ));
+    say(&format!(
+        "{:<30} {a:>12.0} {:>16.1}",
+        "UI attached over the socket",
+        median(&kbps[2])
     ));
     say(&format!(
         "{:<30} {:>11.1}%",
         "UI slowdown",
         100.0 * (1.0 - t / h)
+    ));
+    say(&format!(
+        "{:<30} {:>11.1}%",
+        "attached slowdown vs in-process",
+        100.0 * (1.0 - a / t)
     ));
     Ok(())
 }

@@ -49,6 +49,33 @@ pub enum Cmd {
     /// Replay a run's metrics.jsonl through the training doctor: the findings it raises and
     /// clears, with the step of each.
     Diagnose(DiagnoseArgs),
+    /// Watch and steer a live run from this terminal (it may have been started in another):
+    /// the run as it is, then live. `d` detaches, the run goes on.
+    Attach(AttachArgs),
+    /// The runs in a directory: live, finished, stopped or dead, with their progress.
+    Ls(LsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AttachArgs {
+    /// A run directory [default: the newest live run under runs/]
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: Option<PathBuf>,
+
+    /// Frames per second of the UI
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub fps: u32,
+
+    /// Draw the charts with braille dots (finer; needs a font that has them)
+    #[arg(long)]
+    pub braille: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LsArgs {
+    /// The directory that holds the runs
+    #[arg(value_name = "DIR", default_value = "runs")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -229,6 +256,12 @@ pub struct TrainArgs {
     /// terminal)
     #[arg(long)]
     pub headless: bool,
+
+    /// Run the trainer inside this process, as before runs could be attached to: the run ends
+    /// with the terminal (by default the terminal UI starts the run as a process of its own
+    /// and attaches to it; `d` detaches and the run goes on)
+    #[arg(long)]
+    pub foreground: bool,
 
     /// What a NaN or infinite loss or gradient does: pause (roll back to the last good state,
     /// kept every 100 steps, and wait for a key; the terminal UI's default), stop (save

@@ -3,9 +3,10 @@
 //! Layers, each using only those below it:
 //!
 //! ```text
-//! edges        app (subcommands), cli (flags), bench, error      main.rs calls app
-//! front ends   tui, headless                                     talk to training only through protocol
-//! watching     watch (RunState, the receive loop, Outcome)
+//! edges        app (subcommands), cli (flags), bench, error,     main.rs calls app
+//!              runs (what `ls` shows)
+//! front ends   tui, headless, socket (other processes watching)  talk to training only through protocol
+//! watching     watch (RunState, the receive loop, Outcome, the hub that shares a run)
 //! core         train -> checkpoint, run_dir -> config -> data, model, optim, diagnose
 //! plain data   protocol (messages), schedule, format, rng, signals, runtime
 //! ```
@@ -28,9 +29,11 @@ pub mod optim;
 pub mod protocol;
 pub mod rng;
 pub mod run_dir;
+pub mod runs;
 pub mod runtime;
 pub mod schedule;
 pub mod signals;
+pub mod socket;
 pub mod train;
 pub mod tui;
 pub mod watch;

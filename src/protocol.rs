@@ -771,14 +771,20 @@ impl TrainerLink {
     }
 
     /// Sends a state event (never dropped, never blocks). Pending step metrics go first so the
-    /// watcher sees a step before the epoch that contains it, when there is room.
-    pub fn send(&mut self, e: Event) {
+    /// watcher sees a step before the epoch that contains it, when there is room. False when
+    /// nobody listens any more.
+    pub fn send(&mut self, e: Event) -> bool {
         if let Some(p) = self.pending.take() {
             if let Err(TrySendError::Full(p)) = self.steps.try_send(p) {
                 self.pending = Some(p);
             }
         }
-        let _ = self.events.send(e);
+        self.events.send(e).is_ok()
+    }
+
+    /// Events sent and not yet received: how far behind the watcher is.
+    pub fn events_behind(&self) -> usize {
+        self.events.len()
     }
 
     pub fn try_command(&self) -> Option<Command> {

@@ -25,9 +25,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunDirError + '_ {
     }
 }
 
-/// Creates the run directory (`runs/<timestamp>` unless one is given) and writes `config.toml`.
-pub fn create(config: &RunConfig) -> Result<PathBuf, RunDirError> {
-    let dir = match &config.run_dir {
+/// The run directory a run will use: the one given, else a new `runs/<timestamp>`.
+pub fn choose(config: &RunConfig) -> PathBuf {
+    match &config.run_dir {
         Some(d) => d.clone(),
         None => {
             let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
@@ -40,7 +40,12 @@ pub fn create(config: &RunConfig) -> Result<PathBuf, RunDirError> {
             }
             dir
         }
-    };
+    }
+}
+
+/// Creates the run directory (`choose`) and writes `config.toml`.
+pub fn create(config: &RunConfig) -> Result<PathBuf, RunDirError> {
+    let dir = choose(config);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     // Without the run directory, so that `--config <this file>` repeats the run in a new one
     // rather than writing over this one.

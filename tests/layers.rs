@@ -24,9 +24,9 @@ const LAYERS: &[&[&str]] = &[
     // what a watcher knows of a run
     &["watch"],
     // front ends
-    &["headless", "tui"],
-    // edges: command line, subcommands, benchmark
-    &["cli", "error", "bench", "app"],
+    &["headless", "tui", "socket"],
+    // edges: command line, subcommands, benchmark, the runs listing
+    &["cli", "error", "bench", "app", "runs"],
 ];
 
 /// What each front end may import: no core module but the messages.
@@ -37,6 +37,7 @@ const FRONT_ENDS: &[(&str, &[&str])] = &[
         &["protocol", "schedule", "watch", "format", "signals"],
     ),
     ("watch", &["protocol", "schedule", "format"]),
+    ("socket", &["protocol", "watch", "format"]),
 ];
 
 fn src() -> PathBuf {

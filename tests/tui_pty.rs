@@ -2,6 +2,7 @@
 //! hanging up end the process and leave the terminal restored.
 
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,9 @@ struct Session {
     writer: Box<dyn Write + Send>,
     child: Box<dyn Child + Send + Sync>,
     _master: Box<dyn MasterPty + Send>,
-    dir: tempfile::TempDir,
+    /// The working directory; the run is `run` in it.
+    dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl Session {
@@ -20,8 +23,20 @@ impl Session {
         Self::start_with(&["--arch", "c8,f32", "--epochs", "50", "--threads", "1"])
     }
 
+    /// A training run with `args` in a new directory.
     fn start_with(args: &[&str]) -> Session {
-        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut args = args.to_vec();
+        let run = dir.join("run").display().to_string();
+        args.extend(["--run-dir", &run]);
+        let mut s = Self::command_in(&dir, &args);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// The binary with `args` (no run directory added) in `dir`.
+    fn command_in(dir: &Path, args: &[&str]) -> Session {
         let pair = native_pty_system()
             .openpty(PtySize {
                 rows: 36,
@@ -32,9 +47,7 @@ impl Session {
             .unwrap();
         let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_candletop"));
         cmd.args(args);
-        cmd.arg("--run-dir");
-        cmd.arg(dir.path().join("run"));
-        cmd.cwd(dir.path());
+        cmd.cwd(dir);
         cmd.env("TERM", "xterm-256color");
         let child = pair.slave.spawn_command(cmd).unwrap();
         drop(pair.slave);
@@ -60,7 +73,8 @@ impl Session {
             writer,
             child,
             _master: pair.master,
-            dir,
+            dir: dir.to_path_buf(),
+            _tmp: None,
         }
     }
 
@@ -99,7 +113,7 @@ impl Session {
 
     /// The last checkpoint the run left, read back.
     fn assert_last_checkpoint(&self) {
-        let path = self.dir.path().join("run/checkpoints/last.h5");
+        let path = self.dir.join("run/checkpoints/last.h5");
         let c =
             candletop::checkpoint::read(&path).unwrap_or_else(|e| panic!("no good last.h5: {e}"));
         assert!(c.global_step > 0);
@@ -175,7 +189,7 @@ fn keys_steer_the_run_and_quit_restores_the_terminal() {
 }
 
 #[test]
-fn a_hangup_ends_the_process_promptly() {
+fn a_hangup_detaches_and_the_run_goes_on_for_another_terminal_to_attach() {
     let mut s = Session::start();
     s.wait_for("RUNNING");
     s.wait_for("img/s");
@@ -186,6 +200,57 @@ fn a_hangup_ends_the_process_promptly() {
         s.wait_exit(Duration::from_secs(20)).is_some(),
         "still running after SIGHUP"
     );
+    // The run goes on without its terminal: steps advance in metrics.jsonl.
+    let run = s.dir.join("run");
+    let last_step = || {
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["step"].as_u64())
+            .max()
+            .unwrap_or(0)
+    };
+    let before = last_step();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while last_step() <= before + 100 {
+        assert!(
+            Instant::now() < deadline,
+            "the run stopped with its terminal"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ls = |dir: &Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_candletop"))
+            .args(["ls", "."])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    // Two terminals attach; a key on one shows on both and in metrics.jsonl.
+    let mut a = Session::command_in(&s.dir, &["attach", "run"]);
+    let b = Session::command_in(&s.dir, &["attach", "run"]);
+    a.wait_for("RUNNING");
+    b.wait_for("RUNNING");
+    a.wait_for("lr 1.00e-3");
+    a.press("+");
+    a.wait_for("lr 2.00e-3");
+    b.wait_for("lr 2.00e-3");
+    b.wait_for("lr 1.00e-3 -> 2.00e-3");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"type\":\"lr_changed\""));
+    // d detaches one; the other stays; ls shows the run live.
+    a.press("d");
+    let status = a.wait_exit(Duration::from_secs(20)).expect("d detaches");
+    assert!(status.success());
+    a.assert_restored();
+    assert!(ls(&s.dir).contains("live"), "{}", ls(&s.dir));
+    // The other stops the run from its quit prompt: a valid last.h5.
+    let mut b = b;
+    b.quit_and_check();
+    s.assert_last_checkpoint();
+    assert!(ls(&s.dir).contains("stopped"), "{}", ls(&s.dir));
 }
 
 #[test]
@@ -233,7 +298,7 @@ fn a_nan_rolls_back_and_pauses_and_the_doctor_remedy_is_undone() {
     s.press("n");
     s.wait_for("dead sat");
     s.quit_and_check();
-    let metrics = std::fs::read_to_string(s.dir.path().join("run/metrics.jsonl")).unwrap();
+    let metrics = std::fs::read_to_string(s.dir.join("run/metrics.jsonl")).unwrap();
     for record in [
         "non_finite",
         "remedy_applied",

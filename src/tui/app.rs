@@ -19,6 +19,9 @@ pub struct UiOptions {
     pub quit_when_done: bool,
     /// The norm `x` clips gradients to when clipping is off.
     pub clip_grad_norm: f64,
+    /// Watching a run of another process (`candletop attach`): `d` and a hang-up detach, the
+    /// run goes on.
+    pub attached: bool,
 }
 
 impl Default for UiOptions {
@@ -30,6 +33,7 @@ impl Default for UiOptions {
             braille: false,
             quit_when_done: false,
             clip_grad_norm: 1.0,
+            attached: false,
         }
     }
 }
@@ -166,6 +170,13 @@ impl App {
         self.log_scroll = 0;
     }
 
+    /// Leave the run to go on without this watcher (attached only).
+    pub fn detach(&mut self) -> Vec<Command> {
+        self.overlay = Overlay::None;
+        self.should_exit = true;
+        vec![]
+    }
+
     /// Quit now if nothing runs, else stop the trainer and quit when it has finished.
     pub fn quit_confirmed(&mut self) -> Vec<Command> {
         self.overlay = Overlay::None;
@@ -198,6 +209,7 @@ impl App {
             }
             Overlay::ConfirmQuit => match key.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => self.quit_confirmed(),
+                KeyCode::Char('d') if self.options.attached => self.detach(),
                 _ => {
                     self.notice(LogKind::Info, "quit cancelled");
                     vec![]
@@ -438,6 +450,7 @@ impl App {
                 }
             }
             KeyCode::Char('i') => vec![Command::ProbeActivations],
+            KeyCode::Char('d') if self.options.attached => self.detach(),
             KeyCode::Char('g') => {
                 self.run.samples = None;
                 self.overlay = Overlay::Samples;

@@ -155,6 +155,7 @@ pub fn run(
     monitor: &MonitorLink,
     options: UiOptions,
     signals: Receiver<i32>,
+    initial: Option<crate::watch::RunState>,
 ) -> io::Result<Outcome> {
     let panics = PanicGuard::install();
     terminal::enable_raw_mode()?;
@@ -165,6 +166,9 @@ pub fn run(
     }
     let result = Terminal::new(CrosstermBackend::new(io::stdout())).map(|terminal| {
         let mut screen = Screen::new(terminal, options, true);
+        if let Some(state) = initial {
+            screen.app.run = state;
+        }
         let sources = Sources {
             input: spawn_input(),
             signals,
@@ -315,7 +319,10 @@ impl<W: Write> FrontEnd for Screen<W> {
             self.dirty = false;
         }
         let mut commands = Vec::new();
-        if self.hung_up && self.quit_deadline.is_none() {
+        // A watcher of another process's run detaches when its terminal goes.
+        if self.hung_up && self.app.options.attached {
+            self.app.detach();
+        } else if self.hung_up && self.quit_deadline.is_none() {
             commands = self.app.quit_confirmed();
             self.quit_deadline = Some(Instant::now() + HANGUP_GRACE);
         }

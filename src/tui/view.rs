@@ -118,11 +118,20 @@ impl Widget for &App {
             Overlay::Classes => ClassesView { run, theme }.render(area, buf),
             Overlay::ConfirmQuit => Popup {
                 title: "Quit",
-                lines: vec![
-                    Line::from("Stop training and quit?"),
-                    Line::from(""),
-                    Line::from("y: stop and quit   any other key: go on"),
-                ],
+                lines: if self.options.attached {
+                    vec![
+                        Line::from("Stop training and quit?"),
+                        Line::from(""),
+                        Line::from("y: stop the run and quit   d: detach (the run goes on)"),
+                        Line::from("any other key: stay"),
+                    ]
+                } else {
+                    vec![
+                        Line::from("Stop training and quit?"),
+                        Line::from(""),
+                        Line::from("y: stop and quit   any other key: go on"),
+                    ]
+                },
                 theme,
             }
             .render(area, buf),

@@ -9,21 +9,20 @@ use crate::protocol::FinishReason;
 pub enum Outcome {
     Finished(FinishReason),
     Failed(String),
+    /// The watcher left while the run was still live (its terminal went, or it detached).
+    Left,
 }
 
 /// The exit status when the loss or a gradient turned non-finite and a headless run stopped.
 pub const EXIT_NON_FINITE: u8 = 3;
 
 impl Outcome {
-    /// What the watcher saw last. A run still live when the watcher left (the terminal went
-    /// away before the trainer's last word) counts as stopped.
+    /// What the watcher saw last.
     pub fn of(run: &RunState) -> Self {
         match &run.status {
             Status::Error(m) => Outcome::Failed(m.clone()),
             Status::Finished(r) => Outcome::Finished(*r),
-            Status::Starting | Status::Running | Status::Paused => {
-                Outcome::Finished(FinishReason::Stopped)
-            }
+            Status::Starting | Status::Running | Status::Paused => Outcome::Left,
         }
     }
 
@@ -32,7 +31,7 @@ impl Outcome {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Outcome::Finished(FinishReason::NonFinite) => ExitCode::from(EXIT_NON_FINITE),
-            Outcome::Finished(_) => ExitCode::SUCCESS,
+            Outcome::Finished(_) | Outcome::Left => ExitCode::SUCCESS,
             Outcome::Failed(_) => ExitCode::FAILURE,
         }
     }

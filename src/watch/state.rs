@@ -11,6 +11,7 @@ use crate::protocol::{
     StepMetrics, REMEDY_TRIAL_STEPS,
 };
 use crate::schedule::Schedule;
+use serde::{Deserialize, Serialize};
 
 /// Points kept per plotted series before the resolution is halved.
 pub const SERIES_CAPACITY: usize = 1024;
@@ -21,7 +22,7 @@ pub const LOG_CAPACITY: usize = 200;
 
 /// A bounded series of (x, y) points: when full, neighbouring points are averaged in pairs and
 /// each new point then stands for twice as many inputs, so memory never grows with the run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Series {
     points: Vec<(f64, f64)>,
     capacity: usize,
@@ -87,7 +88,8 @@ impl Series {
 }
 
 /// Where the run is.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     Starting,
     Running,
@@ -114,7 +116,8 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LogKind {
     /// The run's landmarks: start, epochs, test set, end.
     Milestone,
@@ -125,14 +128,16 @@ pub enum LogKind {
     Error,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
     pub step: u64,
     pub kind: LogKind,
     pub text: String,
 }
 
-#[derive(Debug, Clone)]
+/// Plain data: a watcher that attaches to a run gets it whole (bounded: the series halve their
+/// resolution, the log keeps its newest lines), then the live messages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunState {
     pub info: Option<RunInfo>,
     pub status: Status,
@@ -174,7 +179,7 @@ pub struct RunState {
 }
 
 /// What a watcher knows of an LR range test.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LrFinder {
     /// Steps done of the sweep's total.
     pub done: usize,

@@ -1,0 +1,280 @@
+//! Watching a run from another terminal: the training process listens on a Unix socket in its
+//! run directory (`candletop.sock`, mode 0600; a peer of another user id is refused), and a
+//! watcher (`candletop attach`) speaks `wire`'s protocol over it: the run as it is, then every
+//! step and event, while its keys go back as commands. A watcher can never stop or slow the
+//! run: the hub drops one that stops reading, and anything malformed gets an error reply.
+
+pub mod client;
+pub mod wire;
+
+use std::io::{BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::select;
+
+use crate::watch::hub::Hub;
+use wire::{read_frame, write_msg, ClientMsg, Frame, ServerMsg, MAX_FRAME, PROTOCOL_VERSION};
+
+/// The socket's name in the run directory.
+pub const SOCKET_NAME: &str = "candletop.sock";
+
+/// Where refused watchers and protocol errors are noted, in the run directory.
+pub const LOG_NAME: &str = "socket.log";
+
+/// How long a watcher has to say hello, and a write may block before the watcher is let go.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+/// The listening socket of a run; removed when dropped.
+pub struct Server {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Why the socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {problem}")]
+pub struct SocketError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+impl Server {
+    /// Listens in `dir` for watchers of the run `hub` shares. A socket left by a process that
+    /// died is replaced; one a live process answers on is an error.
+    pub fn start(dir: &Path, hub: Hub) -> Result<Server, SocketError> {
+        let path = dir.join(SOCKET_NAME);
+        let err = |problem: String| SocketError {
+            path: path.clone(),
+            problem,
+        };
+        if path.exists() {
+            if UnixStream::connect(&path).is_ok() {
+                return Err(err("another candletop process serves this run".into()));
+            }
+            std::fs::remove_file(&path).map_err(|e| err(e.to_string()))?;
+        }
+        let listener = UnixListener::bind(&path).map_err(|e| err(e.to_string()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| err(e.to_string()))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| err(e.to_string()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let run_dir = dir.display().to_string();
+        let log = dir.join(LOG_NAME);
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("candletop-socket".into())
+            .spawn(move || {
+                while !stopping.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let (hub, run_dir, log) = (hub.clone(), run_dir.clone(), log.clone());
+                            let _ = std::thread::Builder::new()
+                                .name("candletop-watcher".into())
+                                .spawn(move || serve(stream, &hub, &run_dir, &log));
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(50))
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                    }
+                }
+            })
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Server {
+            path,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The user id of the process at the other end of `stream`.
+pub fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
+/// Whether a peer of user `peer` may watch a run of user `owner`.
+pub fn may_attach(peer: u32, owner: u32) -> bool {
+    peer == owner
+}
+
+fn note(log: &Path, line: &str) {
+    let stamp = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = writeln!(f, "{stamp} {line}");
+    }
+}
+
+/// One watcher, from hello to hang-up.
+fn serve(stream: UnixStream, hub: &Hub, run_dir: &str, log: &Path) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_write_timeout(Some(PATIENCE));
+    // SAFETY: geteuid has no preconditions.
+    let owner = unsafe { libc::geteuid() };
+    match peer_uid(&stream) {
+        Ok(uid) if may_attach(uid, owner) => {}
+        Ok(uid) => {
+            note(
+                log,
+                &format!("refused a watcher of user id {uid} (the run's user is {owner})"),
+            );
+            let mut s = &stream;
+            let message = "refused: only the user who started the run may watch it".into();
+            let _ = write_msg(&mut s, &ServerMsg::Error { message });
+            return;
+        }
+        Err(e) => {
+            note(
+                log,
+                &format!("refused a watcher whose user is unknown: {e}"),
+            );
+            return;
+        }
+    }
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let out = Arc::new(Mutex::new(stream));
+    let send = |msg: &ServerMsg| -> bool {
+        let mut s = out.lock().unwrap_or_else(|e| e.into_inner());
+        write_msg(&mut *s, msg).is_ok()
+    };
+    let hello = ServerMsg::Hello {
+        protocol: PROTOCOL_VERSION,
+        run_dir: run_dir.to_string(),
+        pid: std::process::id(),
+    };
+    if !send(&hello) {
+        return;
+    }
+    let mut input = BufReader::new(read_half);
+    let _ = input.get_ref().set_read_timeout(Some(PATIENCE));
+    let refuse = |message: String| send(&ServerMsg::Error { message });
+    match read_frame(&mut input, MAX_FRAME) {
+        Ok(Frame::Line(line)) => match serde_json::from_slice::<ClientMsg>(&line) {
+            Ok(ClientMsg::Hello { protocol }) if protocol == PROTOCOL_VERSION => {}
+            Ok(ClientMsg::Hello { protocol }) => {
+                refuse(format!(
+                    "protocol {protocol} is not spoken here (this run speaks {PROTOCOL_VERSION})"
+                ));
+                return;
+            }
+            _ => {
+                refuse("the first message must be a hello".into());
+                return;
+            }
+        },
+        _ => return,
+    }
+    let _ = input.get_ref().set_read_timeout(None);
+    let (state, link) = hub.subscribe();
+    if !send(&ServerMsg::Snapshot {
+        state: Box::new(state),
+    }) {
+        return;
+    }
+    // The watcher's messages: commands to the trainer, anything else refused.
+    let commands = link.commands.clone();
+    let replies = out.clone();
+    let reader = std::thread::spawn(move || loop {
+        let reply = |message: String| {
+            let mut s = replies.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = write_msg(&mut *s, &ServerMsg::Error { message });
+        };
+        match read_frame(&mut input, MAX_FRAME) {
+            Ok(Frame::Line(line)) => match serde_json::from_slice::<ClientMsg>(&line) {
+                Ok(ClientMsg::Command { command }) => {
+                    if commands.send(command).is_err() {
+                        return;
+                    }
+                }
+                Ok(ClientMsg::Hello { .. }) => reply("hello was already said".into()),
+                Err(e) => reply(format!("not a message: {e}")),
+            },
+            Ok(Frame::TooLong) => reply(format!("a message over {MAX_FRAME} bytes")),
+            Ok(Frame::Closed) | Err(_) => return,
+        }
+    });
+    // Everything the run says, until it ends or the watcher goes.
+    let (mut steps, events) = (link.steps.clone(), link.events.clone());
+    loop {
+        let sent = select! {
+            recv(steps) -> m => match m {
+                Ok(metrics) => send(&ServerMsg::Step { metrics }),
+                Err(_) => { steps = crossbeam_channel::never(); true }
+            },
+            recv(events) -> e => match e {
+                Ok(event) => send(&ServerMsg::Event { event }),
+                Err(_) => break,
+            },
+        };
+        if !sent {
+            break;
+        }
+    }
+    drop(link);
+    // Closing our side ends the reader too.
+    let s = out.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    drop(s);
+    let _ = reader.join();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_runs_own_user_may_attach() {
+        assert!(may_attach(1000, 1000));
+        assert!(!may_attach(1001, 1000));
+        assert!(!may_attach(0, 1000), "not even root, through this socket");
+    }
+}

@@ -1,0 +1,202 @@
+//! Runs other terminals can watch: a training process serves its run on a Unix socket in the
+//! run directory; `candletop attach` (here its library side, and the binary for errors) gets the
+//! run as it is and then live, and steers it; `candletop ls` lists runs live, stopped or dead.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use candletop::protocol::{Command, Event};
+use candletop::socket::{client, SOCKET_NAME};
+use common::{candletop, until};
+
+/// A headless run of the small model in `dir/r`, long enough to be watched.
+fn start_run(dir: &Path) -> Child {
+    let child = Process::new(env!("CARGO_BIN_EXE_candletop"))
+        .args([
+            "--headless",
+            "--arch",
+            "c8,f32",
+            "--epochs",
+            "50",
+            "--threads",
+            "1",
+            "--run-dir",
+            "r",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !client::is_live(&dir.join("r")) {
+        assert!(Instant::now() < deadline, "the run never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+fn ls(dir: &Path) -> String {
+    let out = candletop(&["ls", "."], dir);
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn a_watcher_attaches_steers_and_stops_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut run = start_run(tmp.path());
+    let dir = tmp.path().join("r");
+    let a = client::attach(&dir).unwrap();
+    assert!(a.state.info.is_some(), "the snapshot carries the run");
+    assert!(ls(tmp.path()).contains("./r  live"), "{}", ls(tmp.path()));
+    // A second watcher sees the first one's command.
+    let b = client::attach(&dir).unwrap();
+    a.link.commands.send(Command::ScaleLr(2.0)).unwrap();
+    for w in [&a, &b] {
+        let seen = until(&w.link, |e| matches!(e, Event::LrChanged { .. }));
+        assert!(
+            matches!(seen.last(), Some(Event::LrChanged { new, .. }) if (*new - 2e-3).abs() < 1e-12)
+        );
+    }
+    // Steps keep coming live.
+    let s1 = a
+        .link
+        .steps
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap()
+        .step;
+    let s2 = a
+        .link
+        .steps
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap()
+        .step;
+    assert!(s2 > s1);
+    drop(b);
+    b_is_gone_and_training_goes_on(&a);
+    a.link.commands.send(Command::Stop).unwrap();
+    until(&a.link, |e| matches!(e, Event::Finished { .. }));
+    let status = run.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let last = candletop::checkpoint::read(&dir.join("checkpoints/last.h5")).unwrap();
+    assert!(last.global_step > 0);
+    assert!(!dir.join(SOCKET_NAME).exists(), "the socket is removed");
+    assert!(
+        ls(tmp.path()).contains("./r  stopped"),
+        "{}",
+        ls(tmp.path())
+    );
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"type\":\"lr_changed\""));
+}
+
+fn b_is_gone_and_training_goes_on(a: &client::Attached) {
+    let before = a
+        .link
+        .steps
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap()
+        .step;
+    let after = a
+        .link
+        .steps
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap()
+        .step;
+    assert!(after > before);
+}
+
+/// Bytes that are not the protocol get an error reply; the run goes on and serves others.
+#[test]
+fn malformed_messages_are_refused_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut run = start_run(tmp.path());
+    let dir = tmp.path().join("r");
+    let mut s = UnixStream::connect(dir.join(SOCKET_NAME)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut input = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    input.read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with("{\"type\":\"hello\",\"protocol\":1,"),
+        "{line}"
+    );
+    // A command before hello: refused, connection closed.
+    s.write_all(b"{\"type\":\"command\",\"command\":{\"command\":\"stop\"}}\n")
+        .unwrap();
+    line.clear();
+    input.read_line(&mut line).unwrap();
+    assert!(line.contains("the first message must be a hello"), "{line}");
+    // A proper watcher then sends garbage of every kind.
+    let mut s = UnixStream::connect(dir.join(SOCKET_NAME)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut input = BufReader::new(s.try_clone().unwrap());
+    s.write_all(b"{\"type\":\"hello\",\"protocol\":1}\n")
+        .unwrap();
+    let mut errors = 0;
+    let junk: Vec<Vec<u8>> = vec![
+        b"not json\n".to_vec(),
+        vec![0xff; 100_000],
+        b"\n".to_vec(),
+        b"{\"type\":\"command\",\"command\":{\"command\":\"set_lr\",\"value\":\"x\"}}\n".to_vec(),
+        b"{\"type\":\"hello\",\"protocol\":1}\n".to_vec(),
+        b"{\"type\":\"command\",\"command\":{\"command\":\"scale_lr\",\"value\":-1.0}}\n".to_vec(),
+    ];
+    for j in &junk {
+        s.write_all(j).unwrap();
+    }
+    s.write_all(b"\n").unwrap();
+    // Read until the replies and the refusal of the negative factor have come.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut refused = false;
+    while Instant::now() < deadline && !(errors >= 5 && refused) {
+        let mut line = String::new();
+        if input.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if line.starts_with("{\"type\":\"error\"") {
+            errors += 1;
+        }
+        if line.contains("\"type\":\"refused\"") {
+            refused = true;
+        }
+    }
+    assert!(errors >= 5 && refused, "errors {errors}, refused {refused}");
+    drop(s);
+    // The run is unharmed: a new watcher attaches and sees steps advance.
+    let a = client::attach(&dir).unwrap();
+    b_is_gone_and_training_goes_on(&a);
+    a.link.commands.send(Command::Stop).unwrap();
+    assert!(run.wait().unwrap().success());
+}
+
+/// A run whose process was killed: `ls` says dead, `attach` says so in one line (exit 2).
+#[test]
+fn a_killed_run_is_dead_to_ls_and_attach() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut run = start_run(tmp.path());
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let listing = ls(tmp.path());
+    assert!(listing.contains("./r  dead"), "{listing}");
+    assert!(
+        listing.contains("ended without a word (killed?)"),
+        "{listing}"
+    );
+    let out = candletop(&["attach", "r"], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "candletop: r: the run's process is gone (its socket is stale); `candletop ls` names its newest checkpoint to --resume from"
+    );
+    let out = candletop(&["attach"], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    let out = candletop(&["attach", "nowhere"], tmp.path());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no live run here"));
+}
