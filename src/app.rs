@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::checkpoint;
 use crate::cli::{
     AttachArgs, Cli, Cmd, DataInfoArgs, DiagnoseArgs, EvalArgs, InspectArgs, LrFindArgs, LsArgs,
-    Split, TrainArgs,
+    Split, TrainArgs, ViewArgs,
 };
 use crate::config::RunConfig;
 use crate::data::{DataSpec, DataSplits};
@@ -35,6 +35,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Some(Cmd::Diagnose(d)) => diagnose(&d),
         Some(Cmd::Attach(a)) => attach(&a),
         Some(Cmd::Ls(l)) => ls(&l),
+        Some(Cmd::View(v)) => view(&v),
     }
 }
 
@@ -248,6 +249,48 @@ fn attach_with(args: &AttachArgs, options: tui::UiOptions) -> Result<ExitCode, E
         Outcome::Failed(message) => Err(Error::Training(message)),
         o => Ok(o.exit_code()),
     }
+}
+
+/// `candletop view RUN_DIR`: a run that has ended, in the terminal UI, read-only.
+fn view(args: &ViewArgs) -> Result<ExitCode, Error> {
+    let dir = &args.run_dir;
+    if socket::client::is_live(dir) {
+        return Err(Error::Usage(format!(
+            "{}: the run is live: candletop attach {}",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    let path = dir.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|source| {
+        Error::RunDir(RunDirError {
+            path: path.clone(),
+            source,
+        })
+    })?;
+    let mut state = crate::watch::RunState::replay(&text).map_err(|(line, problem)| {
+        Error::Usage(format!("{}: line {line}: {problem}", path.display()))
+    })?;
+    if state.info.is_none() {
+        return Err(Error::Usage(format!(
+            "{}: no started record: is this a candletop run directory?",
+            path.display()
+        )));
+    }
+    // A run that ended without a word (killed) is shown as such.
+    state.on_trainer_gone();
+    // Nobody at the other end: the channels are closed from the start.
+    let (trainer, monitor) = protocol::link();
+    drop(trainer);
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let options = tui::UiOptions {
+        color: !no_color,
+        braille: args.braille,
+        ..tui::UiOptions::default()
+    };
+    let signals = signals::spawn()?;
+    tui::run(&monitor, options, signals, Some(state))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `candletop ls [DIR]`: the runs in DIR, newest first.

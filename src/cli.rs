@@ -54,6 +54,20 @@ pub enum Cmd {
     Attach(AttachArgs),
     /// The runs in a directory: live, finished, stopped or dead, with their progress.
     Ls(LsArgs),
+    /// Open a run that has ended in the terminal UI, as it was: charts, LR trace, gradients,
+    /// event log (from its metrics.jsonl; nothing to steer).
+    View(ViewArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ViewArgs {
+    /// A run directory (with metrics.jsonl)
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+
+    /// Draw the charts with braille dots (finer; needs a font that has them)
+    #[arg(long)]
+    pub braille: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -200,3 +200,54 @@ fn a_killed_run_is_dead_to_ls_and_attach() {
     let out = candletop(&["attach", "nowhere"], tmp.path());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no live run here"));
 }
+
+/// A run's metrics.jsonl folds back into the state a watcher had: `view` draws from it.
+#[test]
+fn a_recorded_run_replays_into_the_state_its_watcher_had() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = candletop(
+        &[
+            "--headless",
+            "--arch",
+            "c8,f32",
+            "--max-steps",
+            "60",
+            "--log-every",
+            "10",
+            "--run-dir",
+            "r",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(tmp.path().join("r/metrics.jsonl")).unwrap();
+    let run = candletop::watch::RunState::replay(&text).unwrap();
+    assert_eq!(run.step, 60);
+    assert_eq!(
+        run.status,
+        candletop::watch::Status::Finished(candletop::protocol::FinishReason::Stopped)
+    );
+    assert!(run.info.is_some());
+    assert_eq!(run.train_loss.points().len(), 6, "a point per step record");
+    assert!(run
+        .log
+        .iter()
+        .any(|l| l.text.starts_with("stopped at step 60")));
+    // Errors: a line that is not JSON names its line; a live run is for attach.
+    std::fs::write(tmp.path().join("r/metrics.jsonl"), format!("{text}oops\n")).unwrap();
+    let bad = candletop(&["view", "r"], tmp.path());
+    assert_eq!(bad.status.code(), Some(2));
+    let lines = text.lines().count() + 1;
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains(&format!("metrics.jsonl: line {lines}: not JSON")),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let other = tempfile::tempdir().unwrap();
+    let mut live = start_run(other.path());
+    let out = candletop(&["view", "r"], other.path());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the run is live"));
+    live.kill().unwrap();
+    live.wait().unwrap();
+}

@@ -251,6 +251,18 @@ fn a_hangup_detaches_and_the_run_goes_on_for_another_terminal_to_attach() {
     b.quit_and_check();
     s.assert_last_checkpoint();
     assert!(ls(&s.dir).contains("stopped"), "{}", ls(&s.dir));
+    // Over, it can still be opened as it was: its curves, log and end, nothing to steer.
+    let mut v = Session::command_in(&s.dir, &["view", "run"]);
+    v.wait_for("STOPPED");
+    v.wait_for("lr 2.00e-3 constant");
+    v.wait_for("stopped at step");
+    v.press("+");
+    v.wait_for("the run has ended: nothing to steer");
+    v.press("q");
+    assert!(v
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    v.assert_restored();
 }
 
 #[test]
