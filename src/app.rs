@@ -76,6 +76,11 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
     // Set in the training process the terminal UI starts: it serves this run directory.
     let serving = std::env::var_os(SERVE_ENV).map(std::path::PathBuf::from);
     let headless = args.headless || !std::io::stdout().is_terminal();
+    // Read before anything starts: a bad --compare is bad input.
+    let compare = match (&args.compare, headless) {
+        (Some(dir), false) => Some(comparison(dir)?),
+        _ => None,
+    };
     if serving.is_none() && !headless && !args.foreground {
         return launch_and_attach(args, &cfg);
     }
@@ -130,7 +135,7 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
     let outcome = if headless || serving.is_some() {
         headless::run(std::io::stdout().lock(), cfg.log_every, &monitor, signals)
     } else {
-        tui::run(&monitor, ui_options(args, &cfg), signals, None)?
+        tui::run(&monitor, ui_options(args, &cfg), signals, None, compare)?
     };
     drop(monitor);
     drop(server);
@@ -190,6 +195,7 @@ fn launch_and_attach(args: &TrainArgs, cfg: &RunConfig) -> Result<ExitCode, Erro
         run_dir: Some(dir),
         fps: args.fps,
         braille: args.braille,
+        compare: args.compare.clone(),
     };
     attach_with(&ui, ui_options(args, cfg))
 }
@@ -230,13 +236,20 @@ fn attach_with(args: &AttachArgs, options: tui::UiOptions) -> Result<ExitCode, E
             Error::Usage("no live run under runs/ (candletop ls lists them; give a RUN_DIR)".into())
         })?,
     };
+    let compare = args.compare.as_deref().map(comparison).transpose()?;
     let attached = socket::client::attach(&dir).map_err(|e| Error::Usage(e.to_string()))?;
     let signals = signals::spawn()?;
     let options = tui::UiOptions {
         attached: true,
         ..options
     };
-    let outcome = tui::run(&attached.link, options, signals, Some(attached.state))?;
+    let outcome = tui::run(
+        &attached.link,
+        options,
+        signals,
+        Some(attached.state),
+        compare,
+    )?;
     match outcome {
         Outcome::Left => {
             println!(
@@ -261,22 +274,8 @@ fn view(args: &ViewArgs) -> Result<ExitCode, Error> {
             dir.display()
         )));
     }
-    let path = dir.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&path).map_err(|source| {
-        Error::RunDir(RunDirError {
-            path: path.clone(),
-            source,
-        })
-    })?;
-    let mut state = crate::watch::RunState::replay(&text).map_err(|(line, problem)| {
-        Error::Usage(format!("{}: line {line}: {problem}", path.display()))
-    })?;
-    if state.info.is_none() {
-        return Err(Error::Usage(format!(
-            "{}: no started record: is this a candletop run directory?",
-            path.display()
-        )));
-    }
+    let compare = args.compare.as_deref().map(comparison).transpose()?;
+    let mut state = recorded(dir)?;
     // A run that ended without a word (killed) is shown as such.
     state.on_trainer_gone();
     // Nobody at the other end: the channels are closed from the start.
@@ -289,8 +288,38 @@ fn view(args: &ViewArgs) -> Result<ExitCode, Error> {
         ..tui::UiOptions::default()
     };
     let signals = signals::spawn()?;
-    tui::run(&monitor, options, signals, Some(state))?;
+    tui::run(&monitor, options, signals, Some(state), compare)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A run as its metrics.jsonl recorded it (live or not).
+fn recorded(dir: &Path) -> Result<crate::watch::RunState, Error> {
+    let path = dir.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    let state = crate::watch::RunState::replay(&text).map_err(|(line, problem)| {
+        Error::Usage(format!("{}: line {line}: {problem}", path.display()))
+    })?;
+    if state.info.is_none() {
+        return Err(Error::Usage(format!(
+            "{}: no started record: is this a candletop run directory?",
+            path.display()
+        )));
+    }
+    Ok(state)
+}
+
+/// The run `--compare` names, to draw under this one.
+fn comparison(dir: &Path) -> Result<tui::Comparison, Error> {
+    // The directory's own name: the charts' legend is short.
+    let name = dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().to_string(),
+    );
+    Ok(tui::Comparison {
+        name,
+        run: recorded(dir)?,
+    })
 }
 
 /// `candletop ls [DIR]`: the runs in DIR, newest first.

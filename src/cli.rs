@@ -68,6 +68,10 @@ pub struct ViewArgs {
     /// Draw the charts with braille dots (finer; needs a font that has them)
     #[arg(long)]
     pub braille: bool,
+
+    /// Draw another run's loss, accuracy and LR dimmed under this one's (its run directory)
+    #[arg(long, value_name = "RUN_DIR")]
+    pub compare: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -83,6 +87,10 @@ pub struct AttachArgs {
     /// Draw the charts with braille dots (finer; needs a font that has them)
     #[arg(long)]
     pub braille: bool,
+
+    /// Draw another run's loss, accuracy and LR dimmed under this one's (its run directory)
+    #[arg(long, value_name = "RUN_DIR")]
+    pub compare: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -276,6 +284,10 @@ pub struct TrainArgs {
     /// and attaches to it; `d` detaches and the run goes on)
     #[arg(long)]
     pub foreground: bool,
+
+    /// Draw another run's loss, accuracy and LR dimmed under this one's (its run directory)
+    #[arg(long, value_name = "RUN_DIR")]
+    pub compare: Option<PathBuf>,
 
     /// What a NaN or infinite loss or gradient does: pause (roll back to the last good state,
     /// kept every 100 steps, and wait for a key; the terminal UI's default), stop (save

@@ -549,3 +549,36 @@ fn the_diagnosis_panel_lists_findings_most_severe_first() {
     );
     assert!(s.contains("resolved: learning rate too high"), "{s}");
 }
+
+/// `--compare`: another run's loss, accuracy and LR drawn dimmed under this one's, named under
+/// each chart; its longer run widens the step axis.
+#[test]
+fn another_run_is_drawn_under_this_one() {
+    use candletop::tui::Comparison;
+    use candletop::watch::RunState;
+    let mut app = recorded();
+    let mut other = RunState::default();
+    let mut info = app.run.info.clone().unwrap();
+    info.total_steps = 150;
+    other.on_event(&Event::Started(info));
+    for step in 1..=150u64 {
+        other.on_step(&StepMetrics {
+            step,
+            epoch: 1 + (step as usize - 1) / 50,
+            steps: 1,
+            loss: 1.2,
+            accuracy: 0.62,
+            lr: 1e-2,
+            grad_norms: vec![0.1; 5],
+            update_ratios: vec![1e-3; 5],
+            images_per_sec: 250.0,
+        });
+    }
+    app.compare = Some(Comparison {
+        name: "before".into(),
+        run: other,
+    });
+    let s = screen(&app, 120, 36);
+    insta::assert_snapshot!("compare_120x36", s);
+    assert_eq!(s.matches("dim: before").count(), 3, "{s}");
+}

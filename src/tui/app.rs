@@ -7,6 +7,14 @@ use super::editor::ScheduleEditor;
 use crate::protocol::{Command, Event, LearningRate, LrFinding, StepMetrics, REMEDY_TRIAL_STEPS};
 use crate::watch::{LogKind, LrFinder, RunState, Status};
 
+/// Another run drawn dimmed under this one's loss, accuracy and LR (`--compare`).
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// How the legend names it (its run directory).
+    pub name: String,
+    pub run: RunState,
+}
+
 /// UI settings that come from the command line.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UiOptions {
@@ -113,6 +121,7 @@ pub struct App {
     pub should_exit: bool,
     /// Seconds since the UI started (set by the loop, read by the view).
     pub clock_secs: f64,
+    pub compare: Option<Comparison>,
 }
 
 /// How many images `g` asks for: more than fit on most screens (the rest are not drawn).
@@ -135,6 +144,7 @@ impl App {
             quitting: false,
             should_exit: false,
             clock_secs: 0.0,
+            compare: None,
         }
     }
 

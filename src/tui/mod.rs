@@ -23,7 +23,7 @@ use crossterm::{cursor, execute};
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 
-pub use app::{App, UiOptions};
+pub use app::{App, Comparison, UiOptions};
 
 use crate::protocol::{Command, Event, MonitorLink, StepMetrics};
 use crate::signals::SIGHUP;
@@ -156,6 +156,7 @@ pub fn run(
     options: UiOptions,
     signals: Receiver<i32>,
     initial: Option<crate::watch::RunState>,
+    compare: Option<Comparison>,
 ) -> io::Result<Outcome> {
     let panics = PanicGuard::install();
     terminal::enable_raw_mode()?;
@@ -169,6 +170,7 @@ pub fn run(
         if let Some(state) = initial {
             screen.app.run = state;
         }
+        screen.app.compare = compare;
         let sources = Sources {
             input: spawn_input(),
             signals,

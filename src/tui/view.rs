@@ -71,6 +71,7 @@ impl Widget for &App {
         ] {
             MetricChart {
                 run,
+                other: self.compare.as_ref(),
                 metric,
                 axis: self.axis,
                 window: self.window,
@@ -90,6 +91,7 @@ impl Widget for &App {
         Diagnosis { run, theme }.render(diagnosis, buf);
         LrChart {
             run,
+            other: self.compare.as_ref(),
             marker,
             focused: self.focus == Panel::LearningRate,
             theme,

@@ -65,7 +65,7 @@ impl Hub {
         (s.run.clone(), rx)
     }
 
-    /// Watchers attached now, and those let go for not reading.
+    /// Watchers attached now, and those let go for not reading (not those that hung up).
     pub fn counts(&self) -> (usize, usize) {
         let s = self.lock();
         (s.watchers.len(), s.dropped)
@@ -98,11 +98,28 @@ impl Hub {
                         }
                         let mut s = self.lock();
                         s.run.on_event(&e);
-                        let before = s.watchers.len();
+                        // Those that hung up go quietly; those that stopped reading are let go.
+                        let mut lagging = 0;
                         s.watchers.retain_mut(|w| {
-                            w.send(e.clone()) && w.events_behind() <= MAX_EVENTS_BEHIND
+                            let listening = w.send(e.clone());
+                            let keep = listening && w.events_behind() <= MAX_EVENTS_BEHIND;
+                            lagging += usize::from(listening && !keep);
+                            keep
                         });
-                        s.dropped += before - s.watchers.len();
+                        s.dropped += lagging;
+                        if lagging > 0 {
+                            // The others hear of it (their logs say why a screen went quiet).
+                            let warning = Event::Warning {
+                                step: s.run.step,
+                                message: format!(
+                                    "a watcher {MAX_EVENTS_BEHIND} events behind was let go"
+                                ),
+                            };
+                            s.run.on_event(&warning);
+                            for w in &mut s.watchers {
+                                w.send(warning.clone());
+                            }
+                        }
                     }
                     Err(_) => break,
                 },

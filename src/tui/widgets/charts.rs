@@ -10,6 +10,7 @@ use ratatui::widgets::{Block, Borders, Chart, Widget};
 use super::{axis, block, bounds, line, points};
 use crate::format::sci;
 use crate::protocol::EpochMetrics;
+use crate::tui::app::Comparison;
 use crate::tui::app::TimeAxis;
 use crate::tui::theme::Theme;
 use crate::watch::RunState;
@@ -26,6 +27,8 @@ pub enum Metric {
 /// and best values in the title, on steps or epochs.
 pub struct MetricChart<'a> {
     pub run: &'a RunState,
+    /// Another run, drawn dimmed underneath.
+    pub other: Option<&'a Comparison>,
     pub metric: Metric,
     pub axis: TimeAxis,
     /// The last N steps only (step axis).
@@ -38,13 +41,6 @@ pub struct MetricChart<'a> {
 impl Widget for MetricChart<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let (run, theme, metric) = (self.run, &self.theme, self.metric);
-        let pct = |x: f64| {
-            if metric == Metric::Accuracy {
-                100.0 * x
-            } else {
-                x
-            }
-        };
         let fmt = |x: f64| {
             if metric == Metric::Loss {
                 format!("{x:.4}")
@@ -100,8 +96,100 @@ impl Widget for MetricChart<'_> {
             ),
         ]);
         let marker = self.marker;
-        // Train per step (smoothed) and validation per epoch, on steps; or both per epoch.
-        let (train, val, x_name): (Points, Points, &str) = match self.axis {
+        let (train, val, x_name) = self.series(run);
+        let other = self.other.map(|o| self.series(&o.run));
+        // Axes that stay put while the run grows: redrawing a rescaled chart every step would
+        // rewrite every cell of it (bytes over SSH) and make the curve hard to follow.
+        let both = |f: fn(&(f64, f64)) -> f64| {
+            let mut v: Vec<f64> = train.iter().chain(&val).map(f).collect();
+            if let Some((t, e, _)) = &other {
+                v.extend(t.iter().chain(e).map(f));
+            }
+            v
+        };
+        let other_steps = self
+            .other
+            .map_or(0, |o| o.run.total_steps().max(o.run.step));
+        let (x0, x1) = match (self.axis, self.window) {
+            (TimeAxis::Steps, None) => (
+                0.0,
+                run.total_steps().max(run.step).max(other_steps).max(1) as f64,
+            ),
+            (TimeAxis::Epochs, _) => {
+                let epochs = |r: &RunState| r.info.as_ref().map(|i| i.epochs).unwrap_or(1);
+                let other = self.other.map_or(1, |o| epochs(&o.run));
+                (1.0, epochs(run).max(other).max(2) as f64)
+            }
+            (TimeAxis::Steps, Some(_)) => bounds(both(|p| p.0).into_iter()),
+        };
+        let (y0, y1) = match metric {
+            Metric::Accuracy => {
+                let (lo, _) = bounds(both(|p| p.1).into_iter());
+                (((lo - 5.0) / 10.0).floor().clamp(0.0, 9.0) * 10.0, 100.0)
+            }
+            Metric::Loss => {
+                let (_, hi) = bounds(both(|p| p.1).into_iter());
+                (0.0, nice_ceil(hi))
+            }
+        };
+        let val_style = theme.fg(Theme::VAL).add_modifier(Modifier::BOLD);
+        let mut datasets = Vec::new();
+        // The other run first: this one's lines are drawn over it.
+        if let Some((t, v, _)) = &other {
+            datasets.push(line(t, marker, theme.dim()));
+            datasets.push(points(v, Marker::Dot, theme.dim()));
+        }
+        datasets.push(line(&train, marker, theme.fg(Theme::TRAIN)));
+        // One validation point is a dot; more are a line.
+        datasets.push(if val.len() > 1 {
+            line(&val, marker, val_style)
+        } else {
+            points(&val, Marker::Dot, val_style)
+        });
+        let ylabel = |v: f64| {
+            if metric == Metric::Loss {
+                format!("{v:.2}")
+            } else {
+                format!("{v:.0}%")
+            }
+        };
+        Chart::new(datasets)
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .border_style(theme.border(self.focused))
+                    .title(title),
+            )
+            .x_axis(
+                axis(x0, x1, [format!("{x0:.0}"), format!("{x1:.0}")], theme).title(
+                    // The legend of the other run's dimmed lines.
+                    Span::styled(
+                        match self.other {
+                            Some(o) => format!("dim: {}  {x_name}", o.name),
+                            None => x_name.to_string(),
+                        },
+                        theme.dim(),
+                    ),
+                ),
+            )
+            .y_axis(axis(y0, y1, [ylabel(y0), ylabel(y1)], theme))
+            .legend_position(None)
+            .render(area, buf);
+    }
+}
+
+impl MetricChart<'_> {
+    /// Train per step (smoothed) and validation per epoch, on steps; or both per epoch.
+    fn series(&self, run: &RunState) -> (Points, Points, &'static str) {
+        let metric = self.metric;
+        let pct = |x: f64| {
+            if metric == Metric::Accuracy {
+                100.0 * x
+            } else {
+                x
+            }
+        };
+        match self.axis {
             TimeAxis::Steps => {
                 let series = if metric == Metric::Loss {
                     &run.train_loss
@@ -154,64 +242,15 @@ impl Widget for MetricChart<'_> {
                     .collect();
                 (train, val, "epoch")
             }
-        };
-        // Axes that stay put while the run grows: redrawing a rescaled chart every step would
-        // rewrite every cell of it (bytes over SSH) and make the curve hard to follow.
-        let (x0, x1) = match (self.axis, self.window) {
-            (TimeAxis::Steps, None) => (0.0, run.total_steps().max(run.step).max(1) as f64),
-            (TimeAxis::Epochs, _) => (
-                1.0,
-                run.info.as_ref().map(|i| i.epochs).unwrap_or(1).max(2) as f64,
-            ),
-            (TimeAxis::Steps, Some(_)) => bounds(train.iter().chain(&val).map(|p| p.0)),
-        };
-        let (y0, y1) = match metric {
-            Metric::Accuracy => {
-                let (lo, _) = bounds(train.iter().chain(&val).map(|p| p.1));
-                (((lo - 5.0) / 10.0).floor().clamp(0.0, 9.0) * 10.0, 100.0)
-            }
-            Metric::Loss => {
-                let (_, hi) = bounds(train.iter().chain(&val).map(|p| p.1));
-                (0.0, nice_ceil(hi))
-            }
-        };
-        let val_style = theme.fg(Theme::VAL).add_modifier(Modifier::BOLD);
-        let datasets = vec![
-            line(&train, marker, theme.fg(Theme::TRAIN)),
-            // One validation point is a dot; more are a line.
-            if val.len() > 1 {
-                line(&val, marker, val_style)
-            } else {
-                points(&val, Marker::Dot, val_style)
-            },
-        ];
-        let ylabel = |v: f64| {
-            if metric == Metric::Loss {
-                format!("{v:.2}")
-            } else {
-                format!("{v:.0}%")
-            }
-        };
-        Chart::new(datasets)
-            .block(
-                Block::default()
-                    .borders(Borders::ALL)
-                    .border_style(theme.border(self.focused))
-                    .title(title),
-            )
-            .x_axis(
-                axis(x0, x1, [format!("{x0:.0}"), format!("{x1:.0}")], theme)
-                    .title(Span::styled(x_name, theme.dim())),
-            )
-            .y_axis(axis(y0, y1, [ylabel(y0), ylabel(y1)], theme))
-            .legend_position(None)
-            .render(area, buf);
+        }
     }
 }
 
 /// The learning rate per step on a log scale, the user's changes marked.
 pub struct LrChart<'a> {
     pub run: &'a RunState,
+    /// Another run, drawn dimmed underneath.
+    pub other: Option<&'a Comparison>,
     pub marker: Marker,
     pub focused: bool,
     pub theme: Theme,
@@ -236,6 +275,7 @@ impl Widget for LrChart<'_> {
                 .collect()
         };
         let trace = log(&run.lr_trace.points());
+        let other = self.other.map(|o| log(&o.run.lr_trace.points()));
         let marks: Vec<(f64, f64)> = run
             .lr_marks
             .iter()
@@ -247,10 +287,28 @@ impl Widget for LrChart<'_> {
             .into_iter()
             .map(|(s, lr)| (s as f64, lr.max(1e-12).log10()))
             .collect();
-        let (x0, x1) = (0.0, run.total_steps().max(run.step).max(1) as f64);
-        let (lo, hi) = bounds(trace.iter().chain(&marks).chain(&plan).map(|p| p.1));
+        let other_steps = self
+            .other
+            .map_or(0, |o| o.run.total_steps().max(o.run.step));
+        let (x0, x1) = (
+            0.0,
+            run.total_steps().max(run.step).max(other_steps).max(1) as f64,
+        );
+        let others = other.iter().flatten();
+        let (lo, hi) = bounds(
+            trace
+                .iter()
+                .chain(&marks)
+                .chain(&plan)
+                .chain(others)
+                .map(|p| p.1),
+        );
         let (y0, y1) = ((lo - 0.25).floor(), (hi + 0.25).ceil());
-        let datasets = vec![
+        let mut datasets = Vec::new();
+        if let Some(o) = &other {
+            datasets.push(line(o, self.marker, theme.dim()));
+        }
+        datasets.extend([
             points(&plan, Marker::Dot, theme.dim()),
             line(&trace, self.marker, theme.fg(Theme::LR)),
             points(
@@ -258,15 +316,17 @@ impl Widget for LrChart<'_> {
                 Marker::Block,
                 theme.fg(Theme::MARK).add_modifier(Modifier::BOLD),
             ),
-        ];
+        ]);
         Chart::new(datasets)
             .block(block(title, theme, self.focused))
-            .x_axis(axis(
-                x0,
-                x1,
-                [format!("{x0:.0}"), format!("{x1:.0}")],
-                theme,
-            ))
+            .x_axis(
+                axis(x0, x1, [format!("{x0:.0}"), format!("{x1:.0}")], theme).title(Span::styled(
+                    self.other
+                        .map(|o| format!("dim: {}", o.name))
+                        .unwrap_or_default(),
+                    theme.dim(),
+                )),
+            )
             .y_axis(axis(
                 y0,
                 y1,
