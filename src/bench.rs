@@ -483,6 +483,7 @@ fn ui_overhead(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), 
     ));
     let mut results: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     let mut kbps: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let mut socket_kbps = Vec::new();
     let sock_dir = std::env::temp_dir().join(format!("candletop-bench-{}", std::process::id()));
     std::fs::create_dir_all(&sock_dir)?;
     for _round in 0..3 {
@@ -516,7 +517,10 @@ fn ui_overhead(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), 
                         .map_err(|e| Error::Usage(e.to_string()))?;
                     let attached = crate::socket::client::attach(&sock_dir)
                         .map_err(|e| Error::Usage(e.to_string()))?;
+                    let t1 = Instant::now();
                     tui::run_offscreen(&attached.link, options, counter.clone(), size)?;
+                    let kb = attached.bytes.load(Ordering::Relaxed) as f64 / 1000.0;
+                    socket_kbps.push(kb / t1.elapsed().as_secs_f64().max(1e-9));
                     drop(server);
                 }
             }
@@ -562,6 +566,12 @@ fn ui_overhead(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), 
         "attached slowdown vs in-process",
         100.0 * (1.0 - a / t)
     ));
+    say(&format!(
+        "{:<30} {:>11.1} KB/s (steps and events, local)",
+        "socket to the watcher",
+        median(&socket_kbps)
+    ));
+    snapshot_cost(base, data)?;
     Ok(())
 }
 
@@ -630,4 +640,42 @@ fn row_in(width: usize, what: &str, ips: f64, secs_per_batch: f64) {
 /// A line on stdout; a closed pipe (`| head`) is not an error worth a panic.
 fn say(line: &str) {
     let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+/// What attaching to a long run costs: the snapshot of a run of a million steps (the state is
+/// bounded: series halve their resolution, the log keeps its newest lines), encoded by the
+/// server and decoded by the watcher.
+fn snapshot_cost(base: &RunConfig, data: &DataSplits) -> Result<(), Error> {
+    use crate::protocol::{Event, StepMetrics};
+    use crate::watch::RunState;
+    let trainer = Trainer::new(base.clone(), data.clone())?;
+    let mut run = RunState::default();
+    run.on_event(&Event::Started(trainer.info().clone()));
+    let layers = trainer.info().layers.len();
+    let steps = 1_000_000u64;
+    for step in 1..=steps {
+        run.on_step(&StepMetrics {
+            step,
+            epoch: 1 + (step / 1000) as usize,
+            steps: 1,
+            loss: 1.0 / (1.0 + step as f64 / 1e4),
+            accuracy: 0.9,
+            lr: 1e-3,
+            grad_norms: vec![0.1; layers],
+            update_ratios: vec![1e-3; layers],
+            images_per_sec: 2000.0,
+        });
+    }
+    let t0 = Instant::now();
+    let bytes = serde_json::to_vec(&run).map_err(std::io::Error::other)?;
+    let back: RunState = serde_json::from_slice(&bytes).map_err(std::io::Error::other)?;
+    let secs = t0.elapsed().as_secs_f64();
+    std::hint::black_box(back);
+    say(&format!(
+        "{:<30} {:>11.0} KB, {:.1} ms to encode and decode",
+        "attach snapshot, 1,000,000 steps",
+        bytes.len() as f64 / 1000.0,
+        secs * 1000.0
+    ));
+    Ok(())
 }

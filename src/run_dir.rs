@@ -46,7 +46,13 @@ pub fn choose(config: &RunConfig) -> PathBuf {
 /// Creates the run directory (`choose`) and writes `config.toml`.
 pub fn create(config: &RunConfig) -> Result<PathBuf, RunDirError> {
     let dir = choose(config);
+    let new = !dir.exists();
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    // A run directory candletop makes is its user's alone: it holds the run's socket.
+    if new {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io_err(&dir))?;
+    }
     // Without the run directory, so that `--config <this file>` repeats the run in a new one
     // rather than writing over this one.
     let mut resolved = config.clone();

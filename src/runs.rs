@@ -171,7 +171,7 @@ pub fn table(runs: &[RunSummary]) -> String {
     if runs.is_empty() {
         return "no runs here".into();
     }
-    let rows: Vec<[String; 8]> = runs
+    let rows: Vec<[String; 9]> = runs
         .iter()
         .map(|r| {
             [
@@ -183,14 +183,15 @@ pub fn table(runs: &[RunSummary]) -> String {
                     .map_or("-".into(), |a| format!("{:.2}%", 100.0 * a)),
                 r.lr.map_or("-".into(), sci),
                 age(r.age_secs),
+                r.data.split(" (").next().unwrap_or_default().to_string(),
                 r.model.split(" (").next().unwrap_or_default().to_string(),
             ]
         })
         .collect();
     let head = [
-        "RUN", "STATE", "EPOCHS", "STEPS", "BEST VAL", "LR", "UPDATED", "MODEL",
+        "RUN", "STATE", "EPOCHS", "STEPS", "BEST VAL", "LR", "UPDATED", "DATA", "MODEL",
     ];
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..9)
         .map(|i| {
             rows.iter()
                 .map(|r| r[i].chars().count())

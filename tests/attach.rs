@@ -252,8 +252,9 @@ fn a_recorded_run_replays_into_the_state_its_watcher_had() {
     live.wait().unwrap();
 }
 
-/// Another user cannot watch: the run checks the peer's user id even when the socket's mode
-/// would let them in, refuses with a reason, and notes it in socket.log. (Needs root to act as
+/// Another user cannot watch: the run directory's and the socket's modes keep them out, and
+/// when those are opened the run checks the peer's user id, refuses with a reason, and notes it
+/// in socket.log. (Needs root to act as
 /// another user; skipped otherwise, and said so.)
 #[test]
 fn another_user_is_refused() {
@@ -268,40 +269,45 @@ fn another_user_is_refused() {
     let mut run = start_run(tmp.path());
     let dir = tmp.path().join("r");
     let socket = dir.join(SOCKET_NAME);
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
     let path = std::ffi::CString::new(socket.to_str().unwrap()).unwrap();
-    // SAFETY: the child only calls async-signal-safe functions, then _exit.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        unsafe {
-            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
-                libc::_exit(3);
+    // The exit status of a child that connects as user `nobody`: 0 refused by the run, 4 no
+    // connection at all.
+    let as_nobody = || -> i32 {
+        // SAFETY: the child only calls async-signal-safe functions, then _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    libc::_exit(3);
+                }
+                let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                let mut addr: libc::sockaddr_un = std::mem::zeroed();
+                addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+                for (i, b) in path.as_bytes().iter().enumerate() {
+                    addr.sun_path[i] = *b as libc::c_char;
+                }
+                let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+                if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 {
+                    libc::_exit(4);
+                }
+                let mut buf = [0u8; 512];
+                let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+                let refused = n > 0 && buf[..n as usize].windows(8).any(|w| w == b"refused:");
+                libc::_exit(if refused { 0 } else { 5 });
             }
-            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
-            let mut addr: libc::sockaddr_un = std::mem::zeroed();
-            addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-            for (i, b) in path.as_bytes().iter().enumerate() {
-                addr.sun_path[i] = *b as libc::c_char;
-            }
-            let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-            if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 {
-                libc::_exit(4);
-            }
-            let mut buf = [0u8; 512];
-            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-            let refused = n > 0 && buf[..n as usize].windows(8).any(|w| w == b"refused:");
-            libc::_exit(if refused { 0 } else { 5 });
         }
-    }
-    let mut status = 0;
-    // SAFETY: waiting for the child forked above.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(libc::WIFEXITED(status), "{status}");
-    assert_eq!(
-        libc::WEXITSTATUS(status),
-        0,
-        "the other user was not refused"
-    );
+        let mut status = 0;
+        // SAFETY: waiting for the child forked above.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "{status}");
+        libc::WEXITSTATUS(status)
+    };
+    // The run directory (0700) and the socket (0600) keep others out...
+    assert_eq!(as_nobody(), 4, "another user reached the socket");
+    // ...and with the modes opened, the run's own check refuses them.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(as_nobody(), 0, "the other user was not refused");
     let log = std::fs::read_to_string(dir.join("socket.log")).unwrap();
     assert!(log.contains("refused a watcher of user id 65534"), "{log}");
     // The owner still gets in.

@@ -22,6 +22,8 @@ pub struct Attached {
     pub link: MonitorLink,
     /// The training process.
     pub pid: u32,
+    /// Bytes received since the snapshot (what watching costs the socket).
+    pub bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Why a run could not be attached to, in a line that says what to do.
@@ -101,11 +103,17 @@ pub fn attach(dir: &Path) -> Result<Attached, AttachError> {
     let (steps_tx, steps) = bounded(STEP_CHANNEL_CAPACITY);
     let (events_tx, events) = unbounded();
     let (commands, commands_rx) = unbounded();
+    let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = bytes.clone();
     std::thread::Builder::new()
         .name("candletop-attach-read".into())
         .spawn(move || loop {
             let msg = match read_frame(&mut input, MAX_SNAPSHOT) {
-                Ok(Frame::Line(line)) => serde_json::from_slice::<ServerMsg>(&line).ok(),
+                Ok(Frame::Line(line)) => {
+                    let n = line.len() as u64 + 1;
+                    counted.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    serde_json::from_slice::<ServerMsg>(&line).ok()
+                }
                 Ok(Frame::TooLong) => None,
                 Ok(Frame::Closed) | Err(_) => return,
             };
@@ -144,5 +152,6 @@ pub fn attach(dir: &Path) -> Result<Attached, AttachError> {
             commands,
         },
         pid,
+        bytes,
     })
 }
