@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::select;
 
+use crate::protocol::StepMetrics;
 use crate::watch::hub::Hub;
 use wire::{read_frame, write_msg, ClientMsg, Frame, ServerMsg, MAX_FRAME, PROTOCOL_VERSION};
 
@@ -29,6 +30,9 @@ pub const LOG_NAME: &str = "socket.log";
 
 /// How long a watcher has to say hello, and a write may block before the watcher is let go.
 const PATIENCE: Duration = Duration::from_secs(5);
+
+/// At most one step message per this long to a watcher (steps in between are folded in).
+pub const STEP_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The listening socket of a run; removed when dropped.
 pub struct Server {
@@ -242,18 +246,39 @@ fn serve(stream: UnixStream, hub: &Hub, run_dir: &str, log: &Path) {
             Ok(Frame::Closed) | Err(_) => return,
         }
     });
-    // Everything the run says, until it ends or the watcher goes.
+    // Everything the run says, until it ends or the watcher goes. Steps are folded to at most
+    // one message per `STEP_INTERVAL` (a screen draws at about that rate); events go at once,
+    // after the steps before them.
     let (mut steps, events) = (link.steps.clone(), link.events.clone());
+    let mut pending: Option<StepMetrics> = None;
+    let mut last_sent = Instant::now();
+    let flush = |pending: &mut Option<StepMetrics>, last_sent: &mut Instant| -> bool {
+        *last_sent = Instant::now();
+        match pending.take() {
+            Some(metrics) => send(&ServerMsg::Step { metrics }),
+            None => true,
+        }
+    };
     loop {
+        let wait = STEP_INTERVAL.saturating_sub(last_sent.elapsed());
         let sent = select! {
             recv(steps) -> m => match m {
-                Ok(metrics) => send(&ServerMsg::Step { metrics }),
+                Ok(m) => {
+                    match &mut pending {
+                        Some(p) => p.fold(m),
+                        None => pending = Some(m),
+                    }
+                    last_sent.elapsed() < STEP_INTERVAL || flush(&mut pending, &mut last_sent)
+                }
                 Err(_) => { steps = crossbeam_channel::never(); true }
             },
             recv(events) -> e => match e {
-                Ok(event) => send(&ServerMsg::Event { event }),
+                Ok(event) => {
+                    flush(&mut pending, &mut last_sent) && send(&ServerMsg::Event { event })
+                }
                 Err(_) => break,
             },
+            default(wait) => flush(&mut pending, &mut last_sent),
         };
         if !sent {
             break;
