@@ -82,7 +82,7 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
         _ => None,
     };
     if serving.is_none() && !headless && !args.foreground {
-        return launch_and_attach(args, &cfg);
+        return launch_and_attach(args, &cfg, compare);
     }
     let cfg = match &serving {
         Some(dir) => RunConfig {
@@ -162,7 +162,11 @@ pub const TRAINER_LOG: &str = "trainer.log";
 /// The terminal UI's way: start the run as a process of its own (a new session, no terminal),
 /// wait until it listens, and attach to it. Bad input is the run's first word: printed here,
 /// with its exit status.
-fn launch_and_attach(args: &TrainArgs, cfg: &RunConfig) -> Result<ExitCode, Error> {
+fn launch_and_attach(
+    args: &TrainArgs,
+    cfg: &RunConfig,
+    compare: Option<tui::Comparison>,
+) -> Result<ExitCode, Error> {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
     let dir = run_dir::choose(cfg);
@@ -195,9 +199,9 @@ fn launch_and_attach(args: &TrainArgs, cfg: &RunConfig) -> Result<ExitCode, Erro
         run_dir: Some(dir),
         fps: args.fps,
         braille: args.braille,
-        compare: args.compare.clone(),
+        compare: None,
     };
-    attach_with(&ui, ui_options(args, cfg))
+    attach_with(&ui, ui_options(args, cfg), compare)
 }
 
 /// Points stdout and stderr at `path` (created), for a process that outlives its terminal.
@@ -226,17 +230,21 @@ fn attach(args: &AttachArgs) -> Result<ExitCode, Error> {
         braille: args.braille,
         ..tui::UiOptions::default()
     };
-    attach_with(args, options)
+    let compare = args.compare.as_deref().map(comparison).transpose()?;
+    attach_with(args, options, compare)
 }
 
-fn attach_with(args: &AttachArgs, options: tui::UiOptions) -> Result<ExitCode, Error> {
+fn attach_with(
+    args: &AttachArgs,
+    options: tui::UiOptions,
+    compare: Option<tui::Comparison>,
+) -> Result<ExitCode, Error> {
     let dir = match &args.run_dir {
         Some(d) => d.clone(),
         None => runs::newest_live(Path::new("runs")).ok_or_else(|| {
             Error::Usage("no live run under runs/ (candletop ls lists them; give a RUN_DIR)".into())
         })?,
     };
-    let compare = args.compare.as_deref().map(comparison).transpose()?;
     let attached = socket::client::attach(&dir).map_err(|e| Error::Usage(e.to_string()))?;
     let signals = signals::spawn()?;
     let options = tui::UiOptions {
