@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::checkpoint;
 use crate::cli::{
     AttachArgs, Cli, Cmd, DataInfoArgs, DiagnoseArgs, EvalArgs, InspectArgs, LrFindArgs, LsArgs,
-    Split, TrainArgs, ViewArgs,
+    PlotArgs, Split, TrainArgs, ViewArgs,
 };
 use crate::config::RunConfig;
 use crate::data::{DataSpec, DataSplits};
@@ -21,7 +21,7 @@ use crate::run_dir::{self, RunDirError};
 use crate::train::{eval, lr_find, FinderSettings, TrainError, Trainer};
 use crate::watch::hub::Hub;
 use crate::watch::Outcome;
-use crate::{bench, headless, runs, runtime, signals, socket, tui};
+use crate::{bench, figure, headless, runs, runtime, signals, socket, tui};
 
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Some(Cmd::Attach(a)) => attach(&a),
         Some(Cmd::Ls(l)) => ls(&l),
         Some(Cmd::View(v)) => view(&v),
+        Some(Cmd::Plot(p)) => plot(&p),
     }
 }
 
@@ -147,10 +148,52 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
     if handle.is_finished() {
         let _ = handle.join();
     }
+    if args.plot {
+        // The run is over and metrics.jsonl complete. A figure that cannot be written is said,
+        // not a failed run.
+        let path = dir.join(FIGURE_NAME);
+        match recorded(&dir).map_err(|e| e.to_string()).and_then(|state| {
+            figure::write(
+                &path,
+                &[figure::Run {
+                    name: run_name(&dir),
+                    state,
+                }],
+            )
+        }) {
+            Ok(()) => eprintln!("candletop: figure written to {}", path.display()),
+            Err(e) => eprintln!("candletop: warning: no figure: {e}"),
+        }
+    }
     match outcome {
         Outcome::Failed(message) => Err(Error::Training(message)),
         o => Ok(o.exit_code()),
     }
+}
+
+/// Where `--plot` writes the run's figure, in its run directory.
+pub const FIGURE_NAME: &str = "figure.svg";
+
+/// `candletop plot RUN_DIR [--compare OTHER ...] -o FILE`: the run as a figure.
+fn plot(args: &PlotArgs) -> Result<ExitCode, Error> {
+    let mut runs = Vec::new();
+    for dir in std::iter::once(&args.run_dir).chain(&args.compare) {
+        runs.push(figure::Run {
+            name: run_name(dir),
+            state: recorded(dir)?,
+        });
+    }
+    figure::write(&args.output, &runs).map_err(Error::Usage)?;
+    println!("wrote {}", args.output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How legends name a run: its directory's own name.
+fn run_name(dir: &Path) -> String {
+    dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().to_string(),
+    )
 }
 
 /// Set (to the run directory) in the training process the terminal UI starts.
@@ -320,12 +363,8 @@ fn recorded(dir: &Path) -> Result<crate::watch::RunState, Error> {
 /// The run `--compare` names, to draw under this one.
 fn comparison(dir: &Path) -> Result<tui::Comparison, Error> {
     // The directory's own name: the charts' legend is short.
-    let name = dir.file_name().map_or_else(
-        || dir.display().to_string(),
-        |n| n.to_string_lossy().to_string(),
-    );
     Ok(tui::Comparison {
-        name,
+        name: run_name(dir),
         run: recorded(dir)?,
     })
 }

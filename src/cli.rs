@@ -57,6 +57,25 @@ pub enum Cmd {
     /// Open a run that has ended in the terminal UI, as it was: charts, LR trace, gradients,
     /// event log (from its metrics.jsonl; nothing to steer).
     View(ViewArgs),
+    /// Draw a run as a figure to keep, SVG or PNG: loss, accuracy, learning rate and the
+    /// gradient norm of every parameter over the steps, with the run's settings in a caption
+    /// (from its metrics.jsonl; other runs overlaid with --compare).
+    Plot(PlotArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlotArgs {
+    /// A run directory (with metrics.jsonl)
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+
+    /// Another run to overlay (its run directory); give it again for more
+    #[arg(long, value_name = "RUN_DIR")]
+    pub compare: Vec<PathBuf>,
+
+    /// The figure to write: a name ending in .svg or .png
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -288,6 +307,11 @@ pub struct TrainArgs {
     /// Draw another run's loss, accuracy and LR dimmed under this one's (its run directory)
     #[arg(long, value_name = "RUN_DIR")]
     pub compare: Option<PathBuf>,
+
+    /// When the run ends, write its figure (as `candletop plot` draws it) to
+    /// <run-dir>/figure.svg
+    #[arg(long)]
+    pub plot: bool,
 
     /// What a NaN or infinite loss or gradient does: pause (roll back to the last good state,
     /// kept every 100 steps, and wait for a key; the terminal UI's default), stop (save

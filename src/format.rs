@@ -43,6 +43,19 @@ pub fn sci(x: f64) -> String {
     format!("{x:.2e}")
 }
 
+/// `2.31`, `0.0123`, `1.2e18`: a value in few characters (three significant digits).
+pub fn short(x: f64) -> String {
+    let a = x.abs();
+    if x == 0.0 || !x.is_finite() {
+        format!("{x}")
+    } else if !(1e-3..1e4).contains(&a) {
+        format!("{x:.1e}")
+    } else {
+        let decimals = (2 - a.log10().floor() as i32).max(0) as usize;
+        format!("{x:.decimals$}")
+    }
+}
+
 /// Serialises an `f32` as the shortest decimal that reads back as it (`0.9`, not the
 /// `0.8999999761581421` of its exact f64 value), so that config files say what was written.
 pub fn f32_as_written<S: serde::Serializer>(x: &f32, s: S) -> Result<S::Ok, S::Error> {
@@ -66,5 +79,9 @@ mod tests {
         assert_eq!(group_thousands(12), "12");
         assert_eq!(group_thousands(1_000_000), "1,000,000");
         assert_eq!(sci(0.002), "2.00e-3");
+        assert_eq!(short(2.3107), "2.31");
+        assert_eq!(short(0.01234), "0.0123");
+        assert_eq!(short(123.4), "123");
+        assert_eq!(short(2e18), "2.0e18");
     }
 }

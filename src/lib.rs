@@ -5,7 +5,8 @@
 //! ```text
 //! edges        app (subcommands), cli (flags), bench, error,     main.rs calls app
 //!              runs (what `ls` shows)
-//! front ends   tui, headless, socket (other processes watching)  talk to training only through protocol
+//! front ends   tui, headless, socket (other processes watching),  talk to training only through protocol
+//!              figure (a run drawn as SVG or PNG)
 //! watching     watch (RunState, the receive loop, Outcome, the hub that shares a run)
 //! core         train -> checkpoint, run_dir -> config -> data, model, optim, diagnose
 //! plain data   protocol (messages), schedule, format, rng, signals, runtime
@@ -22,6 +23,7 @@ pub mod config;
 pub mod data;
 pub mod diagnose;
 pub mod error;
+pub mod figure;
 pub mod format;
 pub mod headless;
 pub mod model;

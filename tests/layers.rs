@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
     // what a watcher knows of a run
     &["watch"],
     // front ends
-    &["headless", "tui", "socket"],
+    &["headless", "tui", "socket", "figure"],
     // edges: command line, subcommands, benchmark, the runs listing
     &["cli", "error", "bench", "app", "runs"],
 ];
@@ -38,6 +38,7 @@ const FRONT_ENDS: &[(&str, &[&str])] = &[
     ),
     ("watch", &["protocol", "schedule", "format"]),
     ("socket", &["protocol", "watch", "format"]),
+    ("figure", &["protocol", "watch", "format"]),
 ];
 
 fn src() -> PathBuf {

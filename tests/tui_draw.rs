@@ -139,9 +139,234 @@ fn a_paused_run_at_the_design_size() {
     let app = recorded();
     let s = screen(&app, 120, 36);
     insta::assert_snapshot!("paused_120x36", s);
-    // The title's train loss is the smoothed loss the state computed.
-    let loss = app.run.loss_smoothed.unwrap();
-    assert!(s.contains(&format!("train {loss:.4}")), "{s}");
+    // The title's train loss is the chart's smoothed curve at its end: an EMA of span 50 over
+    // the 75 raw losses, debiased (pandas' `ewm(span=50, adjust=True).mean()`).
+    let alpha = 2.0 / 51.0;
+    let (mut num, mut den) = (0.0, 0.0);
+    for step in 1..=75 {
+        let loss = 2.0 / (1.0 + step as f64 / 10.0);
+        num = (1.0 - alpha) * num + loss;
+        den = (1.0 - alpha) * den + 1.0;
+    }
+    let ema = num / den;
+    assert!(s.contains(&format!("train {ema:.4}")), "{ema:.4}\n{s}");
+}
+
+/// A run as Fashion-MNIST trains: 3 epochs x 141 steps, the loss falling fast from 2.3 and then
+/// slowly, with batch noise; one layer's gradient fades away over the run.
+fn realistic() -> App {
+    let mut app = App::new(UiOptions::default());
+    let layers = layers();
+    app.on_event(&Event::Started(RunInfo {
+        clip_grad_norm: 0.0,
+        data_facts: DataFacts {
+            train_counts: vec![900; 10],
+            val_counts: vec![100; 10],
+            test_counts: vec![200; 10],
+            augment: String::new(),
+            augmenting: false,
+            class_weights: vec![],
+            balanced_weights: vec![1.0; 10],
+            sampler: "shuffle".into(),
+            skipped: vec![],
+        },
+        data: "embedded (9000 train / 1000 val / 2000 test, 1x28x28, 10 classes)".into(),
+        model: "c32,c64,f128 relu bn dropout 0.25 (421,738 params)".into(),
+        param_count: 421_738,
+        optimizer: "AdamW wd 0.01".into(),
+        layers,
+        classes: (0..10).map(|c| c.to_string()).collect(),
+        epochs: 3,
+        steps_per_epoch: 141,
+        total_steps: 423,
+        batch_size: 64,
+        run_dir: "runs/x".into(),
+        resumed: None,
+        schedule: candletop::schedule::Schedule::constant(1e-3, 423, 141),
+    }));
+    // A fixed pseudo-random sequence for the batch noise.
+    let mut seed = 12345u64;
+    let mut noise = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    };
+    let vals = [(0.4410, 0.8420), (0.3512, 0.8713), (0.3117, 0.8920)];
+    for step in 1..=423u64 {
+        let s = step as f64;
+        let loss = 0.3 + 2.0 * (-s / 25.0).exp() + 0.25 * noise();
+        let accuracy = (0.89 - 0.79 * (-s / 25.0).exp() + 0.08 * noise()).min(1.0);
+        let fade = 1e-2 * (-s / 40.0).exp();
+        app.on_step(&StepMetrics {
+            step,
+            epoch: (step as usize - 1) / 141 + 1,
+            steps: 1,
+            loss,
+            accuracy,
+            lr: 1e-3,
+            grad_norms: vec![0.6 + 0.2 * noise(), 0.06, 0.03, 1.6 + 0.4 * noise(), fade],
+            update_ratios: vec![1.4e-3, 2.3e-4, 4.8e-3, 7.2e-3, 1e-2],
+            images_per_sec: 2600.0,
+        });
+        if step % 141 == 0 {
+            let e = (step / 141) as usize;
+            let (val_loss, val_accuracy) = vals[e - 1];
+            app.on_event(&Event::Epoch(EpochMetrics {
+                epoch: e,
+                step,
+                train_loss: 0.3 + 0.5 / e as f64,
+                train_accuracy: 0.80 + 0.03 * e as f64,
+                val_loss,
+                val_accuracy,
+                val_class_accuracy: vec![val_accuracy; 10],
+                lr: 1e-3,
+                images_per_sec: 2600.0,
+                elapsed_secs: 4.0 * e as f64,
+            }));
+        }
+    }
+    app.on_event(&Event::Paused { step: 423 });
+    app
+}
+
+#[test]
+fn a_realistic_run_reads_at_120x36_and_80x24() {
+    let app = realistic();
+    let big = screen(&app, 120, 36);
+    insta::assert_snapshot!("realistic_120x36", big);
+    let small = screen(&app, 80, 24);
+    insta::assert_snapshot!("realistic_80x24", small);
+    for s in [&big, &small] {
+        // The header keeps the essentials at both sizes.
+        let header: String = s.lines().take(4).collect::<Vec<_>>().join("\n");
+        for want in [
+            "PAUSED",
+            "epoch 3/3",
+            "step 423/423",
+            "img/s",
+            "lr 1.00e-3",
+            "data embedded",
+        ] {
+            assert!(header.contains(want), "{want} missing:\n{header}");
+        }
+        // The layer whose gradient faded is marked, in the bar and at the end of its history.
+        assert!(s.contains("vanishing"), "{s}");
+    }
+}
+
+/// The y tick labels of the chart whose title starts with `title` (the left column of its
+/// rows), top to bottom.
+fn y_labels(s: &str, title: &str) -> Vec<String> {
+    let lines: Vec<&str> = s.lines().collect();
+    let (row, col) = lines
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| l.find(title).map(|c| (i, c)))
+        .unwrap_or_else(|| panic!("no {title} in\n{s}"));
+    let col = l_chars(lines[row], col) - 2; // the frame's corner, then a space
+    let mut out = Vec::new();
+    for l in &lines[row + 1..] {
+        let chars: Vec<char> = l.chars().collect();
+        if chars.get(col) != Some(&'│') {
+            break;
+        }
+        // The label column ends at the axis: ┤ at a tick, │ elsewhere.
+        let label: String = chars[col + 1..]
+            .iter()
+            .take_while(|&&c| c != '│' && c != '┤')
+            .collect();
+        if chars.get(col + 1 + label.chars().count()) == Some(&'┤') {
+            out.push(label.trim().to_string());
+        }
+    }
+    out
+}
+
+/// The char index of byte offset `b` in `l`.
+fn l_chars(l: &str, b: usize) -> usize {
+    l[..b].chars().count()
+}
+
+#[test]
+fn the_loss_axis_fits_the_run_not_the_first_spike() {
+    let mut app = realistic();
+    // The smoothed loss falls from 2.3 to 0.29, less than a decade: a linear axis, its top well
+    // under the first steps' spike, and the cut said.
+    let s = screen(&app, 120, 36);
+    let labels = y_labels(&s, "Loss ");
+    let top: f64 = labels[0].parse().unwrap();
+    let bottom: f64 = labels.last().unwrap().parse().unwrap();
+    assert!(top <= 1.5 && bottom <= 0.4, "{labels:?}\n{s}");
+    assert!(labels.len() >= 3, "{labels:?}");
+    assert!(s.contains("▲ 2."), "the clipped spike is named:\n{s}");
+    // Log on `y`: all of it on the axis.
+    app.on_key(key('y'));
+    let s = screen(&app, 120, 36);
+    let labels = y_labels(&s, "Loss ");
+    let top: f64 = labels[0].parse().unwrap();
+    assert!(
+        top >= 2.0 && !s.contains("▲ 2."),
+        "nothing cut off: {labels:?}\n{s}"
+    );
+    assert!(s.contains("ema 50  log"), "{s}");
+    // Accuracy: fitted to the data, or the whole 0-100% on `%`.
+    let fitted = y_labels(&s, "Accuracy ");
+    assert!(
+        fitted[0] != "100%" && fitted.last().unwrap() != "0%",
+        "{fitted:?}"
+    );
+    app.on_key(key('%'));
+    let full = y_labels(&screen(&app, 120, 36), "Accuracy ");
+    assert_eq!(
+        (full[0].as_str(), full.last().unwrap().as_str()),
+        ("100%", "0%")
+    );
+}
+
+#[test]
+fn the_smoothing_span_changes_on_a_key_and_says_so() {
+    let mut app = realistic();
+    assert!(screen(&app, 120, 36).contains("ema 50"));
+    app.on_key(key(']'));
+    let s = screen(&app, 120, 36);
+    assert!(s.contains("ema 100"), "{s}");
+    for _ in 0..10 {
+        app.on_key(key('['));
+    }
+    let s = screen(&app, 120, 36);
+    // The raw values: no band under the curve, and the title shows the last raw loss.
+    assert!(s.contains(" raw "), "{s}");
+    let last = app.run.train_loss.points().last().unwrap().1;
+    assert!(s.contains(&format!("train {last:.4}")), "{last}\n{s}");
+}
+
+#[test]
+fn any_panel_enlarges_to_the_screen_and_goes_back() {
+    let mut app = realistic();
+    let before = screen(&app, 120, 36);
+    // Loss, Accuracy, then Gradients.
+    app.on_key(KeyEvent::from(KeyCode::Tab));
+    app.on_key(KeyEvent::from(KeyCode::Tab));
+    app.on_key(KeyEvent::from(KeyCode::Enter));
+    let big = screen(&app, 120, 36);
+    insta::assert_snapshot!("gradients_enlarged_120x36", big);
+    assert!(!big.contains("Loss "), "only the focused panel:\n{big}");
+    app.on_key(KeyEvent::from(KeyCode::Esc));
+    let after = screen(&app, 120, 36);
+    assert_eq!(after, before, "back as it was");
+    // The loss chart enlarged: more ticks than in its quarter of the screen.
+    app.focus = candletop::tui::app::Panel::Loss;
+    let small_ticks = y_labels(&screen(&app, 120, 36), "Loss ").len();
+    app.on_key(KeyEvent::from(KeyCode::Enter));
+    let s = screen(&app, 120, 36);
+    assert!(y_labels(&s, "Loss ").len() > small_ticks, "{s}");
+    app.on_key(KeyEvent::from(KeyCode::Enter));
+    assert_eq!(screen(&app, 120, 36), {
+        let mut a = realistic();
+        a.focus = candletop::tui::app::Panel::Loss;
+        screen(&a, 120, 36)
+    });
 }
 
 #[test]
@@ -263,6 +488,10 @@ fn no_color_keeps_emphasis() {
         }
     }
     assert!(reversed, "the state badge is still emphasised");
+    // Shapes, not colours, tell the marks apart: validation ◆ on the smoothed curve over the
+    // ░ spread of the raw values.
+    let s = screen(&app, 120, 36);
+    assert!(s.contains('◆') && s.contains('░'), "{s}");
 }
 
 #[test]
@@ -389,10 +618,7 @@ fn the_data_switches_go_through_the_trainer_and_show_in_the_header() {
     assert_eq!(app.on_key(key('x')), vec![Command::SetClipGradNorm(0.0)]);
     let log = screen(&app, 120, 36);
     assert!(log.contains("augmentation off from step 76"), "{log}");
-    assert!(
-        log.contains("class weights balanced from step 76: 0.90 for"),
-        "{log}"
-    );
+    assert!(log.contains("class weights balanced from step 76"), "{log}");
 }
 
 #[test]
@@ -580,5 +806,6 @@ fn another_run_is_drawn_under_this_one() {
     });
     let s = screen(&app, 120, 36);
     insta::assert_snapshot!("compare_120x36", s);
-    assert_eq!(s.matches("dim: before").count(), 3, "{s}");
+    // Named under each chart it is drawn in: loss, accuracy, LR.
+    assert_eq!(s.matches(" before ").count(), 3, "{s}");
 }

@@ -296,15 +296,20 @@ fn a_nan_rolls_back_and_pauses_and_the_doctor_remedy_is_undone() {
         "1e12",
     ]);
     s.wait_for("PAUSED");
+    // The event log enlarged (the focus to it, Enter): its lines whole.
+    s.press("\t\t\t\t\t\r");
     s.wait_for("weights and optimizer of step 0; paused");
+    s.press("\r");
     s.wait_for("r cut the LR x0.1");
     s.press("r");
-    s.wait_for("remedy for learning rate too high");
     s.wait_for("lr 1.00e11");
     s.wait_for("u undoes: cut the LR x0.1");
+    s.press("\r");
+    s.wait_for("remedy for learning rate too high");
     s.press("u");
     s.wait_for("undone: cut the LR x0.1");
     s.wait_for("lr 1.00e12");
+    s.press("\r");
     // The activations at the next step: the gradient panel gains its dead/saturated columns.
     s.press("i");
     s.press("n");

@@ -3,8 +3,11 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use std::cell::Cell;
+
 use super::editor::ScheduleEditor;
 use crate::protocol::{Command, Event, LearningRate, LrFinding, StepMetrics, REMEDY_TRIAL_STEPS};
+use crate::watch::chart;
 use crate::watch::{LogKind, LrFinder, RunState, Status};
 
 /// Another run drawn dimmed under this one's loss, accuracy and LR (`--compare`).
@@ -51,15 +54,17 @@ pub enum Panel {
     Loss,
     Accuracy,
     Gradients,
+    Diagnosis,
     LearningRate,
     Events,
 }
 
 impl Panel {
-    pub const ALL: [Panel; 5] = [
+    pub const ALL: [Panel; 6] = [
         Panel::Loss,
         Panel::Accuracy,
         Panel::Gradients,
+        Panel::Diagnosis,
         Panel::LearningRate,
         Panel::Events,
     ];
@@ -122,6 +127,16 @@ pub struct App {
     /// Seconds since the UI started (set by the loop, read by the view).
     pub clock_secs: f64,
     pub compare: Option<Comparison>,
+    /// The focused panel fills the screen under the header (Enter, Esc puts it back).
+    pub enlarged: bool,
+    /// EMA span of the smoothed training curves, in steps (`[` and `]`).
+    pub span: u32,
+    /// The loss axis as the user chose with `y` (log or not); `None` chooses by the data.
+    pub loss_log: Option<bool>,
+    /// The accuracy axis from 0 to 100% (`%`) rather than fitted to the data.
+    pub accuracy_full: bool,
+    /// Whether the loss axis was last drawn log (what `y` turns the other way).
+    pub loss_drawn_log: Cell<bool>,
 }
 
 /// How many images `g` asks for: more than fit on most screens (the rest are not drawn).
@@ -145,6 +160,11 @@ impl App {
             should_exit: false,
             clock_secs: 0.0,
             compare: None,
+            enlarged: false,
+            span: chart::DEFAULT_SPAN,
+            loss_log: None,
+            accuracy_full: false,
+            loss_drawn_log: Cell::new(false),
         }
     }
 
@@ -482,6 +502,35 @@ impl App {
                 self.axis = match self.axis {
                     TimeAxis::Steps => TimeAxis::Epochs,
                     TimeAxis::Epochs => TimeAxis::Steps,
+                };
+                vec![]
+            }
+            KeyCode::Enter => {
+                self.enlarged = !self.enlarged;
+                vec![]
+            }
+            KeyCode::Esc if self.enlarged => {
+                self.enlarged = false;
+                vec![]
+            }
+            KeyCode::Char('y') => {
+                self.loss_log = Some(!self.loss_drawn_log.get());
+                vec![]
+            }
+            KeyCode::Char('%') => {
+                self.accuracy_full = !self.accuracy_full;
+                vec![]
+            }
+            KeyCode::Char('[') | KeyCode::Char(']') => {
+                let spans = chart::SPANS;
+                let i = spans
+                    .iter()
+                    .position(|&s| s >= self.span)
+                    .unwrap_or(spans.len() - 1);
+                self.span = if key.code == KeyCode::Char('[') {
+                    spans[i.saturating_sub(1)]
+                } else {
+                    spans[(i + 1).min(spans.len() - 1)]
                 };
                 vec![]
             }

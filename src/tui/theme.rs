@@ -93,4 +93,8 @@ impl Theme {
     pub const VAL: Color = Color::Cyan;
     pub const LR: Color = Color::Magenta;
     pub const MARK: Color = Color::Red;
+    /// The raw values under a smoothed curve, and what the schedule plans.
+    pub const RAW: Color = Color::DarkGray;
+    /// Another run drawn under this one (`--compare`).
+    pub const OTHER: Color = Color::Blue;
 }

@@ -17,6 +17,72 @@ use super::widgets::{
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 18;
 
+impl App {
+    /// The loss or accuracy chart with the user's choices of axis, zoom and smoothing.
+    fn metric_chart(&self, metric: Metric, marker: Marker, theme: Theme) -> MetricChart<'_> {
+        MetricChart {
+            run: &self.run,
+            other: self.compare.as_ref(),
+            metric,
+            axis: self.axis,
+            window: self.window,
+            marker,
+            focused: self.focus
+                == match metric {
+                    Metric::Loss => Panel::Loss,
+                    Metric::Accuracy => Panel::Accuracy,
+                },
+            theme,
+            span: self.span,
+            log: self.loss_log,
+            full: self.accuracy_full,
+        }
+    }
+
+    /// One panel in `area`; the focused one enlarged to the body shows more (the diagnosis
+    /// whole, the gradient history wide).
+    fn panel(&self, panel: Panel, area: Rect, buf: &mut Buffer, marker: Marker, theme: Theme) {
+        let (run, focused) = (&self.run, self.focus == panel);
+        match panel {
+            Panel::Loss => self
+                .metric_chart(Metric::Loss, marker, theme)
+                .render(area, buf),
+            Panel::Accuracy => self
+                .metric_chart(Metric::Accuracy, marker, theme)
+                .render(area, buf),
+            Panel::Gradients => GradientTable {
+                run,
+                scroll: self.grad_scroll,
+                focused,
+                theme,
+            }
+            .render(area, buf),
+            Panel::Diagnosis => Diagnosis {
+                run,
+                focused,
+                whole: self.enlarged,
+                theme,
+            }
+            .render(area, buf),
+            Panel::LearningRate => LrChart {
+                run,
+                other: self.compare.as_ref(),
+                marker,
+                focused,
+                theme,
+            }
+            .render(area, buf),
+            Panel::Events => EventLog {
+                run,
+                scroll: self.log_scroll,
+                focused,
+                theme,
+            }
+            .render(area, buf),
+        }
+    }
+}
+
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let theme = Theme {
@@ -38,72 +104,45 @@ impl Widget for &App {
             Constraint::Length(1),
         ])
         .areas(area);
-        let [top, bottom] =
-            Layout::vertical([Constraint::Percentage(42), Constraint::Fill(1)]).areas(body);
-        let [loss, acc] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Fill(1)]).areas(top);
-        let grads_share = if area.width < 100 { 60 } else { 55 };
-        let [left, right] =
-            Layout::horizontal([Constraint::Percentage(grads_share), Constraint::Fill(1)])
-                .areas(bottom);
-        // The diagnosis under the gradients it often refers to; the gradients keep 6 rows.
-        let diag_h = diagnosis_height(&self.run, left.height.saturating_sub(6).max(3));
-        let [grads, diagnosis] =
-            Layout::vertical([Constraint::Fill(1), Constraint::Length(diag_h)]).areas(left);
-        let [lr, events] =
-            Layout::vertical([Constraint::Percentage(50), Constraint::Fill(1)]).areas(right);
-
-        let run = &self.run;
         let marker = if self.options.braille {
             Marker::Braille
         } else {
             Marker::HalfBlock
         };
         Header {
-            run,
+            run: &self.run,
             stopping: self.quitting,
             theme,
         }
         .render(header, buf);
-        for (metric, panel, area) in [
-            (Metric::Loss, Panel::Loss, loss),
-            (Metric::Accuracy, Panel::Accuracy, acc),
-        ] {
-            MetricChart {
-                run,
-                other: self.compare.as_ref(),
-                metric,
-                axis: self.axis,
-                window: self.window,
-                marker,
-                focused: self.focus == panel,
-                theme,
+        if self.enlarged {
+            self.panel(self.focus, body, buf, marker, theme);
+        } else {
+            let [top, bottom] =
+                Layout::vertical([Constraint::Percentage(42), Constraint::Fill(1)]).areas(body);
+            let [loss, acc] =
+                Layout::horizontal([Constraint::Percentage(50), Constraint::Fill(1)]).areas(top);
+            // The gradients need the width: names, bar, norm, history strip, ratio, dead/sat.
+            let [left, right] =
+                Layout::horizontal([Constraint::Percentage(60), Constraint::Fill(1)]).areas(bottom);
+            // The diagnosis under the gradients it often refers to; the gradients keep 6 rows.
+            let diag_h = diagnosis_height(&self.run, left.height.saturating_sub(6).max(3));
+            let [grads, diagnosis] =
+                Layout::vertical([Constraint::Fill(1), Constraint::Length(diag_h)]).areas(left);
+            let [lr, events] =
+                Layout::vertical([Constraint::Percentage(50), Constraint::Fill(1)]).areas(right);
+            for (panel, area) in [
+                (Panel::Loss, loss),
+                (Panel::Accuracy, acc),
+                (Panel::Gradients, grads),
+                (Panel::Diagnosis, diagnosis),
+                (Panel::LearningRate, lr),
+                (Panel::Events, events),
+            ] {
+                self.panel(panel, area, buf, marker, theme);
             }
-            .render(area, buf);
         }
-        GradientTable {
-            run,
-            scroll: self.grad_scroll,
-            focused: self.focus == Panel::Gradients,
-            theme,
-        }
-        .render(grads, buf);
-        Diagnosis { run, theme }.render(diagnosis, buf);
-        LrChart {
-            run,
-            other: self.compare.as_ref(),
-            marker,
-            focused: self.focus == Panel::LearningRate,
-            theme,
-        }
-        .render(lr, buf);
-        EventLog {
-            run,
-            scroll: self.log_scroll,
-            focused: self.focus == Panel::Events,
-            theme,
-        }
-        .render(events, buf);
+        let run = &self.run;
         KeyBar { theme }.render(footer, buf);
 
         match &self.overlay {

@@ -6,6 +6,7 @@
 //! the trainer sent them (the steps before an event, then the event), and the front end is told
 //! what changed; it answers with commands for the trainer.
 
+pub mod chart;
 pub mod hub;
 pub mod outcome;
 pub mod state;

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 /// Points kept per plotted series before the resolution is halved.
 pub const SERIES_CAPACITY: usize = 1024;
-/// Points kept per layer for the gradient trend sparklines.
-pub const GRAD_TREND_CAPACITY: usize = 64;
+/// Points kept per layer for the gradient history (the heat strip).
+pub const GRAD_TREND_CAPACITY: usize = 256;
 /// Lines kept in the event log.
 pub const LOG_CAPACITY: usize = 200;
 
@@ -145,7 +145,7 @@ pub struct RunState {
     pub epoch: usize,
     pub lr: f64,
     pub images_per_sec: f64,
-    /// Per step: training loss (exponentially smoothed), batch accuracy (smoothed), the LR.
+    /// Per step: training loss and batch accuracy as measured (means when thinned), the LR.
     pub train_loss: Series,
     pub train_accuracy: Series,
     pub lr_trace: Series,
@@ -155,6 +155,7 @@ pub struct RunState {
     pub accuracy_smoothed: Option<f64>,
     pub grad_norms: Vec<f64>,
     pub update_ratios: Vec<f64>,
+    /// Per parameter: the gradient norm over the run (thinned like the other series).
     pub grad_trends: Vec<Series>,
     pub epochs: Vec<EpochMetrics>,
     pub test: Option<EvalMetrics>,
@@ -307,12 +308,14 @@ impl RunState {
         let x = m.step as f64;
         let loss = smooth(self.loss_smoothed, m.loss, m.steps);
         let acc = smooth(self.accuracy_smoothed, m.accuracy, m.steps);
+        // The charts keep the raw values (means of folded steps) and smooth them as the user
+        // chooses; the smoothed values here are for the lines a watcher prints.
         if m.loss.is_finite() {
             self.loss_smoothed = Some(loss);
-            self.train_loss.push(x, loss);
+            self.train_loss.push(x, m.loss);
         }
         self.accuracy_smoothed = Some(acc);
-        self.train_accuracy.push(x, acc);
+        self.train_accuracy.push(x, m.accuracy);
         self.lr_trace.push(x, m.lr);
         if self.grad_trends.len() != m.grad_norms.len() {
             self.grad_trends = vec![Series::new(GRAD_TREND_CAPACITY); m.grad_norms.len()];

@@ -5,14 +5,16 @@ use ratatui::layout::Rect;
 use ratatui::style::Modifier;
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Chart, Widget};
+use ratatui::widgets::{Block, Borders, Widget};
 
-use super::{axis, block, bounds, line, points};
+use super::block;
+use super::plot::{Mark, Plot};
 use crate::format::sci;
 use crate::protocol::EpochMetrics;
 use crate::tui::app::Comparison;
 use crate::tui::app::TimeAxis;
 use crate::tui::theme::Theme;
+use crate::watch::chart::{ema, fit_accuracy, fit_decades, fit_loss, FitInput, Range, Scale};
 use crate::watch::RunState;
 
 type Points = Vec<(f64, f64)>;
@@ -23,11 +25,11 @@ pub enum Metric {
     Accuracy,
 }
 
-/// Training (per step, smoothed) and validation (per epoch) loss or accuracy, with the current
-/// and best values in the title, on steps or epochs.
+/// Training loss or accuracy per step (raw, dim, and smoothed, bright) and validation per
+/// epoch (◆, the best ★), on steps or epochs, on a y axis fitted to what is worth seeing.
 pub struct MetricChart<'a> {
     pub run: &'a RunState,
-    /// Another run, drawn dimmed underneath.
+    /// Another run, drawn underneath.
     pub other: Option<&'a Comparison>,
     pub metric: Metric,
     pub axis: TimeAxis,
@@ -36,81 +38,80 @@ pub struct MetricChart<'a> {
     pub marker: Marker,
     pub focused: bool,
     pub theme: Theme,
+    /// EMA span of the smoothed training curve, in steps.
+    pub span: u32,
+    /// Loss: log or linear as the user chose, `None` for the automatic choice.
+    pub log: Option<bool>,
+    /// Accuracy: the full 0-100% rather than the fitted range.
+    pub full: bool,
+}
+
+/// One run's curves for a chart.
+struct Curves {
+    raw: Points,
+    smooth: Points,
+    val: Points,
 }
 
 impl Widget for MetricChart<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let (run, theme, metric) = (self.run, &self.theme, self.metric);
+        let (run, theme, metric) = (self.run, self.theme, self.metric);
+        let percent = metric == Metric::Accuracy;
         let fmt = |x: f64| {
-            if metric == Metric::Loss {
-                format!("{x:.4}")
+            if percent {
+                format!("{x:.2}%")
+            } else if x.abs() >= 1e4 {
+                // A diverged loss: a number that fits.
+                format!("{x:.3e}")
             } else {
-                format!("{:.2}%", 100.0 * x)
+                format!("{x:.4}")
             }
         };
-        let (val_now, val_best) = match metric {
-            Metric::Loss => (
-                run.epochs.last().map(|e| e.val_loss),
-                run.best_val_loss().map(|e| e.val_loss),
-            ),
-            Metric::Accuracy => (
-                run.epochs.last().map(|e| e.val_accuracy),
-                run.best_val_accuracy().map(|e| e.val_accuracy),
-            ),
+        let mine = self.curves(run);
+        let other = self.other.map(|o| self.curves(&o.run));
+        let best = match metric {
+            Metric::Loss => run.best_val_loss().map(|e| (e.epoch, e.step, e.val_loss)),
+            Metric::Accuracy => run
+                .best_val_accuracy()
+                .map(|e| (e.epoch, e.step, 100.0 * e.val_accuracy)),
         };
-        let train_now = match metric {
-            Metric::Loss => run.loss_smoothed,
-            Metric::Accuracy => run.accuracy_smoothed,
-        };
-        // The title doubles as the legend: each name in its line's colour.
-        let title = Line::from(vec![
+        // The title doubles as the legend: each name in its mark's colour and shape.
+        let bold = |c| theme.fg(c).add_modifier(Modifier::BOLD);
+        let mut title = vec![
             Span::styled(
-                format!(
-                    " {}  ",
-                    if metric == Metric::Loss {
-                        "Loss"
-                    } else {
-                        "Accuracy"
-                    }
-                ),
+                if percent { " Accuracy  " } else { " Loss  " },
                 theme.title(),
             ),
+            Span::styled("━ train ", bold(Theme::TRAIN)),
             Span::styled(
-                "train ",
-                theme.fg(Theme::TRAIN).add_modifier(Modifier::BOLD),
-            ),
-            Span::styled(
-                format!("{}  ", train_now.map(fmt).unwrap_or_else(|| "-".into())),
+                format!("{}  ", mine.smooth.last().map_or("-".into(), |p| fmt(p.1))),
                 theme.text(),
             ),
-            Span::styled("val ", theme.fg(Theme::VAL).add_modifier(Modifier::BOLD)),
+            Span::styled("◆ val ", bold(Theme::VAL)),
             Span::styled(
-                format!(
-                    "{}{} ",
-                    val_now.map(fmt).unwrap_or_else(|| "-".into()),
-                    val_best
-                        .map(|b| format!(" (best {})", fmt(b)))
-                        .unwrap_or_default()
-                ),
+                format!("{} ", mine.val.last().map_or("-".into(), |p| fmt(p.1))),
                 theme.text(),
             ),
-        ]);
-        let marker = self.marker;
-        let (train, val, x_name) = self.series(run);
-        let other = self.other.map(|o| self.series(&o.run));
-        // Axes that stay put while the run grows: redrawing a rescaled chart every step would
-        // rewrite every cell of it (bytes over SSH) and make the curve hard to follow.
-        let both = |f: fn(&(f64, f64)) -> f64| {
-            let mut v: Vec<f64> = train.iter().chain(&val).map(f).collect();
-            if let Some((t, e, _)) = &other {
-                v.extend(t.iter().chain(e).map(f));
+        ];
+        // The best validation value, with its epoch where there is room.
+        if let Some((epoch, _, v)) = best {
+            let room = (area.width as usize).saturating_sub(2 + Line::from(title.clone()).width());
+            for text in [
+                format!("{} (epoch {epoch}) ", fmt(v)),
+                format!("{} ", fmt(v)),
+            ] {
+                if text.chars().count() + 8 <= room {
+                    title.push(Span::styled(" ★ best ", bold(Theme::MARK)));
+                    title.push(Span::styled(text, theme.text()));
+                    break;
+                }
             }
-            v
-        };
+        }
+        // Steps: the run's planned length, so the axis stays put while the run grows.
         let other_steps = self
             .other
             .map_or(0, |o| o.run.total_steps().max(o.run.step));
-        let (x0, x1) = match (self.axis, self.window) {
+        let x = match (self.axis, self.window) {
             (TimeAxis::Steps, None) => (
                 0.0,
                 run.total_steps().max(run.step).max(other_steps).max(1) as f64,
@@ -120,67 +121,101 @@ impl Widget for MetricChart<'_> {
                 let other = self.other.map_or(1, |o| epochs(&o.run));
                 (1.0, epochs(run).max(other).max(2) as f64)
             }
-            (TimeAxis::Steps, Some(_)) => bounds(both(|p| p.0).into_iter()),
-        };
-        let (y0, y1) = match metric {
-            Metric::Accuracy => {
-                let (lo, _) = bounds(both(|p| p.1).into_iter());
-                (((lo - 5.0) / 10.0).floor().clamp(0.0, 9.0) * 10.0, 100.0)
-            }
-            Metric::Loss => {
-                let (_, hi) = bounds(both(|p| p.1).into_iter());
-                (0.0, nice_ceil(hi))
+            (TimeAxis::Steps, Some(w)) => {
+                (run.step.saturating_sub(w) as f64, run.step.max(1) as f64)
             }
         };
-        let val_style = theme.fg(Theme::VAL).add_modifier(Modifier::BOLD);
-        let mut datasets = Vec::new();
-        // The other run first: this one's lines are drawn over it.
-        if let Some((t, v, _)) = &other {
-            datasets.push(line(t, marker, theme.dim()));
-            datasets.push(points(v, Marker::Dot, theme.dim()));
+        let range = self.fit(&mine, other.as_ref(), max_ticks(area));
+        let glyph = |v: &Points| v.to_vec();
+        let mut marks = Vec::new();
+        // The other run first: this one's marks are drawn over it.
+        if let Some(o) = &other {
+            marks.push(Mark::Line(&o.smooth, Theme::OTHER));
+            marks.push(Mark::Glyph(glyph(&o.val), "◇", theme.fg(Theme::OTHER)));
         }
-        datasets.push(line(&train, marker, theme.fg(Theme::TRAIN)));
-        // One validation point is a dot; more are a line.
-        datasets.push(if val.len() > 1 {
-            line(&val, marker, val_style)
-        } else {
-            points(&val, Marker::Dot, val_style)
-        });
-        let ylabel = |v: f64| {
-            if metric == Metric::Loss {
-                format!("{v:.2}")
-            } else {
-                format!("{v:.0}%")
+        if self.span > 1 {
+            marks.push(Mark::Band(&mine.raw, theme.fg(Theme::RAW)));
+        }
+        marks.push(Mark::Line(&mine.smooth, Theme::TRAIN));
+        if theme.color && mine.val.len() > 1 {
+            marks.push(Mark::Line(&mine.val, Theme::VAL));
+        }
+        marks.push(Mark::Glyph(glyph(&mine.val), "◆", bold(Theme::VAL)));
+        if let Some((epoch, step, v)) = best {
+            let at = match self.axis {
+                TimeAxis::Steps => step as f64,
+                TimeAxis::Epochs => epoch as f64,
+            };
+            if at >= x.0 {
+                marks.push(Mark::Glyph(vec![(at, v)], "★", bold(Theme::MARK)));
             }
-        };
-        Chart::new(datasets)
-            .block(
-                Block::default()
-                    .borders(Borders::ALL)
-                    .border_style(theme.border(self.focused))
-                    .title(title),
-            )
-            .x_axis(
-                axis(x0, x1, [format!("{x0:.0}"), format!("{x1:.0}")], theme).title(
-                    // The legend of the other run's dimmed lines.
-                    Span::styled(
-                        match self.other {
-                            Some(o) => format!("dim: {}  {x_name}", o.name),
-                            None => x_name.to_string(),
-                        },
-                        theme.dim(),
-                    ),
-                ),
-            )
-            .y_axis(axis(y0, y1, [ylabel(y0), ylabel(y1)], theme))
-            .legend_position(None)
-            .render(area, buf);
+        }
+        // Under the chart, in its frame: the x axis, the smoothing, the scale, the other run.
+        let mut bottom = vec![Span::styled(
+            match self.axis {
+                TimeAxis::Steps => " step ",
+                TimeAxis::Epochs => " epoch ",
+            },
+            theme.dim(),
+        )];
+        if self.axis == TimeAxis::Steps {
+            bottom.push(Span::styled(
+                if self.span > 1 {
+                    format!(" ema {} ", self.span)
+                } else {
+                    " raw ".into()
+                },
+                theme.dim(),
+            ));
+        }
+        if range.scale == Scale::Log {
+            bottom.push(Span::styled(" log ", theme.dim()));
+        }
+        if let Some(o) = self.other {
+            bottom.push(Span::styled(
+                format!(" ◇ {} ", o.name),
+                theme.fg(Theme::OTHER),
+            ));
+        }
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .border_style(theme.border(self.focused))
+            .title(Line::from(title))
+            .title_bottom(Line::from(bottom));
+        Plot {
+            block,
+            x,
+            y: &range,
+            percent,
+            marks,
+            marker: self.marker,
+            theme,
+        }
+        .render(area, buf);
     }
 }
 
 impl MetricChart<'_> {
-    /// Train per step (smoothed) and validation per epoch, on steps; or both per epoch.
-    fn series(&self, run: &RunState) -> (Points, Points, &'static str) {
+    /// The y axis as drawn with at most `max_ticks` ticks.
+    pub fn range(&self, max_ticks: usize) -> Range {
+        let other = self.other.map(|o| self.curves(&o.run));
+        self.fit(&self.curves(self.run), other.as_ref(), max_ticks)
+    }
+
+    fn fit(&self, mine: &Curves, other: Option<&Curves>, max_ticks: usize) -> Range {
+        let mut fit = FitInput::default();
+        for c in std::iter::once(mine).chain(other) {
+            fit.curves.push(&c.smooth);
+            fit.points.extend(c.val.iter().map(|p| p.1));
+        }
+        match self.metric {
+            Metric::Loss => fit_loss(&fit, self.log, max_ticks),
+            Metric::Accuracy => fit_accuracy(&fit, self.full, max_ticks),
+        }
+    }
+
+    /// Train per step (raw and smoothed) and validation per epoch, on steps; or both per epoch.
+    fn curves(&self, run: &RunState) -> Curves {
         let metric = self.metric;
         let pct = |x: f64| {
             if metric == Metric::Accuracy {
@@ -188,6 +223,12 @@ impl MetricChart<'_> {
             } else {
                 x
             }
+        };
+        let get = |e: &EpochMetrics, val: bool| match (metric, val) {
+            (Metric::Loss, false) => e.train_loss,
+            (Metric::Loss, true) => e.val_loss,
+            (Metric::Accuracy, false) => e.train_accuracy,
+            (Metric::Accuracy, true) => e.val_accuracy,
         };
         match self.axis {
             TimeAxis::Steps => {
@@ -200,47 +241,36 @@ impl MetricChart<'_> {
                     .window
                     .map(|w| run.step.saturating_sub(w) as f64)
                     .unwrap_or(0.0);
-                let train = series
-                    .points()
-                    .iter()
+                let raw: Points = series.points().iter().map(|&(x, y)| (x, pct(y))).collect();
+                // Smoothed over the whole run, then cut to the window.
+                let smooth = ema(&raw, self.span)
+                    .into_iter()
                     .filter(|p| p.0 >= from)
-                    .map(|&(x, y)| (x, pct(y)))
                     .collect();
                 let val = run
                     .epochs
                     .iter()
                     .filter(|e| e.step as f64 >= from)
-                    .map(|e| {
-                        (
-                            e.step as f64,
-                            pct(if metric == Metric::Loss {
-                                e.val_loss
-                            } else {
-                                e.val_accuracy
-                            }),
-                        )
-                    })
+                    .map(|e| (e.step as f64, pct(get(e, true))))
                     .collect();
-                (train, val, "step")
+                Curves {
+                    raw: raw.into_iter().filter(|p| p.0 >= from).collect(),
+                    smooth,
+                    val,
+                }
             }
             TimeAxis::Epochs => {
-                let get = |e: &EpochMetrics, val: bool| match (metric, val) {
-                    (Metric::Loss, false) => e.train_loss,
-                    (Metric::Loss, true) => e.val_loss,
-                    (Metric::Accuracy, false) => e.train_accuracy,
-                    (Metric::Accuracy, true) => e.val_accuracy,
+                let per_epoch = |val: bool| {
+                    run.epochs
+                        .iter()
+                        .map(|e| (e.epoch as f64, pct(get(e, val))))
+                        .collect()
                 };
-                let train = run
-                    .epochs
-                    .iter()
-                    .map(|e| (e.epoch as f64, pct(get(e, false))))
-                    .collect();
-                let val = run
-                    .epochs
-                    .iter()
-                    .map(|e| (e.epoch as f64, pct(get(e, true))))
-                    .collect();
-                (train, val, "epoch")
+                Curves {
+                    raw: Vec::new(),
+                    smooth: per_epoch(false),
+                    val: per_epoch(true),
+                }
             }
         }
     }
@@ -249,7 +279,7 @@ impl MetricChart<'_> {
 /// The learning rate per step on a log scale, the user's changes marked.
 pub struct LrChart<'a> {
     pub run: &'a RunState,
-    /// Another run, drawn dimmed underneath.
+    /// Another run, drawn underneath.
     pub other: Option<&'a Comparison>,
     pub marker: Marker,
     pub focused: bool,
@@ -258,83 +288,87 @@ pub struct LrChart<'a> {
 
 impl Widget for LrChart<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let (run, theme) = (self.run, &self.theme);
+        let (run, theme) = (self.run, self.theme);
         let schedule = run
             .schedule
             .as_ref()
             .map(|s| format!(" {}", s.spec.describe()))
             .unwrap_or_default();
-        let title = format!(
+        let mut title = format!(
             " Learning rate {}{schedule}  ▲ your changes ({}) ",
             sci(run.lr),
             run.lr_marks.len()
         );
-        let log = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
-            pts.iter()
-                .map(|&(x, y)| (x, y.max(1e-12).log10()))
-                .collect()
-        };
-        let trace = log(&run.lr_trace.points());
-        let other = self.other.map(|o| log(&o.run.lr_trace.points()));
-        let marks: Vec<(f64, f64)> = run
-            .lr_marks
-            .iter()
-            .map(|&(s, lr)| (s as f64, lr.max(1e-12).log10()))
-            .collect();
+        if title.chars().count() + 2 > area.width as usize {
+            title = format!(" LR {}{schedule}  ▲ {} ", sci(run.lr), run.lr_marks.len());
+        }
+        let trace = run.lr_trace.points();
+        let other = self.other.map(|o| o.run.lr_trace.points());
+        let marks: Vec<(f64, f64)> = run.lr_marks.iter().map(|&(s, lr)| (s as f64, lr)).collect();
         // What the schedule will do, one point per half cell.
         let plan: Vec<(f64, f64)> = run
             .plan(2 * area.width as usize)
             .into_iter()
-            .map(|(s, lr)| (s as f64, lr.max(1e-12).log10()))
+            .map(|(s, lr)| (s as f64, lr))
             .collect();
         let other_steps = self
             .other
             .map_or(0, |o| o.run.total_steps().max(o.run.step));
-        let (x0, x1) = (
+        let x = (
             0.0,
             run.total_steps().max(run.step).max(other_steps).max(1) as f64,
         );
-        let others = other.iter().flatten();
-        let (lo, hi) = bounds(
-            trace
-                .iter()
-                .chain(&marks)
-                .chain(&plan)
-                .chain(others)
-                .map(|p| p.1),
-        );
-        let (y0, y1) = ((lo - 0.25).floor(), (hi + 0.25).ceil());
+        let (lo, hi) = trace
+            .iter()
+            .chain(&marks)
+            .chain(&plan)
+            .chain(other.iter().flatten())
+            .map(|p| p.1)
+            .filter(|&v| v > 0.0 && v.is_finite())
+            .fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+        let (lo, hi) = if lo.is_finite() {
+            (lo, hi)
+        } else {
+            (1e-4, 1e-2)
+        };
+        let range = fit_decades(lo.max(1e-12), hi.max(1e-12), max_ticks(area));
         let mut datasets = Vec::new();
         if let Some(o) = &other {
-            datasets.push(line(o, self.marker, theme.dim()));
+            datasets.push(Mark::Line(o, Theme::OTHER));
         }
         datasets.extend([
-            points(&plan, Marker::Dot, theme.dim()),
-            line(&trace, self.marker, theme.fg(Theme::LR)),
-            points(
-                &marks,
-                Marker::Block,
+            Mark::Dots(&plan, Theme::RAW),
+            Mark::Line(&trace, Theme::LR),
+            Mark::Glyph(
+                marks.clone(),
+                "▲",
                 theme.fg(Theme::MARK).add_modifier(Modifier::BOLD),
             ),
         ]);
-        Chart::new(datasets)
-            .block(block(title, theme, self.focused))
-            .x_axis(
-                axis(x0, x1, [format!("{x0:.0}"), format!("{x1:.0}")], theme).title(Span::styled(
-                    self.other
-                        .map(|o| format!("dim: {}", o.name))
-                        .unwrap_or_default(),
-                    theme.dim(),
-                )),
-            )
-            .y_axis(axis(
-                y0,
-                y1,
-                [format!("1e{y0:.0}"), format!("1e{y1:.0}")],
-                theme,
-            ))
-            .render(area, buf);
+        let mut bottom = vec![Span::styled(" step  log ", theme.dim())];
+        if let Some(o) = self.other {
+            bottom.push(Span::styled(
+                format!(" {} ", o.name),
+                theme.fg(Theme::OTHER),
+            ));
+        }
+        Plot {
+            block: block(title, &theme, self.focused).title_bottom(Line::from(bottom)),
+            x,
+            y: &range,
+            percent: false,
+            marks: datasets,
+            marker: self.marker,
+            theme,
+        }
+        .render(area, buf);
     }
+}
+
+/// Ticks for a chart in `area`: at least two rows apart in its plot (the frame and the x labels
+/// take three rows).
+fn max_ticks(area: Rect) -> usize {
+    (area.height.saturating_sub(4) as usize / 2 + 1).clamp(2, 12)
 }
 
 /// The smallest of 1, 2, 2.5, 5 times a power of ten that is at least `x` (an axis end that

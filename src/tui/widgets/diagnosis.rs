@@ -13,6 +13,9 @@ use crate::watch::{LogKind, RunState};
 
 pub struct Diagnosis<'a> {
     pub run: &'a RunState,
+    pub focused: bool,
+    /// Evidence and action whole (the panel enlarged), not their first lines.
+    pub whole: bool,
     pub theme: Theme,
 }
 
@@ -73,24 +76,32 @@ impl Widget for Diagnosis<'_> {
                 title.push(Span::raw(format!(" {}", r.describe())));
             }
             lines.push(Line::from(title));
-            // One line each of evidence and remedy; the event log has them whole.
-            let first = |text: &str| {
-                let parts = wrap(text, width.max(10));
-                let more = parts.len() > 1;
-                let mut s = parts.into_iter().next().unwrap_or_default();
-                if more {
-                    s.push('…');
+            // One line each of evidence and remedy (Enter shows them whole; the event log has
+            // them too).
+            let parts = |text: &str, w: usize| {
+                let mut parts = wrap(text, w.max(10));
+                if !self.whole && parts.len() > 1 {
+                    parts.truncate(1);
+                    parts[0].push('…');
                 }
-                s
+                parts
             };
-            lines.push(Line::raw(format!("  {}", first(&f.evidence))));
-            lines.push(Line::from(vec![
-                Span::styled("  try ", theme.dim()),
-                Span::raw(first(&f.action)),
-            ]));
+            for part in parts(&f.evidence, width) {
+                lines.push(Line::raw(format!("  {part}")));
+            }
+            for (i, part) in parts(&f.action, width.saturating_sub(4))
+                .into_iter()
+                .enumerate()
+            {
+                let lead = if i == 0 { "  try " } else { "      " };
+                lines.push(Line::from(vec![
+                    Span::styled(lead, theme.dim()),
+                    Span::raw(part),
+                ]));
+            }
         }
         Paragraph::new(lines)
-            .block(block(title, theme, false))
+            .block(block(title, theme, self.focused))
             .render(area, buf);
     }
 }

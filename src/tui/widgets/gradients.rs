@@ -1,13 +1,15 @@
-//! The gradient table: per parameter, the gradient's L2 norm as a bar on a log scale, its
-//! recent trend, and the update/weight ratio; vanishing and exploding gradients named in red.
+//! The gradient table: per parameter, the gradient's L2 norm as a bar on a log scale fitted to
+//! the run's norms (so layers differ visibly), its history as a heat strip (one column per
+//! stretch of steps, the shade its log norm on the same scale), the update/weight ratio, and the
+//! dead and saturated shares; vanishing and exploding gradients, absolute thresholds, in red.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
-use ratatui::style::Style;
+use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
-use super::{block, bounds};
+use super::block;
 use crate::format::sci;
 use crate::tui::theme::Theme;
 use crate::watch::RunState;
@@ -16,26 +18,79 @@ use crate::watch::RunState;
 pub const VANISHING: f64 = 1e-6;
 pub const EXPLODING: f64 = 1e2;
 
-const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+/// `1e-3` for -3: a decade's label.
+fn pow10(decade: f64) -> String {
+    format!("1e{}", decade.round() as i32)
+}
 
-/// A sparkline of `ys` on a log scale, `width` characters, newest on the right.
-fn spark_log(ys: &[(f64, f64)], width: usize) -> String {
-    let vals: Vec<f64> = ys
-        .iter()
-        .rev()
-        .take(width)
-        .rev()
-        .map(|p| p.1.max(1e-12).log10())
-        .collect();
-    let (lo, hi) = bounds(vals.iter().copied());
-    let mut s: String = vals
-        .iter()
-        .map(|v| SPARKS[(((v - lo) / (hi - lo)) * 7.0).round().clamp(0.0, 7.0) as usize])
-        .collect();
-    while s.chars().count() < width {
-        s.insert(0, ' ');
+/// The shades of the history strip, lowest first: one per quarter of the scale's span.
+const SHADES: [&str; 5] = ["·", "░", "▒", "▓", "█"];
+/// Their colours (red is kept for the alarms).
+const HEAT: [Color; 5] = [
+    Color::DarkGray,
+    Color::LightBlue,
+    Color::Cyan,
+    Color::Green,
+    Color::Yellow,
+];
+
+/// A log scale for `norms`: whole decades around those that are neither vanishing nor
+/// exploding (those have their own absolute marks), at least one decade wide. The bars fit the
+/// current norms; the history strip fits all it shows.
+pub fn decades(norms: impl Iterator<Item = f64>) -> (f64, f64) {
+    let ok = |g: &f64| (VANISHING..=EXPLODING).contains(g) && *g > 0.0;
+    let logs = norms.filter(ok).map(f64::log10);
+    let (lo, hi) = logs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    if !lo.is_finite() {
+        return (-8.0, 2.0);
     }
-    s
+    let (lo, hi) = (lo.floor(), hi.ceil());
+    (lo, if hi > lo { hi } else { lo + 1.0 })
+}
+
+/// `norms` (x = step) in `width` columns over steps 0..=`last`: the mean log10 norm of each
+/// column's steps, carried on over columns without one, `None` before the first.
+pub fn strip(norms: &[(f64, f64)], last: f64, width: usize) -> Vec<Option<f64>> {
+    let mut sums = vec![(0.0, 0usize); width];
+    for &(x, g) in norms {
+        if g > 0.0 && width > 0 && last > 0.0 {
+            let i = ((x / last * width as f64).ceil() as usize).clamp(1, width) - 1;
+            sums[i].0 += g.log10();
+            sums[i].1 += 1;
+        }
+    }
+    let mut carry = None;
+    sums.into_iter()
+        .map(|(s, n)| {
+            if n > 0 {
+                carry = Some(s / n as f64);
+            }
+            carry
+        })
+        .collect()
+}
+
+/// A parameter's name in `width` characters: `.weight`/`.bias` shortened first, then the
+/// middle elided.
+fn short_name(name: &str, width: usize) -> String {
+    if name.chars().count() <= width {
+        return name.to_string();
+    }
+    let short = name
+        .strip_suffix(".weight")
+        .map(|s| format!("{s}.w"))
+        .or_else(|| name.strip_suffix(".bias").map(|s| format!("{s}.b")))
+        .unwrap_or_else(|| name.to_string());
+    let n = short.chars().count();
+    if n <= width {
+        return short;
+    }
+    let keep = width.saturating_sub(1);
+    let head: String = short.chars().take(keep / 2).collect();
+    let tail: String = short.chars().skip(n - (keep - keep / 2)).collect();
+    format!("{head}…{tail}")
 }
 
 pub struct GradientTable<'a> {
@@ -46,66 +101,111 @@ pub struct GradientTable<'a> {
     pub theme: Theme,
 }
 
+/// Columns of the table on a panel `w` cells wide.
+struct Columns {
+    name: usize,
+    bar: usize,
+    strip: usize,
+    ratio: bool,
+    act: bool,
+}
+
+impl Columns {
+    fn fit(w: usize, longest: usize, activations: bool) -> Columns {
+        let name = longest.min(if w >= 80 { 20 } else { 14 }).min(w / 3).max(4);
+        let ratio = w >= 52;
+        let act = activations && w >= 62;
+        let rest =
+            w.saturating_sub(name + 1 + 9 + if ratio { 9 } else { 0 } + if act { 10 } else { 0 });
+        // The bar keeps room for "vanishing" where it can.
+        let (bar, strip) = if rest >= 24 {
+            (10, rest - 11)
+        } else if rest >= 18 {
+            (9, rest - 10)
+        } else if rest >= 14 {
+            (5, rest - 6)
+        } else {
+            (rest.max(1), 0)
+        };
+        Columns {
+            name,
+            bar,
+            strip,
+            ratio,
+            act,
+        }
+    }
+}
+
 impl Widget for GradientTable<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let (run, theme) = (self.run, &self.theme);
-        // Dead and saturated shares of each layer's units, once measured, when there is room.
-        let act_w = if run.activations.is_some() && area.width >= 60 {
-            10
-        } else {
-            0
-        };
-        let title = match (area.width >= 60, act_w > 0) {
-            (true, true) => " Gradients  L2 norm (log)  trend  update/weight  dead sat ",
-            (true, false) => " Gradients  L2 norm (log scale 1e-8..1e2)  trend  update/weight ",
-            _ => " Gradients  L2 norm (log)  update/weight ",
-        }
-        .to_string();
-        let outer = block(title, theme, self.focused);
-        let inner = outer.inner(area);
-        outer.render(area, buf);
         let names: Vec<String> = run
             .info
             .as_ref()
             .map(|i| i.layers.clone())
             .unwrap_or_default();
+        let w = area.width.saturating_sub(2) as usize;
+        let longest = names.iter().map(|n| n.chars().count()).max().unwrap_or(8);
+        let cols = Columns::fit(w, longest, run.activations.is_some());
+        let (lo, hi) = decades(run.grad_norms.iter().copied());
+        let histories: Vec<Vec<(f64, f64)>> = run.grad_trends.iter().map(|t| t.points()).collect();
+        let (hlo, hhi) = decades(histories.iter().flatten().map(|p| p.1));
+        let scale = format!("log {}..{}", pow10(lo), pow10(hi));
+        let n = run.grad_norms.len();
+        let rows = area.height.saturating_sub(2) as usize;
+        let start = self.scroll.min(n.saturating_sub(rows.max(1)));
+        // The title names the columns, as many as fit, after which rows are shown when not all
+        // fit (scroll with the panel focused).
+        let mut title = " Gradients ".to_string();
+        if n > rows {
+            title.push_str(&format!(" {}-{}/{n} ↑↓ ", start + 1, (start + rows).min(n)));
+        }
+        let mut parts = vec![format!(" norm {scale} ")];
+        if cols.strip > 0 {
+            parts.push(format!(" history {}..{} ", pow10(hlo), pow10(hhi)));
+        }
+        if cols.ratio {
+            parts.push(" upd/w ".into());
+        }
+        if cols.act {
+            parts.push(" dead sat ".into());
+        }
+        for p in parts {
+            if title.chars().count() + p.chars().count() + 2 <= area.width as usize {
+                title.push_str(&p);
+            }
+        }
+        let outer = block(title, theme, self.focused);
+        let inner = outer.inner(area);
+        outer.render(area, buf);
         if run.grad_norms.is_empty() {
             Paragraph::new(Line::styled("waiting for the first step...", theme.dim()))
                 .render(inner, buf);
             return;
         }
-        let w = inner.width as usize;
-        // Columns: name, log-scale bar, norm, trend (when there is room), update/weight ratio.
-        let name_w = names
-            .iter()
-            .map(|n| n.len())
-            .max()
-            .unwrap_or(8)
-            .min(w.saturating_sub(26))
-            .max(4);
-        let rest = w.saturating_sub(name_w + 1 + 9 + 9 + act_w);
-        let spark_w = if rest >= 8 + 13 {
-            12
-        } else if rest >= 8 + 7 {
-            6
-        } else {
-            0
+        // Spare rows under the layers: the scales of the bar and the strip, then a legend.
+        let spare = rows.saturating_sub(n);
+        let shown = rows.min(n);
+        let green = theme.fg(Color::Green);
+        let shade = |v: f64| {
+            let g = 10f64.powf(v);
+            if !(VANISHING..=EXPLODING).contains(&g) {
+                return Span::styled("█", theme.alarm());
+            }
+            let level = (((v - hlo) / (hhi - hlo)).clamp(0.0, 1.0) * 4.0).round() as usize;
+            Span::styled(SHADES[level], theme.fg(HEAT[level]))
         };
-        let bar_w = rest
-            .saturating_sub(if spark_w > 0 { spark_w + 1 } else { 0 })
-            .max(1);
-        let rows = inner.height as usize;
-        let start = self
-            .scroll
-            .min(run.grad_norms.len().saturating_sub(rows.max(1)));
+        let last = run.step as f64;
         let mut lines = Vec::new();
-        for (i, &g) in run.grad_norms.iter().enumerate().skip(start).take(rows) {
-            let name = names
+        for (i, &g) in run.grad_norms.iter().enumerate().skip(start).take(shown) {
+            let full_name = names
                 .get(i)
                 .cloned()
                 .unwrap_or_else(|| format!("param {i}"));
-            let ratio = run.update_ratios.get(i).copied().unwrap_or(0.0);
-            let mut spans = vec![Span::raw(format!("{name:<name_w$.name_w$} "))];
+            let name = short_name(&full_name, cols.name);
+            let nw = cols.name;
+            let mut spans = vec![Span::raw(format!("{name:<nw$} "))];
             let alarm = if g < VANISHING {
                 Some("vanishing")
             } else if g > EXPLODING {
@@ -113,20 +213,15 @@ impl Widget for GradientTable<'_> {
             } else {
                 None
             };
+            let bw = cols.bar;
             match alarm {
                 // The bar's place says what is wrong, in the alarm style.
-                Some(tag) => {
-                    spans.push(Span::styled(format!("{tag:<bar_w$.bar_w$}"), theme.alarm()))
-                }
+                Some(tag) => spans.push(Span::styled(format!("{tag:<bw$.bw$}"), theme.alarm())),
                 None => {
-                    // Log scale from 1e-8 to 1e2.
-                    let frac = ((g.max(1e-12).log10() + 8.0) / 10.0).clamp(0.0, 1.0);
-                    let filled = ((frac * bar_w as f64).round() as usize).min(bar_w);
-                    spans.push(Span::styled(
-                        "█".repeat(filled),
-                        theme.fg(ratatui::style::Color::Green),
-                    ));
-                    spans.push(Span::styled("·".repeat(bar_w - filled), theme.dim()));
+                    let frac = ((g.log10() - lo) / (hi - lo)).clamp(0.0, 1.0);
+                    let filled = ((frac * bw as f64).round() as usize).clamp(1, bw);
+                    spans.push(Span::styled("█".repeat(filled), green));
+                    spans.push(Span::styled("·".repeat(bw - filled), theme.dim()));
                 }
             }
             spans.push(Span::styled(
@@ -137,21 +232,68 @@ impl Widget for GradientTable<'_> {
                     Style::new()
                 },
             ));
-            if spark_w > 0 {
-                let trend = run
-                    .grad_trends
-                    .get(i)
-                    .map(|t| spark_log(&t.points(), spark_w))
-                    .unwrap_or_default();
+            if cols.strip > 0 {
+                spans.push(Span::raw(" "));
+                let history = histories.get(i).map(Vec::as_slice).unwrap_or_default();
+                for v in strip(history, last, cols.strip) {
+                    spans.push(match v {
+                        Some(v) => shade(v),
+                        None => Span::raw(" "),
+                    });
+                }
+            }
+            if cols.ratio {
+                let ratio = run.update_ratios.get(i).copied().unwrap_or(0.0);
+                spans.push(Span::raw(format!(" {:>8}", sci(ratio))));
+            }
+            if cols.act {
+                spans.extend(activation_cells(run, &full_name, theme));
+            }
+            lines.push(Line::from(spans));
+        }
+        if spare >= 1 {
+            // Under the bars their ends; under the strip its steps.
+            let dim = theme.dim();
+            let (a, b) = (pow10(lo), pow10(hi));
+            let bw = cols.bar;
+            let bar_axis = if bw > a.len() + b.len() {
+                format!("{a}{:>w$}", b, w = bw - a.len())
+            } else {
+                " ".repeat(bw)
+            };
+            let mut spans = vec![
+                Span::styled(format!("{:<w$} ", "", w = cols.name), dim),
+                Span::styled(bar_axis, dim),
+                Span::raw(" ".repeat(9)),
+            ];
+            if cols.strip > 0 {
+                let end = format!("step {}", run.step);
+                let sw = cols.strip;
                 spans.push(Span::styled(
-                    format!(" {trend}"),
-                    theme.fg(ratatui::style::Color::Green),
+                    format!(" 0{end:>w$}", w = sw.saturating_sub(1)),
+                    dim,
                 ));
             }
-            spans.push(Span::raw(format!(" {:>8}", sci(ratio))));
-            if act_w > 0 {
-                spans.extend(activation_cells(run, &name, theme));
+            lines.push(Line::from(spans));
+        }
+        if spare >= 2 && cols.strip > 0 {
+            let mut spans = vec![Span::styled("history: ", theme.dim())];
+            for (i, s) in SHADES.iter().enumerate() {
+                spans.push(Span::styled(*s, theme.fg(HEAT[i])));
+                if i == 0 {
+                    spans.push(Span::styled(format!(" {} ", pow10(hlo)), theme.dim()));
+                }
             }
+            spans.push(Span::styled(format!(" {}   ", pow10(hhi)), theme.dim()));
+            spans.push(Span::styled("█", theme.alarm()));
+            spans.push(Span::styled(
+                format!(
+                    " < {} or > {}",
+                    pow10(VANISHING.log10()),
+                    pow10(EXPLODING.log10())
+                ),
+                theme.dim(),
+            ));
             lines.push(Line::from(spans));
         }
         Paragraph::new(lines).render(inner, buf);

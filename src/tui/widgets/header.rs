@@ -59,6 +59,7 @@ impl Widget for Header<'_> {
             run,
             theme,
             (area.height as usize).saturating_sub(2),
+            area.width.saturating_sub(2) as usize,
             line1,
         ))
         .block(block(" candletop ".into(), theme, false))
@@ -68,14 +69,28 @@ impl Widget for Header<'_> {
 
 /// The header's lines: state and progress, data, model and optimizer, and any error; merged
 /// when fewer rows are available.
-fn header_lines<'a>(run: &RunState, theme: &Theme, rows: usize, first: Line<'a>) -> Vec<Line<'a>> {
+fn header_lines<'a>(
+    run: &RunState,
+    theme: &Theme,
+    rows: usize,
+    width: usize,
+    first: Line<'a>,
+) -> Vec<Line<'a>> {
     let mut lines = vec![first];
     match &run.info {
         Some(i) => {
-            let mut data = vec![
-                Span::styled("data ", theme.dim()),
-                Span::raw(i.data.clone()),
-            ];
+            // On one line with the model (a small screen), the descriptions lose their details
+            // in parentheses when the whole would not fit.
+            let merged = rows < 3;
+            let short = |s: &str| s.split(" (").next().unwrap_or(s).to_string();
+            let long_width = i.data.len() + i.model.len() + i.optimizer.len() + 20;
+            let brief = merged && long_width > width;
+            let (data_text, model_text) = if brief {
+                (short(&i.data), short(&i.model))
+            } else {
+                (i.data.clone(), i.model.clone())
+            };
+            let mut data = vec![Span::styled("data ", theme.dim()), Span::raw(data_text)];
             // The data switches, when they are on.
             let f = &i.data_facts;
             if let Some(t) = f.active_transforms() {
@@ -102,15 +117,20 @@ fn header_lines<'a>(run: &RunState, theme: &Theme, rows: usize, first: Line<'a>)
             }
             let model = vec![
                 Span::styled("model ", theme.dim()),
-                Span::raw(i.model.clone()),
+                Span::raw(model_text),
                 Span::styled("  opt ", theme.dim()),
-                Span::raw(i.optimizer.clone()),
+                Span::raw(if brief {
+                    short(&i.optimizer)
+                } else {
+                    i.optimizer.clone()
+                }),
             ];
-            if rows >= 3 {
+            if merged {
+                // The data first: what the run learns from matters more than its model.
+                lines.push(Line::from([data, vec![Span::raw("  ")], model].concat()));
+            } else {
                 lines.push(Line::from(data));
                 lines.push(Line::from(model));
-            } else {
-                lines.push(Line::from([model, vec![Span::raw("  ")], data].concat()));
             }
         }
         None => lines.push(Line::styled("waiting for the trainer...", theme.dim())),

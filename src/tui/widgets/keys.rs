@@ -10,7 +10,7 @@ use crate::tui::theme::Theme;
 
 /// The keys on the bottom line, in their order, each with its priority (0 first): on a
 /// narrow screen the least needed go.
-const KEYS: [(&str, &str, u8); 17] = [
+const KEYS: [(&str, &str, u8); 19] = [
     ("+/-", "lr", 0),
     ("r", "remedy", 1),
     ("u", "undo", 7),
@@ -24,8 +24,10 @@ const KEYS: [(&str, &str, u8); 17] = [
     ("p", "pause", 0),
     ("n", "step", 7),
     ("s", "save", 5),
-    ("Tab", "focus", 7),
-    ("v", "axis", 6),
+    ("Tab", "focus", 3),
+    ("Enter", "enlarge", 3),
+    ("y", "log", 6),
+    ("v", "axis", 7),
     ("?", "help", 0),
     ("q", "quit", 0),
 ];
@@ -65,7 +67,7 @@ impl Widget for KeyBar {
     }
 }
 
-const HELP: [(&str, &str); 26] = [
+const HELP: [(&str, &str); 31] = [
     (
         "+ / -",
         "multiply / divide the LR of the next step by --lr-step; under a schedule its whole planned curve moves with it (the schedule goes on from the new LR)",
@@ -101,12 +103,23 @@ const HELP: [(&str, &str); 26] = [
     ("s", "save a checkpoint now (<run-dir>/checkpoints/last.h5)"),
     ("q", "quit (asks first while training; Ctrl-C quits at once)"),
     ("Tab / S-Tab", "move the focus between panels"),
+    ("Enter", "enlarge the focused panel to the whole screen; Enter or Esc puts it back"),
+    ("y", "loss axis log / linear (at first log when the loss spans more than a decade)"),
+    ("%", "accuracy axis 0-100% / fitted to the data"),
+    ("[ / ]", "smooth the training curves less / more (EMA span: raw, 10 ... 500 steps)"),
     ("v", "loss and accuracy per step or per epoch"),
     ("z", "zoom the step charts: whole run, last 2000/500/100 steps"),
     ("Up / Down", "scroll the focused list (gradients, events)"),
     ("?", "this help; any key closes it"),
     ("", ""),
-    ("gradients", "a red bar is vanishing (< 1e-6) or exploding (> 1e2)"),
+    (
+        "charts",
+        "━ smoothed training curve over the ░ spread of the raw values, ◆ validation, ★ best; ▲/▼ the extreme a fitted axis leaves out",
+    ),
+    (
+        "gradients",
+        "bars and history on log scales fitted to the norms (in the title); red is vanishing (< 1e-6) or exploding (> 1e2); upd/w is |update| / |weight| of the last step",
+    ),
     ("lr chart", "the line is the LR each step used, the dots what the schedule plans;"),
     ("", "red squares mark the changes you made"),
     ("header", "the LR of the last step and the schedule in force"),

@@ -8,6 +8,7 @@ pub mod gradients;
 pub mod header;
 pub mod keys;
 pub mod planner;
+pub mod plot;
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;

@@ -1,0 +1,259 @@
+//! A chart drawn on a canvas with axes that say what they show: round ticks on the y axis
+//! (linear or log, from `watch::chart`), step ticks along the bottom, curves as lines or dots,
+//! points as glyphs on top (validation ◆, best ★, your LR changes ▲: shapes that read without
+//! colour), and a note where the range cut a curve off.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::canvas::{Canvas, Line as Segment, Points};
+use ratatui::widgets::{Block, Widget};
+
+use crate::tui::theme::Theme;
+use crate::watch::chart::{tick_label, Range};
+
+/// Something drawn in the plot area, in data coordinates (x, y unmapped).
+pub enum Mark<'a> {
+    /// A curve.
+    Line(&'a [(f64, f64)], Color),
+    /// Separate points, as fine as the marker draws them.
+    Dots(&'a [(f64, f64)], Color),
+    /// The spread of noisy values: per column, the cells from their least to their greatest,
+    /// shaded, under everything else (the raw values under a smoothed curve).
+    Band(&'a [(f64, f64)], Style),
+    /// A symbol per point, one cell each, over everything else.
+    Glyph(Vec<(f64, f64)>, &'static str, Style),
+}
+
+pub struct Plot<'a> {
+    pub block: Block<'a>,
+    /// The x range (steps or epochs).
+    pub x: (f64, f64),
+    pub y: &'a Range,
+    /// Tick labels in percent.
+    pub percent: bool,
+    pub marks: Vec<Mark<'a>>,
+    pub marker: Marker,
+    pub theme: Theme,
+}
+
+/// `1.5k`, `12k`, `2.5M`, `423`: step counts on an axis.
+pub fn compact(x: f64) -> String {
+    let a = x.abs();
+    let (v, unit) = if a >= 1e6 {
+        (x / 1e6, "M")
+    } else if a >= 1e4 || (a >= 1e3 && (x / 1e3).fract().abs() < 1e-9) {
+        (x / 1e3, "k")
+    } else {
+        return format!("{x:.0}");
+    };
+    let s = format!("{v:.1}");
+    format!("{}{unit}", s.strip_suffix(".0").unwrap_or(&s))
+}
+
+/// Round x ticks between `x0` and `x1` that fit in `width` cells with their labels apart.
+fn x_ticks(x0: f64, x1: f64, width: u16) -> Vec<f64> {
+    let n = (width / 12).clamp(1, 8) as usize + 1;
+    let r = crate::watch::chart::linear(x0, x1, n);
+    let mut t: Vec<f64> = r.ticks.into_iter().filter(|&t| t > x0 && t < x1).collect();
+    t.insert(0, x0);
+    t.push(x1);
+    t
+}
+
+impl Widget for Plot<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let inner = self.block.inner(area);
+        self.block.render(area, buf);
+        if inner.height < 3 || inner.width < 12 {
+            return;
+        }
+        let theme = self.theme;
+        let range = self.y;
+        let (y0, y1) = range.bounds();
+        let (x0, x1) = if self.x.1 > self.x.0 {
+            self.x
+        } else {
+            (self.x.0, self.x.0 + 1.0)
+        };
+        // The y tick labels, right-aligned in a column, then the axis line.
+        let labels: Vec<(f64, String)> = range
+            .ticks
+            .iter()
+            .map(|&t| (t, tick_label(t, range, self.percent)))
+            .collect();
+        let lw = labels.iter().map(|(_, l)| l.len()).max().unwrap_or(1) as u16;
+        let gh = inner.height - 1;
+        let graph = Rect {
+            x: inner.x + lw + 1,
+            y: inner.y,
+            width: inner.width.saturating_sub(lw + 1),
+            height: gh,
+        };
+        if graph.width < 4 {
+            return;
+        }
+        let row_of = |v: f64| -> Option<u16> {
+            let f = (y1 - range.map(v)) / (y1 - y0);
+            (-1e-9..=1.0 + 1e-9)
+                .contains(&f)
+                .then(|| graph.y + (f * (gh - 1) as f64).round() as u16)
+        };
+        let col_of = |x: f64| -> Option<u16> {
+            let f = (x - x0) / (x1 - x0);
+            (-1e-9..=1.0 + 1e-9)
+                .contains(&f)
+                .then(|| graph.x + (f * (graph.width - 1) as f64).round() as u16)
+        };
+        let dim = theme.dim();
+        for y in graph.y..graph.bottom() {
+            buf[(inner.x + lw, y)].set_symbol("│").set_style(dim);
+        }
+        // Ticks closer than two rows read as one: keep every other until they are apart.
+        let mut ticks: Vec<(u16, &String)> = labels
+            .iter()
+            .filter_map(|(t, l)| row_of(*t).map(|r| (r, l)))
+            .collect();
+        while ticks.len() > 2 && ticks.windows(2).any(|w| w[0].0.abs_diff(w[1].0) < 2) {
+            ticks = ticks.into_iter().step_by(2).collect();
+        }
+        for (row, label) in ticks {
+            buf.set_string(inner.x + lw - label.len() as u16, row, label, dim);
+            buf[(inner.x + lw, row)].set_symbol("┤");
+        }
+        // The x axis: its end labels and round ticks between, where they fit.
+        let bottom = inner.y + gh;
+        buf[(inner.x + lw, bottom)].set_symbol("└").set_style(dim);
+        let mut taken_until = graph.x;
+        let ticks = x_ticks(x0, x1, graph.width);
+        for (i, &t) in ticks.iter().enumerate() {
+            let Some(col) = col_of(t) else { continue };
+            let label = compact(t);
+            let len = label.len() as u16;
+            let start = if i + 1 == ticks.len() {
+                graph.right().saturating_sub(len)
+            } else if i == 0 {
+                col
+            } else {
+                col.saturating_sub(len / 2)
+            };
+            let is_last = i + 1 == ticks.len();
+            // Round ticks keep clear of the end labels.
+            if start < taken_until || (!is_last && start + len + 1 > graph.right() - 4) {
+                continue;
+            }
+            buf.set_string(start, bottom, &label, dim);
+            taken_until = start + len + 1;
+        }
+        // Bands first: the canvas leaves the cells it does not paint as they are.
+        let clamp_row = |v: f64| {
+            let f = ((y1 - range.map(v)) / (y1 - y0)).clamp(0.0, 1.0);
+            graph.y + (f * (gh - 1) as f64).round() as u16
+        };
+        for mark in &self.marks {
+            let Mark::Band(pts, style) = mark else {
+                continue;
+            };
+            let dx = (x1 - x0) / (graph.width.max(2) - 1) as f64;
+            let mut i = 0;
+            for c in 0..graph.width {
+                let mid = x0 + c as f64 * dx;
+                let (from, to) = (mid - dx / 2.0, mid + dx / 2.0);
+                let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+                while i < pts.len() && pts[i].0 < to {
+                    if pts[i].0 >= from {
+                        lo = lo.min(pts[i].1);
+                        hi = hi.max(pts[i].1);
+                    }
+                    i += 1;
+                }
+                if lo > hi || range.map(hi) < y0 || range.map(lo) > y1 {
+                    continue;
+                }
+                for row in clamp_row(hi)..=clamp_row(lo) {
+                    buf[(graph.x + c, row)].set_symbol("░").set_style(*style);
+                }
+            }
+        }
+        // The curves, each on its own layer so the later ones stay on top.
+        let color = |c: Color| if theme.color { c } else { Color::Reset };
+        let marks = &self.marks;
+        let map = |p: &(f64, f64)| (p.0, range.map(p.1));
+        Canvas::default()
+            .x_bounds([x0, x1])
+            .y_bounds([y0, y1])
+            .marker(self.marker)
+            .paint(|ctx| {
+                for mark in marks {
+                    match mark {
+                        Mark::Line(pts, c) => {
+                            let pts: Vec<(f64, f64)> = pts.iter().map(map).collect();
+                            if pts.len() == 1 {
+                                ctx.draw(&Points {
+                                    coords: &pts,
+                                    color: color(*c),
+                                });
+                            }
+                            for w in pts.windows(2) {
+                                ctx.draw(&Segment::new(w[0].0, w[0].1, w[1].0, w[1].1, color(*c)));
+                            }
+                        }
+                        Mark::Dots(pts, c) => {
+                            let pts: Vec<(f64, f64)> = pts.iter().map(map).collect();
+                            ctx.draw(&Points {
+                                coords: &pts,
+                                color: color(*c),
+                            });
+                        }
+                        Mark::Glyph(..) | Mark::Band(..) => continue,
+                    }
+                    ctx.layer();
+                }
+            })
+            .render(graph, buf);
+        for mark in &self.marks {
+            if let Mark::Glyph(pts, glyph, style) = mark {
+                for &(x, y) in pts {
+                    if let (Some(c), Some(r)) = (col_of(x), row_of(y)) {
+                        buf[(c, r)].set_symbol(glyph).set_style(*style);
+                    }
+                }
+            }
+        }
+        // Where the range cut a curve off, the extreme it left out.
+        let fmt = |v: f64| {
+            if self.percent {
+                format!("{v:.0}%")
+            } else {
+                crate::format::short(v)
+            }
+        };
+        for (value, up) in [(range.above, true), (range.below, false)] {
+            let Some(v) = value else { continue };
+            let note = Line::from(Span::styled(
+                format!("{} {} ", if up { "▲" } else { "▼" }, fmt(v)),
+                dim,
+            ));
+            let w = note.width() as u16;
+            let row = if up { graph.y } else { graph.bottom() - 1 };
+            buf.set_line(graph.right().saturating_sub(w), row, &note, w);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compact;
+
+    #[test]
+    fn step_counts_are_short() {
+        assert_eq!(compact(0.0), "0");
+        assert_eq!(compact(423.0), "423");
+        assert_eq!(compact(1500.0), "1500");
+        assert_eq!(compact(2000.0), "2k");
+        assert_eq!(compact(14070.0), "14.1k");
+        assert_eq!(compact(2_500_000.0), "2.5M");
+    }
+}
