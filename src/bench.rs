@@ -41,21 +41,32 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
         base.threads(),
         args.steps
     ));
-    say("(stock kernels in a child process, with candle's thread pools as it sets them up)");
-    say(&format!(
-        "{:<28} {:>12} {:>12}",
-        "what", "images/s", "ms/batch"
-    ));
-    // Interleaved, so that a change in the machine's load hits both kernels alike.
-    for batch_size in [64, 256] {
-        stock_in_child(args, batch_size)?;
-        throughput(&base, &data, batch_size, Kernels::Fast, args.steps)?;
+    let part = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
+    if part("kernels") {
+        say("(stock kernels in a child process, with candle's thread pools as it sets them up)");
+        say(&format!(
+            "{:<28} {:>12} {:>12}",
+            "what", "images/s", "ms/batch"
+        ));
+        // Interleaved, so that a change in the machine's load hits both kernels alike.
+        for batch_size in [64, 256] {
+            stock_in_child(args, batch_size)?;
+            throughput(&base, &data, batch_size, Kernels::Fast, args.steps)?;
+        }
+        kernel_profile(&base, &data, args.steps)?;
     }
-    kernel_profile(&base, &data, args.steps)?;
-    checkpoints(&base, &data, args.steps.clamp(1, 5))?;
-    data_pipeline(&base, &data, args.steps)?;
-    doctor_cost(&base, &data)?;
-    ui_overhead(&base, &data, args.steps)?;
+    if part("checkpoints") {
+        checkpoints(&base, &data, args.steps.clamp(1, 5))?;
+    }
+    if part("data") {
+        data_pipeline(&base, &data, args.steps)?;
+    }
+    if part("doctor") {
+        doctor_cost(&base, &data)?;
+    }
+    if part("ui") {
+        ui_overhead(&base, &data, args.steps)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -509,7 +520,7 @@ fn ui_overhead(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), 
                     headless::run(std::io::sink(), 20, &monitor, crossbeam_channel::never());
                 }
                 1 => {
-                    tui::run_offscreen(&monitor, options, counter.clone(), size)?;
+                    tui::run_offscreen(&monitor, options, counter.clone(), size, None)?;
                 }
                 _ => {
                     let (hub, _forwarding) = crate::watch::hub::Hub::start(monitor);
@@ -518,7 +529,15 @@ fn ui_overhead(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), 
                     let attached = crate::socket::client::attach(&sock_dir)
                         .map_err(|e| Error::Usage(e.to_string()))?;
                     let t1 = Instant::now();
-                    tui::run_offscreen(&attached.link, options, counter.clone(), size)?;
+                    // From the snapshot, as `candletop attach` starts (without it the UI would
+                    // not know the run's length and rescale its charts every frame).
+                    tui::run_offscreen(
+                        &attached.link,
+                        options,
+                        counter.clone(),
+                        size,
+                        Some(attached.state.clone()),
+                    )?;
                     let kb = attached.bytes.load(Ordering::Relaxed) as f64 / 1000.0;
                     socket_kbps.push(kb / t1.elapsed().as_secs_f64().max(1e-9));
                     drop(server);

@@ -517,6 +517,10 @@ pub struct BenchArgs {
     /// Compute threads [default: all cores]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+
+    /// Only one part: kernels, checkpoints, data, doctor or ui [default: all]
+    #[arg(long, value_name = "PART", value_parser = ["kernels", "checkpoints", "data", "doctor", "ui"])]
+    pub only: Option<String>,
 }
 
 impl TrainArgs {

@@ -183,13 +183,15 @@ pub fn run(
     result
 }
 
-/// Draws the UI for a run into `out` (a `size` screen) with no keyboard, as the real loop does;
-/// returns when the run ends. For measuring what the UI costs: `candletop bench`.
+/// Draws the UI for a run into `out` (a `size` screen) with no keyboard, as the real loop does,
+/// from `initial` (an attached watcher's snapshot) or from nothing; returns when the run ends.
+/// For measuring what the UI costs: `candletop bench`.
 pub fn run_offscreen<W: Write>(
     monitor: &MonitorLink,
     mut options: UiOptions,
     out: W,
     size: ratatui::layout::Rect,
+    initial: Option<RunState>,
 ) -> io::Result<Outcome> {
     let fixed = ratatui::TerminalOptions {
         viewport: ratatui::Viewport::Fixed(size),
@@ -197,6 +199,9 @@ pub fn run_offscreen<W: Write>(
     let terminal = Terminal::with_options(CrosstermBackend::new(out), fixed)?;
     options.quit_when_done = true;
     let mut screen = Screen::new(terminal, options, false);
+    if let Some(state) = initial {
+        screen.app.run = state;
+    }
     let sources = Sources {
         tick: screen.frame_tick(),
         ..Sources::none()
