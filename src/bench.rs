@@ -696,5 +696,26 @@ fn snapshot_cost(base: &RunConfig, data: &DataSplits) -> Result<(), Error> {
         bytes.len() as f64 / 1000.0,
         secs * 1000.0
     ));
+    // Drawing that run (every series full): one frame of the whole screen, the work the UI
+    // thread does up to 12 times a second beside training.
+    let mut app = tui::App::new(tui::UiOptions::default());
+    app.run = run;
+    let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40))
+        .map_err(std::io::Error::other)?;
+    let frames = 50;
+    let t0 = Instant::now();
+    for _ in 0..frames {
+        // A fresh buffer each time: the whole frame is drawn, as after a change of axes.
+        term.clear().map_err(std::io::Error::other)?;
+        term.draw(|f| f.render_widget(&app, f.area()))
+            .map_err(std::io::Error::other)?;
+    }
+    let ms = t0.elapsed().as_secs_f64() * 1000.0 / frames as f64;
+    say(&format!(
+        "{:<30} {:>11.2} ms ({:.1}% of a core at 12 fps)",
+        "draw a 120x40 frame, full run",
+        ms,
+        ms * 12.0 / 10.0
+    ));
     Ok(())
 }
