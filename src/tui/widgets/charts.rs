@@ -370,34 +370,3 @@ impl Widget for LrChart<'_> {
 fn max_ticks(area: Rect) -> usize {
     (area.height.saturating_sub(4) as usize / 2 + 1).clamp(2, 12)
 }
-
-/// The smallest of 1, 2, 2.5, 5 times a power of ten that is at least `x` (an axis end that
-/// changes rarely).
-pub fn nice_ceil(x: f64) -> f64 {
-    if !(x.is_finite() && x > 0.0) {
-        return 1.0;
-    }
-    let p = 10f64.powf(x.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|m| m * p)
-        .find(|&v| v >= x)
-        .unwrap_or(10.0 * p)
-}
-#[cfg(test)]
-mod tests {
-    use super::nice_ceil;
-
-    #[test]
-    fn axis_ends_are_round_and_cover_the_value() {
-        assert_eq!(nice_ceil(2.41), 2.5);
-        assert_eq!(nice_ceil(3.0), 5.0);
-        assert_eq!(nice_ceil(12.0), 20.0);
-        assert_eq!(nice_ceil(0.7), 1.0);
-        assert_eq!(nice_ceil(f64::NAN), 1.0);
-        for x in [0.013, 0.9, 1.0, 7.7, 99.0, 1234.5] {
-            let v = nice_ceil(x);
-            assert!(v >= x && v <= 2.5 * x, "{x} -> {v}");
-        }
-    }
-}
