@@ -88,7 +88,7 @@ pub struct ViewArgs {
     #[arg(long)]
     pub braille: bool,
 
-    /// Draw another run's loss, accuracy and LR dimmed under this one's (its run directory)
+    /// Draw another run's loss, accuracy and LR under this one's, in blue (its run directory)
     #[arg(long, value_name = "RUN_DIR")]
     pub compare: Option<PathBuf>,
 }
@@ -107,7 +107,7 @@ pub struct AttachArgs {
     #[arg(long)]
     pub braille: bool,
 
-    /// Draw another run's loss, accuracy and LR dimmed under this one's (its run directory)
+    /// Draw another run's loss, accuracy and LR under this one's, in blue (its run directory)
     #[arg(long, value_name = "RUN_DIR")]
     pub compare: Option<PathBuf>,
 }
@@ -304,7 +304,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub foreground: bool,
 
-    /// Draw another run's loss, accuracy and LR dimmed under this one's (its run directory)
+    /// Draw another run's loss, accuracy and LR under this one's, in blue (its run directory)
     #[arg(long, value_name = "RUN_DIR")]
     pub compare: Option<PathBuf>,
 

@@ -776,8 +776,8 @@ fn the_diagnosis_panel_lists_findings_most_severe_first() {
     assert!(s.contains("resolved: learning rate too high"), "{s}");
 }
 
-/// `--compare`: another run's loss, accuracy and LR drawn dimmed under this one's, named under
-/// each chart; its longer run widens the step axis.
+/// `--compare`: another run's loss, accuracy and LR drawn under this one's (blue, its validation
+/// ◇), named under each chart; its longer run widens the step axis.
 #[test]
 fn another_run_is_drawn_under_this_one() {
     use candletop::tui::Comparison;
