@@ -12,7 +12,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
-use crate::format::{group_thousands, sci, short};
+use crate::format::{group_thousands, sci, short, wrap};
 use crate::protocol::FinishReason;
 use crate::watch::chart::{self, ema, fit_accuracy, fit_decades, fit_loss, FitInput, Range};
 use crate::watch::RunState;
@@ -410,8 +410,27 @@ fn caption(runs: &[Run]) -> Vec<String> {
             runs[0].name
         ));
     }
+    // Lines longer than the figure is wide go on, indented, on the next.
     lines
+        .iter()
+        .flat_map(|l| {
+            let indent = l.len() - l.trim_start().len();
+            wrap(l.trim_start(), CAPTION_CHARS - indent - 4)
+                .into_iter()
+                .enumerate()
+                .map(move |(i, part)| {
+                    format!(
+                        "{}{part}",
+                        " ".repeat(if i == 0 { indent } else { indent + 4 })
+                    )
+                })
+        })
+        .collect()
 }
+
+/// Characters of the caption's font on a line of the figure (DejaVu Sans at 17 px averages
+/// under 9 px a character).
+const CAPTION_CHARS: usize = 165;
 
 /// The mapped value of `y` on `range`, kept inside it (a linear loss axis leaves the first
 /// steps' spike out: drawn along the top, and said in the panel's title).

@@ -1,5 +1,6 @@
-//! How numbers read on screen and in lines: sizes, durations, counts, learning rates. One place,
-//! so that the terminal UI, the headless lines and the subcommands say things the same way.
+//! How numbers read on screen and in lines: sizes, durations, counts, learning rates; and text
+//! wrapped to a width. One place, so that the terminal UI, the headless lines, the figures and
+//! the subcommands say things the same way.
 
 /// `1.7 MB` style (powers of 1000, as disks and `ls -h --si` count).
 pub fn human_bytes(n: u64) -> String {
@@ -56,6 +57,42 @@ pub fn short(x: f64) -> String {
     }
 }
 
+/// `text` in lines of at most `width` characters, broken between words where it can be.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let mut word = word.to_string();
+        loop {
+            let (have, need) = (line.chars().count(), word.chars().count());
+            let sep = usize::from(have > 0);
+            if have + sep + need <= width {
+                if sep == 1 {
+                    line.push(' ');
+                }
+                line.push_str(&word);
+                break;
+            }
+            if have > 0 {
+                lines.push(std::mem::take(&mut line));
+                continue;
+            }
+            // A word longer than a line: cut it.
+            let head: String = word.chars().take(width).collect();
+            word = word.chars().skip(width).collect();
+            lines.push(head);
+            if word.is_empty() {
+                break;
+            }
+        }
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 /// Serialises an `f32` as the shortest decimal that reads back as it (`0.9`, not the
 /// `0.8999999761581421` of its exact f64 value), so that config files say what was written.
 pub fn f32_as_written<S: serde::Serializer>(x: &f32, s: S) -> Result<S::Ok, S::Error> {
@@ -83,5 +120,29 @@ mod tests {
         assert_eq!(short(0.01234), "0.0123");
         assert_eq!(short(123.4), "123");
         assert_eq!(short(2e18), "2.0e18");
+    }
+
+    #[test]
+    fn wrapping_keeps_every_character_and_breaks_between_words() {
+        assert_eq!(
+            wrap("epoch 1: val loss 0.25", 10),
+            ["epoch 1:", "val loss", "0.25"]
+        );
+        assert_eq!(wrap("abcdefghij klm", 4), ["abcd", "efgh", "ij", "klm"]);
+        assert_eq!(wrap("", 5), [""]);
+        assert_eq!(wrap("short", 80), ["short"]);
+        let text = "saved runs/20261201-030610/checkpoints/epoch-001.h5 (5.1 MB, 9 ms)";
+        for w in 1..40 {
+            let lines = wrap(text, w);
+            assert!(
+                lines.iter().all(|l| l.chars().count() <= w),
+                "{w}: {lines:?}"
+            );
+            assert_eq!(
+                lines.join(" ").replace(' ', ""),
+                text.replace(' ', ""),
+                "{w}"
+            );
+        }
     }
 }

@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use super::block;
-use super::events::wrap;
+use crate::format::wrap;
 use crate::protocol::Severity;
 use crate::tui::theme::Theme;
 use crate::watch::{LogKind, RunState};

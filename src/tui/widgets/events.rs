@@ -7,6 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
 use super::block;
+use crate::format::wrap;
 use crate::tui::theme::Theme;
 use crate::watch::RunState;
 
@@ -69,70 +70,5 @@ impl Widget for EventLog<'_> {
         }
         shown.reverse();
         Paragraph::new(shown).render(inner, buf);
-    }
-}
-
-/// `text` in lines of at most `width` characters, broken between words where it can be.
-pub fn wrap(text: &str, width: usize) -> Vec<String> {
-    let width = width.max(1);
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split(' ') {
-        let mut word = word.to_string();
-        loop {
-            let (have, need) = (line.chars().count(), word.chars().count());
-            let sep = usize::from(have > 0);
-            if have + sep + need <= width {
-                if sep == 1 {
-                    line.push(' ');
-                }
-                line.push_str(&word);
-                break;
-            }
-            if have > 0 {
-                lines.push(std::mem::take(&mut line));
-                continue;
-            }
-            // A word longer than a line: cut it.
-            let head: String = word.chars().take(width).collect();
-            word = word.chars().skip(width).collect();
-            lines.push(head);
-            if word.is_empty() {
-                break;
-            }
-        }
-    }
-    if !line.is_empty() || lines.is_empty() {
-        lines.push(line);
-    }
-    lines
-}
-
-#[cfg(test)]
-mod tests {
-    use super::wrap;
-
-    #[test]
-    fn wrapping_keeps_every_character_and_breaks_between_words() {
-        assert_eq!(
-            wrap("epoch 1: val loss 0.25", 10),
-            ["epoch 1:", "val loss", "0.25"]
-        );
-        assert_eq!(wrap("abcdefghij klm", 4), ["abcd", "efgh", "ij", "klm"]);
-        assert_eq!(wrap("", 5), [""]);
-        assert_eq!(wrap("short", 80), ["short"]);
-        let text = "saved runs/20261201-030610/checkpoints/epoch-001.h5 (5.1 MB, 9 ms)";
-        for w in 1..40 {
-            let lines = wrap(text, w);
-            assert!(
-                lines.iter().all(|l| l.chars().count() <= w),
-                "{w}: {lines:?}"
-            );
-            assert_eq!(
-                lines.join(" ").replace(' ', ""),
-                text.replace(' ', ""),
-                "{w}"
-            );
-        }
     }
 }

@@ -136,7 +136,7 @@ impl Widget for Help {
         let w = (area.width as usize).saturating_sub(22).clamp(20, 76);
         let mut lines: Vec<Line> = Vec::new();
         for (k, v) in HELP {
-            for (i, part) in super::events::wrap(v, w).into_iter().enumerate() {
+            for (i, part) in crate::format::wrap(v, w).into_iter().enumerate() {
                 let key = if i == 0 { k } else { "" };
                 lines.push(Line::from(vec![
                     Span::styled(format!("{key:>12}  "), self.theme.title()),
