@@ -762,6 +762,18 @@ fn the_diagnosis_panel_lists_findings_most_severe_first() {
         s.contains("u undoes: cut the LR x0.1 (until step 275)"),
         "{s}"
     );
+    // r again during the trial: not a second cut; the log says why.
+    assert!(app.on_key(key('r')).is_empty());
+    assert!(
+        app.run
+            .log
+            .back()
+            .unwrap()
+            .text
+            .starts_with("cut the LR x0.1 is on trial until step 275: u undoes it"),
+        "{:?}",
+        app.run.log.back()
+    );
     assert_eq!(app.on_key(key('u')), vec![Command::UndoRemedy]);
     app.on_event(&Event::Finding {
         step: 75,

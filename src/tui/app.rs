@@ -457,6 +457,19 @@ impl App {
                 vec![Command::SetClipGradNorm(max)]
             }
             KeyCode::Char('r') => match self.run.top_remedy() {
+                // The same remedy again while its trial runs would spoil the trial's verdict
+                // (and cut twice what one press cut): say so instead.
+                Some(r) if self.run.undoable().is_some_and(|t| t.remedy == *r) => {
+                    let until = self.run.remedy_trial.as_ref().map_or(0, |t| t.1);
+                    self.notice(
+                        LogKind::Info,
+                        format!(
+                            "{} is on trial until step {until}: u undoes it, - or l change the LR by hand",
+                            r.describe()
+                        ),
+                    );
+                    vec![]
+                }
                 Some(r) => vec![Command::ApplyRemedy(r.clone())],
                 None => {
                     self.notice(

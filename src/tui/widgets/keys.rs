@@ -68,34 +68,16 @@ impl Widget for KeyBar {
 }
 
 const HELP: [(&str, &str); 31] = [
-    (
-        "+ / -",
-        "multiply / divide the LR of the next step by --lr-step; under a schedule its whole planned curve moves with it (the schedule goes on from the new LR)",
-    ),
+    ("+ / -", "multiply / divide the LR by --lr-step from the next step (a schedule's plan moves with it)"),
     ("l", "type an exact LR for the next step (the schedule goes on from it)"),
-    (
-        "e",
-        "change the schedule: ←/→ kind, ↑/↓ field, type values; the plan shows before Enter applies it from the next step (Esc cancels)",
-    ),
-    (
-        "f",
-        "LR finder: the run pauses and a copy of the model sweeps the LR from 1e-7 to 10; ←/→ pick, Enter uses the LR, Esc discards; the run goes on where it was",
-    ),
-    (
-        "a",
-        "augmentation off / on from the next batch (--augment, or pad-crop and flip); the header lists the transforms in use",
-    ),
-    (
-        "w",
-        "class weights off / balanced (inverse class frequency) in the loss from the next step",
-    ),
+    ("e", "change the schedule: ←/→ kind, ↑/↓ field, type values; Enter applies the plan shown, Esc cancels"),
+    ("f", "LR finder: a copy of the model sweeps 1e-7..10; ←/→ pick, Enter uses that LR, Esc discards"),
+    ("a", "augmentation off / on from the next batch (--augment, or pad-crop and flip; in the header)"),
+    ("w", "class weights off / balanced (inverse class frequency) in the loss from the next step"),
     ("g", "training images as the model sees them; g again for new ones"),
-    (
-        "x",
-        "gradient clipping off / on (to the global norm of --clip-grad-norm, or 1) from the next step",
-    ),
+    ("x", "gradient clipping off / on (to the norm of --clip-grad-norm, or 1) from the next step"),
     ("c", "validation accuracy per class, worst marked, with the class counts"),
-    ("r", "apply the Diagnosis panel's remedy (a restart's: write suggested.toml)"),
+    ("r", "apply the Diagnosis panel's remedy (a restart's: suggested.toml); once while it is on trial"),
     ("u", "undo that remedy, exactly, within 200 steps (the data goes on)"),
     ("i", "measure activations now (done every 100 steps; dead/sat in Gradients)"),
     ("p, space", "pause / resume"),
@@ -112,16 +94,10 @@ const HELP: [(&str, &str); 31] = [
     ("Up / Down", "scroll the focused list (gradients, events)"),
     ("?", "this help; any key closes it"),
     ("", ""),
-    (
-        "charts",
-        "━ smoothed training curve over the ░ spread of the raw values, ◆ validation, ★ best; ▲/▼ the extreme a fitted axis leaves out",
-    ),
-    (
-        "gradients",
-        "bars and history on log scales fitted to the norms (in the title); red is vanishing (< 1e-6) or exploding (> 1e2); upd/w is |update| / |weight| of the last step",
-    ),
-    ("lr chart", "the line is the LR each step used, the dots what the schedule plans;"),
-    ("", "red squares mark the changes you made"),
+    ("charts", "━ smoothed training curve, ░ raw values' spread, ◆ validation, ★ best; ▲/▼ what an axis cut"),
+    ("gradients", "bars and history on log scales fitted to the norms; red: < 1e-6 vanishing, > 1e2 exploding"),
+    ("upd/w", "|update| / |weight| of the last step, per parameter"),
+    ("lr chart", "the line is the LR each step used, the dots what the schedule plans, ▲ your changes"),
     ("header", "the LR of the last step and the schedule in force"),
 ];
 
@@ -133,7 +109,7 @@ pub struct Help {
 impl Widget for Help {
     fn render(self, area: Rect, buf: &mut Buffer) {
         // Descriptions wrap beside their keys.
-        let w = (area.width as usize).saturating_sub(22).clamp(20, 76);
+        let w = (area.width as usize).saturating_sub(22).clamp(20, 96);
         let mut lines: Vec<Line> = Vec::new();
         for (k, v) in HELP {
             for (i, part) in crate::format::wrap(v, w).into_iter().enumerate() {
