@@ -157,7 +157,7 @@ fn keys_steer_the_run_and_quit_restores_the_terminal() {
     s.press("s");
     s.wait_for("saved last.h5");
     s.press("?");
-    s.wait_for("multiply / divide the LR of the next step");
+    s.wait_for("multiply / divide the LR by --lr-step");
     s.press("x");
     // The schedule editor: cosine from here, its plan shown; applied.
     s.press("e");
