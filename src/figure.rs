@@ -14,7 +14,9 @@ use plotters::style::{register_font, FontStyle};
 
 use crate::format::{group_thousands, sci, short, wrap};
 use crate::protocol::FinishReason;
-use crate::watch::chart::{self, ema, fit_accuracy, fit_decades, fit_loss, FitInput, Range};
+use crate::watch::chart::{
+    self, ema, fit_accuracy, fit_decades, fit_loss, positive_bounds, FitInput, Range,
+};
 use crate::watch::RunState;
 
 /// One run of the figure: how the legend names it, and what it recorded.
@@ -604,22 +606,6 @@ fn metric_panel(runs: &[Run], accuracy: bool) -> Panel {
         } else {
             SeriesLabelPosition::UpperRight
         },
-    }
-}
-
-/// The smallest and largest positive finite values, or `fallback` when there are none.
-fn positive_bounds<'a>(
-    pts: impl Iterator<Item = &'a (f64, f64)>,
-    fallback: (f64, f64),
-) -> (f64, f64) {
-    let (lo, hi) = pts
-        .map(|p| p.1)
-        .filter(|&v| v > 0.0 && v.is_finite())
-        .fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
-    if lo.is_finite() {
-        (lo, hi)
-    } else {
-        fallback
     }
 }
 

@@ -44,6 +44,20 @@ pub fn sci(x: f64) -> String {
     format!("{x:.2e}")
 }
 
+/// `1.5k`, `12k`, `2.5M`, `423`: step counts on an axis.
+pub fn compact(x: f64) -> String {
+    let a = x.abs();
+    let (v, unit) = if a >= 1e6 {
+        (x / 1e6, "M")
+    } else if a >= 1e4 || (a >= 1e3 && (x / 1e3).fract().abs() < 1e-9) {
+        (x / 1e3, "k")
+    } else {
+        return format!("{x:.0}");
+    };
+    let s = format!("{v:.1}");
+    format!("{}{unit}", s.strip_suffix(".0").unwrap_or(&s))
+}
+
 /// `2.31`, `0.0123`, `1.2e18`: a value in few characters (three significant digits).
 pub fn short(x: f64) -> String {
     let a = x.abs();
@@ -144,5 +158,15 @@ mod tests {
                 "{w}"
             );
         }
+    }
+
+    #[test]
+    fn step_counts_are_short() {
+        assert_eq!(compact(0.0), "0");
+        assert_eq!(compact(423.0), "423");
+        assert_eq!(compact(1500.0), "1500");
+        assert_eq!(compact(2000.0), "2k");
+        assert_eq!(compact(14070.0), "14.1k");
+        assert_eq!(compact(2_500_000.0), "2.5M");
     }
 }

@@ -325,6 +325,35 @@ fn the_loss_axis_fits_the_run_not_the_first_spike() {
 }
 
 #[test]
+fn y_turns_the_loss_axis_the_other_way_from_how_it_was_drawn() {
+    // A loss from 3 down to 0.06: automatically on a log axis.
+    let mut app = App::new(UiOptions::default());
+    app.on_event(&Event::Started(realistic().run.info.unwrap()));
+    for step in 1..=300u64 {
+        app.on_step(&StepMetrics {
+            step,
+            epoch: 1,
+            steps: 1,
+            loss: 0.05 + 3.0 * (-(step as f64) / 30.0).exp(),
+            accuracy: 0.5,
+            lr: 1e-3,
+            grad_norms: vec![0.1; 5],
+            update_ratios: vec![1e-3; 5],
+            images_per_sec: 2600.0,
+        });
+    }
+    assert!(screen(&app, 120, 36).contains("ema 50  log"));
+    app.on_key(key('y'));
+    let s = screen(&app, 120, 36);
+    assert!(
+        !s.contains("ema 50  log") && s.contains("▲ "),
+        "linear, the spike cut:\n{s}"
+    );
+    app.on_key(key('y'));
+    assert!(screen(&app, 120, 36).contains("ema 50  log"));
+}
+
+#[test]
 fn the_smoothing_span_changes_on_a_key_and_says_so() {
     let mut app = realistic();
     assert!(screen(&app, 120, 36).contains("ema 50"));

@@ -36,6 +36,7 @@ impl App {
             span: self.span,
             log: self.loss_log,
             full: self.accuracy_full,
+            drawn_log: (metric == Metric::Loss).then_some(&self.loss_drawn_log),
         }
     }
 

@@ -197,6 +197,22 @@ fn settle(lo: f64, hi: f64) -> (f64, f64) {
     (clean((lo / q).floor() * q), clean((hi / q).ceil() * q))
 }
 
+/// The smallest and largest positive finite values, or `fallback` when there are none.
+pub fn positive_bounds<'a>(
+    pts: impl Iterator<Item = &'a (f64, f64)>,
+    fallback: (f64, f64),
+) -> (f64, f64) {
+    let (lo, hi) = pts
+        .map(|p| p.1)
+        .filter(|&v| v > 0.0 && v.is_finite())
+        .fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+    if lo.is_finite() {
+        (lo, hi)
+    } else {
+        fallback
+    }
+}
+
 /// A log axis between `lo` and `hi` (both > 0) whatever they span, for the learning rate:
 /// whole decades, with a quarter of one spare at each end so that a constant LR is not drawn on
 /// the frame.

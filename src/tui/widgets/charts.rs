@@ -1,5 +1,7 @@
 //! The charts: loss and accuracy over steps or epochs, and the learning rate.
 
+use std::cell::Cell;
+
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Modifier;
@@ -14,7 +16,9 @@ use crate::protocol::EpochMetrics;
 use crate::tui::app::Comparison;
 use crate::tui::app::TimeAxis;
 use crate::tui::theme::Theme;
-use crate::watch::chart::{ema, fit_accuracy, fit_decades, fit_loss, FitInput, Range, Scale};
+use crate::watch::chart::{
+    ema, fit_accuracy, fit_decades, fit_loss, positive_bounds, FitInput, Range, Scale,
+};
 use crate::watch::RunState;
 
 type Points = Vec<(f64, f64)>;
@@ -44,6 +48,8 @@ pub struct MetricChart<'a> {
     pub log: Option<bool>,
     /// Accuracy: the full 0-100% rather than the fitted range.
     pub full: bool,
+    /// Told whether the y axis was drawn on a log scale (what `y` then turns the other way).
+    pub drawn_log: Option<&'a Cell<bool>>,
 }
 
 /// One run's curves for a chart.
@@ -126,6 +132,9 @@ impl Widget for MetricChart<'_> {
             }
         };
         let range = self.fit(&mine, other.as_ref(), max_ticks(area));
+        if let Some(cell) = self.drawn_log {
+            cell.set(range.scale == Scale::Log);
+        }
         let glyph = |v: &Points| v.to_vec();
         let mut marks = Vec::new();
         // The other run first: this one's marks are drawn over it.
@@ -196,12 +205,6 @@ impl Widget for MetricChart<'_> {
 }
 
 impl MetricChart<'_> {
-    /// The y axis as drawn with at most `max_ticks` ticks.
-    pub fn range(&self, max_ticks: usize) -> Range {
-        let other = self.other.map(|o| self.curves(&o.run));
-        self.fit(&self.curves(self.run), other.as_ref(), max_ticks)
-    }
-
     fn fit(&self, mine: &Curves, other: Option<&Curves>, max_ticks: usize) -> Range {
         let mut fit = FitInput::default();
         for c in std::iter::once(mine).chain(other) {
@@ -318,20 +321,15 @@ impl Widget for LrChart<'_> {
             0.0,
             run.total_steps().max(run.step).max(other_steps).max(1) as f64,
         );
-        let (lo, hi) = trace
-            .iter()
-            .chain(&marks)
-            .chain(&plan)
-            .chain(other.iter().flatten())
-            .map(|p| p.1)
-            .filter(|&v| v > 0.0 && v.is_finite())
-            .fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
-        let (lo, hi) = if lo.is_finite() {
-            (lo, hi)
-        } else {
-            (1e-4, 1e-2)
-        };
-        let range = fit_decades(lo.max(1e-12), hi.max(1e-12), max_ticks(area));
+        let (lo, hi) = positive_bounds(
+            trace
+                .iter()
+                .chain(&marks)
+                .chain(&plan)
+                .chain(other.iter().flatten()),
+            (1e-4, 1e-2),
+        );
+        let range = fit_decades(lo, hi, max_ticks(area));
         let mut datasets = Vec::new();
         if let Some(o) = &other {
             datasets.push(Mark::Line(o, Theme::OTHER));

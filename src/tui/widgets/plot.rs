@@ -11,6 +11,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::canvas::{Canvas, Line as Segment, Points};
 use ratatui::widgets::{Block, Widget};
 
+use crate::format::compact;
 use crate::tui::theme::Theme;
 use crate::watch::chart::{tick_label, Range};
 
@@ -37,20 +38,6 @@ pub struct Plot<'a> {
     pub marks: Vec<Mark<'a>>,
     pub marker: Marker,
     pub theme: Theme,
-}
-
-/// `1.5k`, `12k`, `2.5M`, `423`: step counts on an axis.
-pub fn compact(x: f64) -> String {
-    let a = x.abs();
-    let (v, unit) = if a >= 1e6 {
-        (x / 1e6, "M")
-    } else if a >= 1e4 || (a >= 1e3 && (x / 1e3).fract().abs() < 1e-9) {
-        (x / 1e3, "k")
-    } else {
-        return format!("{x:.0}");
-    };
-    let s = format!("{v:.1}");
-    format!("{}{unit}", s.strip_suffix(".0").unwrap_or(&s))
 }
 
 /// Round x ticks between `x0` and `x1` that fit in `width` cells with their labels apart.
@@ -240,20 +227,5 @@ impl Widget for Plot<'_> {
             let row = if up { graph.y } else { graph.bottom() - 1 };
             buf.set_line(graph.right().saturating_sub(w), row, &note, w);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::compact;
-
-    #[test]
-    fn step_counts_are_short() {
-        assert_eq!(compact(0.0), "0");
-        assert_eq!(compact(423.0), "423");
-        assert_eq!(compact(1500.0), "1500");
-        assert_eq!(compact(2000.0), "2k");
-        assert_eq!(compact(14070.0), "14.1k");
-        assert_eq!(compact(2_500_000.0), "2.5M");
     }
 }
