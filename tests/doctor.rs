@@ -27,6 +27,46 @@ fn findings(run: &Path) -> Vec<(u64, String, String, bool)> {
         .collect()
 }
 
+/// Runs `args` headless in `dir/name`: the run directory and what it printed.
+fn headless(dir: &Path, name: &str, args: &[&str]) -> (std::path::PathBuf, String) {
+    let mut all = vec!["--headless", "--run-dir", name, "--log-every", "50"];
+    all.extend(args);
+    let out = succeeds(dir, &all);
+    (dir.join(name), out)
+}
+
+/// The epoch records of a run: (epoch, step, validation accuracy).
+fn epochs(run: &Path) -> Vec<(usize, u64, f64)> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "epoch")
+        .map(|v| {
+            (
+                v["epoch"].as_u64().unwrap() as usize,
+                v["step"].as_u64().unwrap(),
+                v["val_accuracy"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The step of the first epoch at which the run's validation accuracy had not beaten its best
+/// for `patience` epochs (matching the best is not beating it), computed from its records.
+fn plateau_due(run: &Path, patience: usize) -> Option<u64> {
+    let mut best: Option<(usize, f64)> = None;
+    for (epoch, step, acc) in epochs(run) {
+        if best.is_none_or(|(_, b)| acc > b) {
+            best = Some((epoch, acc));
+        }
+        if epoch - best.unwrap().0 >= patience {
+            return Some(step);
+        }
+    }
+    None
+}
+
 /// Runs `args` headless in `dir/name`; the warning `want` must appear by step `by`, and any
 /// other warning must be among `related`.
 fn provoke(dir: &Path, name: &str, args: &[&str], want: &str, by: u64, related: &[&str]) {
@@ -42,10 +82,8 @@ fn provoke_as(
     by: u64,
     related: &[&str],
 ) {
-    let mut all = vec!["--headless", "--run-dir", name, "--log-every", "50"];
-    all.extend(args);
-    let out = succeeds(dir, &all);
-    let f = findings(&dir.join(name));
+    let (run, out) = headless(dir, name, args);
+    let f = findings(&run);
     let warnings: Vec<&(u64, String, String, bool)> =
         f.iter().filter(|x| x.2 == "warning" && !x.3).collect();
     let first = f
@@ -156,32 +194,62 @@ fn provoked_runs_raise_their_finding_and_nothing_unrelated() {
         400,
         &["vanishing_gradients"],
     );
-    // A one-unit hidden layer: both accuracies stay low and flat (a warning at epoch 4).
+    // A one-unit hidden layer: both accuracies stay low and flat (a note from epoch 3, a
+    // warning once the loss stops falling).
     provoke(
         d,
         "underfit",
-        &["--arch", "f1", "--epochs", "4", "--lr", "3e-4"],
+        &["--arch", "f1", "--epochs", "6", "--lr", "3e-4"],
         "underfitting",
-        4 * 141,
+        6 * 141,
         &[],
     );
-    // 2000 images at a low LR: validation accuracy stops rising by epoch 8 while the training
-    // loss still falls (so a note, not a warning).
+    // The LR cut a million-fold after the first epoch, without batch norm (whose running
+    // statistics would still move): the model stops changing, so validation accuracy cannot
+    // beat epoch 1 and the plateau is due at epoch 4 on any machine.
     provoke_as(
+        d,
+        "frozen",
+        &[
+            "--subset",
+            "2000",
+            "--epochs",
+            "5",
+            "--no-batch-norm",
+            "--schedule",
+            "exp:1e-6",
+        ],
+        ("plateau", "note"),
+        4 * 32,
+        &["weak_class"],
+    );
+    // 2000 images at a low LR: validation accuracy may stop rising by epoch 8 while the
+    // training loss still falls. Whether it does depends on the last bits of the kernels, so
+    // the run's own records decide: a plateau note exactly when its validation accuracy has
+    // not beaten its best for three epochs, and none otherwise.
+    let (run, out) = headless(
         d,
         "plateau",
         &["--subset", "2000", "--epochs", "8", "--lr", "3e-4"],
-        ("plateau", "note"),
-        8 * 32,
-        &["weak_class"],
+    );
+    let due = plateau_due(&run, 3);
+    let raised = findings(&run)
+        .into_iter()
+        .find(|x| x.1 == "plateau" && !x.3)
+        .map(|x| x.0);
+    assert_eq!(
+        raised,
+        due,
+        "plateau: raised at {raised:?}, due at {due:?} by the validation accuracy {:?}\n{out}",
+        epochs(&run)
     );
     // 500 training images, no dropout, no augmentation, many epochs.
     provoke(
         d,
         "overfit",
-        &["--subset", "500", "--dropout", "0", "--epochs", "12"],
+        &["--subset", "500", "--dropout", "0", "--epochs", "16"],
         "overfitting",
-        12 * 8,
+        16 * 8,
         &["weak_class", "plateau"],
     );
 }
