@@ -17,7 +17,7 @@ use crate::data::{DataSpec, DataSplits};
 use crate::error::Error;
 use crate::format::{group_thousands, human_bytes};
 use crate::protocol::{self, OnNonFinite};
-use crate::run_dir::{self, RunDirError};
+use crate::run_dir::{Recorded, RunDir, RunDirError};
 use crate::train::{eval, lr_find, FinderSettings, TrainError, Trainer};
 use crate::watch::hub::Hub;
 use crate::watch::Outcome;
@@ -113,8 +113,10 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
     };
     trainer.set_on_non_finite(on_nan, args.max_rollbacks);
     // The run directory is made only once the inputs are known to be good.
-    let dir = run_dir::create(&cfg)?;
-    trainer.set_run_dir(&dir)?;
+    let dir = RunDir::choose(cfg.run_dir.as_deref());
+    dir.create()?;
+    cfg.save_in(&dir)?;
+    trainer.set_run_dir(dir.path())?;
     let signals = signals::spawn()?;
     let (trainer_link, trainer_monitor) = protocol::link();
     let handle = trainer.spawn(trainer_link);
@@ -131,7 +133,7 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
     };
     if serving.is_some() {
         // Listening: from here the terminal that started us may go; our words go to the log.
-        redirect_output(&dir.join(TRAINER_LOG))?;
+        redirect_output(&dir.trainer_log())?;
     }
     let outcome = if headless || serving.is_some() {
         headless::run(std::io::stdout().lock(), cfg.log_every, &monitor, signals)
@@ -151,16 +153,18 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
     if args.plot {
         // The run is over and metrics.jsonl complete. A figure that cannot be written is said,
         // not a failed run.
-        let path = dir.join(FIGURE_NAME);
-        match recorded(&dir).map_err(|e| e.to_string()).and_then(|state| {
-            figure::write(
-                &path,
-                &[figure::Run {
-                    name: run_name(&dir),
-                    state,
-                }],
-            )
-        }) {
+        let path = dir.figure();
+        match recorded(dir.path())
+            .map_err(|e| e.to_string())
+            .and_then(|state| {
+                figure::write(
+                    &path,
+                    &[figure::Run {
+                        name: dir.name(),
+                        state,
+                    }],
+                )
+            }) {
             Ok(()) => eprintln!("candletop: figure written to {}", path.display()),
             Err(e) => eprintln!("candletop: warning: no figure: {e}"),
         }
@@ -171,15 +175,12 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
     }
 }
 
-/// Where `--plot` writes the run's figure, in its run directory.
-pub const FIGURE_NAME: &str = "figure.svg";
-
 /// `candletop plot RUN_DIR [--compare OTHER ...] -o FILE`: the run as a figure.
 fn plot(args: &PlotArgs) -> Result<ExitCode, Error> {
     let mut runs = Vec::new();
     for dir in std::iter::once(&args.run_dir).chain(&args.compare) {
         runs.push(figure::Run {
-            name: run_name(dir),
+            name: RunDir::new(dir).name(),
             state: recorded(dir)?,
         });
     }
@@ -188,19 +189,8 @@ fn plot(args: &PlotArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// How legends name a run: its directory's own name.
-fn run_name(dir: &Path) -> String {
-    dir.file_name().map_or_else(
-        || dir.display().to_string(),
-        |n| n.to_string_lossy().to_string(),
-    )
-}
-
 /// Set (to the run directory) in the training process the terminal UI starts.
 const SERVE_ENV: &str = "CANDLETOP_SERVE_RUN_DIR";
-
-/// What a served run prints (its headless lines, and anything on stderr), in its run directory.
-pub const TRAINER_LOG: &str = "trainer.log";
 
 /// The terminal UI's way: start the run as a process of its own (a new session, no terminal),
 /// wait until it listens, and attach to it. Bad input is the run's first word: printed here,
@@ -212,7 +202,7 @@ fn launch_and_attach(
 ) -> Result<ExitCode, Error> {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
-    let dir = run_dir::choose(cfg);
+    let dir = RunDir::choose(cfg.run_dir.as_deref()).path().to_path_buf();
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.args(std::env::args_os().skip(1))
         .env(SERVE_ENV, &dir)
@@ -345,12 +335,9 @@ fn view(args: &ViewArgs) -> Result<ExitCode, Error> {
 
 /// A run as its metrics.jsonl recorded it (live or not).
 fn recorded(dir: &Path) -> Result<crate::watch::RunState, Error> {
-    let path = dir.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
-    let state = crate::watch::RunState::replay(&text).map_err(|(line, problem)| {
-        Error::Usage(format!("{}: line {line}: {problem}", path.display()))
-    })?;
+    let path = RunDir::new(dir).metrics();
+    let recorded = read_records(dir)?;
+    let state = crate::watch::RunState::replay(recorded.records.iter().map(|s| &s.record));
     if state.info.is_none() {
         return Err(Error::Usage(format!(
             "{}: no started record: is this a candletop run directory?",
@@ -360,11 +347,22 @@ fn recorded(dir: &Path) -> Result<crate::watch::RunState, Error> {
     Ok(state)
 }
 
+/// Every record of a run's metrics.jsonl; what was passed over (a torn last line, records of
+/// a newer version) is said on stderr.
+fn read_records(dir: &Path) -> Result<Recorded, Error> {
+    let run = RunDir::new(dir);
+    let recorded = run.read_records()?;
+    for remark in recorded.remarks(&run.metrics()) {
+        eprintln!("candletop: warning: {remark}");
+    }
+    Ok(recorded)
+}
+
 /// The run `--compare` names, to draw under this one.
 fn comparison(dir: &Path) -> Result<tui::Comparison, Error> {
     // The directory's own name: the charts' legend is short.
     Ok(tui::Comparison {
-        name: run_name(dir),
+        name: RunDir::new(dir).name(),
         run: recorded(dir)?,
     })
 }
@@ -381,74 +379,46 @@ fn ls(args: &LsArgs) -> Result<ExitCode, Error> {
 /// `candletop diagnose RUN_DIR`: the run's recorded steps and epochs through the doctor.
 fn diagnose(args: &DiagnoseArgs) -> Result<ExitCode, Error> {
     use crate::diagnose::{Doctor, Patient, Thresholds};
-    use crate::protocol::{EpochMetrics, LayerActivations, RunInfo, StepMetrics};
+    use crate::protocol::{Event, Record};
     let dir = &args.run_dir;
-    let cfg = RunConfig::from_toml_file(&dir.join("config.toml"))?;
-    let path = dir.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&path).map_err(|source| {
-        Error::RunDir(RunDirError {
-            path: path.clone(),
-            source,
-        })
-    })?;
-    let bad = |line: usize, what: String| {
-        Error::Data(crate::data::DataError::Folder {
-            path: path.clone(),
-            problem: format!("line {line}: {what}"),
-        })
-    };
+    let cfg = RunConfig::from_toml_file(&RunDir::new(dir).config())?;
+    let recorded = read_records(dir)?;
     let mut doctor: Option<Doctor> = None;
     let mut out = std::io::stdout().lock();
     let (mut steps, mut epochs) = (0u64, 0usize);
-    for (i, line) in text.lines().enumerate() {
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| bad(i + 1, format!("not JSON: {e}")))?;
-        let changes = match v["type"].as_str() {
-            Some("started") => {
-                let info: RunInfo = serde_json::from_value(v.clone())
-                    .map_err(|e| bad(i + 1, format!("a started record without {e}")))?;
+    for stamped in &recorded.records {
+        let changes = match (&stamped.record, doctor.as_mut()) {
+            (Record::Event(Event::Started(info)), _) => {
                 let mut d = Doctor::new(
-                    Patient::of(&info, &cfg.arch, cfg.activation, cfg.batch_norm),
+                    Patient::of(info, &cfg.arch, cfg.activation, cfg.batch_norm),
                     Thresholds::default(),
                 );
                 let changes = d.on_start();
                 doctor = Some(d);
                 changes
             }
-            Some(kind @ ("step" | "epoch")) => {
-                let Some(d) = doctor.as_mut() else {
-                    return Err(bad(
-                        i + 1,
-                        format!("a {kind} record before the run started"),
-                    ));
-                };
-                if kind == "step" {
-                    let m: StepMetrics =
-                        serde_json::from_value(v.clone()).map_err(|e| bad(i + 1, e.to_string()))?;
-                    steps = m.step;
-                    d.on_step(&m)
-                } else {
-                    let m: EpochMetrics =
-                        serde_json::from_value(v.clone()).map_err(|e| bad(i + 1, e.to_string()))?;
-                    epochs = m.epoch;
-                    d.on_epoch(&m)
-                }
+            (Record::Step(_) | Record::Event(Event::Epoch(_)), None) => {
+                return Err(Error::Usage(format!(
+                    "{}: line {}: a step or epoch record before the run started",
+                    RunDir::new(dir).metrics().display(),
+                    stamped.line
+                )));
             }
-            Some(kind @ ("activations" | "non_finite")) => match doctor.as_mut() {
-                None => Vec::new(),
-                Some(d) if kind == "activations" => {
-                    let layers: Vec<LayerActivations> = serde_json::from_value(v["layers"].clone())
-                        .map_err(|e| bad(i + 1, e.to_string()))?;
-                    d.on_activations(&layers)
-                }
-                Some(d) => d.on_non_finite(
-                    v["step"].as_u64().unwrap_or(0),
-                    v["what"].as_str().unwrap_or("not finite"),
-                ),
-            },
+            (Record::Step(m), Some(d)) => {
+                steps = m.step;
+                d.on_step(m)
+            }
+            (Record::Event(Event::Epoch(m)), Some(d)) => {
+                epochs = m.epoch;
+                d.on_epoch(m)
+            }
+            (Record::Event(Event::Activations { layers, .. }), Some(d)) => d.on_activations(layers),
+            (Record::Event(Event::NonFinite { step, what, .. }), Some(d)) => {
+                d.on_non_finite(*step, what)
+            }
             _ => Vec::new(),
         };
-        let step = v["step"].as_u64().unwrap_or(0);
+        let step = stamped.step;
         for c in changes {
             let f = &c.finding;
             let line = if c.cleared {
@@ -466,10 +436,10 @@ fn diagnose(args: &DiagnoseArgs) -> Result<ExitCode, Error> {
         }
     }
     let Some(d) = doctor else {
-        return Err(bad(
-            0,
-            "no started record: is this a candletop run directory?".into(),
-        ));
+        return Err(Error::Usage(format!(
+            "{}: no started record: is this a candletop run directory?",
+            RunDir::new(dir).metrics().display()
+        )));
     };
     let open = d.findings();
     let _ = writeln!(

@@ -524,8 +524,9 @@ fn ui_overhead(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), 
                 }
                 _ => {
                     let (hub, _forwarding) = crate::watch::hub::Hub::start(monitor);
-                    let server = crate::socket::Server::start(&sock_dir, hub)
-                        .map_err(|e| Error::Usage(e.to_string()))?;
+                    let server =
+                        crate::socket::Server::start(&crate::run_dir::RunDir::new(&sock_dir), hub)
+                            .map_err(|e| Error::Usage(e.to_string()))?;
                     let attached = crate::socket::client::attach(&sock_dir)
                         .map_err(|e| Error::Usage(e.to_string()))?;
                     let t1 = Instant::now();

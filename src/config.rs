@@ -10,6 +10,7 @@ use crate::data::{AugmentSpec, ClassWeights, DataOptions, DataSpec, NormalizeSpe
 use crate::model::{Activation, Arch, Kernels, ModelConfig};
 use crate::optim::OptimizerConfig;
 use crate::protocol::LearningRate;
+use crate::run_dir::{RunDir, RunDirError};
 use crate::schedule::{ScheduleSpec, SpecError};
 
 /// Every setting of a run. In a TOML file (`--config`, and the `config.toml` each run writes)
@@ -249,6 +250,37 @@ impl RunConfig {
 
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a RunConfig always serialises")
+    }
+
+    /// Writes `config.toml` into `dir`: these settings without the run directory, so that
+    /// `--config <this file>` repeats the run in a new directory rather than writing over this.
+    pub fn save_in(&self, dir: &RunDir) -> Result<(), RunDirError> {
+        let text = format!(
+            "# The resolved configuration of the run in {}.\n# `candletop --config <this file>` repeats it in a new run directory.\n\n{}",
+            dir.path().display(),
+            self.without_run_dir().to_toml()
+        );
+        RunDir::write_atomic(&dir.config(), &text)
+    }
+
+    /// Writes `suggested.toml` into `dir`, a config for a new run, with `note` (one line) on
+    /// top; the file is whole or absent.
+    pub fn save_suggested(&self, dir: &RunDir, note: &str) -> Result<PathBuf, RunDirError> {
+        let path = dir.suggested();
+        let text = format!(
+            "# {note}\n# `candletop --config {}` starts it in a new run directory.\n\n{}",
+            path.display(),
+            self.without_run_dir().to_toml()
+        );
+        RunDir::write_atomic(&path, &text)?;
+        Ok(path)
+    }
+
+    fn without_run_dir(&self) -> Self {
+        Self {
+            run_dir: None,
+            ..self.clone()
+        }
     }
 
     /// The network these settings describe, for images of `input` (channels, height, width)

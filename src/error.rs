@@ -4,7 +4,7 @@
 use crate::checkpoint::CheckpointError;
 use crate::config::ConfigError;
 use crate::data::DataError;
-use crate::run_dir::RunDirError;
+use crate::run_dir::{RecordError, RunDirError};
 use crate::train::TrainError;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,9 @@ pub enum Error {
     RunDir(#[from] RunDirError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// A run's metrics.jsonl that cannot be read.
+    #[error(transparent)]
+    Records(#[from] RecordError),
     /// Flags that do not go together.
     #[error("{0}")]
     Usage(String),
@@ -33,7 +36,11 @@ impl Error {
     /// True when the user's input (flags, files) is at fault.
     pub fn is_usage(&self) -> bool {
         match self {
-            Error::Data(_) | Error::Config(_) | Error::Checkpoint(_) | Error::Usage(_) => true,
+            Error::Data(_)
+            | Error::Config(_)
+            | Error::Checkpoint(_)
+            | Error::Records(_)
+            | Error::Usage(_) => true,
             Error::Train(t) => t.is_usage(),
             Error::RunDir(_) | Error::Training(_) | Error::Terminal(_) => false,
         }

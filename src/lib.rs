@@ -8,8 +8,9 @@
 //! front ends   tui, headless, socket (other processes watching),  talk to training only through protocol
 //!              figure (a run drawn as SVG or PNG)
 //! watching     watch (RunState, the receive loop, Outcome, the hub that shares a run)
-//! core         train -> checkpoint, run_dir -> config -> data, model, optim, diagnose
-//! plain data   protocol (messages), schedule, format, rng, signals, runtime
+//! core         train -> checkpoint -> config -> data, model, optim, diagnose
+//! plain data   protocol (messages, the run's record), run_dir (its files), schedule, format,
+//!              rng, signals, runtime
 //! ```
 //!
 //! The core knows nothing of how a run is shown; the front ends fold the trainer's events into

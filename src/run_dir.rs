@@ -1,15 +1,16 @@
-//! The run directory: `config.toml` (the resolved configuration) and `metrics.jsonl` (one JSON
-//! object per line: every epoch, every N steps, every user action and notable event).
+//! The run directory: every file a run leaves, named here once (`RunDir`), and its record,
+//! `metrics.jsonl`: one `Record` a line, written by `MetricsLog` and read back by `read_records`
+//! for every reader (view, replay, diagnose, ls, plot).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::config::RunConfig;
+use crate::protocol::{Record, RecordProblem};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {source}")]
@@ -25,72 +26,131 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunDirError + '_ {
     }
 }
 
-/// The run directory a run will use: the one given, else a new `runs/<timestamp>`.
-pub fn choose(config: &RunConfig) -> PathBuf {
-    match &config.run_dir {
-        Some(d) => d.clone(),
-        None => {
-            let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
-            let base = PathBuf::from("runs");
-            let mut dir = base.join(&stamp);
-            let mut n = 2;
-            while dir.exists() {
-                dir = base.join(format!("{stamp}-{n}"));
-                n += 1;
-            }
-            dir
+/// The socket's file name (error messages name it).
+pub const SOCKET: &str = "candletop.sock";
+
+/// A run's directory and the names of what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The directory given, else a new `runs/<timestamp>` (numbered if taken).
+    pub fn choose(given: Option<&Path>) -> Self {
+        if let Some(d) = given {
+            return Self::new(d);
         }
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+        let base = PathBuf::from("runs");
+        let mut dir = base.join(&stamp);
+        let mut n = 2;
+        while dir.exists() {
+            dir = base.join(format!("{stamp}-{n}"));
+            n += 1;
+        }
+        Self::new(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How legends and listings name the run: the directory's own name.
+    pub fn name(&self) -> String {
+        self.path.file_name().map_or_else(
+            || self.path.display().to_string(),
+            |n| n.to_string_lossy().to_string(),
+        )
+    }
+
+    /// The resolved configuration (`candletop --config` repeats the run from it).
+    pub fn config(&self) -> PathBuf {
+        self.path.join("config.toml")
+    }
+
+    /// The run's record, one `Record` a line.
+    pub fn metrics(&self) -> PathBuf {
+        self.path.join("metrics.jsonl")
+    }
+
+    /// `epoch-NNN.h5`, `best.h5` and `last.h5`.
+    pub fn checkpoints(&self) -> PathBuf {
+        self.path.join("checkpoints")
+    }
+
+    /// Where a run that outlives its terminal is served (mode 0600).
+    pub fn socket(&self) -> PathBuf {
+        self.path.join(SOCKET)
+    }
+
+    /// The socket's refusals (another user, bad frames).
+    pub fn socket_log(&self) -> PathBuf {
+        self.path.join("socket.log")
+    }
+
+    /// What a served run prints (its headless lines, and anything on stderr).
+    pub fn trainer_log(&self) -> PathBuf {
+        self.path.join("trainer.log")
+    }
+
+    /// The doctor's restart remedy: a config for a new run.
+    pub fn suggested(&self) -> PathBuf {
+        self.path.join("suggested.toml")
+    }
+
+    /// What `--plot` draws when the run ends.
+    pub fn figure(&self) -> PathBuf {
+        self.path.join("figure.svg")
+    }
+
+    /// Makes the directory; one candletop makes is its user's alone (it holds the socket).
+    pub fn create(&self) -> Result<(), RunDirError> {
+        let new = !self.path.exists();
+        fs::create_dir_all(&self.path).map_err(io_err(&self.path))?;
+        if new {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&self.path, fs::Permissions::from_mode(0o700))
+                .map_err(io_err(&self.path))?;
+        }
+        Ok(())
+    }
+
+    /// Writes `text` to `path` whole or not at all: beside it, fsync, rename.
+    pub fn write_atomic(path: &Path, text: &str) -> Result<(), RunDirError> {
+        let name = path
+            .file_name()
+            .map_or_else(|| "file".into(), |n| n.to_string_lossy().to_string());
+        let tmp = path.with_file_name(format!(".{name}.tmp"));
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, path)
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io_err(path)(e)
+        })
+    }
+
+    /// Every record of metrics.jsonl (see `Recorded`).
+    pub fn read_records(&self) -> Result<Recorded, RecordError> {
+        let path = self.metrics();
+        let text = fs::read_to_string(&path).map_err(|source| RecordError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Recorded::parse(&text, &path)
     }
 }
 
-/// Creates the run directory (`choose`) and writes `config.toml`.
-pub fn create(config: &RunConfig) -> Result<PathBuf, RunDirError> {
-    let dir = choose(config);
-    let new = !dir.exists();
-    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    // A run directory candletop makes is its user's alone: it holds the run's socket.
-    if new {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io_err(&dir))?;
-    }
-    // Without the run directory, so that `--config <this file>` repeats the run in a new one
-    // rather than writing over this one.
-    let mut resolved = config.clone();
-    resolved.run_dir = None;
-    let text = format!(
-        "# The resolved configuration of the run in {}.\n# `candletop --config <this file>` repeats it in a new run directory.\n\n{}",
-        dir.display(),
-        resolved.to_toml()
-    );
-    let path = dir.join("config.toml");
-    fs::write(&path, text).map_err(io_err(&path))?;
-    Ok(dir)
-}
-
-/// Writes `<dir>/suggested.toml`, a config for a new run, with `note` (one line) on top; the
-/// file is whole or absent (written beside, then renamed).
-pub fn write_suggested(dir: &Path, config: &RunConfig, note: &str) -> Result<PathBuf, RunDirError> {
-    let path = dir.join("suggested.toml");
-    let tmp = dir.join(".suggested.toml.tmp");
-    let mut resolved = config.clone();
-    resolved.run_dir = None;
-    let text = format!(
-        "# {note}\n# `candletop --config {}` starts it in a new run directory.\n\n{}",
-        path.display(),
-        resolved.to_toml()
-    );
-    let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)
-    };
-    write().map_err(io_err(&path))?;
-    Ok(path)
-}
-
-/// Appends records to `metrics.jsonl`, each with its type, the global step, the epoch, the wall
-/// time (ISO 8601) and the seconds since the run started.
+/// Appends records to `metrics.jsonl`, each line starting with its type, the global step, the
+/// epoch, the wall time (ISO 8601) and the seconds since the run started.
 pub struct MetricsLog {
     path: PathBuf,
     out: BufWriter<File>,
@@ -98,8 +158,8 @@ pub struct MetricsLog {
 }
 
 impl MetricsLog {
-    pub fn create(dir: &Path) -> Result<Self, RunDirError> {
-        let path = dir.join("metrics.jsonl");
+    pub fn create(dir: &RunDir) -> Result<Self, RunDirError> {
+        let path = dir.metrics();
         let file = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -116,24 +176,17 @@ impl MetricsLog {
         &self.path
     }
 
-    /// Writes `record` (a struct or a `type`-tagged enum) with the common fields added.
-    pub fn write(
-        &mut self,
-        kind: &str,
-        step: u64,
-        epoch: usize,
-        record: &impl Serialize,
-    ) -> Result<(), RunDirError> {
+    /// Writes one record at `step` of `epoch` (a record's own step and epoch win).
+    pub fn write(&mut self, step: u64, epoch: usize, record: &Record) -> Result<(), RunDirError> {
         let mut obj = match serde_json::to_value(record) {
             Ok(Value::Object(m)) => m,
             Ok(other) => Map::from_iter([("value".to_string(), other)]),
             Err(e) => Map::from_iter([("error".to_string(), Value::String(e.to_string()))]),
         };
-        // Events carry their own `type`; the first keys of every line are the same.
         let mut line = Map::new();
         line.insert(
             "type".into(),
-            obj.remove("type").unwrap_or_else(|| kind.into()),
+            obj.remove("type").unwrap_or_else(|| "unknown".into()),
         );
         line.insert(
             "step".into(),
@@ -164,32 +217,142 @@ impl MetricsLog {
     }
 }
 
+/// A line of metrics.jsonl that cannot be read, or the file itself.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: line {line}: {problem}")]
+    Malformed {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
+}
+
+/// A record and where it stands in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stamped {
+    /// 1-based line number.
+    pub line: usize,
+    /// The line's step and epoch (every record has them).
+    pub step: u64,
+    pub epoch: usize,
+    pub record: Record,
+}
+
+/// What metrics.jsonl holds: its records in order, with what was passed over.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recorded {
+    pub records: Vec<Stamped>,
+    /// Records of types this version does not know (a newer candletop wrote them), by type.
+    pub unknown: BTreeMap<String, usize>,
+    /// The line number of a last line cut short (a full disk, a killed writer): the records
+    /// before it are read.
+    pub torn: Option<usize>,
+}
+
+impl Recorded {
+    /// Reads `text` (the contents of `path`, which errors name). A malformed line is an
+    /// error, except a last line cut short, which is left out and said in `torn`.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, RecordError> {
+        let mut out = Recorded::default();
+        let complete = text.ends_with('\n');
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let bad = |problem: String| RecordError::Malformed {
+                path: path.to_path_buf(),
+                line: i + 1,
+                problem,
+            };
+            let last = i + 1 == lines.len();
+            let value: Value = match serde_json::from_str(line) {
+                Ok(v) => v,
+                Err(e) if e.is_eof() && last && !complete => {
+                    out.torn = Some(i + 1);
+                    break;
+                }
+                Err(e) => return Err(bad(format!("not JSON: {e}"))),
+            };
+            let num = |k: &str| value.get(k).and_then(Value::as_u64);
+            let (Some(step), Some(epoch)) = (num("step"), num("epoch")) else {
+                return Err(bad("a record without its step and epoch".into()));
+            };
+            match Record::from_value(value.clone()) {
+                Ok(record) => out.records.push(Stamped {
+                    line: i + 1,
+                    step,
+                    epoch: epoch as usize,
+                    record,
+                }),
+                Err(RecordProblem::Unknown(kind)) => *out.unknown.entry(kind).or_default() += 1,
+                Err(RecordProblem::Malformed(problem)) => return Err(bad(problem)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// What a reader should be told besides the records: a torn last line, unknown types.
+    pub fn remarks(&self, path: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(line) = self.torn {
+            out.push(format!(
+                "{}: line {line} is cut short (a full disk or a killed writer?): read up to it",
+                path.display()
+            ));
+        }
+        if !self.unknown.is_empty() {
+            let n: usize = self.unknown.values().sum();
+            let kinds: Vec<&str> = self.unknown.keys().map(String::as_str).collect();
+            out.push(format!(
+                "{}: skipped {n} record{} of a type this version does not know ({})",
+                path.display(),
+                if n == 1 { "" } else { "s" },
+                kinds.join(", ")
+            ));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{Event, StepMetrics};
+
+    fn step(n: u64) -> StepMetrics {
+        StepMetrics {
+            step: n,
+            epoch: 1,
+            steps: 20,
+            loss: 0.5,
+            accuracy: 0.75,
+            lr: 1e-3,
+            grad_norms: vec![0.25, 2.0],
+            update_ratios: vec![1e-3, 2e-3],
+            images_per_sec: 1000.0,
+        }
+    }
 
     #[test]
-    fn records_have_type_step_epoch_and_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = create(&RunConfig {
-            run_dir: Some(dir.path().join("r")),
-            ..Default::default()
-        })
-        .unwrap();
-        let back = RunConfig::from_toml_file(&run.join("config.toml")).unwrap();
-        assert_eq!(back.run_dir, None);
-        assert_eq!(back.lr, RunConfig::default().lr);
-        let mut log = MetricsLog::create(&run).unwrap();
-        log.write("step", 20, 1, &serde_json::json!({"loss": 0.5}))
-            .unwrap();
-        log.write(
-            "ignored",
-            7,
-            2,
-            &crate::protocol::Event::Paused { step: 21 },
-        )
-        .unwrap();
-        let text = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    fn records_have_type_step_epoch_and_time_and_read_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::new(tmp.path().join("r"));
+        dir.create().unwrap();
+        let mut log = MetricsLog::create(&dir).unwrap();
+        let written = [
+            Record::Step(step(20)),
+            Record::Event(Event::Paused { step: 21 }),
+        ];
+        log.write(20, 1, &written[0]).unwrap();
+        log.write(7, 2, &written[1]).unwrap();
+        let text = fs::read_to_string(dir.metrics()).unwrap();
         let lines: Vec<Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -201,5 +364,69 @@ mod tests {
         assert_eq!(lines[1]["step"], 21);
         assert_eq!(lines[1]["epoch"], 2);
         assert!(lines[1]["time"].as_str().unwrap().contains('T'));
+        let back = dir.read_records().unwrap();
+        let records: Vec<Record> = back.records.into_iter().map(|s| s.record).collect();
+        assert_eq!(records, written);
+        assert_eq!(back.torn, None);
+        assert!(back.unknown.is_empty());
+    }
+
+    #[test]
+    fn a_newer_type_is_skipped_and_counted_a_torn_last_line_is_left_out() {
+        let path = Path::new("r/metrics.jsonl");
+        let text = concat!(
+            r#"{"type":"paused","step":3,"epoch":1}"#,
+            "\n",
+            r#"{"type":"from_the_future","step":4,"epoch":1,"x":1}"#,
+            "\n",
+            r#"{"type":"from_the_future","step":5,"epoch":1}"#,
+            "\n",
+            r#"{"type":"resumed","step":6,"epoch":1}"#,
+            "\n",
+            r#"{"type":"step","step":7,"epoch":1,"lo"#,
+        );
+        let r = Recorded::parse(text, path).unwrap();
+        assert_eq!(r.records.len(), 2);
+        assert_eq!(r.records[1].line, 4);
+        assert_eq!(r.unknown.get("from_the_future"), Some(&2));
+        assert_eq!(r.torn, Some(5));
+        assert_eq!(
+            r.remarks(path),
+            [
+                "r/metrics.jsonl: line 5 is cut short (a full disk or a killed writer?): read up to it",
+                "r/metrics.jsonl: skipped 2 records of a type this version does not know (from_the_future)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_malformed_line_is_one_error_naming_the_file_and_the_line() {
+        let path = Path::new("r/metrics.jsonl");
+        for (text, want) in [
+            (
+                "{\"type\":\"paused\",\"step\":1,\"epoch\":1}\nnot json\n",
+                "r/metrics.jsonl: line 2: not JSON",
+            ),
+            (
+                "{\"type\":\"paused\",\"step\":\"x\",\"epoch\":1}\n",
+                "r/metrics.jsonl: line 1: a record without its step and epoch",
+            ),
+            (
+                "{\"type\":\"step\",\"step\":1,\"epoch\":1,\"loss\":\"low\"}\n",
+                "r/metrics.jsonl: line 1: a step record: ",
+            ),
+            (
+                "{\"step\":1,\"epoch\":1}\n",
+                "r/metrics.jsonl: line 1: a record without a type",
+            ),
+            // Cut short but not the last line: the file was damaged, not torn.
+            (
+                "{\"type\":\"paused\",\"st\n{\"type\":\"paused\",\"step\":1,\"epoch\":1}\n",
+                "r/metrics.jsonl: line 1: not JSON",
+            ),
+        ] {
+            let e = Recorded::parse(text, path).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{e}");
+        }
     }
 }

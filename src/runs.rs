@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use serde_json::Value;
-
 use crate::format::sci;
+use crate::protocol::{Event, FinishReason, Record};
+use crate::run_dir::RunDir;
 use crate::socket::client;
 
 /// How a run stands.
@@ -54,16 +54,19 @@ pub struct RunSummary {
     pub age_secs: f64,
     /// The newest checkpoint to resume from, for a dead run.
     pub last_checkpoint: Option<PathBuf>,
+    /// Why its metrics.jsonl could not be read (the rest of the row is then what is known).
+    pub problem: Option<String>,
 }
 
 /// Reads one run directory; None when it holds no metrics.jsonl.
 pub fn summarise(dir: &Path) -> Option<RunSummary> {
-    let metrics = dir.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&metrics).ok()?;
-    let age_secs = std::fs::metadata(&metrics)
+    let run = RunDir::new(dir);
+    let metrics = run.metrics();
+    let modified = std::fs::metadata(&metrics)
         .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .ok()?;
+    let age_secs = SystemTime::now()
+        .duration_since(modified)
         .map_or(0.0, |d| d.as_secs_f64());
     let mut s = RunSummary {
         dir: dir.to_path_buf(),
@@ -78,54 +81,53 @@ pub fn summarise(dir: &Path) -> Option<RunSummary> {
         lr: None,
         age_secs,
         last_checkpoint: None,
+        problem: None,
     };
     let mut ended = None;
-    for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        let num = |k: &str| v[k].as_u64();
-        if let Some(step) = num("step") {
-            s.step = s.step.max(step);
-        }
-        match v["type"].as_str() {
-            Some("started") => {
-                s.data = v["data"].as_str().unwrap_or_default().to_string();
-                s.model = v["model"].as_str().unwrap_or_default().to_string();
-                s.epochs = num("epochs").unwrap_or(0);
-                s.total_steps = num("total_steps").unwrap_or(0);
-                ended = None;
-            }
-            Some("step") => s.lr = v["lr"].as_f64(),
-            Some("epoch") => {
-                s.epoch = num("epoch").unwrap_or(s.epoch);
-                if let Some(a) = v["val_accuracy"].as_f64() {
-                    s.best_val_accuracy = Some(s.best_val_accuracy.map_or(a, |b: f64| b.max(a)));
+    match run.read_records() {
+        Ok(recorded) => {
+            for r in &recorded.records {
+                s.step = s.step.max(r.step);
+                match &r.record {
+                    Record::Event(Event::Started(info)) => {
+                        s.data = info.data.clone();
+                        s.model = info.model.clone();
+                        s.epochs = info.epochs as u64;
+                        s.total_steps = info.total_steps;
+                        ended = None;
+                    }
+                    Record::Step(m) => s.lr = Some(m.lr),
+                    Record::Event(Event::Epoch(e)) => {
+                        s.epoch = e.epoch as u64;
+                        let a = e.val_accuracy;
+                        s.best_val_accuracy = Some(s.best_val_accuracy.map_or(a, |b| b.max(a)));
+                    }
+                    Record::Event(Event::Finished { reason, .. }) => {
+                        ended = Some(match reason {
+                            FinishReason::Completed => RunStatus::Finished,
+                            FinishReason::NonFinite => RunStatus::NonFinite,
+                            FinishReason::Stopped => RunStatus::Stopped,
+                        })
+                    }
+                    Record::Event(Event::Error { .. }) => ended = Some(RunStatus::Failed),
+                    _ => {}
                 }
             }
-            Some("finished") => {
-                ended = Some(match v["reason"].as_str() {
-                    Some("completed") => RunStatus::Finished,
-                    Some("non_finite") => RunStatus::NonFinite,
-                    _ => RunStatus::Stopped,
-                })
-            }
-            Some("error") => ended = Some(RunStatus::Failed),
-            _ => {}
         }
+        Err(e) => s.problem = Some(e.to_string()),
     }
     s.status = if client::is_live(dir) {
         RunStatus::Live
     } else {
         ended.unwrap_or(RunStatus::Dead)
     };
-    s.last_checkpoint = newest_checkpoint(&dir.join("checkpoints"));
+    s.last_checkpoint = newest_checkpoint(&run.checkpoints());
     Some(s)
 }
 
 /// The checkpoint to resume from: last.h5, else the newest file in `dir`.
 fn newest_checkpoint(dir: &Path) -> Option<PathBuf> {
-    let last = dir.join("last.h5");
+    let last = dir.join(crate::checkpoint::SaveKind::Last.file_name());
     if last.exists() {
         return Some(last);
     }
@@ -213,6 +215,9 @@ pub fn table(runs: &[RunSummary]) -> String {
     let mut out = vec![line(&head.map(String::from))];
     out.extend(rows.iter().map(|r| line(r)));
     for r in runs {
+        if let Some(problem) = &r.problem {
+            out.push(format!("unreadable: {problem}"));
+        }
         match r.status {
             RunStatus::Live => out.push(format!("attach: candletop attach {}", r.dir.display())),
             RunStatus::Dead => out.push(format!(

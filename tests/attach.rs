@@ -11,7 +11,8 @@ use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use candletop::protocol::{Command, Event};
-use candletop::socket::{client, SOCKET_NAME};
+use candletop::run_dir::RunDir;
+use candletop::socket::client;
 use common::{candletop, until};
 
 /// A headless run of the small model in `dir/r`, long enough to be watched.
@@ -86,7 +87,10 @@ fn a_watcher_attaches_steers_and_stops_the_run() {
     assert!(status.success(), "{status:?}");
     let last = candletop::checkpoint::read(&dir.join("checkpoints/last.h5")).unwrap();
     assert!(last.global_step > 0);
-    assert!(!dir.join(SOCKET_NAME).exists(), "the socket is removed");
+    assert!(
+        !RunDir::new(&dir).socket().exists(),
+        "the socket is removed"
+    );
     assert!(
         ls(tmp.path()).contains("./r  stopped"),
         "{}",
@@ -118,7 +122,7 @@ fn malformed_messages_are_refused_and_the_run_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
     let mut run = start_run(tmp.path());
     let dir = tmp.path().join("r");
-    let mut s = UnixStream::connect(dir.join(SOCKET_NAME)).unwrap();
+    let mut s = UnixStream::connect(RunDir::new(&dir).socket()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut input = BufReader::new(s.try_clone().unwrap());
     let mut line = String::new();
@@ -134,7 +138,7 @@ fn malformed_messages_are_refused_and_the_run_goes_on() {
     input.read_line(&mut line).unwrap();
     assert!(line.contains("the first message must be a hello"), "{line}");
     // A proper watcher then sends garbage of every kind.
-    let mut s = UnixStream::connect(dir.join(SOCKET_NAME)).unwrap();
+    let mut s = UnixStream::connect(RunDir::new(&dir).socket()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut input = BufReader::new(s.try_clone().unwrap());
     s.write_all(b"{\"type\":\"hello\",\"protocol\":1}\n")
@@ -220,8 +224,8 @@ fn a_recorded_run_replays_into_the_state_its_watcher_had() {
         tmp.path(),
     );
     assert!(out.status.success());
-    let text = std::fs::read_to_string(tmp.path().join("r/metrics.jsonl")).unwrap();
-    let run = candletop::watch::RunState::replay(&text).unwrap();
+    let recorded = RunDir::new(tmp.path().join("r")).read_records().unwrap();
+    let run = candletop::watch::RunState::replay(recorded.records.iter().map(|s| &s.record));
     assert_eq!(run.step, 60);
     assert_eq!(
         run.status,
@@ -233,6 +237,17 @@ fn a_recorded_run_replays_into_the_state_its_watcher_had() {
         .log
         .iter()
         .any(|l| l.text.starts_with("stopped at step 60")));
+    // A last line cut short (a full disk) is read up to, and said.
+    let text = std::fs::read_to_string(tmp.path().join("r/metrics.jsonl")).unwrap();
+    let torn = format!("{text}{{\"type\":\"step\",\"st");
+    std::fs::write(tmp.path().join("r/metrics.jsonl"), &torn).unwrap();
+    let plot = candletop(&["plot", "r", "-o", "r.svg"], tmp.path());
+    assert!(plot.status.success(), "{plot:?}");
+    let lines = text.lines().count() + 1;
+    assert_eq!(
+        String::from_utf8_lossy(&plot.stderr),
+        format!("candletop: warning: r/metrics.jsonl: line {lines} is cut short (a full disk or a killed writer?): read up to it\n")
+    );
     // Errors: a line that is not JSON names its line; a live run is for attach.
     std::fs::write(tmp.path().join("r/metrics.jsonl"), format!("{text}oops\n")).unwrap();
     let bad = candletop(&["view", "r"], tmp.path());
@@ -268,7 +283,7 @@ fn another_user_is_refused() {
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut run = start_run(tmp.path());
     let dir = tmp.path().join("r");
-    let socket = dir.join(SOCKET_NAME);
+    let socket = RunDir::new(&dir).socket();
     let path = std::ffi::CString::new(socket.to_str().unwrap()).unwrap();
     // The exit status of a child that connects as user `nobody`: 0 refused by the run, 4 no
     // connection at all.

@@ -850,3 +850,51 @@ fn another_run_is_drawn_under_this_one() {
     // Named under each chart it is drawn in: loss, accuracy, LR.
     assert_eq!(s.matches(" before ").count(), 3, "{s}");
 }
+
+/// The bottom line of a screen wide enough for every entry.
+fn key_bar(app: &App) -> String {
+    screen(app, 220, 36).lines().last().unwrap().to_string()
+}
+
+#[test]
+fn the_key_bar_shows_only_the_keys_that_work_there() {
+    // Paused: p resumes, n steps.
+    let mut app = recorded();
+    assert_eq!(
+        key_bar(&app),
+        " +/- lr  l set lr  e schedule  f find lr  a augment  w weights  g samples  c classes  r remedy  u undo  p resume  n step  s save  Tab focus  Enter enlarge  y log  v axis  ? help  q quit"
+    );
+    // Running: no n; n says how to get it.
+    app.on_event(&Event::Resumed { step: 75 });
+    assert_eq!(
+        key_bar(&app),
+        " +/- lr  l set lr  e schedule  f find lr  a augment  w weights  g samples  c classes  r remedy  u undo  p pause  s save  Tab focus  Enter enlarge  y log  v axis  ? help  q quit"
+    );
+    assert!(app.on_key(key('n')).is_empty());
+    assert_eq!(
+        app.run.log.back().unwrap().text,
+        "n: one training step while paused (p pauses)"
+    );
+    // Attached to a run of another process: d detaches.
+    let mut attached = recorded();
+    attached.options.attached = true;
+    assert!(key_bar(&attached).ends_with("  v axis  d detach  ? help  q quit"));
+    // Over: only the keys that change the view; a steering key says why it does nothing.
+    app.on_event(&Event::Finished {
+        step: 75,
+        epoch: 1,
+        reason: FinishReason::Completed,
+        elapsed_secs: 9.0,
+    });
+    assert_eq!(
+        key_bar(&app),
+        " c classes  Tab focus  Enter enlarge  y log  v axis  ? help  q quit"
+    );
+    for c in ['+', 'p', 'n', 's', 'r', 'g'] {
+        assert!(app.on_key(key(c)).is_empty(), "{c}");
+        assert_eq!(
+            app.run.log.back().unwrap().text,
+            "the run has ended: nothing to steer"
+        );
+    }
+}

@@ -9,8 +9,8 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, unbounded};
 
 use super::wire::{read_frame, write_msg, ClientMsg, Frame, ServerMsg, PROTOCOL_VERSION};
-use super::SOCKET_NAME;
 use crate::protocol::{Event, MonitorLink, STEP_CHANNEL_CAPACITY};
+use crate::run_dir::RunDir;
 use crate::watch::RunState;
 
 /// The largest snapshot a watcher accepts (bounded histories make them a few hundred KB).
@@ -29,7 +29,7 @@ pub struct Attached {
 /// Why a run could not be attached to, in a line that says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
-    #[error("{dir}: no live run here (no {SOCKET_NAME}); `candletop ls` lists the runs")]
+    #[error("{dir}: no live run here (no {socket}); `candletop ls` lists the runs", socket = crate::run_dir::SOCKET)]
     NoSocket { dir: PathBuf },
     #[error("{dir}: the run's process is gone (its socket is stale); `candletop ls` names its newest checkpoint to --resume from")]
     Dead { dir: PathBuf },
@@ -39,11 +39,11 @@ pub enum AttachError {
 
 /// Whether a live process answers on the run directory's socket.
 pub fn is_live(dir: &Path) -> bool {
-    UnixStream::connect(dir.join(SOCKET_NAME)).is_ok()
+    UnixStream::connect(RunDir::new(dir).socket()).is_ok()
 }
 
 pub fn attach(dir: &Path) -> Result<Attached, AttachError> {
-    let path = dir.join(SOCKET_NAME);
+    let path = RunDir::new(dir).socket();
     let proto = |problem: String| AttachError::Protocol {
         dir: dir.to_path_buf(),
         problem,

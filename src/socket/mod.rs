@@ -19,14 +19,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::select;
 
 use crate::protocol::StepMetrics;
+use crate::run_dir::RunDir;
 use crate::watch::hub::Hub;
 use wire::{read_frame, write_msg, ClientMsg, Frame, ServerMsg, MAX_FRAME, PROTOCOL_VERSION};
-
-/// The socket's name in the run directory.
-pub const SOCKET_NAME: &str = "candletop.sock";
-
-/// Where refused watchers and protocol errors are noted, in the run directory.
-pub const LOG_NAME: &str = "socket.log";
 
 /// How long a watcher has to say hello, and a write may block before the watcher is let go.
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -52,8 +47,8 @@ pub struct SocketError {
 impl Server {
     /// Listens in `dir` for watchers of the run `hub` shares. A socket left by a process that
     /// died is replaced; one a live process answers on is an error.
-    pub fn start(dir: &Path, hub: Hub) -> Result<Server, SocketError> {
-        let path = dir.join(SOCKET_NAME);
+    pub fn start(dir: &RunDir, hub: Hub) -> Result<Server, SocketError> {
+        let path = dir.socket();
         let err = |problem: String| SocketError {
             path: path.clone(),
             problem,
@@ -71,8 +66,8 @@ impl Server {
             .set_nonblocking(true)
             .map_err(|e| err(e.to_string()))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let run_dir = dir.display().to_string();
-        let log = dir.join(LOG_NAME);
+        let run_dir = dir.path().display().to_string();
+        let log = dir.socket_log();
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("candletop-socket".into())

@@ -36,7 +36,7 @@ use crate::protocol::{
     Setting, StepMetrics, TrainerLink, ACTIVATION_EVERY, REMEDY_TRIAL_STEPS,
 };
 use crate::rng::Rng;
-use crate::run_dir::{MetricsLog, RunDirError};
+use crate::run_dir::{MetricsLog, RunDir, RunDirError};
 use crate::schedule::{Schedule, ScheduleSpec};
 pub use error::TrainError;
 pub use eval::{Evaluation, Predictions, EVAL_BATCH};
@@ -438,15 +438,16 @@ impl Trainer {
 
     /// Records the run in `<dir>/metrics.jsonl` and saves checkpoints in `<dir>/checkpoints`.
     pub fn set_run_dir(&mut self, dir: &Path) -> Result<(), TrainError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| RunDirError { path, source }
-        };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let log = MetricsLog::create(dir)?;
-        let ckpt_dir = dir.join("checkpoints");
-        let saver = Saver::spawn(ckpt_dir.clone(), self.cfg.keep_last).map_err(io(&ckpt_dir))?;
-        self.info.run_dir = dir.display().to_string();
+        let dir = RunDir::new(dir);
+        dir.create()?;
+        let log = MetricsLog::create(&dir)?;
+        let ckpt_dir = dir.checkpoints();
+        let saver =
+            Saver::spawn(ckpt_dir.clone(), self.cfg.keep_last).map_err(|source| RunDirError {
+                path: ckpt_dir,
+                source,
+            })?;
+        self.info.run_dir = dir.path().display().to_string();
         self.watchers.set_log(log);
         self.saver = Some(saver);
         Ok(())
@@ -1119,8 +1120,7 @@ impl Trainer {
             finding.title(),
             remedy.describe()
         );
-        let dir = std::path::PathBuf::from(&self.info.run_dir);
-        match crate::run_dir::write_suggested(&dir, &cfg, &note) {
+        match cfg.save_suggested(&RunDir::new(&self.info.run_dir), &note) {
             Ok(path) => {
                 self.emit(Event::ConfigSuggested {
                     step,

@@ -1,7 +1,7 @@
 //! The trainer's side of being watched: events and step metrics out (never waiting), commands
 //! in, and the same record in `metrics.jsonl`.
 
-use crate::protocol::{Command, Event, StepMetrics, TrainerLink};
+use crate::protocol::{Command, Event, Record, StepMetrics, TrainerLink};
 use crate::run_dir::MetricsLog;
 
 pub struct Watchers {
@@ -41,7 +41,7 @@ impl Watchers {
     pub fn emit(&mut self, step: u64, epoch: usize, e: Event) {
         // Pixels for a person to look at are not the run's record.
         if !matches!(e, Event::Samples { .. }) {
-            self.record("event", step, epoch, &e);
+            self.record(step, epoch, &Record::Event(e.clone()));
         }
         self.link.send(e);
     }
@@ -60,15 +60,15 @@ impl Watchers {
             rec.loss = w.loss / w.steps as f64;
             rec.accuracy = w.correct as f64 / w.seen.max(1) as f64;
             self.window = Window::default();
-            self.record("step", m.step, m.epoch, &rec);
+            self.record(m.step, m.epoch, &Record::Step(rec));
         }
         self.link.send_step(m);
     }
 
     /// A failed write disables the log, says so once as a warning, and the run goes on.
-    fn record(&mut self, kind: &str, step: u64, epoch: usize, record: &impl serde::Serialize) {
+    fn record(&mut self, step: u64, epoch: usize, record: &Record) {
         let Some(log) = &mut self.log else { return };
-        if let Err(e) = log.write(kind, step, epoch, record) {
+        if let Err(e) = log.write(step, epoch, record) {
             self.log = None;
             self.link.send(Event::Warning {
                 step,

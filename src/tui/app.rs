@@ -3,9 +3,8 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use std::cell::Cell;
-
 use super::editor::ScheduleEditor;
+use super::keymap::{self, Action, Context};
 use crate::protocol::{Command, Event, LearningRate, LrFinding, StepMetrics, REMEDY_TRIAL_STEPS};
 use crate::watch::chart;
 use crate::watch::{LogKind, LrFinder, RunState, Status};
@@ -135,8 +134,6 @@ pub struct App {
     pub loss_log: Option<bool>,
     /// The accuracy axis from 0 to 100% (`%`) rather than fitted to the data.
     pub accuracy_full: bool,
-    /// Whether the loss axis was last drawn log (what `y` turns the other way).
-    pub loss_drawn_log: Cell<bool>,
 }
 
 /// How many images `g` asks for: more than fit on most screens (the rest are not drawn).
@@ -164,7 +161,6 @@ impl App {
             span: chart::DEFAULT_SPAN,
             loss_log: None,
             accuracy_full: false,
-            loss_drawn_log: Cell::new(false),
         }
     }
 
@@ -360,80 +356,67 @@ impl App {
         }
     }
 
+    /// What decides which keys work now.
+    pub fn key_context(&self) -> Context {
+        Context {
+            live: self.run.status.is_live(),
+            paused: self.run.status == Status::Paused,
+            attached: self.options.attached,
+            enlarged: self.enlarged,
+        }
+    }
+
+    /// A key over the panels: what the key table says it does here.
     fn on_panel_key(&mut self, key: KeyEvent) -> Vec<Command> {
-        let live = self.run.status.is_live();
-        let paused = self.run.status == Status::Paused;
-        match key.code {
-            KeyCode::Char('q') | KeyCode::Char('Q') => {
-                if live {
-                    self.overlay = Overlay::ConfirmQuit;
-                    vec![]
-                } else {
-                    self.quit_confirmed()
+        let context = self.key_context();
+        match keymap::lookup(key.code, context) {
+            None => vec![],
+            Some(Ok(action)) => self.act(action, context),
+            Some(Err(refusal)) => {
+                if !refusal.text.is_empty() {
+                    let kind = if refusal.steering && !context.live {
+                        LogKind::Warning
+                    } else {
+                        LogKind::Info
+                    };
+                    self.notice(kind, refusal.text);
                 }
+                vec![]
             }
-            KeyCode::Char('?') | KeyCode::F(1) => {
+        }
+    }
+
+    /// Carries out a key's action (the key table has checked that it works here).
+    fn act(&mut self, action: Action, context: Context) -> Vec<Command> {
+        match action {
+            Action::Quit if context.live => {
+                self.overlay = Overlay::ConfirmQuit;
+                vec![]
+            }
+            Action::Quit => self.quit_confirmed(),
+            Action::Help => {
                 self.overlay = Overlay::Help;
                 vec![]
             }
-            _ if !live
-                && matches!(
-                    key.code,
-                    KeyCode::Char(
-                        '+' | '='
-                            | '-'
-                            | 'l'
-                            | 'p'
-                            | ' '
-                            | 'n'
-                            | 'e'
-                            | 'f'
-                            | 'a'
-                            | 'w'
-                            | 'g'
-                            | 'x'
-                            | 'r'
-                            | 'u'
-                            | 'i'
-                    )
-                ) =>
-            {
-                self.notice(LogKind::Warning, "the run has ended: nothing to steer");
-                vec![]
-            }
-            KeyCode::Char('+') | KeyCode::Char('=') => vec![Command::ScaleLr(self.options.lr_step)],
-            KeyCode::Char('-') | KeyCode::Char('_') => {
-                vec![Command::ScaleLr(1.0 / self.options.lr_step)]
-            }
-            KeyCode::Char('l') => {
+            Action::LrUp => vec![Command::ScaleLr(self.options.lr_step)],
+            Action::LrDown => vec![Command::ScaleLr(1.0 / self.options.lr_step)],
+            Action::TypeLr => {
                 self.overlay = Overlay::LrPrompt {
                     input: String::new(),
                     error: None,
                 };
                 vec![]
             }
-            KeyCode::Char('p') | KeyCode::Char(' ') => {
-                vec![if paused {
-                    Command::Resume
-                } else {
-                    Command::Pause
-                }]
-            }
-            KeyCode::Char('n') => {
-                if paused {
-                    vec![Command::Step]
-                } else {
-                    self.notice(LogKind::Info, "n takes one step while paused (p pauses)");
-                    vec![]
-                }
-            }
-            KeyCode::Char('s') => vec![Command::Save],
-            KeyCode::Char('e') => {
+            Action::Pause => vec![Command::Pause],
+            Action::Resume => vec![Command::Resume],
+            Action::Step => vec![Command::Step],
+            Action::Save => vec![Command::Save],
+            Action::Schedule => {
                 let current = self.run.schedule.as_ref().map(|s| &s.spec);
                 self.overlay = Overlay::Schedule(ScheduleEditor::new(current));
                 vec![]
             }
-            KeyCode::Char('f') => {
+            Action::FindLr => {
                 self.run.lr_finder = Some(LrFinder {
                     done: 0,
                     total: 0,
@@ -441,13 +424,13 @@ impl App {
                 });
                 self.overlay = Overlay::Finder {
                     pick: None,
-                    was_paused: paused,
+                    was_paused: context.paused,
                 };
                 vec![Command::FindLr]
             }
-            KeyCode::Char('a') => vec![self.toggle_augment()],
-            KeyCode::Char('w') => vec![self.toggle_class_weights()],
-            KeyCode::Char('x') => {
+            Action::Augment => vec![self.toggle_augment()],
+            Action::ClassWeights => vec![self.toggle_class_weights()],
+            Action::Clip => {
                 let on = self.run.info.as_ref().map_or(0.0, |i| i.clip_grad_norm);
                 let max = if on > 0.0 {
                     0.0
@@ -456,30 +439,8 @@ impl App {
                 };
                 vec![Command::SetClipGradNorm(max)]
             }
-            KeyCode::Char('r') => match self.run.top_remedy() {
-                // The same remedy again while its trial runs would spoil the trial's verdict
-                // (and cut twice what one press cut): say so instead.
-                Some(r) if self.run.undoable().is_some_and(|t| t.remedy == *r) => {
-                    let until = self.run.remedy_trial.as_ref().map_or(0, |t| t.1);
-                    self.notice(
-                        LogKind::Info,
-                        format!(
-                            "{} is on trial until step {until}: u undoes it, - or l change the LR by hand",
-                            r.describe()
-                        ),
-                    );
-                    vec![]
-                }
-                Some(r) => vec![Command::ApplyRemedy(r.clone())],
-                None => {
-                    self.notice(
-                        LogKind::Info,
-                        "r applies a finding's remedy: no finding in force has one on a key",
-                    );
-                    vec![]
-                }
-            },
-            KeyCode::Char('u') => {
+            Action::Remedy => self.remedy(),
+            Action::Undo => {
                 if self.run.undoable().is_some() {
                     vec![Command::UndoRemedy]
                 } else {
@@ -492,75 +453,101 @@ impl App {
                     vec![]
                 }
             }
-            KeyCode::Char('i') => vec![Command::ProbeActivations],
-            KeyCode::Char('d') if self.options.attached => self.detach(),
-            KeyCode::Char('g') => {
+            Action::Probe => vec![Command::ProbeActivations],
+            Action::Detach => self.detach(),
+            Action::Samples => {
                 self.run.samples = None;
                 self.overlay = Overlay::Samples;
                 vec![Command::ShowSamples(SAMPLES_ASKED)]
             }
-            KeyCode::Char('c') => {
+            Action::Classes => {
                 self.overlay = Overlay::Classes;
                 vec![]
             }
-            KeyCode::Tab => {
+            Action::FocusNext => {
                 self.focus = self.focus.next();
                 vec![]
             }
-            KeyCode::BackTab => {
+            Action::FocusPrev => {
                 self.focus = self.focus.prev();
                 vec![]
             }
-            KeyCode::Char('v') => {
+            Action::TimeAxis => {
                 self.axis = match self.axis {
                     TimeAxis::Steps => TimeAxis::Epochs,
                     TimeAxis::Epochs => TimeAxis::Steps,
                 };
                 vec![]
             }
-            KeyCode::Enter => {
+            Action::Enlarge => {
                 self.enlarged = !self.enlarged;
                 vec![]
             }
-            KeyCode::Esc if self.enlarged => {
+            Action::Shrink => {
                 self.enlarged = false;
                 vec![]
             }
-            KeyCode::Char('y') => {
-                self.loss_log = Some(!self.loss_drawn_log.get());
+            Action::LossScale => {
+                self.loss_log = Some(!self.loss_is_log());
                 vec![]
             }
-            KeyCode::Char('%') => {
+            Action::AccuracyScale => {
                 self.accuracy_full = !self.accuracy_full;
                 vec![]
             }
-            KeyCode::Char('[') | KeyCode::Char(']') => {
+            Action::SmoothLess | Action::SmoothMore => {
                 let spans = chart::SPANS;
                 let i = spans
                     .iter()
                     .position(|&s| s >= self.span)
                     .unwrap_or(spans.len() - 1);
-                self.span = if key.code == KeyCode::Char('[') {
+                self.span = if action == Action::SmoothLess {
                     spans[i.saturating_sub(1)]
                 } else {
                     spans[(i + 1).min(spans.len() - 1)]
                 };
                 vec![]
             }
-            KeyCode::Char('z') => {
+            Action::Zoom => {
                 let i = WINDOWS.iter().position(|&w| w == self.window).unwrap_or(0);
                 self.window = WINDOWS[(i + 1) % WINDOWS.len()];
                 vec![]
             }
-            KeyCode::Up | KeyCode::Char('k') => {
+            Action::ScrollUp => {
                 self.scroll(1);
                 vec![]
             }
-            KeyCode::Down | KeyCode::Char('j') => {
+            Action::ScrollDown => {
                 self.scroll(-1);
                 vec![]
             }
-            _ => vec![],
+        }
+    }
+
+    /// `r`: the remedy of the finding on top, unless it is already on trial.
+    fn remedy(&mut self) -> Vec<Command> {
+        match self.run.top_remedy() {
+            // The same remedy again while its trial runs would spoil the trial's verdict
+            // (and cut twice what one press cut): say so instead.
+            Some(r) if self.run.undoable().is_some_and(|t| t.remedy == *r) => {
+                let until = self.run.remedy_trial.as_ref().map_or(0, |t| t.1);
+                self.notice(
+                    LogKind::Info,
+                    format!(
+                        "{} is on trial until step {until}: u undoes it, - or l change the LR by hand",
+                        r.describe()
+                    ),
+                );
+                vec![]
+            }
+            Some(r) => vec![Command::ApplyRemedy(r.clone())],
+            None => {
+                self.notice(
+                    LogKind::Info,
+                    "r applies a finding's remedy: no finding in force has one on a key",
+                );
+                vec![]
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod editor;
+pub mod keymap;
 pub mod theme;
 pub mod view;
 pub mod widgets;

@@ -36,8 +36,13 @@ impl App {
             span: self.span,
             log: self.loss_log,
             full: self.accuracy_full,
-            drawn_log: (metric == Metric::Loss).then_some(&self.loss_drawn_log),
         }
+    }
+
+    /// Whether the loss chart is drawn on a log scale now (what `y` turns the other way).
+    pub fn loss_is_log(&self) -> bool {
+        self.metric_chart(Metric::Loss, Marker::Braille, Theme { color: false })
+            .is_log()
     }
 
     /// One panel in `area`; the focused one enlarged to the body shows more (the diagnosis
@@ -144,7 +149,11 @@ impl Widget for &App {
             }
         }
         let run = &self.run;
-        KeyBar { theme }.render(footer, buf);
+        KeyBar {
+            context: self.key_context(),
+            theme,
+        }
+        .render(footer, buf);
 
         match &self.overlay {
             Overlay::None => {}
@@ -155,7 +164,11 @@ impl Widget for &App {
                 theme,
             }
             .render(area, buf),
-            Overlay::Help => Help { theme }.render(area, buf),
+            Overlay::Help => Help {
+                context: self.key_context(),
+                theme,
+            }
+            .render(area, buf),
             Overlay::Samples => SamplesView { run, theme }.render(area, buf),
             Overlay::Classes => ClassesView { run, theme }.render(area, buf),
             Overlay::ConfirmQuit => Popup {

@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use crate::format::{clock, human_bytes, sci};
 use crate::protocol::{
     Command, DataFacts, EpochMetrics, EvalMetrics, Event, Finding, FinishReason, LayerActivations,
-    LrFinding, LrSource, OnNonFinite, RemedyRecord, RunInfo, SampleGrid, ScheduleChange, Severity,
-    StepMetrics, REMEDY_TRIAL_STEPS,
+    LrFinding, LrSource, OnNonFinite, Record, RemedyRecord, RunInfo, SampleGrid, ScheduleChange,
+    Severity, StepMetrics, REMEDY_TRIAL_STEPS,
 };
 use crate::schedule::Schedule;
 use serde::{Deserialize, Serialize};
@@ -756,29 +756,20 @@ impl RunState {
             .unwrap_or_default()
     }
 
-    /// The trainer's channels closed without a last word.
-    /// A finished (or dead) run as its metrics.jsonl recorded it: every step record and event
-    /// folded in order. Records a watcher does not fold (unknown types) are skipped; a line that
-    /// is not JSON is an error with its line number.
-    pub fn replay(metrics_jsonl: &str) -> Result<RunState, (usize, String)> {
+    /// A finished (or dead) run as its record (metrics.jsonl) holds it: every step record and
+    /// event folded in order.
+    pub fn replay<'a>(records: impl IntoIterator<Item = &'a Record>) -> RunState {
         let mut run = RunState::default();
-        for (i, line) in metrics_jsonl.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let v: serde_json::Value =
-                serde_json::from_str(line).map_err(|e| (i + 1, format!("not JSON: {e}")))?;
-            if v["type"] == "step" {
-                let m: StepMetrics =
-                    serde_json::from_value(v).map_err(|e| (i + 1, e.to_string()))?;
-                run.on_step(&m);
-            } else if let Ok(e) = serde_json::from_value::<Event>(v) {
-                run.on_event(&e);
+        for record in records {
+            match record {
+                Record::Step(m) => run.on_step(m),
+                Record::Event(e) => run.on_event(e),
             }
         }
-        Ok(run)
+        run
     }
 
+    /// The trainer's channels closed without a last word.
     pub fn on_trainer_gone(&mut self) {
         if self.status.is_live() {
             let message = "the training thread ended without a word".to_string();

@@ -1,7 +1,5 @@
 //! The charts: loss and accuracy over steps or epochs, and the learning rate.
 
-use std::cell::Cell;
-
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Modifier;
@@ -48,8 +46,6 @@ pub struct MetricChart<'a> {
     pub log: Option<bool>,
     /// Accuracy: the full 0-100% rather than the fitted range.
     pub full: bool,
-    /// Told whether the y axis was drawn on a log scale (what `y` then turns the other way).
-    pub drawn_log: Option<&'a Cell<bool>>,
 }
 
 /// One run's curves for a chart.
@@ -132,9 +128,6 @@ impl Widget for MetricChart<'_> {
             }
         };
         let range = self.fit(&mine, other.as_ref(), max_ticks(area));
-        if let Some(cell) = self.drawn_log {
-            cell.set(range.scale == Scale::Log);
-        }
         let glyph = |v: &Points| v.to_vec();
         let mut marks = Vec::new();
         // The other run first: this one's marks are drawn over it.
@@ -205,6 +198,13 @@ impl Widget for MetricChart<'_> {
 }
 
 impl MetricChart<'_> {
+    /// Whether the y axis is on a log scale (the choice does not depend on the chart's size).
+    pub fn is_log(&self) -> bool {
+        let mine = self.curves(self.run);
+        let other = self.other.map(|o| self.curves(&o.run));
+        self.fit(&mine, other.as_ref(), 5).scale == Scale::Log
+    }
+
     fn fit(&self, mine: &Curves, other: Option<&Curves>, max_ticks: usize) -> Range {
         let mut fit = FitInput::default();
         for c in std::iter::once(mine).chain(other) {
