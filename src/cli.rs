@@ -5,10 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{ConfigError, RunConfig};
-use crate::data::DataSpec;
-use crate::model::Activation;
-use crate::optim::OptimizerKind;
+use crate::config::{ConfigError, Form, RunConfig, SETTINGS};
 use crate::protocol::{LearningRate, OnNonFinite};
 
 #[derive(Debug, Parser)]
@@ -127,142 +124,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Dataset: embedded, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, cifar100:DIR,
-    /// cifar100-coarse:DIR or folder:DIR [default: embedded]
-    #[arg(long, value_name = "SPEC", long_help = DATA_HELP)]
-    pub data: Option<String>,
-
-    /// Share of the training set held out for validation, stratified by class (unless the
-    /// image folder has a val/ of its own) [default: 0.1]
-    #[arg(long, value_name = "F")]
-    pub val_split: Option<f64>,
-
-    /// Image folders: 1 (grayscale) or 3 (RGB) channels [default: what the images are]
-    #[arg(long, value_name = "C")]
-    pub channels: Option<usize>,
-
-    /// Image folders: resize every image to N (square) or WxH pixels [default: the first
-    /// image's size; all must match]
-    #[arg(long, value_name = "N|WxH")]
-    pub image_size: Option<String>,
-
-    /// Image folders: skip files that do not decode, and list them, instead of stopping
-    #[arg(long)]
-    pub skip_bad_images: bool,
-
-    /// Image folders: read the images from disk as the loaders need them instead of decoding
-    /// them into memory once (the default for a set that would take more than half the
-    /// memory available)
-    #[arg(long)]
-    pub stream_images: bool,
-
-    /// Train on a stratified subset of N training images [default: 0, all]
-    #[arg(long, value_name = "N")]
-    pub subset: Option<usize>,
-
-    /// Skew the training set: class k keeps a share decaying geometrically, so the first class
-    /// has RATIO times the images of the last (validation and test stay as they are) [default:
-    /// 0, none]
-    #[arg(long, value_name = "RATIO")]
-    pub imbalance: Option<f64>,
-
-    /// Input normalisation: auto (each channel's mean and std over the training set) or
-    /// MEAN/STD, e.g. 0.5/0.25 or 0.49,0.48,0.45/0.25,0.24,0.26 [default: auto]
-    #[arg(long, value_name = "SPEC")]
-    pub normalize: Option<String>,
-
-    /// Augmentation of training images, e.g. crop:0.8,flip,jitter:0.2 or pad-crop:4,flip
-    /// (see --help) [default: none]; the key a toggles it live
-    #[arg(long, value_name = "SPEC", long_help = AUGMENT_HELP)]
-    pub augment: Option<String>,
-
-    /// Weights of the classes in the loss: none, or balanced (inverse class frequency, as
-    /// scikit-learn) [default: none]; the key w toggles it live
-    #[arg(long, value_enum)]
-    pub class_weights: Option<crate::data::ClassWeights>,
-
-    /// How an epoch visits the training images: shuffle (each once), or balanced (with
-    /// replacement, weighted by inverse class frequency) [default: shuffle]
-    #[arg(long, value_enum)]
-    pub sampler: Option<crate::data::Sampler>,
-
-    /// Layers, comma-separated [default: c32,c64,f128]
-    #[arg(long, value_name = "LAYERS", long_help = ARCH_HELP)]
-    pub arch: Option<String>,
-
-    /// Activation after every conv and hidden layer [default: relu]
-    #[arg(long, value_enum)]
-    pub activation: Option<Activation>,
-
-    /// Batch norm after every conv layer [default: on]
-    #[arg(long, overrides_with = "no_batch_norm")]
-    pub batch_norm: bool,
-
-    /// No batch norm
-    #[arg(long, overrides_with = "batch_norm")]
-    pub no_batch_norm: bool,
-
-    /// Dropout probability after the conv blocks and after every hidden layer [default: 0.25]
-    #[arg(long, value_name = "P")]
-    pub dropout: Option<f32>,
-
-    /// Number of epochs [default: 10]
-    #[arg(long, value_name = "N")]
-    pub epochs: Option<usize>,
-
-    /// Images per training step [default: 64]
-    #[arg(long, value_name = "N")]
-    pub batch_size: Option<usize>,
-
-    /// Learning rate [default: 0.001]
-    #[arg(long, value_name = "LR", value_parser = LearningRate::parse)]
-    pub lr: Option<LearningRate>,
-
-    /// How the learning rate moves: constant, step, multistep, exp, cosine, onecycle, plateau,
-    /// with an optional warmup [default: constant]
-    #[arg(long, value_name = "SPEC", long_help = SCHEDULE_HELP)]
-    pub schedule: Option<String>,
-
-    /// Optimizer [default: adamw]
-    #[arg(long, value_enum)]
-    pub optimizer: Option<OptimizerKind>,
-
-    /// SGD momentum [default: 0.9]
-    #[arg(long, value_name = "M")]
-    pub momentum: Option<f32>,
-
-    /// Nesterov momentum for SGD [default: off]
-    #[arg(long)]
-    pub nesterov: bool,
-
-    /// Weight decay: L2 for SGD and Adam, decoupled for AdamW [default: 0.01]
-    #[arg(long, value_name = "WD")]
-    pub weight_decay: Option<f32>,
-
-    /// Clip the gradients' global L2 norm to N before each update (PyTorch's clip_grad_norm_);
-    /// the key x switches clipping off and on [default: 0, off]
-    #[arg(long, value_name = "N")]
-    pub clip_grad_norm: Option<f64>,
-
-    /// Label smoothing of the cross-entropy loss [default: 0]
-    #[arg(long, value_name = "EPS")]
-    pub label_smoothing: Option<f64>,
-
-    /// Seed of every random choice (init, dropout, split, batch order) [default: 42]
-    #[arg(long, value_name = "N")]
-    pub seed: Option<u64>,
-
-    /// Compute threads [default: all cores]
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-
-    /// Steps between progress records in metrics.jsonl and progress lines [default: 20]
-    #[arg(long, value_name = "N")]
-    pub log_every: Option<u64>,
-
-    /// Directory for config.toml, metrics.jsonl and checkpoints/ [default: runs/<timestamp>]
-    #[arg(long, value_name = "DIR")]
-    pub run_dir: Option<PathBuf>,
+    /// The run's settings given on the command line (`config::SETTINGS` declares them).
+    #[command(flatten)]
+    pub settings: SettingFlags,
 
     /// Continue the run saved in a checkpoint (weights, optimizer, LR, RNG, position), with its
     /// settings. A flag given here changes its setting from the resumed step on (--epochs and
@@ -271,27 +135,6 @@ pub struct TrainArgs {
     /// at an epoch's start)
     #[arg(long, value_name = "FILE.h5", conflicts_with = "config")]
     pub resume: Option<PathBuf>,
-
-    /// Epoch checkpoints (checkpoints/epoch-NNN.h5) kept; older ones are deleted [default: 3]
-    #[arg(long, value_name = "K")]
-    pub keep_last: Option<usize>,
-
-    /// The validation metric that decides checkpoints/best.h5 [default: val_acc]
-    #[arg(long, value_enum)]
-    pub best_metric: Option<crate::config::BestMetric>,
-
-    /// Also save checkpoints/last.h5 every N steps [default: 0, never]
-    #[arg(long, value_name = "N")]
-    pub save_every_steps: Option<u64>,
-
-    /// Stop after N steps in total [default: 0, no limit]
-    #[arg(long, value_name = "N")]
-    pub max_steps: Option<u64>,
-
-    /// Hot-path implementation: candle's stock ops, or candletop's fused custom ops (batch norm)
-    /// [default: fast]
-    #[arg(long, value_enum)]
-    pub kernels: Option<crate::model::Kernels>,
 
     /// Print progress lines instead of the terminal UI (the default when stdout is not a
     /// terminal)
@@ -336,82 +179,6 @@ pub struct TrainArgs {
     #[arg(long)]
     pub braille: bool,
 }
-
-const ARCH_HELP: &str = "Layers, comma-separated [default: c32,c64,f128]
-
-  cOUT[kK][sS][pP][/POOL]   convolution with OUT channels, kernel K (default 3), stride S
-                            (default 1), padding P (default K/2); then batch norm (unless
-                            --no-batch-norm), the activation, and 2x2 pooling POOL: max
-                            (default), avg or none
-  fUNITS                    hidden fully connected layer (after the convolutions)
-
-The last layer, one output per class, is always added.
-Example: c32k5,c64/avg,c128/none,f256,f64";
-
-const DATA_HELP: &str = "Dataset [default: embedded]
-
-  embedded              a 6,000-image Fashion-MNIST subset built into the binary
-  mnist:DIR             MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-..., gzipped or not)
-  fashion-mnist:DIR     Fashion-MNIST IDX files, as MNIST
-  cifar10:DIR           CIFAR-10 binary version: data_batch_1..5.bin, test_batch.bin,
-                        batches.meta.txt (in DIR or DIR/cifar-10-batches-bin)
-  cifar100:DIR          CIFAR-100 binary version: train.bin, test.bin, fine_label_names.txt
-                        (in DIR or DIR/cifar-100-binary); 100 fine classes
-  cifar100-coarse:DIR   CIFAR-100 with its 20 coarse classes (coarse_label_names.txt)
-  folder:DIR            images (png, jpg, jpeg, bmp, gif, webp) in DIR/train/<class>/ with
-                        DIR/val/<class>/ and DIR/test/<class>/ when present, or in DIR/<class>/
-                        (validation split off by --val-split); classes are the sorted folder
-                        names; see --channels, --image-size, --skip-bad-images
-
-`candletop data-info --data SPEC` shows what a source holds.";
-
-const AUGMENT_HELP: &str = "Augmentation of training images, per sample, with torchvision's
-semantics [default: none]. SPEC is none or transforms separated by commas, applied in the
-order written; normalisation comes after them:
-
-  crop[:S1[-S2]][:R1-R2]  RandomResizedCrop back to the input size: a box of S1..S2 of the area
-                          (0.08-1) with aspect ratio R1..R2 (0.75-1.333), bilinear
-  pad-crop[:P]            RandomCrop of the input size after zero padding of P pixels (4)
-  flip[:P]                RandomHorizontalFlip with probability P (0.5)
-  jitter:B[:C[:S[:H]]]    ColorJitter: brightness B, contrast C (B), saturation S (B), hue H (0,
-                          at most 0.5); saturation and hue only change RGB images
-  rotate[:DEG]            RandomRotation by up to DEG degrees either way (10), nearest, zero fill
-  erase[:P]               RandomErasing with probability P (0.5): a box of 2-33% of the area,
-                          aspect 0.3-3.3, set to 0 after normalisation (the mean)
-
-Each sample's draws depend only on the seed, the epoch and its place in the epoch: runs repeat
-and resume exactly. In the UI, a turns augmentation off and on (without --augment, on means
-pad-crop by an eighth of the side and flip) and g shows augmented samples.
-Examples: pad-crop:4,flip   crop:0.8,flip,jitter:0.2   flip,rotate:15,erase";
-
-const SCHEDULE_HELP: &str = "How the learning rate moves over the run [default: constant]
-
-  SPEC = [warmup=STEPS[:START]+]KIND, KIND one of:
-  constant
-  step:EVERY[:GAMMA]        x GAMMA (0.1) after every EVERY epochs (PyTorch StepLR)
-  multistep:E1,E2,..[:GAMMA]
-                            x GAMMA (0.1) after epochs E1, E2, ... (MultiStepLR)
-  exp:GAMMA                 x GAMMA after every epoch (ExponentialLR)
-  cosine[:min=LR][,restart=EPOCHS][,mult=N]
-                            cosine from --lr down to min (0) over the run's steps
-                            (CosineAnnealingLR); with restart, periods of EPOCHS epochs, each
-                            N (1) times longer than the last (CosineAnnealingWarmRestarts)
-  onecycle[:max=LR][,pct=0.3][,div=25][,final_div=1e4][,anneal=cos|linear][,three_phase]
-          [,momentum=0.85-0.95|off]
-                            up from max/div to max (--lr when not given) over the first pct of
-                            the steps, then down to max/div/final_div; momentum (SGD) or Adam's
-                            beta1 cycles the other way (OneCycleLR)
-  plateau[:monitor=val_loss|val_acc][,mode=min|max][,factor=0.1][,patience=10][,threshold=1e-4]
-         [,threshold_mode=rel|abs][,cooldown=0][,min_lr=0][,eps=1e-8]
-                            x factor when the monitored validation metric has not improved
-                            for patience epochs (ReduceLROnPlateau, PyTorch's defaults)
-  warmup=STEPS[:START]+     first a linear ramp over STEPS steps from START (0.01) times the
-                            schedule's first LR (LinearLR, then the schedule: SequentialLR)
-
-Units: step, multistep and exp change the LR at the end of an epoch; cosine and onecycle every
-step; warmup counts steps; plateau decides at the end of each epoch.
-Examples: step:7:0.1  cosine:min=1e-5  onecycle:max=0.01  plateau:patience=3,factor=0.5
-          warmup=500+cosine";
 
 const EXIT_HELP: &str = "Exit status:
   0  the run completed, or was stopped (q, Ctrl-C, SIGTERM, SIGHUP, --max-steps)
@@ -536,133 +303,85 @@ impl TrainArgs {
     /// The flags given on the command line applied over `base` (the defaults and config file,
     /// or a resumed checkpoint's settings); validated.
     pub fn resolve_over(&self, base: RunConfig) -> Result<RunConfig, ConfigError> {
-        let mut c = base;
-        if let Some(d) = &self.data {
-            c.data = d.parse::<DataSpec>()?;
-        }
-        if let Some(s) = &self.schedule {
-            c.schedule = s.parse()?;
-        }
-        if let Some(a) = &self.augment {
-            c.augment = a.parse()?;
-        }
-        if let Some(n) = &self.normalize {
-            c.normalize = n.parse().map_err(ConfigError::Data)?;
-        }
-        if let Some(s) = &self.image_size {
-            c.image_size = Some(s.parse().map_err(|_| ConfigError::Invalid {
-                flag: "--image-size",
-                value: s.clone(),
-                problem: "expected N or WxH, each 1 to 4096 pixels",
-            })?);
-        }
-        if self.skip_bad_images {
-            c.skip_bad_images = true;
-        }
-        if self.stream_images {
-            c.stream_images = true;
-        }
-        macro_rules! set {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { c.$field = v; } )* };
-        }
-        set!(
-            val_split,
-            arch,
-            activation,
-            dropout,
-            epochs,
-            batch_size,
-            lr,
-            label_smoothing
-        );
-        set!(
-            seed,
-            threads,
-            log_every,
-            keep_last,
-            best_metric,
-            save_every_steps,
-            max_steps
-        );
-        set!(
-            kernels,
-            channels,
-            subset,
-            imbalance,
-            class_weights,
-            sampler,
-            clip_grad_norm
-        );
-        let o = &mut c.optimizer;
-        if let Some(k) = self.optimizer {
-            o.kind = k;
-        }
-        if let Some(m) = self.momentum {
-            o.hyper.momentum = m;
-        }
-        if let Some(w) = self.weight_decay {
-            o.hyper.weight_decay = w;
-        }
-        if self.nesterov {
-            o.hyper.nesterov = true;
-        }
-        if self.batch_norm {
-            c.batch_norm = true;
-        }
-        if self.no_batch_norm {
-            c.batch_norm = false;
-        }
-        if self.run_dir.is_some() {
-            c.run_dir = self.run_dir.clone();
-        }
+        let c = base.with_settings(&self.settings.given)?;
         c.validate()?;
         Ok(c)
     }
 
     /// The settings (config keys) the command line gives: what a resumed run changes.
     pub fn given(&self) -> Vec<String> {
-        let flags = [
-            ("data", self.data.is_some()),
-            ("val_split", self.val_split.is_some()),
-            ("channels", self.channels.is_some()),
-            ("image_size", self.image_size.is_some()),
-            ("skip_bad_images", self.skip_bad_images),
-            ("stream_images", self.stream_images),
-            ("subset", self.subset.is_some()),
-            ("imbalance", self.imbalance.is_some()),
-            ("normalize", self.normalize.is_some()),
-            ("augment", self.augment.is_some()),
-            ("class_weights", self.class_weights.is_some()),
-            ("sampler", self.sampler.is_some()),
-            ("clip_grad_norm", self.clip_grad_norm.is_some()),
-            ("arch", self.arch.is_some()),
-            ("activation", self.activation.is_some()),
-            ("batch_norm", self.batch_norm || self.no_batch_norm),
-            ("dropout", self.dropout.is_some()),
-            ("epochs", self.epochs.is_some()),
-            ("batch_size", self.batch_size.is_some()),
-            ("lr", self.lr.is_some()),
-            ("schedule", self.schedule.is_some()),
-            ("optimizer", self.optimizer.is_some()),
-            ("momentum", self.momentum.is_some()),
-            ("nesterov", self.nesterov),
-            ("weight_decay", self.weight_decay.is_some()),
-            ("label_smoothing", self.label_smoothing.is_some()),
-            ("seed", self.seed.is_some()),
-            ("threads", self.threads.is_some()),
-            ("log_every", self.log_every.is_some()),
-            ("run_dir", self.run_dir.is_some()),
-            ("keep_last", self.keep_last.is_some()),
-            ("best_metric", self.best_metric.is_some()),
-            ("save_every_steps", self.save_every_steps.is_some()),
-            ("max_steps", self.max_steps.is_some()),
-            ("kernels", self.kernels.is_some()),
-        ];
-        flags
-            .into_iter()
-            .filter(|(_, given)| *given)
-            .map(|(key, _)| key.to_string())
-            .collect()
+        self.settings.given.iter().map(|(k, _)| k.clone()).collect()
+    }
+}
+
+/// The settings the command line gives, as (config key, value) in the order of `SETTINGS`:
+/// one flag per setting, made from its declaration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SettingFlags {
+    pub given: Vec<(String, String)>,
+}
+
+/// The argument id of `--no-KEY`.
+fn negation(key: &str) -> String {
+    format!("no_{key}")
+}
+
+impl clap::FromArgMatches for SettingFlags {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut given = Vec::new();
+        for s in SETTINGS {
+            let value = match s.form {
+                Form::Value(_) => m.get_one::<String>(s.key).cloned(),
+                Form::Switch => m.get_flag(s.key).then(|| "true".to_string()),
+                Form::Negatable if m.get_flag(s.key) => Some("true".into()),
+                Form::Negatable => m.get_flag(&negation(s.key)).then(|| "false".to_string()),
+                Form::File => None,
+            };
+            if let Some(v) = value {
+                given.push((s.key.to_string(), v));
+            }
+        }
+        Ok(Self { given })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for SettingFlags {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        use clap::{Arg, ArgAction};
+        for s in SETTINGS {
+            let long = s.flag()[2..].to_string();
+            let arg = Arg::new(s.key).long(long.clone()).help(s.help);
+            let arg = match s.long_help {
+                Some(h) => arg.long_help(h),
+                None => arg,
+            };
+            cmd = match s.form {
+                Form::Value(name) => cmd.arg(arg.value_name(name).action(ArgAction::Set)),
+                Form::Switch => cmd.arg(arg.action(ArgAction::SetTrue)),
+                Form::Negatable => {
+                    let no = negation(s.key);
+                    cmd.arg(arg.action(ArgAction::SetTrue).overrides_with(no.clone()))
+                        .arg(
+                            Arg::new(no)
+                                .long(format!("no-{long}"))
+                                .help(format!("The opposite of --{long}"))
+                                .action(ArgAction::SetTrue)
+                                .overrides_with(s.key),
+                        )
+                }
+                Form::File => cmd,
+            };
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
     }
 }
 
@@ -683,6 +402,7 @@ pub fn one_line(e: &clap::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::optim::OptimizerKind;
     use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Cli {
@@ -717,10 +437,10 @@ mod tests {
 
     #[test]
     fn negative_and_zero_values_are_refused() {
-        let e = Cli::try_parse_from(["candletop", "--lr", "-0.1"]).unwrap_err();
+        let e = parse(&["--lr", "-0.1"]).train.resolve().unwrap_err();
         assert_eq!(
-            one_line(&e),
-            "invalid value '-0.1' for '--lr <LR>': '-0.1' is not a positive learning rate"
+            e.to_string(),
+            "--lr -0.1: '-0.1' is not a positive learning rate"
         );
         let e = parse(&["--batch-size", "0"]).train.resolve().unwrap_err();
         assert_eq!(e.to_string(), "--batch-size 0: must be at least 1");

@@ -28,7 +28,7 @@ impl LearningRate {
         if lr.is_finite() && lr > 0.0 {
             Ok(Self(lr))
         } else {
-            Err(format!("{lr} is not a positive learning rate"))
+            Err(format!("'{lr}' is not a positive learning rate"))
         }
     }
 

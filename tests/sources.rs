@@ -281,7 +281,7 @@ fn bad_image_folders_are_one_line_errors_and_bad_images_can_be_skipped() {
     );
     rejects(
         &["data-info", "--image-size", "0x3"],
-        "--image-size 0x3: expected N or WxH",
+        "--image-size 0x3: '0x3' is not an image size (N or WxH, each 1 to 4096 pixels)",
     );
     rejects(
         &["data-info", "--imbalance", "0.5"],

@@ -47,7 +47,7 @@ pub fn imbalance_ratio(counts: &[usize]) -> f64 {
 }
 
 /// How a training epoch visits the images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sampler {
     /// Every image once, in a shuffled order.
@@ -60,7 +60,7 @@ pub enum Sampler {
 }
 
 /// Whether the loss weights each sample by its class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClassWeights {
     #[default]
@@ -130,6 +130,25 @@ pub fn skewed(labels: &[u8], classes: usize, ratio: f64, seed: u64) -> Vec<usize
     take_per_class(labels, classes, &keep, seed, "imbalance")
 }
 
+/// A share `p` of the labels, chosen at random (seeded), each changed to another class drawn
+/// uniformly from the rest: symmetric label noise (Natarajan et al. 2013; the usual noisy-label
+/// benchmark). Returns how many labels changed.
+pub fn flip_labels(labels: &mut [u8], classes: usize, p: f64, seed: u64) -> usize {
+    if classes < 2 || p <= 0.0 {
+        return 0;
+    }
+    let n = ((labels.len() as f64) * p).round() as usize;
+    let mut rng = Rng::derive(seed, "label-noise", 0);
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    rng.shuffle(&mut order);
+    for &i in &order[..n.min(labels.len())] {
+        // One of the other classes: skip over the true one.
+        let other = rng.below(classes as u64 - 1) as u8;
+        labels[i] = if other >= labels[i] { other + 1 } else { other };
+    }
+    n
+}
+
 fn take_per_class(
     labels: &[u8],
     classes: usize,
@@ -155,6 +174,30 @@ fn take_per_class(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_noise_changes_exactly_its_share_each_to_another_class() {
+        let clean: Vec<u8> = (0..1000).map(|i| (i % 10) as u8).collect();
+        let mut noisy = clean.clone();
+        assert_eq!(flip_labels(&mut noisy, 10, 0.2, 7), 200);
+        let changed: Vec<usize> = (0..1000).filter(|&i| noisy[i] != clean[i]).collect();
+        assert_eq!(
+            changed.len(),
+            200,
+            "every chosen label moves to another class"
+        );
+        assert!(noisy.iter().all(|&l| l < 10));
+        // The new classes spread over all the others (a uniform draw of 9: each about 22).
+        let counts = class_counts(&changed.iter().map(|&i| noisy[i]).collect::<Vec<_>>(), 10);
+        assert!(counts.iter().all(|&c| (8..=40).contains(&c)), "{counts:?}");
+        // Seeded: the same seed flips the same labels the same way.
+        let mut again = clean.clone();
+        flip_labels(&mut again, 10, 0.2, 7);
+        assert_eq!(again, noisy);
+        let mut none = clean.clone();
+        assert_eq!(flip_labels(&mut none, 10, 0.0, 7), 0);
+        assert_eq!(none, clean);
+    }
 
     #[test]
     fn balanced_weights_match_a_hand_computation() {

@@ -131,6 +131,8 @@ pub struct DataOptions {
     pub subset: usize,
     /// Skew the training set so the first class has this many times the last; 0 or 1: no skew.
     pub imbalance: f64,
+    /// Share of the training labels changed to another class (validation and test stay clean).
+    pub label_noise: f64,
     pub normalize: NormalizeSpec,
 }
 
@@ -142,6 +144,7 @@ impl DataOptions {
             folder: FolderOptions::default(),
             subset: 0,
             imbalance: 0.0,
+            label_noise: 0.0,
             normalize: NormalizeSpec::Auto,
         }
     }
@@ -169,6 +172,8 @@ pub struct DataSplits {
     pub norm: Normalization,
     /// Files left out with `--skip-bad-images`.
     pub skipped: Vec<BadImage>,
+    /// Training labels changed to another class (`--label-noise`).
+    pub noisy_labels: usize,
 }
 
 /// A source's images before validation is split off.
@@ -266,6 +271,8 @@ impl DataSplits {
                 opts.seed,
             ));
         }
+        let noisy_labels =
+            balance::flip_labels(&mut train.labels, n_classes, opts.label_noise, opts.seed);
         let norm = opts.normalize.resolve(&train)?;
         Ok(Self {
             source: spec.clone(),
@@ -275,12 +282,13 @@ impl DataSplits {
             test: src.test,
             norm,
             skipped: src.skipped,
+            noisy_labels,
         })
     }
 
     pub fn describe(&self) -> String {
         format!(
-            "{} ({} train / {} val / {} test, {}x{}x{}, {} classes)",
+            "{} ({} train / {} val / {} test, {}x{}x{}, {} classes{})",
             self.source,
             self.train.len(),
             self.val.len(),
@@ -288,7 +296,11 @@ impl DataSplits {
             self.train.channels,
             self.train.height,
             self.train.width,
-            self.classes.len()
+            self.classes.len(),
+            match self.noisy_labels {
+                0 => String::new(),
+                n => format!(", {n} train labels flipped"),
+            }
         )
     }
 

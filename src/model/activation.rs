@@ -6,9 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::cpu::Float;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum Activation {
     Relu,
     LeakyRelu,

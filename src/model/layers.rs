@@ -17,7 +17,7 @@ use crate::rng::Rng;
 
 /// Which implementation of the hot operations runs: candle's stock ops (the reference), or
 /// candletop's fused custom ops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kernels {
     Stock,

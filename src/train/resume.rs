@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::error::TrainError;
 use crate::checkpoint::Checkpoint;
-use crate::config::RunConfig;
+use crate::config::{setting, OnResume, RunConfig};
 use crate::data::DataSplits;
 use crate::format::sci;
 use crate::optim::{Optimizer, OptimizerKind, ParamState};
@@ -23,42 +23,6 @@ pub struct ResumePlan {
     pub optimizer: Optimizer,
     pub changes: Vec<SettingChange>,
     pub notes: Vec<String>,
-}
-
-/// What a setting given with `--resume` may do.
-enum Rule {
-    /// Takes effect from the resumed step.
-    Free,
-    /// Cannot change, for this reason.
-    Fixed(&'static str),
-    /// Dropout may change between non-zero values; on or off adds or removes layers.
-    Dropout,
-    /// Changes the batches of an epoch: only at an epoch's start.
-    BatchSize,
-    /// Other data: only of the same shape and classes, and mid-epoch only the same images.
-    Data,
-}
-
-fn rule(key: &str) -> Rule {
-    match key {
-        "arch" | "activation" | "batch_norm" => {
-            Rule::Fixed("the checkpoint's weights fit only the model they were trained in")
-        }
-        "seed" => Rule::Fixed(
-            "the seed chose the validation split and the batch order the run has followed",
-        ),
-        "val_split" => Rule::Fixed("it would move images between training and validation"),
-        "normalize" => Rule::Fixed(
-            "the model was trained on inputs normalised as the checkpoint says and keeps that",
-        ),
-        "dropout" => Rule::Dropout,
-        // Both change which images an epoch visits.
-        "batch_size" | "sampler" => Rule::BatchSize,
-        "data" | "subset" | "imbalance" | "channels" | "image_size" | "skip_bad_images" => {
-            Rule::Data
-        }
-        _ => Rule::Free,
-    }
 }
 
 /// A setting's value as a person would type it: `embedded`, `0`, `0.9`.
@@ -119,23 +83,23 @@ pub fn plan(
                 "{flag} {now_s}: cannot change on resume ({was_s} in the checkpoint): {why}"
             ))
         };
-        match rule(&key) {
-            Rule::Free => {}
-            Rule::Fixed(why) => return Err(cannot(why.into())),
-            Rule::Dropout => {
+        match setting(&key).map_or(OnResume::Free, |s| s.on_resume) {
+            OnResume::Free => {}
+            OnResume::Fixed(why) => return Err(cannot(why.into())),
+            OnResume::Dropout => {
                 if (ckpt.train_config.dropout == 0.0) != (cfg.dropout == 0.0) {
                     return Err(cannot(
                         "turning dropout on or off adds or removes layers; between non-zero values it may change".into(),
                     ));
                 }
             }
-            Rule::BatchSize | Rule::Data if pos.batch > 0 => {
+            OnResume::EpochStart | OnResume::Data if pos.batch > 0 => {
                 return Err(cannot(format!(
                     "the checkpoint is in the middle of epoch {} (after batch {}); resume from an epoch checkpoint (epoch-NNN.h5) to change it",
                     pos.epoch, pos.batch
                 )));
             }
-            Rule::BatchSize | Rule::Data => {}
+            OnResume::EpochStart | OnResume::Data => {}
         }
         changes.push(SettingChange {
             flag,

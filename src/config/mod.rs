@@ -11,7 +11,10 @@ use crate::model::{Activation, Arch, Kernels, ModelConfig};
 use crate::optim::OptimizerConfig;
 use crate::protocol::LearningRate;
 use crate::run_dir::{RunDir, RunDirError};
+
+mod settings;
 use crate::schedule::{ScheduleSpec, SpecError};
+pub use settings::{setting, Form, OnResume, Setting, SETTINGS};
 
 /// Every setting of a run. In a TOML file (`--config`, and the `config.toml` each run writes)
 /// the keys are the flags' names with `_` for `-`; unknown keys are errors.
@@ -35,6 +38,9 @@ pub struct RunConfig {
     /// Skew the training set so the first class has this many times the images of the last;
     /// 0 means no skew.
     pub imbalance: f64,
+    /// Change this share of the training labels to another class, at random (seeded); 0 means
+    /// none.
+    pub label_noise: f64,
     /// Per-channel mean/std: "auto" (the training set's) or given.
     pub normalize: NormalizeSpec,
     /// Augmentation of training images (an `--augment` spec).
@@ -79,9 +85,8 @@ pub struct RunConfig {
     pub kernels: Kernels,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum BestMetric {
     ValAcc,
     ValLoss,
@@ -98,6 +103,7 @@ impl Default for RunConfig {
             stream_images: false,
             subset: 0,
             imbalance: 0.0,
+            label_noise: 0.0,
             normalize: NormalizeSpec::Auto,
             augment: AugmentSpec::default(),
             class_weights: ClassWeights::None,
@@ -133,6 +139,16 @@ pub enum ConfigError {
         flag: &'static str,
         value: String,
         problem: &'static str,
+    },
+    /// A value's own parser named the flag already.
+    #[error("{0}")]
+    Said(String),
+    /// A value the command line gives that its setting cannot take.
+    #[error("{flag} {value}: {problem}")]
+    Setting {
+        flag: String,
+        value: String,
+        problem: String,
     },
     #[error("{path}: {source}")]
     Read {
@@ -223,29 +239,6 @@ impl RunConfig {
             Ok(serde_json::Value::Object(m)) => m,
             _ => serde_json::Map::new(),
         }
-    }
-
-    /// These settings with some changed, each a config key and its value as the command line
-    /// gives it ("relu", "true", "c64,c128,f256"); checked as a config file would be.
-    pub fn with_settings(&self, settings: &[(String, String)]) -> Result<Self, ConfigError> {
-        let mut table: toml::Table =
-            toml::from_str(&self.to_toml()).expect("a RunConfig reads back");
-        for (key, value) in settings {
-            let v = if let Ok(b) = value.parse::<bool>() {
-                toml::Value::Boolean(b)
-            } else if let Ok(i) = value.parse::<i64>() {
-                toml::Value::Integer(i)
-            } else if let Ok(f) = value.parse::<f64>() {
-                toml::Value::Float(f)
-            } else {
-                toml::Value::String(value.clone())
-            };
-            table.insert(key.clone(), v);
-        }
-        let text = toml::to_string_pretty(&table).expect("a TOML table serialises");
-        let cfg = Self::from_toml(&text)?;
-        cfg.arch.parse::<Arch>()?;
-        Ok(cfg)
     }
 
     pub fn to_toml(&self) -> String {
@@ -374,6 +367,9 @@ impl RunConfig {
                 "must be at least 1 (the largest class over the smallest)",
             );
         }
+        if !(0.0..1.0).contains(&self.label_noise) {
+            return bad("--label-noise", self.label_noise, "must be in [0, 1)");
+        }
         // The number of steps is known only with the data; the trainer checks those.
         self.schedule.check(self.epochs, u64::MAX)?;
         Ok(arch)
@@ -392,6 +388,7 @@ impl RunConfig {
             },
             subset: self.subset,
             imbalance: self.imbalance,
+            label_noise: self.label_noise,
             normalize: self.normalize.clone(),
         }
     }
