@@ -1,0 +1,91 @@
+//! What a watcher asks of the trainer, and the one check of a learning rate.
+
+use serde::{Deserialize, Serialize};
+
+use super::findings::Remedy;
+
+/// A learning rate: a positive, finite number. The one check for every way a learning rate
+/// arrives (flags, config files, the UI's prompt, commands to the trainer).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct LearningRate(f64);
+
+impl LearningRate {
+    /// The smallest there is.
+    pub const SMALLEST: LearningRate = LearningRate(f64::MIN_POSITIVE);
+
+    pub fn new(lr: f64) -> Result<Self, String> {
+        if lr.is_finite() && lr > 0.0 {
+            Ok(Self(lr))
+        } else {
+            Err(format!("'{lr}' is not a positive learning rate"))
+        }
+    }
+
+    /// A learning rate as a person types it: `0.003`, `3e-3`.
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let s = input.trim();
+        match s.parse::<f64>() {
+            Ok(v) => Self::new(v).map_err(|_| format!("'{s}' is not a positive learning rate")),
+            Err(_) if s.is_empty() => Err("type a learning rate, e.g. 0.003 or 3e-3".into()),
+            Err(_) => Err(format!("'{s}' is not a number")),
+        }
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl TryFrom<f64> for LearningRate {
+    type Error = String;
+    fn try_from(lr: f64) -> Result<Self, String> {
+        Self::new(lr)
+    }
+}
+
+impl From<LearningRate> for f64 {
+    fn from(lr: LearningRate) -> f64 {
+        lr.0
+    }
+}
+
+/// What the user asks of the trainer. Applied between two steps; one the trainer cannot carry
+/// out is answered with `Event::Refused`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", content = "value", rename_all = "snake_case")]
+pub enum Command {
+    /// Use this learning rate from the next step on.
+    SetLr(f64),
+    /// Multiply the learning rate by this factor.
+    ScaleLr(f64),
+    /// Follow this schedule (a `--schedule` spec) from the next step on.
+    SetSchedule(String),
+    /// Run the LR range test on a copy of the model and optimizer (the run pauses meanwhile).
+    FindLr,
+    /// Augment training images (true) or not, from the next batch on.
+    SetAugment(bool),
+    /// Weight the loss by class ("balanced") or not, from the next step on.
+    SetClassWeights(bool),
+    /// Send this many training images as the model sees them now (augmented when on).
+    ShowSamples(u32),
+    /// Clip the gradients' global L2 norm to this from the next step on; 0 turns clipping off.
+    SetClipGradNorm(f64),
+    /// Apply the doctor's remedy for a finding, keeping the run as it was in memory so that
+    /// `UndoRemedy` can go back to it for the next `REMEDY_TRIAL_STEPS` steps.
+    ApplyRemedy(Remedy),
+    /// Go back to the run as it was before the last remedy (weights, optimizer, schedule,
+    /// settings), while its trial lasts.
+    UndoRemedy,
+    /// Measure the activations of every layer on the next batch (besides every
+    /// `ACTIVATION_EVERY` steps).
+    ProbeActivations,
+    Pause,
+    Resume,
+    /// One step while paused.
+    Step,
+    /// Save `last.h5` now.
+    Save,
+    /// Finish the current step, then end cleanly.
+    Stop,
+}

@@ -1,0 +1,407 @@
+//! What the trainer reports: the run's facts at the start, the metrics of steps and epochs,
+//! and every event of the run.
+
+use serde::{Deserialize, Serialize};
+
+use super::commands::Command;
+use super::findings::{Finding, FindingKind, LayerActivations, RemedyRecord, Setting};
+use crate::schedule::{PlateauCut, Schedule};
+
+/// A setting a resumed run changed from its checkpoint's, as given on the command line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingChange {
+    /// The flag, e.g. `--lr`.
+    pub flag: String,
+    pub old: String,
+    pub new: String,
+}
+
+/// Where a resumed run came from and what it does differently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resumed {
+    pub from: String,
+    /// The step and epoch it continues after.
+    pub step: u64,
+    pub epoch: usize,
+    /// Flags given with `--resume` that changed a setting.
+    pub changes: Vec<SettingChange>,
+    /// What else a reader should know, e.g. optimizer state that starts fresh.
+    pub notes: Vec<String>,
+}
+
+/// The data a run trains on, beyond its description: class balance and the live switches.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DataFacts {
+    /// Images per class, in the order of `RunInfo::classes`.
+    pub train_counts: Vec<usize>,
+    pub val_counts: Vec<usize>,
+    pub test_counts: Vec<usize>,
+    /// The augmentation `a` switches (a spec), and whether it is on.
+    pub augment: String,
+    pub augmenting: bool,
+    /// The loss's class weights when on (empty when off), and what "on" uses.
+    pub class_weights: Vec<f32>,
+    pub balanced_weights: Vec<f32>,
+    /// How an epoch visits the images: "shuffle" or "balanced".
+    pub sampler: String,
+    /// Files left out with `--skip-bad-images`: "path: problem".
+    pub skipped: Vec<String>,
+}
+
+impl DataFacts {
+    /// The transforms' names when augmentation is on, e.g. "pad-crop flip".
+    pub fn active_transforms(&self) -> Option<String> {
+        if !self.augmenting {
+            return None;
+        }
+        let names: Vec<&str> = self
+            .augment
+            .split(',')
+            .map(|t| t.split(':').next().unwrap_or(t))
+            .filter(|t| !t.is_empty() && *t != "none")
+            .collect();
+        (!names.is_empty()).then(|| names.join(" "))
+    }
+}
+
+/// Training images as the model sees them (augmented when on), for a person to look at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleGrid {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Each image's pixels, channel planes, 0-255.
+    pub images: Vec<Vec<u8>>,
+    pub labels: Vec<u32>,
+    /// Whether augmentation was on when they were drawn.
+    pub augmented: bool,
+}
+
+/// Static facts about the run, sent once at the start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub data: String,
+    pub model: String,
+    pub param_count: usize,
+    pub optimizer: String,
+    /// Names of the parameters, in the order of every per-layer vector below.
+    pub layers: Vec<String>,
+    pub classes: Vec<String>,
+    pub epochs: usize,
+    pub steps_per_epoch: usize,
+    /// The step the run will end at: all epochs, or `--max-steps`.
+    pub total_steps: u64,
+    pub batch_size: usize,
+    pub run_dir: String,
+    /// Set when the run continues a checkpoint.
+    pub resumed: Option<Resumed>,
+    /// The learning-rate schedule the run starts with.
+    pub schedule: Schedule,
+    /// Class balance and the data switches.
+    #[serde(default)]
+    pub data_facts: DataFacts,
+    /// The gradients' global L2 norm is clipped to this; 0: no clipping.
+    #[serde(default)]
+    pub clip_grad_norm: f64,
+}
+
+/// Metrics of one training step, or of several folded together when the receiver lagged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// Global step (1-based) of the latest step included.
+    pub step: u64,
+    /// Epoch (1-based) of that step.
+    pub epoch: usize,
+    /// How many steps this message covers (1 unless folded).
+    pub steps: u32,
+    /// Mean training loss and batch accuracy over the steps covered.
+    pub loss: f64,
+    pub accuracy: f64,
+    /// Learning rate of the latest step.
+    pub lr: f64,
+    /// Per-parameter gradient L2 norm and ||update|| / ||weight|| of the latest step.
+    pub grad_norms: Vec<f64>,
+    pub update_ratios: Vec<f64>,
+    /// Training throughput, images per second, measured over recent steps.
+    pub images_per_sec: f64,
+}
+
+impl StepMetrics {
+    /// Folds a newer step into this one: means for loss and accuracy, the latest for the rest.
+    pub fn fold(&mut self, newer: StepMetrics) {
+        let (a, b) = (self.steps as f64, newer.steps as f64);
+        self.loss = (self.loss * a + newer.loss * b) / (a + b);
+        self.accuracy = (self.accuracy * a + newer.accuracy * b) / (a + b);
+        self.steps += newer.steps;
+        self.step = newer.step;
+        self.epoch = newer.epoch;
+        self.lr = newer.lr;
+        self.grad_norms = newer.grad_norms;
+        self.update_ratios = newer.update_ratios;
+        self.images_per_sec = newer.images_per_sec;
+    }
+}
+
+/// Results of one finished epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub step: u64,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    /// Validation accuracy of each class, in the order of `RunInfo::classes`.
+    pub val_class_accuracy: Vec<f64>,
+    pub lr: f64,
+    pub images_per_sec: f64,
+    pub elapsed_secs: f64,
+}
+
+/// An evaluation of a whole split (the test set at the end of the run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalMetrics {
+    pub split: String,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub class_accuracy: Vec<f64>,
+    pub images_per_sec: f64,
+}
+
+/// Why a run ended (without an error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// All epochs done.
+    Completed,
+    /// A stop command or the step limit.
+    Stopped,
+    /// The loss or a gradient turned NaN or infinite and the run was set to stop on it
+    /// (`OnNonFinite::Stop`); the weights are the last good ones.
+    NonFinite,
+}
+
+/// What the trainer does when a step's loss or gradient is NaN or infinite. Either way the
+/// step's update is skipped, so the weights stay the last good ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNonFinite {
+    /// Go back to the last good state, pause and wait for the user (who can cut the LR and
+    /// resume): the terminal UI.
+    Pause,
+    /// Save `last.h5` and end the run: headless, where nobody can press a key.
+    Stop,
+    /// Go back to the last good state, cut the LR by 10 and go on, a few times at most.
+    Rollback,
+}
+
+/// Who changed the learning rate (besides the schedule's own course).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSource {
+    User,
+    /// Reduce-on-plateau.
+    Plateau,
+}
+
+/// Why the schedule changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleChange {
+    /// The user chose another schedule.
+    Set,
+    /// The user changed the LR: the curve moved with it.
+    Scaled,
+    /// Reduce-on-plateau cut the LR.
+    Plateau,
+}
+
+/// One point of an LR range test.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FinderPoint {
+    pub lr: f64,
+    pub loss: f64,
+    /// The loss's exponential moving average, bias-corrected.
+    pub smoothed: f64,
+}
+
+/// The LR range test's result: the curve, and the suggestion with how it was chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LrFinding {
+    pub points: Vec<FinderPoint>,
+    /// Index into `points` of the suggested LR.
+    pub suggestion: Option<usize>,
+    /// How the suggestion was chosen, or why there is none.
+    pub how: String,
+    /// Why the sweep ended early, if it did.
+    pub stopped: Option<String>,
+}
+
+impl LrFinding {
+    /// The point to offer first: the suggestion, or the middle of the curve.
+    pub fn first_pick(&self) -> Option<usize> {
+        let n = self.points.len();
+        self.suggestion.or((n > 0).then_some(n / 2))
+    }
+}
+
+/// Everything the trainer reports except per-step metrics. Rare (a few per epoch), so the
+/// size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Started(RunInfo),
+    Epoch(EpochMetrics),
+    Evaluated(EvalMetrics),
+    LrChanged {
+        step: u64,
+        old: f64,
+        new: f64,
+        source: LrSource,
+    },
+    /// The schedule now in force (the plan a watcher draws comes from it).
+    ScheduleChanged {
+        step: u64,
+        schedule: Schedule,
+        why: ScheduleChange,
+    },
+    /// Reduce-on-plateau cut the LR at the end of an epoch.
+    PlateauCut {
+        step: u64,
+        epoch: usize,
+        monitor: String,
+        cut: PlateauCut,
+    },
+    /// The LR range test is under way: `done` of `total` steps.
+    LrFinderProgress {
+        step: u64,
+        done: usize,
+        total: usize,
+    },
+    LrFound {
+        step: u64,
+        finding: LrFinding,
+    },
+    /// Augmentation turned on or off, from the batch after `step`.
+    AugmentChanged {
+        step: u64,
+        on: bool,
+        augment: String,
+    },
+    /// Gradient clipping changed, from the step after `step` (0: off).
+    ClippingChanged {
+        step: u64,
+        max_norm: f64,
+    },
+    /// The loss's class weights changed, from the step after `step` (empty: none).
+    ClassWeightsChanged {
+        step: u64,
+        weights: Vec<f32>,
+    },
+    /// The doctor raised a finding (or changed its severity or evidence), or it cleared.
+    Finding {
+        step: u64,
+        #[serde(flatten)]
+        finding: Finding,
+        cleared: bool,
+    },
+    /// Training images as the model sees them, asked for with `ShowSamples`.
+    Samples {
+        step: u64,
+        grid: SampleGrid,
+    },
+    Paused {
+        step: u64,
+    },
+    Resumed {
+        step: u64,
+    },
+    /// A command the trainer did not carry out, and why.
+    Refused {
+        step: u64,
+        command: Command,
+        reason: String,
+    },
+    /// The loss or a gradient norm was NaN or infinite: the step's update was skipped, and the
+    /// run paused, stops or goes on (`then`).
+    NonFinite {
+        step: u64,
+        epoch: usize,
+        what: String,
+        then: OnNonFinite,
+        /// The step whose weights, optimizer and LR the run went back to, if it did.
+        #[serde(default)]
+        rolled_back_to: Option<u64>,
+        /// The LR the run goes on with (`Rollback` cuts it by 10).
+        #[serde(default)]
+        lr: Option<f64>,
+    },
+    /// A remedy was applied after `step`; `UndoRemedy` can take it back until `until`.
+    RemedyApplied {
+        step: u64,
+        record: RemedyRecord,
+        until: u64,
+    },
+    /// The last remedy was undone: the run is as it was at `record.step`.
+    RemedyUndone {
+        step: u64,
+        record: RemedyRecord,
+    },
+    /// A remedy's trial is over: `record.verdict` says whether it helped.
+    RemedyVerdict {
+        step: u64,
+        record: RemedyRecord,
+    },
+    /// The doctor's restart remedy was written: a config file for a new run.
+    ConfigSuggested {
+        step: u64,
+        path: String,
+        finding: FindingKind,
+        settings: Vec<Setting>,
+    },
+    /// Activation statistics of every layer, measured on the batch of `step`.
+    Activations {
+        step: u64,
+        layers: Vec<LayerActivations>,
+    },
+    /// A checkpoint was written: its size, how long the background write took and how long
+    /// the snapshot held the training thread.
+    CheckpointSaved {
+        step: u64,
+        path: String,
+        bytes: u64,
+        write_secs: f64,
+        hold_ms: f64,
+    },
+    /// A checkpoint could not be written; training goes on and earlier files stay intact.
+    /// `reason` is one line (e.g. "no space left on device"); `detail` the whole story.
+    CheckpointFailed {
+        step: u64,
+        path: String,
+        reason: String,
+        detail: String,
+    },
+    /// Something went wrong that does not end the run (e.g. metrics.jsonl cannot be written).
+    Warning {
+        step: u64,
+        message: String,
+    },
+    Finished {
+        step: u64,
+        epoch: usize,
+        reason: FinishReason,
+        elapsed_secs: f64,
+    },
+    /// The run cannot go on: it is over.
+    Error {
+        message: String,
+    },
+}
+
+impl Event {
+    /// True for the events that end the stream.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Event::Finished { .. } | Event::Error { .. })
+    }
+}
