@@ -16,10 +16,10 @@
 //! The core knows nothing of how a run is shown; the front ends fold the trainer's events into
 //! the same `watch::RunState`. `tests/layers.rs` checks that the imports keep to this.
 
-pub mod app;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod data;
 pub mod diagnose;

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match candletop::app::run(cli) {
+    match candletop::cmd::run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("candletop: {e}");

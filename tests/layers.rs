@@ -28,7 +28,7 @@ const LAYERS: &[&[&str]] = &[
     // front ends
     &["headless", "tui", "socket", "figure"],
     // edges: command line, subcommands, benchmark, the runs listing
-    &["cli", "error", "bench", "app", "runs"],
+    &["cli", "error", "bench", "cmd", "runs"],
 ];
 
 /// What each front end may import: no core module but the messages.
