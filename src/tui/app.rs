@@ -460,40 +460,42 @@ impl App {
                 self.overlay = Overlay::Samples;
                 vec![Command::ShowSamples(SAMPLES_ASKED)]
             }
+            _ => {
+                self.look(action);
+                vec![]
+            }
+        }
+    }
+
+    /// The actions that change only what the screen shows.
+    fn look(&mut self, action: Action) {
+        match action {
             Action::Classes => {
                 self.overlay = Overlay::Classes;
-                vec![]
             }
             Action::FocusNext => {
                 self.focus = self.focus.next();
-                vec![]
             }
             Action::FocusPrev => {
                 self.focus = self.focus.prev();
-                vec![]
             }
             Action::TimeAxis => {
                 self.axis = match self.axis {
                     TimeAxis::Steps => TimeAxis::Epochs,
                     TimeAxis::Epochs => TimeAxis::Steps,
                 };
-                vec![]
             }
             Action::Enlarge => {
                 self.enlarged = !self.enlarged;
-                vec![]
             }
             Action::Shrink => {
                 self.enlarged = false;
-                vec![]
             }
             Action::LossScale => {
                 self.loss_log = Some(!self.loss_is_log());
-                vec![]
             }
             Action::AccuracyScale => {
                 self.accuracy_full = !self.accuracy_full;
-                vec![]
             }
             Action::SmoothLess | Action::SmoothMore => {
                 let spans = chart::SPANS;
@@ -506,21 +508,18 @@ impl App {
                 } else {
                     spans[(i + 1).min(spans.len() - 1)]
                 };
-                vec![]
             }
             Action::Zoom => {
                 let i = WINDOWS.iter().position(|&w| w == self.window).unwrap_or(0);
                 self.window = WINDOWS[(i + 1) % WINDOWS.len()];
-                vec![]
             }
             Action::ScrollUp => {
                 self.scroll(1);
-                vec![]
             }
             Action::ScrollDown => {
                 self.scroll(-1);
-                vec![]
             }
+            _ => {}
         }
     }
 

@@ -1,0 +1,67 @@
+//! Learning rate too high: the loss climbs above where it started, spikes, or rises window
+//! after window by more than noise (PyTorch Lightning's spike detection for the spikes).
+
+use super::{Found, Rule, Signals, Watch};
+use crate::diagnose::{Patient, Switches, Thresholds};
+use crate::protocol::{FindingKind, Remedy};
+
+pub struct LrTooHigh;
+
+const ADVICE: &str = "cut the LR x0.1 (r), or - a few times";
+
+impl Rule for LrTooHigh {
+    fn kind(&self) -> FindingKind {
+        FindingKind::LrTooHigh
+    }
+
+    fn watches(&self) -> &'static [Watch] {
+        &[Watch::Window]
+    }
+
+    fn check(&self, s: &Signals) -> Option<Found> {
+        let (th, w) = (s.th, s.windows);
+        let last = *w.last()?;
+        let first_loss = s.first_loss.unwrap_or(f64::INFINITY);
+        if last.loss > th.diverge_factor * first_loss {
+            return Some((
+                format!(
+                    "the mean loss of the last {} steps is {:.4}, {:.1}x the first step's {:.4}: the steps overshoot; {} spikes in the window",
+                    th.window,
+                    last.loss,
+                    last.loss / first_loss,
+                    first_loss,
+                    last.spikes
+                ),
+                ADVICE.to_string(),
+            ));
+        }
+        if w.len() <= th.warmup_windows {
+            return None;
+        }
+        let span = &w[w.len().saturating_sub(th.trend_windows + 1)..];
+        let rising = span.windows(2).filter(|p| p[1].loss > p[0].loss).count();
+        // Rising windows count when the loss went up by more than noise over the span (a flat
+        // loss wobbles up half the time).
+        let rose = last.loss > span[0].loss * (1.0 + th.improving_change);
+        (last.spikes >= th.spikes_too_many || (rising >= th.rising_too_many && rose)).then(|| {
+            (
+                format!(
+                    "the loss rose in {rising} of the last {} windows of {} steps ({:.4} -> {:.4}); volatility {:.2}; {} spikes (over {}x the mean of the {} steps before) in the last window",
+                    span.len() - 1,
+                    th.window,
+                    span[0].loss,
+                    last.loss,
+                    last.volatility,
+                    last.spikes,
+                    th.spike_factor,
+                    th.spike_span
+                ),
+                ADVICE.to_string(),
+            )
+        })
+    }
+
+    fn remedy(&self, _: &Patient, _: Switches, _: &Thresholds) -> Option<Remedy> {
+        Some(Remedy::ScaleLr(0.1))
+    }
+}

@@ -1,0 +1,35 @@
+//! The per-step metrics folded into windows of steps, which the step rules read.
+
+/// The window of steps being filled.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filling {
+    /// Sums of loss and loss squared (x steps, for folded records), and the steps.
+    pub loss: f64,
+    pub loss_sq: f64,
+    pub steps: u64,
+    pub spikes: usize,
+    /// Per step: first- and last-layer weight gradient norms, the largest, the median ratio.
+    pub signals: Vec<[f64; 4]>,
+}
+
+/// One closed window of steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub loss: f64,
+    /// The std of the steps' losses over their mean.
+    pub volatility: f64,
+    pub spikes: usize,
+    /// Median first- and last-layer weight gradient norms, median update/weight ratio.
+    pub first_grad: f64,
+    pub last_grad: f64,
+    pub max_grad: f64,
+    pub ratio: f64,
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
