@@ -141,11 +141,13 @@ impl RunDir {
     /// Every record of metrics.jsonl (see `Recorded`).
     pub fn read_records(&self) -> Result<Recorded, RecordError> {
         let path = self.metrics();
-        let text = fs::read_to_string(&path).map_err(|source| RecordError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        Recorded::parse(&text, &path)
+        Recorded::parse(&self.metrics_text()?, &path)
+    }
+
+    /// The text of metrics.jsonl.
+    pub fn metrics_text(&self) -> Result<String, RecordError> {
+        let path = self.metrics();
+        fs::read_to_string(&path).map_err(|source| RecordError::Io { path, source })
     }
 }
 
@@ -259,6 +261,15 @@ impl Recorded {
     /// Reads `text` (the contents of `path`, which errors name). A malformed line is an
     /// error, except a last line cut short, which is left out and said in `torn`.
     pub fn parse(text: &str, path: &Path) -> Result<Self, RecordError> {
+        match Self::parse_until_damage(text, path) {
+            (_, Some(e)) => Err(e),
+            (records, None) => Ok(records),
+        }
+    }
+
+    /// As `parse`, but keeps the records before a malformed line, with the error (for a
+    /// listing that shows what it can).
+    pub fn parse_until_damage(text: &str, path: &Path) -> (Self, Option<RecordError>) {
         let mut out = Recorded::default();
         let complete = text.ends_with('\n');
         let lines: Vec<&str> = text.lines().collect();
@@ -278,11 +289,11 @@ impl Recorded {
                     out.torn = Some(i + 1);
                     break;
                 }
-                Err(e) => return Err(bad(format!("not JSON: {e}"))),
+                Err(e) => return (out, Some(bad(format!("not JSON: {e}")))),
             };
             let num = |k: &str| value.get(k).and_then(Value::as_u64);
             let (Some(step), Some(epoch)) = (num("step"), num("epoch")) else {
-                return Err(bad("a record without its step and epoch".into()));
+                return (out, Some(bad("a record without its step and epoch".into())));
             };
             match Record::from_value(value.clone()) {
                 Ok(record) => out.records.push(Stamped {
@@ -292,10 +303,10 @@ impl Recorded {
                     record,
                 }),
                 Err(RecordProblem::Unknown(kind)) => *out.unknown.entry(kind).or_default() += 1,
-                Err(RecordProblem::Malformed(problem)) => return Err(bad(problem)),
+                Err(RecordProblem::Malformed(problem)) => return (out, Some(bad(problem))),
             }
         }
-        Ok(out)
+        (out, None)
     }
 
     /// What a reader should be told besides the records: a torn last line, unknown types.
@@ -428,5 +439,15 @@ mod tests {
             let e = Recorded::parse(text, path).unwrap_err().to_string();
             assert!(e.starts_with(want), "{e}");
         }
+        // A listing keeps what comes before the damage.
+        let (before, e) = Recorded::parse_until_damage(
+            "{\"type\":\"paused\",\"step\":1,\"epoch\":1}\nnot json\n{\"type\":\"resumed\",\"step\":2,\"epoch\":1}\n",
+            path,
+        );
+        assert_eq!(before.records.len(), 1);
+        assert!(e
+            .unwrap()
+            .to_string()
+            .starts_with("r/metrics.jsonl: line 2: not JSON"));
     }
 }

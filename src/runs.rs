@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use crate::format::sci;
 use crate::protocol::{Event, FinishReason, Record};
-use crate::run_dir::RunDir;
+use crate::run_dir::{Recorded, RunDir};
 use crate::socket::client;
 
 /// How a run stands.
@@ -84,37 +84,37 @@ pub fn summarise(dir: &Path) -> Option<RunSummary> {
         problem: None,
     };
     let mut ended = None;
-    match run.read_records() {
-        Ok(recorded) => {
-            for r in &recorded.records {
-                s.step = s.step.max(r.step);
-                match &r.record {
-                    Record::Event(Event::Started(info)) => {
-                        s.data = info.data.clone();
-                        s.model = info.model.clone();
-                        s.epochs = info.epochs as u64;
-                        s.total_steps = info.total_steps;
-                        ended = None;
-                    }
-                    Record::Step(m) => s.lr = Some(m.lr),
-                    Record::Event(Event::Epoch(e)) => {
-                        s.epoch = e.epoch as u64;
-                        let a = e.val_accuracy;
-                        s.best_val_accuracy = Some(s.best_val_accuracy.map_or(a, |b| b.max(a)));
-                    }
-                    Record::Event(Event::Finished { reason, .. }) => {
-                        ended = Some(match reason {
-                            FinishReason::Completed => RunStatus::Finished,
-                            FinishReason::NonFinite => RunStatus::NonFinite,
-                            FinishReason::Stopped => RunStatus::Stopped,
-                        })
-                    }
-                    Record::Event(Event::Error { .. }) => ended = Some(RunStatus::Failed),
-                    _ => {}
-                }
+    let (recorded, damage) = match run.metrics_text() {
+        Ok(text) => Recorded::parse_until_damage(&text, &metrics),
+        Err(e) => (Recorded::default(), Some(e)),
+    };
+    s.problem = damage.map(|e| e.to_string());
+    for r in &recorded.records {
+        s.step = s.step.max(r.step);
+        match &r.record {
+            Record::Event(Event::Started(info)) => {
+                s.data = info.data.clone();
+                s.model = info.model.clone();
+                s.epochs = info.epochs as u64;
+                s.total_steps = info.total_steps;
+                ended = None;
             }
+            Record::Step(m) => s.lr = Some(m.lr),
+            Record::Event(Event::Epoch(e)) => {
+                s.epoch = e.epoch as u64;
+                let a = e.val_accuracy;
+                s.best_val_accuracy = Some(s.best_val_accuracy.map_or(a, |b| b.max(a)));
+            }
+            Record::Event(Event::Finished { reason, .. }) => {
+                ended = Some(match reason {
+                    FinishReason::Completed => RunStatus::Finished,
+                    FinishReason::NonFinite => RunStatus::NonFinite,
+                    FinishReason::Stopped => RunStatus::Stopped,
+                })
+            }
+            Record::Event(Event::Error { .. }) => ended = Some(RunStatus::Failed),
+            _ => {}
         }
-        Err(e) => s.problem = Some(e.to_string()),
     }
     s.status = if client::is_live(dir) {
         RunStatus::Live
