@@ -10,13 +10,15 @@ pub mod chart;
 pub mod hub;
 pub mod outcome;
 pub mod state;
+pub mod words;
 
 use std::time::Instant;
 
 use crossbeam_channel::{never, select, Receiver};
 
 pub use outcome::Outcome;
-pub use state::{LogKind, LogLine, LrFinder, RunState, Series, Status};
+pub use state::{LogLine, LrFinder, RunState, Series, Status};
+pub use words::LogKind;
 
 use crate::protocol::{Command, Event, MonitorLink, StepMetrics};
 

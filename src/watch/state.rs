@@ -4,13 +4,14 @@
 
 use std::collections::VecDeque;
 
-use crate::format::{clock, human_bytes, sci};
 use crate::protocol::{
-    Command, DataFacts, EpochMetrics, EvalMetrics, Event, Finding, FinishReason, LayerActivations,
-    LrFinding, LrSource, OnNonFinite, Record, RemedyRecord, RunInfo, SampleGrid, ScheduleChange,
-    Severity, StepMetrics, REMEDY_TRIAL_STEPS,
+    DataFacts, EpochMetrics, EvalMetrics, Event, Finding, FinishReason, LayerActivations,
+    LrFinding, LrSource, Record, RemedyRecord, RunInfo, SampleGrid, StepMetrics,
 };
 use crate::schedule::Schedule;
+
+use super::words::{self, Context, LogKind};
+
 use serde::{Deserialize, Serialize};
 
 /// Points kept per plotted series before the resolution is halved.
@@ -114,18 +115,6 @@ impl Status {
     pub fn is_live(&self) -> bool {
         matches!(self, Status::Starting | Status::Running | Status::Paused)
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogKind {
-    /// The run's landmarks: start, epochs, test set, end.
-    Milestone,
-    Info,
-    /// Something the user did.
-    Action,
-    Warning,
-    Error,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -328,109 +317,55 @@ impl RunState {
     }
 
     pub fn on_event(&mut self, e: &Event) {
+        if self.fold(e) {
+            let context = Context {
+                step: self.step,
+                epochs: self.info.as_ref().map(|i| i.epochs),
+            };
+            for (step, kind, text) in words::lines(e, context) {
+                self.log(step, kind, text);
+            }
+        }
+    }
+
+    /// A finding raised or cleared; false when it is one in force with new numbers (updated
+    /// quietly, keeping its start).
+    fn fold_finding(&mut self, step: u64, finding: &Finding, cleared: bool) -> bool {
+        if let Some(kept) = self
+            .findings
+            .iter_mut()
+            .find(|(_, f)| !cleared && f.kind == finding.kind && f.severity >= finding.severity)
+        {
+            kept.1 = finding.clone();
+            return false;
+        }
+        self.findings.retain(|(_, f)| f.kind != finding.kind);
+        if !cleared {
+            self.findings.push((step, finding.clone()));
+        }
+        true
+    }
+
+    /// Folds an event into the state; false when it says nothing new (a finding updated
+    /// quietly with new numbers).
+    fn fold(&mut self, e: &Event) -> bool {
         match e {
             Event::Started(info) => {
                 self.info = Some(info.clone());
                 self.status = Status::Running;
-                self.epoch = 1;
                 let step = info.resumed.as_ref().map_or(0, |r| r.step);
                 self.step = step;
-                self.log(
-                    step,
-                    LogKind::Milestone,
-                    format!("started: {} on {}", info.model, info.data),
-                );
+                self.epoch = info.resumed.as_ref().map_or(1, |r| r.epoch);
                 self.schedule = Some(info.schedule.clone());
                 self.lr = info.schedule.lr_at(step + 1);
-                self.log(
-                    step,
-                    LogKind::Info,
-                    format!(
-                        "{}, lr {} {}; {} x {} of {}; run dir {}",
-                        info.optimizer,
-                        sci(self.lr),
-                        info.schedule.spec.describe(),
-                        plural(info.epochs, "epoch"),
-                        plural(info.steps_per_epoch, "step"),
-                        info.batch_size,
-                        info.run_dir
-                    ),
-                );
-                let facts = &info.data_facts;
-                if facts.active_transforms().is_some() {
-                    let text = format!("augmentation on: {}", facts.augment);
-                    self.log(step, LogKind::Info, text);
-                }
-                if !facts.class_weights.is_empty() {
-                    let text = format!("class weights: {}", weights_text(&facts.class_weights));
-                    self.log(step, LogKind::Info, text);
-                }
-                if facts.sampler != "shuffle" && !facts.sampler.is_empty() {
-                    let text = format!("sampler: {} (classes drawn equally often)", facts.sampler);
-                    self.log(step, LogKind::Info, text);
-                }
-                if let Some(first) = facts.skipped.first() {
-                    let text = format!(
-                        "skipped {} that do not decode (--skip-bad-images), e.g. {first}",
-                        plural(facts.skipped.len(), "image")
-                    );
-                    self.log(step, LogKind::Warning, text);
-                }
-                if let Some(r) = &info.resumed {
-                    self.epoch = r.epoch;
-                    self.log(
-                        step,
-                        LogKind::Info,
-                        format!("resumed from {} at step {}", r.from, r.step),
-                    );
-                    for c in &r.changes {
-                        let text =
-                            format!("{} {} -> {} (given with --resume)", c.flag, c.old, c.new);
-                        self.log(step, LogKind::Action, text);
-                    }
-                    for n in &r.notes {
-                        self.log(step, LogKind::Warning, format!("note: {n}"));
-                    }
-                }
             }
             Event::Epoch(m) => {
                 self.elapsed_secs = m.elapsed_secs;
-                let epochs = self.info.as_ref().map_or(m.epoch, |i| i.epochs);
-                self.log(
-                    m.step,
-                    LogKind::Milestone,
-                    format!(
-                        "epoch {}/{epochs}: val loss {:.4} acc {:.2}%, train loss {:.4} acc {:.2}%, lr {}, {:.0} img/s, {}",
-                        m.epoch,
-                        m.val_loss,
-                        100.0 * m.val_accuracy,
-                        m.train_loss,
-                        100.0 * m.train_accuracy,
-                        sci(m.lr),
-                        m.images_per_sec,
-                        clock(m.elapsed_secs)
-                    ),
-                );
                 self.epochs.push(m.clone());
             }
-            Event::Evaluated(m) => {
-                self.log(
-                    self.step,
-                    LogKind::Milestone,
-                    format!(
-                        "{} set: loss {:.4} acc {:.2}%",
-                        m.split,
-                        m.loss,
-                        100.0 * m.accuracy
-                    ),
-                );
-                self.test = Some(m.clone());
-            }
+            Event::Evaluated(m) => self.test = Some(m.clone()),
             Event::LrChanged {
-                step,
-                old,
-                new,
-                source,
+                step, new, source, ..
             } => {
                 self.lr = *new;
                 if *source == LrSource::User {
@@ -439,46 +374,12 @@ impl RunState {
                         self.lr_marks.pop_front();
                     }
                 }
-                self.log(
-                    *step,
-                    LogKind::Action,
-                    format!("lr {} -> {}", sci(*old), sci(*new)),
-                );
             }
-            Event::ScheduleChanged {
-                step,
-                schedule,
-                why,
-            } => {
+            Event::ScheduleChanged { step, schedule, .. } => {
                 self.lr = schedule.lr_at(step + 1);
                 self.schedule = Some(schedule.clone());
-                if *why == ScheduleChange::Set {
-                    let text = format!(
-                        "schedule {} from step {}, lr {}",
-                        schedule.spec.describe(),
-                        step + 1,
-                        sci(self.lr)
-                    );
-                    self.log(*step, LogKind::Action, text);
-                }
             }
-            Event::PlateauCut {
-                step, monitor, cut, ..
-            } => {
-                let cooldown = match cut.cooldown {
-                    0 => String::new(),
-                    n => format!(", then {} without cuts", plural(n as usize, "epoch")),
-                };
-                let text = format!(
-                    "plateau: {monitor} has not improved on {:.4} for {}: lr {} -> {}{cooldown}",
-                    cut.best,
-                    plural(cut.bad_epochs as usize, "epoch"),
-                    sci(cut.old),
-                    sci(cut.new)
-                );
-                self.lr = cut.new;
-                self.log(*step, LogKind::Info, text);
-            }
+            Event::PlateauCut { cut, .. } => self.lr = cut.new,
             Event::LrFinderProgress { done, total, .. } => {
                 self.lr_finder = Some(LrFinder {
                     done: *done,
@@ -486,206 +387,48 @@ impl RunState {
                     finding: None,
                 });
             }
-            Event::LrFound { step, finding } => {
-                let text = match finding.suggestion {
-                    Some(i) => format!(
-                        "lr finder: {} suggested ({})",
-                        sci(finding.points[i].lr),
-                        finding.how
-                    ),
-                    None => format!("lr finder: no suggestion ({})", finding.how),
-                };
-                self.log(*step, LogKind::Info, text);
-                let total = self
-                    .lr_finder
-                    .as_ref()
-                    .map_or(finding.points.len(), |f| f.total);
+            Event::LrFound { finding, .. } => {
+                let done = finding.points.len();
+                let total = self.lr_finder.as_ref().map_or(done, |f| f.total);
+                let finding = Some(finding.clone());
                 self.lr_finder = Some(LrFinder {
-                    done: finding.points.len(),
+                    done,
                     total,
-                    finding: Some(finding.clone()),
+                    finding,
                 });
             }
-            Event::Refused {
-                step,
-                command,
-                reason,
-            } => {
-                let text = format!("refused {}: {reason}", describe(command));
-                self.log(*step, LogKind::Warning, text);
-            }
-            Event::CheckpointSaved {
-                step,
-                path,
-                bytes,
-                write_secs,
-                ..
-            } => {
-                let text = format!(
-                    "saved {} ({}, {:.0} ms)",
-                    file_name(path),
-                    human_bytes(*bytes),
-                    write_secs * 1000.0
-                );
-                self.last_save = Some(path.clone());
-                self.log(*step, LogKind::Action, text);
-            }
-            Event::CheckpointFailed {
-                step, path, reason, ..
-            } => {
-                let text = format!(
-                    "could not save {}: {reason}; training goes on",
-                    file_name(path)
-                );
-                self.log(*step, LogKind::Error, text);
-            }
-            Event::Warning { step, message } => {
-                self.log(*step, LogKind::Warning, format!("warning: {message}"));
-            }
-            Event::AugmentChanged { step, on, augment } => {
+            Event::CheckpointSaved { path, .. } => self.last_save = Some(path.clone()),
+            Event::AugmentChanged { on, augment, .. } => {
                 if let Some(i) = &mut self.info {
                     i.data_facts.augmenting = *on;
                     i.data_facts.augment.clone_from(augment);
                 }
-                let text = if *on {
-                    format!("augmentation on from step {}: {augment}", step + 1)
-                } else {
-                    format!("augmentation off from step {}", step + 1)
-                };
-                self.log(*step, LogKind::Action, text);
             }
-            Event::ClippingChanged { step, max_norm } => {
+            Event::ClippingChanged { max_norm, .. } => {
                 if let Some(i) = &mut self.info {
                     i.clip_grad_norm = *max_norm;
                 }
-                let text = if *max_norm > 0.0 {
-                    format!(
-                        "gradients clipped to a global norm of {max_norm} from step {}",
-                        step + 1
-                    )
-                } else {
-                    format!("gradient clipping off from step {}", step + 1)
-                };
-                self.log(*step, LogKind::Action, text);
             }
-            Event::ClassWeightsChanged { step, weights } => {
+            Event::ClassWeightsChanged { weights, .. } => {
                 if let Some(i) = &mut self.info {
                     i.data_facts.class_weights.clone_from(weights);
                 }
-                let text = if weights.is_empty() {
-                    format!("class weights off from step {}", step + 1)
-                } else {
-                    format!(
-                        "class weights balanced from step {}: {}",
-                        step + 1,
-                        weights_text(weights)
-                    )
-                };
-                self.log(*step, LogKind::Action, text);
             }
             Event::Finding {
                 step,
                 finding,
                 cleared,
-            } => {
-                let title = finding.kind.title();
-                // The same finding with new numbers: updated quietly, keeping its start.
-                if let Some(kept) = self.findings.iter_mut().find(|(_, f)| {
-                    !*cleared && f.kind == finding.kind && f.severity >= finding.severity
-                }) {
-                    kept.1 = finding.clone();
-                    return;
-                }
-                self.findings.retain(|(_, f)| f.kind != finding.kind);
-                if *cleared {
-                    self.log(*step, LogKind::Info, format!("resolved: {title}"));
-                } else {
-                    self.findings.push((*step, finding.clone()));
-                    let kind = match finding.severity {
-                        Severity::Warning => LogKind::Warning,
-                        Severity::Info => LogKind::Info,
-                    };
-                    let text = format!(
-                        "{}: {title}: {}; try {}",
-                        finding.severity.word(),
-                        finding.evidence,
-                        finding.action
-                    );
-                    self.log(*step, kind, text);
-                }
-            }
-            Event::Samples { step, grid } => {
-                self.samples = Some((*step, grid.clone()));
-            }
-            Event::Paused { step } => {
-                self.status = Status::Paused;
-                self.log(*step, LogKind::Action, "paused".into());
-            }
-            Event::Resumed { step } => {
-                self.status = Status::Running;
-                self.log(*step, LogKind::Action, "resumed".into());
-            }
-            Event::NonFinite {
-                step,
-                what,
-                then,
-                rolled_back_to,
-                lr,
-                ..
-            } => {
-                // A step that ran, though it changed nothing.
-                self.step = (*step).max(self.step);
-                let back = match rolled_back_to {
-                    Some(good) => {
-                        format!("rolled back to the weights and optimizer of step {good}")
-                    }
-                    None => "the update was skipped".into(),
-                };
-                let then = match (then, lr) {
-                    (OnNonFinite::Pause, _) => {
-                        format!("{back}; paused: cut the LR (r or -), then p resumes")
-                    }
-                    (OnNonFinite::Stop, _) if rolled_back_to.is_some() => {
-                        format!("{back}; no rollbacks left (--max-rollbacks): the run stops")
-                    }
-                    (OnNonFinite::Stop, _) => {
-                        "the update was skipped and the run stops with the last good weights".into()
-                    }
-                    (OnNonFinite::Rollback, Some(lr)) => {
-                        format!("{back}; going on with lr {}", sci(*lr))
-                    }
-                    (OnNonFinite::Rollback, None) => back,
-                };
-                self.log(
-                    *step,
-                    LogKind::Warning,
-                    format!("step {step}: {what}; {then}"),
-                );
-            }
-            Event::RemedyApplied {
-                step,
-                record,
-                until,
-            } => {
+            } => return self.fold_finding(*step, finding, *cleared),
+            Event::Samples { step, grid } => self.samples = Some((*step, grid.clone())),
+            Event::Paused { .. } => self.status = Status::Paused,
+            Event::Resumed { .. } => self.status = Status::Running,
+            // A step that ran, though it changed nothing.
+            Event::NonFinite { step, .. } => self.step = (*step).max(self.step),
+            Event::RemedyApplied { record, until, .. } => {
                 self.remedy_trial = Some((record.clone(), *until));
-                let text = format!(
-                    "remedy for {}: {} from step {} (u undoes it until step {until})",
-                    record.finding.title(),
-                    record.remedy.describe(),
-                    step + 1
-                );
-                self.log(*step, LogKind::Action, text);
             }
-            Event::RemedyUndone { step, record } => {
-                self.remedy_trial = None;
-                let text = format!(
-                    "undone: {}; the weights, optimizer, schedule and switches are those of step {}",
-                    record.remedy.describe(),
-                    record.step
-                );
-                self.log(*step, LogKind::Action, text);
-            }
-            Event::RemedyVerdict { step, record } => {
+            Event::RemedyUndone { .. } => self.remedy_trial = None,
+            Event::RemedyVerdict { record, .. } => {
                 if self
                     .remedy_trial
                     .as_ref()
@@ -693,33 +436,6 @@ impl RunState {
                 {
                     self.remedy_trial = None;
                 }
-                if let Some((before, after, verdict)) = record.verdict {
-                    let steps = step.saturating_sub(record.step).min(REMEDY_TRIAL_STEPS);
-                    let text = format!(
-                        "verdict: {} (step {}) {}: mean loss {before:.4} before, {after:.4} over the {steps} steps after",
-                        record.remedy.describe(),
-                        record.step,
-                        verdict.word()
-                    );
-                    self.log(*step, LogKind::Milestone, text);
-                }
-            }
-            Event::ConfigSuggested {
-                step,
-                path,
-                finding,
-                settings,
-            } => {
-                let changes: Vec<String> = settings
-                    .iter()
-                    .map(|s| format!("{} {}", s.key, s.value))
-                    .collect();
-                let text = format!(
-                    "for {}: wrote {path} ({}); start it with candletop --config {path}",
-                    finding.title(),
-                    changes.join(", ")
-                );
-                self.log(*step, LogKind::Action, text);
             }
             Event::Activations { step, layers } => {
                 self.activations = Some((*step, layers.clone()));
@@ -733,19 +449,15 @@ impl RunState {
                 self.step = (*step).max(self.step);
                 self.elapsed_secs = *elapsed_secs;
                 self.status = Status::Finished(*reason);
-                let how = match reason {
-                    FinishReason::Completed => "finished",
-                    FinishReason::Stopped => "stopped",
-                    FinishReason::NonFinite => "stopped on a non-finite loss",
-                };
-                let text = format!("{how} at step {step} after {}", clock(*elapsed_secs));
-                self.log(*step, LogKind::Milestone, text);
             }
-            Event::Error { message } => {
-                self.status = Status::Error(message.clone());
-                self.log(self.step, LogKind::Error, format!("error: {message}"));
-            }
+            Event::Error { message } => self.status = Status::Error(message.clone()),
+            // Said, not kept.
+            Event::Refused { .. }
+            | Event::CheckpointFailed { .. }
+            | Event::Warning { .. }
+            | Event::ConfigSuggested { .. } => {}
         }
+        true
     }
 
     /// The LR the schedule plans from the next step to the end, at most `points` of them.
@@ -794,60 +506,13 @@ impl RunState {
     }
 }
 
-/// A command as the event log names it.
-pub fn describe(c: &Command) -> String {
-    match c {
-        Command::SetLr(lr) => format!("lr {lr}"),
-        Command::ScaleLr(f) => format!("lr x{f}"),
-        Command::SetSchedule(spec) => format!("schedule {spec}"),
-        Command::FindLr => "lr finder".into(),
-        Command::SetAugment(on) => format!("augmentation {}", if *on { "on" } else { "off" }),
-        Command::SetClassWeights(on) => {
-            format!("class weights {}", if *on { "balanced" } else { "off" })
-        }
-        Command::ShowSamples(n) => format!("{n} samples"),
-        Command::SetClipGradNorm(m) => format!("gradient clipping at {m}"),
-        Command::ApplyRemedy(r) => r.describe(),
-        Command::UndoRemedy => "undo".into(),
-        Command::ProbeActivations => "activation statistics".into(),
-        Command::Pause => "pause".into(),
-        Command::Resume => "resume".into(),
-        Command::Step => "step".into(),
-        Command::Save => "save".into(),
-        Command::Stop => "stop".into(),
-    }
-}
-
-/// Class weights in a line: "0.82 to 1.35" (or the one value when all are equal).
-fn weights_text(w: &[f32]) -> String {
-    let lo = w.iter().copied().fold(f32::INFINITY, f32::min);
-    let hi = w.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if (hi - lo).abs() < 5e-3 {
-        format!("{lo:.2} for every class")
-    } else {
-        format!("{lo:.2} to {hi:.2}")
-    }
-}
-
-/// `1 epoch`, `3 epochs`.
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
-}
-
-fn file_name(path: &str) -> String {
-    std::path::Path::new(path)
-        .file_name()
-        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{FinderPoint, LrSource, Resumed, SettingChange};
+    use crate::protocol::{
+        Command, FinderPoint, LrSource, OnNonFinite, Resumed, ScheduleChange, SettingChange,
+        Severity,
+    };
     use crate::schedule::PlateauCut;
 
     /// Which variant an event is; the match breaks the build when a variant is added, so that
