@@ -267,14 +267,29 @@ fn modules_import_only_their_own_layer_and_below() {
 
 #[test]
 fn the_files_of_a_folder_do_not_import_each_other_in_a_circle() {
-    let mut folders: Vec<PathBuf> = std::fs::read_dir(src())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
+    // Every folder, nested ones too (tui/widgets/): each with its files and subfolders.
+    fn folders_in(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.push(p.clone());
+                folders_in(&p, out);
+            }
+        }
+    }
+    let mut folders = Vec::new();
+    folders_in(&src(), &mut folders);
     folders.sort();
+    assert!(folders.iter().any(|f| f.ends_with("tui/widgets")));
     for folder in folders {
-        let top = folder.file_name().unwrap().to_string_lossy().to_string();
+        // The folder's module path below the crate: `tui::widgets`.
+        let top = folder
+            .strip_prefix(src())
+            .unwrap()
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().to_string())
+            .collect::<Vec<_>>()
+            .join("::");
         // The folder's own modules: files, and subfolders taken whole.
         let mut members: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
         for e in std::fs::read_dir(&folder).unwrap() {
@@ -349,7 +364,8 @@ fn the_files_of_a_folder_do_not_import_each_other_in_a_circle() {
         assert_eq!(
             find_cycle(&graph),
             None,
-            "files of src/{top}/ import each other in a circle: {graph:?}"
+            "files of {}/ import each other in a circle: {graph:?}",
+            folder.display()
         );
     }
 }
