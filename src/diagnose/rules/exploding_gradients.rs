@@ -18,11 +18,7 @@ impl Rule for ExplodingGradients {
     }
 
     fn check(&self, s: &Signals) -> Option<Found> {
-        let (th, w) = (s.th, s.windows);
-        if w.len() <= th.warmup_windows {
-            return None;
-        }
-        let last = w[w.len() - 1];
+        let (th, last) = (s.th, s.past_warm_up()?);
         let ratio = last.first_grad / last.last_grad.max(1e-30);
         (ratio > th.exploding_ratio || last.max_grad > th.exploding_norm).then(|| {
             (

@@ -19,11 +19,8 @@ impl Rule for LrTooLow {
     }
 
     fn check(&self, s: &Signals) -> Option<Found> {
-        let (th, w) = (s.th, s.windows);
-        if w.len() <= th.warmup_windows {
-            return None;
-        }
-        let last = w[w.len() - 1];
+        let (th, last) = (s.th, s.past_warm_up()?);
+        let w = s.windows;
         let before = w[w.len() - 3].loss;
         let change = (last.loss - before).abs() / before.abs().max(1e-12);
         let healthy = last.first_grad > th.vanishing_norm;

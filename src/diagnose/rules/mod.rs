@@ -58,6 +58,12 @@ impl Signals<'_> {
     pub fn class(&self, c: usize) -> &str {
         self.patient.classes.get(c).map_or("?", String::as_str)
     }
+
+    /// The newest window, once the first noisy windows of the run are past.
+    pub fn past_warm_up(&self) -> Option<Window> {
+        let w = self.windows;
+        (w.len() > self.th.warmup_windows).then(|| w[w.len() - 1])
+    }
 }
 
 /// What a rule finds: the evidence (numbers) and the advice.

@@ -19,11 +19,7 @@ impl Rule for VanishingGradients {
     }
 
     fn check(&self, s: &Signals) -> Option<Found> {
-        let (th, w) = (s.th, s.windows);
-        if w.len() <= th.warmup_windows {
-            return None;
-        }
-        let last = w[w.len() - 1];
+        let (th, last) = (s.th, s.past_warm_up()?);
         let ratio = last.first_grad / last.last_grad.max(1e-30);
         (ratio < th.vanishing_ratio && last.first_grad < th.vanishing_norm).then(|| {
             (
