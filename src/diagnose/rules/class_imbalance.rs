@@ -2,7 +2,7 @@
 //! (said before the first step); at each epoch it stands while the least accurate class lags
 //! half the weak-class gap behind the mean.
 
-use super::{weakest, Found, Rule, Signals, Watch};
+use super::signals::{weakest, Found, Rule, Signals, Watch};
 use crate::diagnose::{Patient, Switches, Thresholds};
 use crate::protocol::{FindingKind, Remedy};
 

@@ -1,7 +1,7 @@
 //! Dead units: most of a layer's units put out zero for a whole batch (ReLU; the issue's "more
 //! than half", DeepDiagnosis uses 0.7).
 
-use super::{worst, Found, Rule, Signals, Watch};
+use super::signals::{worst, Found, Rule, Signals, Watch};
 use crate::diagnose::{Patient, Switches, Thresholds};
 use crate::protocol::{FindingKind, Remedy};
 

@@ -1,7 +1,7 @@
 //! Exploding gradients: the first layer's gradient far above the last layer's (AUTOTRAINER:
 //! 70x), or any layer's norm above an absolute bound.
 
-use super::{Found, Rule, Signals, Watch};
+use super::signals::{Found, Rule, Signals, Watch};
 use crate::diagnose::{Patient, Switches, Thresholds};
 use crate::format::sci;
 use crate::protocol::{FindingKind, Remedy};

@@ -1,7 +1,7 @@
 //! Learning rate too high: the loss climbs above where it started, spikes, or rises window
 //! after window by more than noise (PyTorch Lightning's spike detection for the spikes).
 
-use super::{Found, Rule, Signals, Watch};
+use super::signals::{Found, Rule, Signals, Watch};
 use crate::diagnose::{Patient, Switches, Thresholds};
 use crate::protocol::{FindingKind, Remedy};
 

@@ -2,7 +2,7 @@
 //! weights and the gradients are not small (DL4J: an update/weight ratio of about 1e-3 is
 //! healthy, under 1e-4 too small).
 
-use super::{Found, Rule, Signals, Watch};
+use super::signals::{Found, Rule, Signals, Watch};
 use crate::diagnose::{Patient, Switches, Thresholds};
 use crate::format::sci;
 use crate::protocol::{FindingKind, Remedy};

@@ -2,7 +2,7 @@
 //! while train accuracy is under 90%, 7 after), with the validation loss above its best; kept
 //! while the gap stays above three quarters of the limit.
 
-use super::{Found, Rule, Signals, Watch};
+use super::signals::{Found, Rule, Signals, Watch};
 use crate::diagnose::{Patient, Switches, Thresholds};
 use crate::protocol::{FindingKind, Remedy};
 

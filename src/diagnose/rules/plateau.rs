@@ -1,6 +1,6 @@
 //! Plateau: validation accuracy has not beaten its best for some epochs.
 
-use super::{Found, Rule, Signals, Watch};
+use super::signals::{Found, Rule, Signals, Watch};
 use crate::diagnose::{Patient, Switches, Thresholds};
 use crate::protocol::{FindingKind, Remedy};
 

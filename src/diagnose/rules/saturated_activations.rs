@@ -1,7 +1,7 @@
 //! Saturated activations: most of a layer's inputs sit where its activation is flat (sigmoid,
 //! tanh, ELU's lower side; DeepDiagnosis: 0.5). A ReLU's large inputs pass their gradient on.
 
-use super::{worst, Found, Rule, Signals, Watch};
+use super::signals::{worst, Found, Rule, Signals, Watch};
 use crate::diagnose::patient::relu_and_batch_norm;
 use crate::diagnose::{Patient, Switches, Thresholds};
 use crate::protocol::{FindingKind, LayerActivations, Remedy};

@@ -1,6 +1,6 @@
 //! Batch norm on small batches: its per-batch statistics are too noisy under a few images.
 
-use super::{Found, Rule, Signals, Watch};
+use super::signals::{Found, Rule, Signals, Watch};
 use crate::protocol::FindingKind;
 
 pub struct SmallBatchNorm;

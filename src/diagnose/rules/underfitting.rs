@@ -1,7 +1,7 @@
 //! Underfitting: after some epochs, train and validation accuracy both low and train accuracy
 //! hardly gaining, with no sign of a bad LR (which would explain it first).
 
-use super::{Found, Rule, Signals, Watch};
+use super::signals::{Found, Rule, Signals, Watch};
 use crate::diagnose::patient::wider;
 use crate::diagnose::{Patient, Switches, Thresholds};
 use crate::protocol::{FindingKind, Remedy, Setting};

@@ -1,7 +1,7 @@
 //! Vanishing gradients: the first layer's gradient a tiny share of the last layer's, and tiny
 //! itself (AUTOTRAINER: 1e-3 and 1e-4).
 
-use super::{Found, Rule, Signals, Watch};
+use super::signals::{Found, Rule, Signals, Watch};
 use crate::diagnose::patient::relu_and_batch_norm;
 use crate::diagnose::{Patient, Switches, Thresholds};
 use crate::format::sci;

@@ -2,7 +2,8 @@
 //! have about as many images (with skewed counts it is class imbalance); kept while the class
 //! stays half the gap behind.
 
-use super::{class_imbalance, weakest, Found, Rule, Signals, Watch};
+use super::class_imbalance;
+use super::signals::{weakest, Found, Rule, Signals, Watch};
 use crate::protocol::FindingKind;
 
 pub struct WeakClass;

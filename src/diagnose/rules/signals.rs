@@ -1,0 +1,106 @@
+//! What a rule is, and what it reads: the run so far as the doctor keeps it.
+
+use std::collections::BTreeMap;
+
+use crate::diagnose::window::Window;
+use crate::diagnose::{Patient, Switches, Thresholds};
+use crate::protocol::{EpochMetrics, Finding, FindingKind, LayerActivations, Remedy};
+
+/// When a rule looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// Before the first step: what the data and the model are.
+    Start,
+    /// When a window of steps closes.
+    Window,
+    /// At the end of an epoch.
+    Epoch,
+    /// When the activations were measured.
+    Activations,
+}
+
+/// What a rule reads: the run so far, as the doctor keeps it.
+pub struct Signals<'a> {
+    /// What this look is for.
+    pub watch: Watch,
+    pub th: &'a Thresholds,
+    pub patient: &'a Patient,
+    /// Closed windows of steps, the newest last.
+    pub windows: &'a [Window],
+    /// The first step's loss.
+    pub first_loss: Option<f64>,
+    /// Finished epochs, the newest last.
+    pub epochs: &'a [EpochMetrics],
+    /// The latest activation statistics (empty before the first measurement).
+    pub activations: &'a [LayerActivations],
+    /// The findings in force before this look: for hysteresis, and for a rule that defers to
+    /// another.
+    pub active: &'a BTreeMap<FindingKind, Finding>,
+}
+
+impl Signals<'_> {
+    pub fn class(&self, c: usize) -> &str {
+        self.patient.classes.get(c).map_or("?", String::as_str)
+    }
+
+    /// The newest window, once the first noisy windows of the run are past.
+    pub fn past_warm_up(&self) -> Option<Window> {
+        let w = self.windows;
+        (w.len() > self.th.warmup_windows).then(|| w[w.len() - 1])
+    }
+}
+
+/// What a rule finds: the evidence (numbers) and the advice.
+pub type Found = (String, String);
+
+/// One finding's rule.
+pub trait Rule: Sync {
+    fn kind(&self) -> FindingKind;
+    /// When it looks.
+    fn watches(&self) -> &'static [Watch];
+    /// What it finds now, if anything.
+    fn check(&self, s: &Signals) -> Option<Found>;
+    /// The live change that answers it (not offered when the run has it already), or a
+    /// restart's config.
+    fn remedy(&self, _patient: &Patient, _switches: Switches, _th: &Thresholds) -> Option<Remedy> {
+        None
+    }
+}
+
+/// The layer where `key` is largest, with its value.
+pub(super) fn worst(
+    layers: &[LayerActivations],
+    key: impl Fn(&LayerActivations) -> Option<f64>,
+) -> Option<(&LayerActivations, f64)> {
+    layers
+        .iter()
+        .filter_map(|l| key(l).map(|v| (l, v)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// The class with the lowest validation accuracy in the latest epoch.
+pub(super) struct Lag {
+    pub low: f64,
+    pub mean: f64,
+    pub evidence: String,
+}
+
+pub(super) fn weakest(s: &Signals) -> Option<Lag> {
+    let acc = &s.epochs.last()?.val_class_accuracy;
+    if acc.is_empty() {
+        return None;
+    }
+    let mean = acc.iter().sum::<f64>() / acc.len() as f64;
+    let (worst, &low) = acc.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1))?;
+    let count = s.patient.train_counts.get(worst).copied().unwrap_or(0);
+    Some(Lag {
+        low,
+        mean,
+        evidence: format!(
+            "class {} has {:.1}% validation accuracy against a mean of {:.1}% ({count} training images)",
+            s.class(worst),
+            100.0 * low,
+            100.0 * mean
+        ),
+    })
+}
