@@ -36,7 +36,6 @@ pub type Said = (u64, LogKind, String);
 
 /// The lines `e` adds to the event log.
 pub fn lines(e: &Event, run: Context) -> Vec<Said> {
-    let one = |step: u64, kind: LogKind, text: String| vec![(step, kind, text)];
     match e {
         Event::Started(info) => started(info),
         Event::LrChanged { .. }
@@ -120,7 +119,6 @@ pub fn lines(e: &Event, run: Context) -> Vec<Said> {
 
 /// The run's course: paused, resumed, a non-finite step, a refused command, the end.
 fn run_control(e: &Event) -> Vec<Said> {
-    let one = |step: u64, kind: LogKind, text: String| vec![(step, kind, text)];
     match e {
         Event::Refused {
             step,
@@ -248,7 +246,6 @@ fn started(info: &RunInfo) -> Vec<Said> {
 
 /// The learning rate: a change, a new schedule, a plateau cut, the LR finder's result.
 fn lr(e: &Event) -> Vec<Said> {
-    let one = |step: u64, kind: LogKind, text: String| vec![(step, kind, text)];
     match e {
         Event::LrChanged { step, old, new, .. } => one(
             *step,
@@ -302,7 +299,6 @@ fn lr(e: &Event) -> Vec<Said> {
 
 /// The data switches and gradient clipping, turned on or off.
 fn switches(e: &Event) -> Vec<Said> {
-    let one = |step: u64, kind: LogKind, text: String| vec![(step, kind, text)];
     match e {
         Event::AugmentChanged { step, on, augment } => {
             let text = if *on {
@@ -342,7 +338,6 @@ fn switches(e: &Event) -> Vec<Said> {
 /// The doctor: findings raised and cleared, remedies applied, undone and judged, restart
 /// configs written.
 fn doctor(e: &Event) -> Vec<Said> {
-    let one = |step: u64, kind: LogKind, text: String| vec![(step, kind, text)];
     match e {
         Event::Finding {
             step,
@@ -426,6 +421,11 @@ fn doctor(e: &Event) -> Vec<Said> {
         }
         _ => vec![],
     }
+}
+
+/// An event's one line.
+fn one(step: u64, kind: LogKind, text: String) -> Vec<Said> {
+    vec![(step, kind, text)]
 }
 
 /// A command as the event log names it.
