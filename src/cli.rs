@@ -357,7 +357,7 @@ impl Args for SettingFlags {
             let long = s.flag()[2..].to_string();
             let arg = Arg::new(s.key).long(long.clone()).help(s.help);
             let arg = match s.long_help {
-                Some(h) => arg.long_help(h),
+                Some(h) => arg.long_help(h()),
                 None => arg,
             };
             cmd = match s.form {

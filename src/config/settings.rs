@@ -44,7 +44,7 @@ pub struct Setting {
     /// One paragraph for `-h` (with the default, as `[default: ...]`).
     pub help: &'static str,
     /// The whole story for `--help`, when there is more to say.
-    pub long_help: Option<&'static str>,
+    pub long_help: Option<fn() -> String>,
     pub on_resume: OnResume,
 }
 
@@ -61,7 +61,7 @@ const fn s(
     key: &'static str,
     form: Form,
     help: &'static str,
-    long_help: Option<&'static str>,
+    long_help: Option<fn() -> String>,
     on_resume: OnResume,
 ) -> Setting {
     Setting {
@@ -79,7 +79,7 @@ use OnResume::{Data, Dropout, EpochStart, Fixed, Free};
 /// Every setting, in the order of `--help`.
 #[rustfmt::skip]
 pub const SETTINGS: &[Setting] = &[
-    s("data", Value("SPEC"), "Dataset: embedded, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, cifar100:DIR, cifar100-coarse:DIR or folder:DIR [default: embedded]", Some(DATA_HELP), Data),
+    s("data", Value("SPEC"), "Dataset: embedded, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, cifar100:DIR, cifar100-coarse:DIR or folder:DIR [default: embedded]", Some(|| DATA_HELP.into()), Data),
     s("val_split", Value("F"), "Share of the training set held out for validation, stratified by class (unless the image folder has a val/ of its own) [default: 0.1]", None,
         Fixed("it would move images between training and validation")),
     s("channels", Value("C"), "Image folders: 1 (grayscale) or 3 (RGB) channels [default: what the images are]", None, Data),
@@ -91,17 +91,17 @@ pub const SETTINGS: &[Setting] = &[
     s("label_noise", Value("P"), "Change a share P of the training labels to another class, chosen at random from the seed (validation and test stay clean) [default: 0, none]", None, Data),
     s("normalize", Value("SPEC"), "Input normalisation: auto (each channel's mean and std over the training set) or MEAN/STD, e.g. 0.5/0.25 or 0.49,0.48,0.45/0.25,0.24,0.26 [default: auto]", None,
         Fixed("the model was trained on inputs normalised as the checkpoint says and keeps that")),
-    s("augment", Value("SPEC"), "Augmentation of training images, e.g. crop:0.8,flip,jitter:0.2 or pad-crop:4,flip (see --help) [default: none]; the key a toggles it live", Some(AUGMENT_HELP), Free),
+    s("augment", Value("SPEC"), "Augmentation of training images, e.g. crop:0.8,flip,jitter:0.2 or pad-crop:4,flip (see --help) [default: none]; the key a toggles it live", Some(|| AUGMENT_HELP.into()), Free),
     s("class_weights", Value("none|balanced"), "Weights of the classes in the loss: none, or balanced (inverse class frequency, as scikit-learn) [default: none]; the key w toggles it live", None, Free),
     s("sampler", Value("shuffle|balanced"), "How an epoch visits the training images: shuffle (each once), or balanced (with replacement, weighted by inverse class frequency) [default: shuffle]", None, EpochStart),
-    s("arch", Value("LAYERS"), "Layers, comma-separated [default: c32,c64,f128]", Some(ARCH_HELP), Fixed(WEIGHTS)),
+    s("arch", Value("LAYERS"), "Layers, comma-separated [default: c32,c64,f128]", Some(|| ARCH_HELP.into()), Fixed(WEIGHTS)),
     s("activation", Value("relu|leaky_relu|elu|tanh|sigmoid"), "Activation after every conv and hidden layer [default: relu]", None, Fixed(WEIGHTS)),
     s("batch_norm", Negatable, "Batch norm after every conv layer, or none with --no-batch-norm [default: on]", None, Fixed(WEIGHTS)),
     s("dropout", Value("P"), "Dropout probability after the conv blocks and after every hidden layer [default: 0.25]", None, Dropout),
     s("epochs", Value("N"), "Number of epochs [default: 10]", None, Free),
     s("batch_size", Value("N"), "Images per training step [default: 64]", None, EpochStart),
     s("lr", Value("LR"), "Learning rate [default: 0.001]", None, Free),
-    s("schedule", Value("SPEC"), "How the learning rate moves: constant, step, multistep, exp, cosine, onecycle, plateau, with an optional warmup [default: constant]", Some(SCHEDULE_HELP), Free),
+    s("schedule", Value("SPEC"), "How the learning rate moves: a kind (--help lists them) with an optional warmup [default: constant]", Some(crate::schedule::help), Free),
     s("optimizer", Value("sgd|adam|adamw"), "Optimizer [default: adamw]", None, Free),
     s("momentum", Value("M"), "SGD momentum [default: 0.9]", None, Free),
     s("nesterov", Switch, "Nesterov momentum for SGD [default: off]", None, Free),
@@ -236,35 +236,6 @@ Each sample's draws depend only on the seed, the epoch and its place in the epoc
 and resume exactly. In the UI, a turns augmentation off and on (without --augment, on means
 pad-crop by an eighth of the side and flip) and g shows augmented samples.
 Examples: pad-crop:4,flip   crop:0.8,flip,jitter:0.2   flip,rotate:15,erase";
-
-const SCHEDULE_HELP: &str = "How the learning rate moves over the run [default: constant]
-
-  SPEC = [warmup=STEPS[:START]+]KIND, KIND one of:
-  constant
-  step:EVERY[:GAMMA]        x GAMMA (0.1) after every EVERY epochs (PyTorch StepLR)
-  multistep:E1,E2,..[:GAMMA]
-                            x GAMMA (0.1) after epochs E1, E2, ... (MultiStepLR)
-  exp:GAMMA                 x GAMMA after every epoch (ExponentialLR)
-  cosine[:min=LR][,restart=EPOCHS][,mult=N]
-                            cosine from --lr down to min (0) over the run's steps
-                            (CosineAnnealingLR); with restart, periods of EPOCHS epochs, each
-                            N (1) times longer than the last (CosineAnnealingWarmRestarts)
-  onecycle[:max=LR][,pct=0.3][,div=25][,final_div=1e4][,anneal=cos|linear][,three_phase]
-          [,momentum=0.85-0.95|off]
-                            up from max/div to max (--lr when not given) over the first pct of
-                            the steps, then down to max/div/final_div; momentum (SGD) or Adam's
-                            beta1 cycles the other way (OneCycleLR)
-  plateau[:monitor=val_loss|val_acc][,mode=min|max][,factor=0.1][,patience=10][,threshold=1e-4]
-         [,threshold_mode=rel|abs][,cooldown=0][,min_lr=0][,eps=1e-8]
-                            x factor when the monitored validation metric has not improved
-                            for patience epochs (ReduceLROnPlateau, PyTorch's defaults)
-  warmup=STEPS[:START]+     first a linear ramp over STEPS steps from START (0.01) times the
-                            schedule's first LR (LinearLR, then the schedule: SequentialLR)
-
-Units: step, multistep and exp change the LR at the end of an epoch; cosine and onecycle every
-step; warmup counts steps; plateau decides at the end of each epoch.
-Examples: step:7:0.1  cosine:min=1e-5  onecycle:max=0.01  plateau:patience=3,factor=0.5
-          warmup=500+cosine";
 
 #[cfg(test)]
 mod tests {

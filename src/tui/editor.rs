@@ -4,7 +4,7 @@
 use crossterm::event::{KeyCode, KeyEvent};
 
 use crate::protocol::Command;
-use crate::schedule::{Anneal, Kind, Monitor, Schedule, ScheduleSpec};
+use crate::schedule::{Def, Schedule, ScheduleSpec, SpecError, KINDS};
 use crate::watch::RunState;
 
 /// A value in the form: its key in the spec, what it means, and the text typed.
@@ -14,17 +14,6 @@ pub struct Field {
     pub hint: &'static str,
     pub value: String,
 }
-
-/// The kinds, in the order ←/→ walks them.
-pub const KINDS: [&str; 7] = [
-    "constant",
-    "step",
-    "multistep",
-    "exp",
-    "cosine",
-    "onecycle",
-    "plateau",
-];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScheduleEditor {
@@ -38,46 +27,14 @@ pub struct ScheduleEditor {
 }
 
 /// The fields of `kind`, empty (each kind's defaults apply to what is left empty).
-fn blank(kind: &str) -> Vec<Field> {
+fn blank(kind: &Def) -> Vec<Field> {
     let f = |key, hint| Field {
         key,
         hint,
         value: String::new(),
     };
-    let mut fields = match kind {
-        "step" => vec![
-            f("every", "epochs between decays"),
-            f("gamma", "factor at each decay (0.1)"),
-        ],
-        "multistep" => vec![
-            f("epochs", "decay after these epochs: 3,6,8"),
-            f("gamma", "factor at each decay (0.1)"),
-        ],
-        "exp" => vec![f("gamma", "factor after every epoch")],
-        "cosine" => vec![
-            f("min", "lowest LR (0)"),
-            f("restart", "epochs of the first period (none)"),
-            f("mult", "each period this many times longer (1)"),
-        ],
-        "onecycle" => vec![
-            f("max", "peak LR (the current LR)"),
-            f("pct", "share of the steps spent rising (0.3)"),
-            f("div", "start at max/div (25)"),
-            f("final_div", "end at max/div/final_div (1e4)"),
-            f("anneal", "cos or linear (cos)"),
-            f("momentum", "BASE-MAX cycled, or off (0.85-0.95)"),
-        ],
-        "plateau" => vec![
-            f("monitor", "val_loss or val_acc (val_loss)"),
-            f("factor", "factor at each cut (0.1)"),
-            f("patience", "epochs without improvement (10)"),
-            f("threshold", "what counts as improvement (1e-4)"),
-            f("cooldown", "epochs after a cut without cuts (0)"),
-            f("min_lr", "never below (0)"),
-        ],
-        _ => vec![],
-    };
-    if kind != "onecycle" {
+    let mut fields: Vec<Field> = kind.form.iter().map(|&(key, hint)| f(key, hint)).collect();
+    if kind.no_warmup.is_none() {
         fields.push(f("warmup", "steps of linear warm-up first (none)"));
     }
     fields
@@ -85,67 +42,14 @@ fn blank(kind: &str) -> Vec<Field> {
 
 /// The form filled in from a spec.
 fn fields_of(spec: &ScheduleSpec) -> Vec<Field> {
-    let mut fields = blank(spec.name());
+    let mut fields = blank(spec.kind.def());
     let mut set = |key: &str, value: String| {
         if let Some(f) = fields.iter_mut().find(|f| f.key == key) {
             f.value = value;
         }
     };
-    match &spec.kind {
-        Kind::Constant => {}
-        Kind::Step { every, gamma } => {
-            set("every", every.to_string());
-            set("gamma", gamma.to_string());
-        }
-        Kind::MultiStep { milestones, gamma } => {
-            let m: Vec<String> = milestones.iter().map(u64::to_string).collect();
-            set("epochs", m.join(","));
-            set("gamma", gamma.to_string());
-        }
-        Kind::Exponential { gamma } => set("gamma", gamma.to_string()),
-        Kind::Cosine { min_lr, restart } => {
-            set("min", min_lr.to_string());
-            if let Some((every, mult)) = restart {
-                set("restart", every.to_string());
-                set("mult", mult.to_string());
-            }
-        }
-        Kind::OneCycle(o) => {
-            if let Some(m) = o.max_lr {
-                set("max", m.to_string());
-            }
-            set("pct", o.pct_start.to_string());
-            set("div", o.div_factor.to_string());
-            set("final_div", o.final_div_factor.to_string());
-            set(
-                "anneal",
-                match o.anneal {
-                    Anneal::Cos => "cos".into(),
-                    Anneal::Linear => "linear".into(),
-                },
-            );
-            set(
-                "momentum",
-                match o.momentum {
-                    Some((a, b)) => format!("{a}-{b}"),
-                    None => "off".into(),
-                },
-            );
-        }
-        Kind::Plateau(p) => {
-            set(
-                "monitor",
-                match p.monitor {
-                    Monitor::ValLoss => "val_loss".into(),
-                    Monitor::ValAcc => "val_acc".into(),
-                },
-            );
-            set("factor", p.factor.to_string());
-            set("patience", p.patience.to_string());
-            set("threshold", p.threshold.to_string());
-            set("cooldown", p.cooldown.to_string());
-            set("min_lr", p.min_lr.to_string());
-        }
+    for (key, value) in spec.kind.curve().form() {
+        set(key, value);
     }
     if let Some(w) = spec.warmup {
         set("warmup", w.steps.to_string());
@@ -158,7 +62,10 @@ impl ScheduleEditor {
     pub fn new(current: Option<&ScheduleSpec>) -> Self {
         let spec = current.cloned().unwrap_or_default();
         Self {
-            kind: KINDS.iter().position(|k| *k == spec.name()).unwrap_or(0),
+            kind: KINDS
+                .iter()
+                .position(|k| k.def.name == spec.name())
+                .unwrap_or(0),
             fields: fields_of(&spec),
             focus: 0,
             error: None,
@@ -166,7 +73,7 @@ impl ScheduleEditor {
     }
 
     pub fn kind_name(&self) -> &'static str {
-        KINDS[self.kind]
+        KINDS[self.kind].def.name
     }
 
     /// The spec the form describes, as `--schedule` takes it.
@@ -178,33 +85,8 @@ impl ScheduleEditor {
                 .map(|f| f.value.trim().to_string())
                 .unwrap_or_default()
         };
-        let named = |keys: &[&str]| -> String {
-            keys.iter()
-                .filter(|k| !value(k).is_empty())
-                .map(|k| format!("{k}={}", value(k)))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
         let kind = self.kind_name();
-        let args = match kind {
-            "step" => named(&["every", "gamma"]),
-            "multistep" => match (value("epochs"), value("gamma")) {
-                (e, g) if g.is_empty() => e,
-                (e, g) => format!("{e}:{g}"),
-            },
-            "exp" => named(&["gamma"]),
-            "cosine" => named(&["min", "restart", "mult"]),
-            "onecycle" => named(&["max", "pct", "div", "final_div", "anneal", "momentum"]),
-            "plateau" => named(&[
-                "monitor",
-                "factor",
-                "patience",
-                "threshold",
-                "cooldown",
-                "min_lr",
-            ]),
-            _ => String::new(),
-        };
+        let args = KINDS[self.kind].def.args_from(value);
         let warmup = match value("warmup") {
             w if w.is_empty() => String::new(),
             w => format!("warmup={w}+"),
@@ -221,7 +103,7 @@ impl ScheduleEditor {
         let spec: ScheduleSpec = self
             .spec_text()
             .parse()
-            .map_err(|e: crate::schedule::SpecError| e.problem())?;
+            .map_err(|e: SpecError| e.problem())?;
         let now = run.schedule.as_ref().ok_or("the run has not started")?;
         let epochs_left = run
             .info
@@ -257,7 +139,7 @@ impl ScheduleEditor {
                 self.kind = (self.kind + step) % KINDS.len();
                 self.fields = match run.schedule.as_ref() {
                     Some(s) if s.spec.name() == self.kind_name() => fields_of(&s.spec),
-                    _ => blank(self.kind_name()),
+                    _ => blank(KINDS[self.kind].def),
                 };
                 self.focus = 0;
                 self.error = None;
@@ -310,7 +192,7 @@ mod tests {
         }
         let mut empty = ScheduleEditor::new(None);
         empty.kind = 1;
-        empty.fields = blank("step");
+        empty.fields = blank(KINDS[1].def);
         assert_eq!(empty.spec_text(), "step");
     }
 }
