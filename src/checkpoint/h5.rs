@@ -478,7 +478,7 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         });
     }
     let model_config: crate::model::ModelConfig = read_json(path, &file, "model_config")?;
-    let train_config: crate::config::RunConfig = read_json(path, &file, "train_config")?;
+    let train_config = read_json(path, &file, "train_config")?;
     let classes: Vec<String> = read_json(path, &file, "classes")?;
     let data: DataInfo = read_json(path, &file, "data")?;
     let created = read_str(path, &file, "created")?;
@@ -499,17 +499,57 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
             format!("its model takes empty images ({:?})", model_config.input),
         ));
     }
-
-    // The expected tensors come from the model the file describes.
-    let expected = crate::model::state_dict_layout(&model_config).map_err(|e| content(path, e))?;
     let group = |name: &str| {
         file.group(name)
             .map_err(|_| content(path, format!("missing group /{name}")))
     };
-    let model = group("model")?;
-    let mut tensors = Vec::new();
-    let mut counters = Vec::new();
-    let mut param_names = Vec::new();
+    let model = read_model(path, &group("model")?, &model_config)?;
+    let optimizer = read_optimizer(path, &group("optimizer")?, &model)?;
+    let schedule = read_schedule(path, &group("schedule")?)?;
+    let rng_v: Vec<u64> = read_data(path, &file, "", "rng", &[4])?;
+    let position = read_position(path, &group("position")?)?;
+    let history = read_history(path, &group("history")?, classes.len())?;
+    Ok(Checkpoint {
+        created,
+        global_step,
+        train_config,
+        data,
+        model_config,
+        classes,
+        tensors: model.tensors,
+        counters: model.counters,
+        param_names: model.param_names,
+        optimizer,
+        lr: schedule.lr,
+        schedule: schedule.state,
+        lr_changes: schedule.changes,
+        rng: [rng_v[0], rng_v[1], rng_v[2], rng_v[3]],
+        position,
+        epochs: history.epochs,
+        lr_history: history.lr,
+        remedies: history.remedies,
+    })
+}
+
+/// The model's tensors and counters, as the model the file describes lays them out.
+struct ModelPart {
+    tensors: Vec<NamedTensor>,
+    counters: Vec<(String, i64)>,
+    /// The trainable tensors' names.
+    param_names: Vec<String>,
+}
+
+fn read_model(
+    path: &Path,
+    model: &hdf5::Group,
+    config: &crate::model::ModelConfig,
+) -> Result<ModelPart, CheckpointError> {
+    let expected = crate::model::state_dict_layout(config).map_err(|e| content(path, e))?;
+    let mut part = ModelPart {
+        tensors: Vec::new(),
+        counters: Vec::new(),
+        param_names: Vec::new(),
+    };
     for entry in &expected {
         match entry {
             crate::model::StateEntry::Tensor {
@@ -517,36 +557,42 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
                 shape,
                 trainable,
             } => {
-                let data = read_data::<f32>(path, &model, "model", name, shape)?;
+                let data = read_data::<f32>(path, model, "model", name, shape)?;
                 if *trainable {
-                    param_names.push(name.clone());
+                    part.param_names.push(name.clone());
                 }
-                tensors.push(NamedTensor {
+                part.tensors.push(NamedTensor {
                     name: name.clone(),
                     shape: shape.clone(),
                     data,
                 });
             }
             crate::model::StateEntry::Counter { name } => {
-                let n = read_data::<i64>(path, &model, "model", name, &[])?;
-                counters.push((name.clone(), n.first().copied().unwrap_or(0)));
+                let n = read_data::<i64>(path, model, "model", name, &[])?;
+                part.counters
+                    .push((name.clone(), n.first().copied().unwrap_or(0)));
             }
         }
     }
+    Ok(part)
+}
 
-    let opt = group("optimizer")?;
+/// The optimizer: whatever buffers the file has, each the size of its parameter; whether they
+/// are the ones the resumed optimizer needs is decided when resuming.
+fn read_optimizer(
+    path: &Path,
+    opt: &hdf5::Group,
+    model: &ModelPart,
+) -> Result<Optimizer, CheckpointError> {
     let kind: OptimizerKind =
-        serde_json::from_value(serde_json::Value::String(read_str(path, &opt, "kind")?))
+        serde_json::from_value(serde_json::Value::String(read_str(path, opt, "kind")?))
             .map_err(|e| content(path, format!("optimizer kind: {e}")))?;
-    let hyper = read_json(path, &opt, "hyper")?;
-    let steps: u64 = read_num(path, &opt, "steps")?;
     let state_group = opt
         .group("state")
         .map_err(|_| content(path, "missing group /optimizer/state"))?;
-    // Whatever buffers the file has, each the size of its parameter; whether they are the ones
-    // the resumed optimizer needs is decided when resuming.
     let mut state = Vec::new();
-    for t in tensors.iter().filter(|t| param_names.contains(&t.name)) {
+    let params = model.tensors.iter();
+    for t in params.filter(|t| model.param_names.contains(&t.name)) {
         let name = &t.name;
         let g = state_group
             .group(name)
@@ -564,42 +610,66 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
             v: buffer("v")?,
         });
     }
-    let optimizer = Optimizer {
+    Ok(Optimizer {
         kind,
-        hyper,
-        steps,
+        hyper: read_json(path, opt, "hyper")?,
+        steps: read_num(path, opt, "steps")?,
         state,
-    };
+    })
+}
 
-    let schedule = group("schedule")?;
-    let lr: f64 = read_num(path, &schedule, "lr")?;
-    let schedule_state: Option<crate::schedule::Schedule> = if schedule.attr("state").is_ok() {
-        Some(read_json(path, &schedule, "state")?)
+struct SchedulePart {
+    lr: f64,
+    state: Option<crate::schedule::Schedule>,
+    changes: Vec<(u64, f64)>,
+}
+
+fn read_schedule(path: &Path, schedule: &hdf5::Group) -> Result<SchedulePart, CheckpointError> {
+    let state = if schedule.attr("state").is_ok() {
+        Some(read_json(path, schedule, "state")?)
     } else {
         None
     };
-    let change_step: Vec<u64> = read_vec(path, &schedule, "schedule", "change_step")?;
-    let change_lr: Vec<f64> = read_vec(path, &schedule, "schedule", "change_lr")?;
+    let change_step: Vec<u64> = read_vec(path, schedule, "schedule", "change_step")?;
+    let change_lr: Vec<f64> = read_vec(path, schedule, "schedule", "change_lr")?;
     if change_step.len() != change_lr.len() {
         return Err(content(
             path,
             "schedule/change_step and change_lr differ in length",
         ));
     }
-    let rng_v: Vec<u64> = read_data(path, &file, "", "rng", &[4])?;
-    let pos = group("position")?;
-    let position = Position {
-        epoch: read_num::<u64>(path, &pos, "epoch")? as usize,
-        batch: read_num::<u64>(path, &pos, "batch")? as usize,
-        loss_sum: read_num(path, &pos, "loss_sum")?,
-        correct: read_num(path, &pos, "correct")?,
-        seen: read_num(path, &pos, "seen")?,
-        active_secs: read_num(path, &pos, "active_secs")?,
-    };
-    let history = group("history")?;
-    let epoch_no: Vec<u64> = read_vec(path, &history, "history", "epoch")?;
+    Ok(SchedulePart {
+        lr: read_num(path, schedule, "lr")?,
+        state,
+        changes: change_step.into_iter().zip(change_lr).collect(),
+    })
+}
+
+fn read_position(path: &Path, pos: &hdf5::Group) -> Result<Position, CheckpointError> {
+    Ok(Position {
+        epoch: read_num::<u64>(path, pos, "epoch")? as usize,
+        batch: read_num::<u64>(path, pos, "batch")? as usize,
+        loss_sum: read_num(path, pos, "loss_sum")?,
+        correct: read_num(path, pos, "correct")?,
+        seen: read_num(path, pos, "seen")?,
+        active_secs: read_num(path, pos, "active_secs")?,
+    })
+}
+
+struct HistoryPart {
+    epochs: Vec<EpochMetrics>,
+    lr: Vec<(u64, f64)>,
+    remedies: Vec<crate::protocol::RemedyRecord>,
+}
+
+fn read_history(
+    path: &Path,
+    history: &hdf5::Group,
+    classes: usize,
+) -> Result<HistoryPart, CheckpointError> {
+    let epoch_no: Vec<u64> = read_vec(path, history, "history", "epoch")?;
     let n = epoch_no.len();
-    let col = |name: &str| read_data::<f64>(path, &history, "history", name, &[n]);
+    let col = |name: &str| read_data::<f64>(path, history, "history", name, &[n]);
     let (tl, ta, vl, va, elr, ips) = (
         col("train_loss")?,
         col("train_accuracy")?,
@@ -608,22 +678,22 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         col("epoch_lr")?,
         col("images_per_sec")?,
     );
-    let lr_step: Vec<u64> = read_vec(path, &history, "history", "lr_step")?;
-    let lr_values: Vec<f64> = read_data(path, &history, "history", "lr", &[lr_step.len()])?;
+    let lr_step: Vec<u64> = read_vec(path, history, "history", "lr_step")?;
+    let lr_values: Vec<f64> = read_data(path, history, "history", "lr", &[lr_step.len()])?;
     let per_class: Vec<f64> = if history.dataset("val_class_accuracy").is_ok() {
         read_data(
             path,
-            &history,
+            history,
             "history",
             "val_class_accuracy",
-            &[n, classes.len()],
+            &[n, classes],
         )?
     } else {
         Vec::new()
     };
     // Files from before remedies have none.
     let remedies = if history.attr("remedies").is_ok() {
-        read_json(path, &history, "remedies")?
+        read_json(path, history, "remedies")?
     } else {
         Vec::new()
     };
@@ -636,7 +706,7 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
             val_loss: vl[i],
             val_accuracy: va[i],
             val_class_accuracy: per_class
-                .get(i * classes.len()..(i + 1) * classes.len())
+                .get(i * classes..(i + 1) * classes)
                 .map(<[f64]>::to_vec)
                 .unwrap_or_default(),
             lr: elr[i],
@@ -644,24 +714,9 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
             elapsed_secs: 0.0,
         })
         .collect();
-    Ok(Checkpoint {
-        created,
-        global_step,
-        model_config,
-        train_config,
-        classes,
-        data,
-        tensors,
-        counters,
-        optimizer,
-        param_names,
-        lr,
-        schedule: schedule_state,
-        rng: [rng_v[0], rng_v[1], rng_v[2], rng_v[3]],
-        position,
+    Ok(HistoryPart {
         epochs,
-        lr_changes: change_step.into_iter().zip(change_lr).collect(),
-        lr_history: lr_step.into_iter().zip(lr_values).collect(),
+        lr: lr_step.into_iter().zip(lr_values).collect(),
         remedies,
     })
 }

@@ -199,6 +199,75 @@ fn available_memory() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The images' channels and size, and whether they are resized to it: as the options say, or
+/// as the first image is.
+fn shape(first: &Path, opts: &FolderOptions) -> Result<(usize, (usize, usize), bool), DataError> {
+    let probe = image::ImageReader::open(first)
+        .map_err(io_error(first))?
+        .with_guessed_format()
+        .map_err(io_error(first))?
+        .decode()
+        .map_err(|e| problem(first, format!("cannot decode the first image: {e}")))?;
+    let channels = opts
+        .channels
+        .unwrap_or(if probe.color().has_color() { 3 } else { 1 });
+    let size = opts
+        .size
+        .unwrap_or((probe.height() as usize, probe.width() as usize));
+    Ok((channels, size, opts.size.is_some()))
+}
+
+/// A split from its `files` and their decoded pixels (`results`, in the same order; empty
+/// when streamed), of `channels` and `size`. A file that did not decode is skipped (into
+/// `skipped`, with `skip_bad`) or an error.
+fn assemble(
+    files: &[(PathBuf, u8)],
+    results: &mut impl Iterator<Item = Result<Vec<u8>, DecodeError>>,
+    (channels, size, resize, stream): (usize, (usize, usize), bool, bool),
+    skip_bad: bool,
+    skipped: &mut Vec<BadImage>,
+) -> Result<Dataset, DataError> {
+    let mut d = Dataset {
+        images: Vec::with_capacity(if stream {
+            0
+        } else {
+            files.len() * channels * size.0 * size.1
+        }),
+        labels: Vec::with_capacity(files.len()),
+        channels,
+        height: size.0,
+        width: size.1,
+        files: None,
+    };
+    let mut paths = Vec::new();
+    for (path, label) in files {
+        match results.next().expect("one result per file") {
+            Ok(px) => {
+                d.images.extend_from_slice(&px);
+                d.labels.push(*label);
+                if stream {
+                    paths.push(path.clone());
+                }
+            }
+            Err(DecodeError::Size(p)) => return Err(problem(path, p)),
+            Err(DecodeError::Bad(p)) if skip_bad => skipped.push(BadImage {
+                path: path.clone(),
+                problem: p,
+            }),
+            Err(DecodeError::Bad(p)) => {
+                return Err(problem(
+                    path,
+                    format!("cannot decode: {p} (--skip-bad-images skips such files)"),
+                ))
+            }
+        }
+    }
+    if stream {
+        d.files = Some(std::sync::Arc::new(ImageFiles { paths, resize }));
+    }
+    Ok(d)
+}
+
 /// Reads the folder at `dir`; `note` hears what is about to happen (how much memory the
 /// decoded set takes) before the slow part.
 pub fn load(
@@ -231,23 +300,7 @@ pub fn load(
     let val_files = other("val", &mut classes)?;
     let test_files = other("test", &mut classes)?;
 
-    // The first image decides the shape unless the options do.
-    let first = &train_files[0].0;
-    let probe = image::ImageReader::open(first)
-        .map_err(io_error(first))?
-        .with_guessed_format()
-        .map_err(io_error(first))?
-        .decode()
-        .map_err(|e| problem(first, format!("cannot decode the first image: {e}")))?;
-    let channels = opts
-        .channels
-        .unwrap_or(if probe.color().has_color() { 3 } else { 1 });
-    let size = opts
-        .size
-        .unwrap_or((probe.height() as usize, probe.width() as usize));
-    let resize = opts.size.is_some();
-    drop(probe);
-
+    let (channels, size, resize) = shape(&train_files[0].0, &opts)?;
     let all: Vec<&(PathBuf, u8)> = train_files
         .iter()
         .chain(val_files.iter().flatten())
@@ -286,46 +339,9 @@ pub fn load(
 
     let mut skipped = Vec::new();
     let mut results = decoded.into_iter();
-    let mut build = |files: &[(PathBuf, u8)]| -> Result<Dataset, DataError> {
-        let mut d = Dataset {
-            images: Vec::with_capacity(if stream {
-                0
-            } else {
-                files.len() * channels * size.0 * size.1
-            }),
-            labels: Vec::with_capacity(files.len()),
-            channels,
-            height: size.0,
-            width: size.1,
-            files: None,
-        };
-        let mut paths = Vec::new();
-        for (path, label) in files {
-            match results.next().expect("one result per file") {
-                Ok(px) => {
-                    d.images.extend_from_slice(&px);
-                    d.labels.push(*label);
-                    if stream {
-                        paths.push(path.clone());
-                    }
-                }
-                Err(DecodeError::Size(p)) => return Err(problem(path, p)),
-                Err(DecodeError::Bad(p)) if opts.skip_bad => skipped.push(BadImage {
-                    path: path.clone(),
-                    problem: p,
-                }),
-                Err(DecodeError::Bad(p)) => {
-                    return Err(problem(
-                        path,
-                        format!("cannot decode: {p} (--skip-bad-images skips such files)"),
-                    ))
-                }
-            }
-        }
-        if stream {
-            d.files = Some(std::sync::Arc::new(ImageFiles { paths, resize }));
-        }
-        Ok(d)
+    let mut build = |files: &[(PathBuf, u8)]| {
+        let layout = (channels, size, resize, stream);
+        assemble(files, &mut results, layout, opts.skip_bad, &mut skipped)
     };
     let train = build(&train_files)?;
     let val = val_files.as_deref().map(&mut build).transpose()?;

@@ -249,6 +249,124 @@ impl<T: Float> PlaneGrad<'_, T> {
     }
 }
 
+/// Batch norm's backward, per channel: the batch's statistics and its sums over the batch
+/// (inv_std, dbeta, dgamma), gamma, and how many values each channel had.
+struct NormGrad<'a, T> {
+    stats: &'a [(f64, f64)],
+    sums: &'a [(f64, f64, f64)],
+    gamma: &'a [T],
+    m: f64,
+}
+
+impl<T: Float> PlaneGrad<'_, T> {
+    /// Per channel (inv_std, dbeta, dgamma) of batch norm, from one sweep over the `n * o`
+    /// planes.
+    fn norm_sums(&self, n: usize, stats: &[(f64, f64)]) -> Vec<(f64, f64, f64)> {
+        let (o, ohow) = (self.op.out_c, self.op.g.out_plane());
+        let planes = (0..n * o)
+            .into_par_iter()
+            .map_init(Vec::new, |buf, i| {
+                self.pre_activation(i, buf);
+                lane_sums(buf, &self.z[i * ohow..][..ohow], |d, z| {
+                    let d = d.to_f64();
+                    (d, d * z.to_f64())
+                })
+            })
+            .collect();
+        per_channel(planes, o)
+            .into_iter()
+            .zip(stats)
+            .map(|((db, dzz), &(mean, var))| {
+                let inv = 1.0 / (var + self.op.eps()).sqrt();
+                (inv, db, (dzz - mean * db) * inv)
+            })
+            .collect()
+    }
+
+    /// Writes dL/d(conv output) of plane `i` (channel `ch`) into `dz`: the pre-activation
+    /// gradient (in `buf`) through batch norm, a folded scale, or as it is. Without batch
+    /// norm, adds the plane's sum to `dshift`.
+    fn conv_out(
+        &self,
+        (i, ch): (usize, usize),
+        buf: &mut Vec<T>,
+        dz: &mut [T],
+        norm: Option<&NormGrad<T>>,
+        dshift: &mut f64,
+    ) {
+        self.pre_activation(i, buf);
+        let ohow = dz.len();
+        if let Some(bn) = norm {
+            // dx = k * (m * d - db - (z - mean) * inv * dg), in f64: the terms nearly
+            // cancel when a channel has few values.
+            let (mean, _) = bn.stats[ch];
+            let (inv, db, dg) = bn.sums[ch];
+            let m = bn.m;
+            let k = bn.gamma[ch].to_f64() * inv / m;
+            let (a, b, c0) = (k * m, -k * inv * dg, -k * db);
+            let (a, b, c0, mean) = (
+                T::from_f64(a),
+                T::from_f64(b),
+                T::from_f64(c0),
+                T::from_f64(mean),
+            );
+            let zp = &self.z[i * ohow..][..ohow];
+            for ((d, &u), &z) in dz.iter_mut().zip(buf.iter()).zip(zp) {
+                *d = a * u + b * (z - mean) + c0;
+            }
+            return;
+        }
+        *dshift += buf.iter().map(|v| v.to_f64()).sum::<f64>();
+        match &self.op.spec.norm {
+            Norm::Folded(scale) => {
+                let s = T::from_f64(scale[ch]);
+                dz.iter_mut().zip(buf.iter()).for_each(|(d, &u)| *d = u * s);
+            }
+            _ => dz.copy_from_slice(buf),
+        }
+    }
+}
+
+/// The gradient of the block's parameter vector: (gamma, beta) with batch norm, else the
+/// shift's.
+fn param_grad<T: Float>(norm: Option<&NormGrad<T>>, dshift: &[f64]) -> Vec<T> {
+    match norm {
+        Some(bn) => {
+            let dgamma = bn.sums.iter().map(|s| T::from_f64(s.2));
+            dgamma
+                .chain(bn.sums.iter().map(|s| T::from_f64(s.1)))
+                .collect()
+        }
+        None => dshift.iter().map(|&v| T::from_f64(v)).collect(),
+    }
+}
+
+/// One group's share of the weight and shift gradients.
+struct Partial<T> {
+    dw: Vec<T>,
+    dshift: Vec<f64>,
+}
+
+impl<T: Float> Partial<T> {
+    /// The groups' shares added in group order.
+    fn sum(groups: Vec<Self>, zero: impl Fn() -> Self) -> Self {
+        let add = |mut a: Self, b: Self| {
+            a.dw.iter_mut().zip(&b.dw).for_each(|(u, &v)| *u += v);
+            let shifts = a.dshift.iter_mut().zip(&b.dshift);
+            shifts.for_each(|(u, v)| *u += v);
+            a
+        };
+        groups.into_iter().reduce(add).unwrap_or_else(zero)
+    }
+}
+
+/// A thread's buffers.
+struct Work<T> {
+    dz: Vec<T>,
+    buf: Vec<T>,
+    scratch: Scratch<T>,
+}
+
 /// Images per partial weight-gradient sum in the backward pass: small enough that a batch of
 /// 64 makes 16 groups to share among the threads, large enough that adding the groups' sums
 /// (one weight-sized vector each) costs little.
@@ -294,49 +412,19 @@ fn backward<T: Float>(
         affine: &affine,
     };
 
-    // Batch norm: per channel (inv_std, dbeta, dgamma) from one sweep over the planes.
-    let sums: Vec<(f64, f64, f64)> = if batch {
-        let planes = (0..n * o)
-            .into_par_iter()
-            .map_init(Vec::new, |buf, i| {
-                pg.pre_activation(i, buf);
-                lane_sums(buf, &zv[i * ohow..][..ohow], |d, z| {
-                    let d = d.to_f64();
-                    (d, d * z.to_f64())
-                })
-            })
-            .collect();
-        per_channel(planes, o)
-            .into_iter()
-            .zip(&saved.stats)
-            .map(|((db, dzz), &(mean, var))| {
-                let inv = 1.0 / (var + op.eps()).sqrt();
-                (inv, db, (dzz - mean * db) * inv)
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let m = (n * ohow) as f64;
-    let folded = match &op.spec.norm {
-        Norm::Folded(scale) => Some(scale),
-        _ => None,
-    };
+    let sums = batch.then(|| pg.norm_sums(n, &saved.stats));
+    let norm = sums.as_ref().map(|sums| NormGrad {
+        stats: &saved.stats,
+        sums,
+        gamma: pv,
+        m: (n * ohow) as f64,
+    });
 
     // Per image: the gradient at the conv output, then the conv's own gradients.
     let (need_dx, need_dw, need_p) = (x.track_op(), w.track_op(), p.track_op());
     // Weight and shift gradients are summed over the images of a fixed group in image order,
     // then over the groups in group order: the same sums in the same order whichever thread
     // ran which group, so a run repeats bit for bit (and resumes exactly).
-    struct Partial<T> {
-        dw: Vec<T>,
-        dshift: Vec<f64>,
-    }
-    struct Work<T> {
-        dz: Vec<T>,
-        buf: Vec<T>,
-        scratch: Scratch<T>,
-    }
     let zero_partial = || Partial {
         dw: vec![T::zero(); if need_dw { wv.len() } else { 0 }],
         dshift: vec![0f64; o],
@@ -349,36 +437,9 @@ fn backward<T: Float>(
     let per_image =
         |work: &mut Work<T>, part: &mut Partial<T>, img: usize, dx: Option<&mut [T]>| {
             for ch in 0..o {
-                let i = img * o + ch;
-                pg.pre_activation(i, &mut work.buf);
                 let dz = &mut work.dz[ch * ohow..][..ohow];
-                if batch {
-                    // dx = k * (m * d - db - (z - mean) * inv * dg), in f64: the terms nearly
-                    // cancel when a channel has few values.
-                    let (mean, _) = saved.stats[ch];
-                    let (inv, db, dg) = sums[ch];
-                    let k = pv[ch].to_f64() * inv / m;
-                    let (a, b, c0) = (k * m, -k * inv * dg, -k * db);
-                    let (a, b, c0, mean) = (
-                        T::from_f64(a),
-                        T::from_f64(b),
-                        T::from_f64(c0),
-                        T::from_f64(mean),
-                    );
-                    let zp = &zv[i * ohow..][..ohow];
-                    for ((d, &u), &z) in dz.iter_mut().zip(&work.buf).zip(zp) {
-                        *d = a * u + b * (z - mean) + c0;
-                    }
-                } else {
-                    part.dshift[ch] += work.buf.iter().map(|v| v.to_f64()).sum::<f64>();
-                    match folded {
-                        Some(scale) => {
-                            let s = T::from_f64(scale[ch]);
-                            dz.iter_mut().zip(&work.buf).for_each(|(d, &u)| *d = u * s);
-                        }
-                        None => dz.copy_from_slice(&work.buf),
-                    }
-                }
+                let dshift = &mut part.dshift[ch];
+                pg.conv_out((img * o + ch, ch), &mut work.buf, dz, norm.as_ref(), dshift);
             }
             let xi = &xv[img * g.plane()..][..g.plane()];
             let dw = need_dw.then_some(part.dw.as_mut_slice());
@@ -411,27 +472,8 @@ fn backward<T: Float>(
     } else {
         Vec::new()
     };
-    let total = groups
-        .into_iter()
-        .reduce(|mut a, b| {
-            a.dw.iter_mut().zip(&b.dw).for_each(|(u, &v)| *u += v);
-            a.dshift
-                .iter_mut()
-                .zip(&b.dshift)
-                .for_each(|(u, v)| *u += v);
-            a
-        })
-        .unwrap_or_else(zero_partial);
-    let dp: Option<Vec<T>> = need_p.then(|| {
-        if batch {
-            let dgamma = sums.iter().map(|s| T::from_f64(s.2));
-            dgamma
-                .chain(sums.iter().map(|s| T::from_f64(s.1)))
-                .collect()
-        } else {
-            total.dshift.iter().map(|&v| T::from_f64(v)).collect()
-        }
-    });
+    let total = Partial::sum(groups, zero_partial);
+    let dp = need_p.then(|| param_grad(norm.as_ref(), &total.dshift));
     Ok((
         need_dx.then(|| tensor(dx, x.shape())).transpose()?,
         need_dw.then(|| tensor(total.dw, w.shape())).transpose()?,

@@ -137,6 +137,13 @@ impl Columns {
     }
 }
 
+/// The log scales in decades: the bars' (current norms) and the history strip's.
+#[derive(Clone, Copy)]
+struct Scales {
+    bar: (f64, f64),
+    strip: (f64, f64),
+}
+
 impl Widget for GradientTable<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let (run, theme) = (self.run, &self.theme);
@@ -148,34 +155,15 @@ impl Widget for GradientTable<'_> {
         let w = area.width.saturating_sub(2) as usize;
         let longest = names.iter().map(|n| n.chars().count()).max().unwrap_or(8);
         let cols = Columns::fit(w, longest, run.activations.is_some());
-        let (lo, hi) = decades(run.grad_norms.iter().copied());
         let histories: Vec<Vec<(f64, f64)>> = run.grad_trends.iter().map(|t| t.points()).collect();
-        let (hlo, hhi) = decades(histories.iter().flatten().map(|p| p.1));
-        let scale = format!("log {}..{}", pow10(lo), pow10(hi));
+        let scales = Scales {
+            bar: decades(run.grad_norms.iter().copied()),
+            strip: decades(histories.iter().flatten().map(|p| p.1)),
+        };
         let n = run.grad_norms.len();
         let rows = area.height.saturating_sub(2) as usize;
         let start = self.scroll.min(n.saturating_sub(rows.max(1)));
-        // The title names the columns, as many as fit, after which rows are shown when not all
-        // fit (scroll with the panel focused).
-        let mut title = " Gradients ".to_string();
-        if n > rows {
-            title.push_str(&format!(" {}-{}/{n} ↑↓ ", start + 1, (start + rows).min(n)));
-        }
-        let mut parts = vec![format!(" norm {scale} ")];
-        if cols.strip > 0 {
-            parts.push(format!(" history {}..{} ", pow10(hlo), pow10(hhi)));
-        }
-        if cols.ratio {
-            parts.push(" upd/w ".into());
-        }
-        if cols.act {
-            parts.push(" dead sat ".into());
-        }
-        for p in parts {
-            if title.chars().count() + p.chars().count() + 2 <= area.width as usize {
-                title.push_str(&p);
-            }
-        }
+        let title = title(&cols, scales, (start, rows, n), area.width as usize);
         let outer = block(title, theme, self.focused);
         let inner = outer.inner(area);
         outer.render(area, buf);
@@ -184,120 +172,180 @@ impl Widget for GradientTable<'_> {
                 .render(inner, buf);
             return;
         }
+        let mut lines = Vec::new();
+        for (i, &g) in run.grad_norms.iter().enumerate().skip(start).take(rows) {
+            let name = names.get(i).cloned();
+            let name = name.unwrap_or_else(|| format!("param {i}"));
+            let history = histories.get(i).map(Vec::as_slice).unwrap_or_default();
+            let row = Row {
+                run,
+                theme,
+                cols: &cols,
+                scales,
+            };
+            lines.push(row.line(i, &name, g, history));
+        }
         // Spare rows under the layers: the scales of the bar and the strip, then a legend.
         let spare = rows.saturating_sub(n);
-        let shown = rows.min(n);
-        let green = theme.fg(Color::Green);
-        let shade = |v: f64| {
-            let g = 10f64.powf(v);
-            if !(VANISHING..=EXPLODING).contains(&g) {
-                return Span::styled("█", theme.alarm());
-            }
-            let level = (((v - hlo) / (hhi - hlo)).clamp(0.0, 1.0) * 4.0).round() as usize;
-            Span::styled(SHADES[level], theme.fg(HEAT[level]))
-        };
-        let last = run.step as f64;
-        let mut lines = Vec::new();
-        for (i, &g) in run.grad_norms.iter().enumerate().skip(start).take(shown) {
-            let full_name = names
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| format!("param {i}"));
-            let name = short_name(&full_name, cols.name);
-            let nw = cols.name;
-            let mut spans = vec![Span::raw(format!("{name:<nw$} "))];
-            let alarm = if g < VANISHING {
-                Some("vanishing")
-            } else if g > EXPLODING {
-                Some("exploding")
-            } else {
-                None
-            };
-            let bw = cols.bar;
-            match alarm {
-                // The bar's place says what is wrong, in the alarm style.
-                Some(tag) => spans.push(Span::styled(format!("{tag:<bw$.bw$}"), theme.alarm())),
-                None => {
-                    let frac = ((g.log10() - lo) / (hi - lo)).clamp(0.0, 1.0);
-                    let filled = ((frac * bw as f64).round() as usize).clamp(1, bw);
-                    spans.push(Span::styled("█".repeat(filled), green));
-                    spans.push(Span::styled("·".repeat(bw - filled), theme.dim()));
-                }
-            }
-            spans.push(Span::styled(
-                format!(" {:>8}", sci(g)),
-                if alarm.is_some() {
-                    theme.alarm()
-                } else {
-                    Style::new()
-                },
-            ));
-            if cols.strip > 0 {
-                spans.push(Span::raw(" "));
-                let history = histories.get(i).map(Vec::as_slice).unwrap_or_default();
-                for v in strip(history, last, cols.strip) {
-                    spans.push(match v {
-                        Some(v) => shade(v),
-                        None => Span::raw(" "),
-                    });
-                }
-            }
-            if cols.ratio {
-                let ratio = run.update_ratios.get(i).copied().unwrap_or(0.0);
-                spans.push(Span::raw(format!(" {:>8}", sci(ratio))));
-            }
-            if cols.act {
-                spans.extend(activation_cells(run, &full_name, theme));
-            }
-            lines.push(Line::from(spans));
-        }
         if spare >= 1 {
-            // Under the bars their ends; under the strip its steps.
-            let dim = theme.dim();
-            let (a, b) = (pow10(lo), pow10(hi));
-            let bw = cols.bar;
-            let bar_axis = if bw > a.len() + b.len() {
-                format!("{a}{:>w$}", b, w = bw - a.len())
-            } else {
-                " ".repeat(bw)
-            };
-            let mut spans = vec![
-                Span::styled(format!("{:<w$} ", "", w = cols.name), dim),
-                Span::styled(bar_axis, dim),
-                Span::raw(" ".repeat(9)),
-            ];
-            if cols.strip > 0 {
-                let end = format!("step {}", run.step);
-                let sw = cols.strip;
-                spans.push(Span::styled(
-                    format!(" 0{end:>w$}", w = sw.saturating_sub(1)),
-                    dim,
-                ));
-            }
-            lines.push(Line::from(spans));
+            lines.push(axes(run.step, &cols, scales, theme));
         }
         if spare >= 2 && cols.strip > 0 {
-            let mut spans = vec![Span::styled("history: ", theme.dim())];
-            for (i, s) in SHADES.iter().enumerate() {
-                spans.push(Span::styled(*s, theme.fg(HEAT[i])));
-                if i == 0 {
-                    spans.push(Span::styled(format!(" {} ", pow10(hlo)), theme.dim()));
-                }
-            }
-            spans.push(Span::styled(format!(" {}   ", pow10(hhi)), theme.dim()));
-            spans.push(Span::styled("█", theme.alarm()));
-            spans.push(Span::styled(
-                format!(
-                    " < {} or > {}",
-                    pow10(VANISHING.log10()),
-                    pow10(EXPLODING.log10())
-                ),
-                theme.dim(),
-            ));
-            lines.push(Line::from(spans));
+            lines.push(legend(scales, theme));
         }
         Paragraph::new(lines).render(inner, buf);
     }
+}
+
+/// The title names the columns, as many as fit in `width`, after which rows are shown when not
+/// all `n` fit in `rows` (scroll with the panel focused).
+fn title(
+    cols: &Columns,
+    scales: Scales,
+    (start, rows, n): (usize, usize, usize),
+    width: usize,
+) -> String {
+    let mut title = " Gradients ".to_string();
+    if n > rows {
+        title.push_str(&format!(" {}-{}/{n} ↑↓ ", start + 1, (start + rows).min(n)));
+    }
+    let (lo, hi) = scales.bar;
+    let mut parts = vec![format!(" norm log {}..{} ", pow10(lo), pow10(hi))];
+    if cols.strip > 0 {
+        let (hlo, hhi) = scales.strip;
+        parts.push(format!(" history {}..{} ", pow10(hlo), pow10(hhi)));
+    }
+    if cols.ratio {
+        parts.push(" upd/w ".into());
+    }
+    if cols.act {
+        parts.push(" dead sat ".into());
+    }
+    for p in parts {
+        if title.chars().count() + p.chars().count() + 2 <= width {
+            title.push_str(&p);
+        }
+    }
+    title
+}
+
+/// What a parameter's row is drawn with.
+struct Row<'a> {
+    run: &'a RunState,
+    theme: &'a Theme,
+    cols: &'a Columns,
+    scales: Scales,
+}
+
+impl Row<'_> {
+    /// Parameter `i`, named `name`, with gradient norm `g` and its `history`.
+    fn line(&self, i: usize, name: &str, g: f64, history: &[(f64, f64)]) -> Line<'static> {
+        let (cols, theme) = (self.cols, self.theme);
+        let nw = cols.name;
+        let mut spans = vec![Span::raw(format!("{:<nw$} ", short_name(name, nw)))];
+        let alarm = if g < VANISHING {
+            Some("vanishing")
+        } else if g > EXPLODING {
+            Some("exploding")
+        } else {
+            None
+        };
+        let bw = cols.bar;
+        match alarm {
+            // The bar's place says what is wrong, in the alarm style.
+            Some(tag) => spans.push(Span::styled(format!("{tag:<bw$.bw$}"), theme.alarm())),
+            None => {
+                let (lo, hi) = self.scales.bar;
+                let frac = ((g.log10() - lo) / (hi - lo)).clamp(0.0, 1.0);
+                let filled = ((frac * bw as f64).round() as usize).clamp(1, bw);
+                spans.push(Span::styled("█".repeat(filled), theme.fg(Color::Green)));
+                spans.push(Span::styled("·".repeat(bw - filled), theme.dim()));
+            }
+        }
+        let style = if alarm.is_some() {
+            theme.alarm()
+        } else {
+            Style::new()
+        };
+        spans.push(Span::styled(format!(" {:>8}", sci(g)), style));
+        if cols.strip > 0 {
+            spans.push(Span::raw(" "));
+            for v in strip(history, self.run.step as f64, cols.strip) {
+                spans.push(match v {
+                    Some(v) => self.shade(v),
+                    None => Span::raw(" "),
+                });
+            }
+        }
+        if cols.ratio {
+            let ratio = self.run.update_ratios.get(i).copied().unwrap_or(0.0);
+            spans.push(Span::raw(format!(" {:>8}", sci(ratio))));
+        }
+        if cols.act {
+            spans.extend(activation_cells(self.run, name, theme));
+        }
+        Line::from(spans)
+    }
+
+    /// A history cell: the shade of log norm `v` on the strip's scale, the alarm beyond it.
+    fn shade(&self, v: f64) -> Span<'static> {
+        let g = 10f64.powf(v);
+        if !(VANISHING..=EXPLODING).contains(&g) {
+            return Span::styled("█", self.theme.alarm());
+        }
+        let (hlo, hhi) = self.scales.strip;
+        let level = (((v - hlo) / (hhi - hlo)).clamp(0.0, 1.0) * 4.0).round() as usize;
+        Span::styled(SHADES[level], self.theme.fg(HEAT[level]))
+    }
+}
+
+/// Under the bars their ends; under the strip its steps.
+fn axes(step: u64, cols: &Columns, scales: Scales, theme: &Theme) -> Line<'static> {
+    let dim = theme.dim();
+    let (a, b) = (pow10(scales.bar.0), pow10(scales.bar.1));
+    let bw = cols.bar;
+    let bar_axis = if bw > a.len() + b.len() {
+        format!("{a}{:>w$}", b, w = bw - a.len())
+    } else {
+        " ".repeat(bw)
+    };
+    let mut spans = vec![
+        Span::styled(format!("{:<w$} ", "", w = cols.name), dim),
+        Span::styled(bar_axis, dim),
+        Span::raw(" ".repeat(9)),
+    ];
+    if cols.strip > 0 {
+        let end = format!("step {step}");
+        let sw = cols.strip;
+        spans.push(Span::styled(
+            format!(" 0{end:>w$}", w = sw.saturating_sub(1)),
+            dim,
+        ));
+    }
+    Line::from(spans)
+}
+
+/// The history strip's shades with their decades, and the alarm's.
+fn legend(scales: Scales, theme: &Theme) -> Line<'static> {
+    let (hlo, hhi) = scales.strip;
+    let mut spans = vec![Span::styled("history: ", theme.dim())];
+    for (i, s) in SHADES.iter().enumerate() {
+        spans.push(Span::styled(*s, theme.fg(HEAT[i])));
+        if i == 0 {
+            spans.push(Span::styled(format!(" {} ", pow10(hlo)), theme.dim()));
+        }
+    }
+    spans.push(Span::styled(format!(" {}   ", pow10(hhi)), theme.dim()));
+    spans.push(Span::styled("█", theme.alarm()));
+    spans.push(Span::styled(
+        format!(
+            " < {} or > {}",
+            pow10(VANISHING.log10()),
+            pow10(EXPLODING.log10())
+        ),
+        theme.dim(),
+    ));
+    Line::from(spans)
 }
 
 /// The dead and saturated shares of the layer a weight belongs to: "  12%   0%", a dash where
