@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::select;
+use crossbeam_channel::{select, Sender};
 
-use crate::protocol::StepMetrics;
+use crate::protocol::{Command, MonitorLink, StepMetrics};
 use crate::run_dir::RunDir;
 use crate::watch::hub::Hub;
 use wire::{read_frame, write_msg, ClientMsg, Frame, ServerMsg, MAX_FRAME, PROTOCOL_VERSION};
@@ -151,81 +151,116 @@ fn note(log: &Path, line: &str) {
     }
 }
 
+/// The socket's writing side, shared by the forwarder and the reader's replies.
+type Out = Arc<Mutex<UnixStream>>;
+
+fn send_on(out: &Out, msg: &ServerMsg) -> bool {
+    let mut s = out.lock().unwrap_or_else(|e| e.into_inner());
+    write_msg(&mut *s, msg).is_ok()
+}
+
 /// One watcher, from hello to hang-up.
 fn serve(stream: UnixStream, hub: &Hub, run_dir: &str, log: &Path) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_write_timeout(Some(PATIENCE));
+    if !admit(&stream, log) {
+        return;
+    }
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let out: Out = Arc::new(Mutex::new(stream));
+    let hello = ServerMsg::Hello {
+        protocol: PROTOCOL_VERSION,
+        run_dir: run_dir.to_string(),
+        pid: std::process::id(),
+    };
+    if !send_on(&out, &hello) {
+        return;
+    }
+    let mut input = BufReader::new(read_half);
+    if !handshake(&mut input, &out) {
+        return;
+    }
+    let (state, link) = hub.subscribe();
+    if !send_on(
+        &out,
+        &ServerMsg::Snapshot {
+            state: Box::new(state),
+        },
+    ) {
+        return;
+    }
+    let reader = read_commands(input, link.commands.clone(), out.clone());
+    forward(&link, &out);
+    drop(link);
+    // Closing our side ends the reader too.
+    let s = out.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    drop(s);
+    let _ = reader.join();
+}
+
+/// Whether the peer is the run's own user; a refusal is said to the peer and logged.
+fn admit(stream: &UnixStream, log: &Path) -> bool {
     // SAFETY: geteuid has no preconditions.
     let owner = unsafe { libc::geteuid() };
-    match peer_uid(&stream) {
-        Ok(uid) if may_attach(uid, owner) => {}
+    match peer_uid(stream) {
+        Ok(uid) if may_attach(uid, owner) => true,
         Ok(uid) => {
             note(
                 log,
                 &format!("refused a watcher of user id {uid} (the run's user is {owner})"),
             );
-            let mut s = &stream;
+            let mut s = stream;
             let message = "refused: only the user who started the run may watch it".into();
             let _ = write_msg(&mut s, &ServerMsg::Error { message });
-            return;
+            false
         }
         Err(e) => {
             note(
                 log,
                 &format!("refused a watcher whose user is unknown: {e}"),
             );
-            return;
+            false
         }
     }
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let out = Arc::new(Mutex::new(stream));
-    let send = |msg: &ServerMsg| -> bool {
-        let mut s = out.lock().unwrap_or_else(|e| e.into_inner());
-        write_msg(&mut *s, msg).is_ok()
-    };
-    let hello = ServerMsg::Hello {
-        protocol: PROTOCOL_VERSION,
-        run_dir: run_dir.to_string(),
-        pid: std::process::id(),
-    };
-    if !send(&hello) {
-        return;
-    }
-    let mut input = BufReader::new(read_half);
+}
+
+/// The watcher's hello, within `PATIENCE`, in this run's protocol.
+fn handshake(input: &mut BufReader<UnixStream>, out: &Out) -> bool {
     let _ = input.get_ref().set_read_timeout(Some(PATIENCE));
-    let refuse = |message: String| send(&ServerMsg::Error { message });
-    match read_frame(&mut input, MAX_FRAME) {
+    let refuse = |message: String| send_on(out, &ServerMsg::Error { message });
+    match read_frame(input, MAX_FRAME) {
         Ok(Frame::Line(line)) => match serde_json::from_slice::<ClientMsg>(&line) {
             Ok(ClientMsg::Hello { protocol }) if protocol == PROTOCOL_VERSION => {}
             Ok(ClientMsg::Hello { protocol }) => {
                 refuse(format!(
                     "protocol {protocol} is not spoken here (this run speaks {PROTOCOL_VERSION})"
                 ));
-                return;
+                return false;
             }
             _ => {
                 refuse("the first message must be a hello".into());
-                return;
+                return false;
             }
         },
-        _ => return,
+        _ => return false,
     }
     let _ = input.get_ref().set_read_timeout(None);
-    let (state, link) = hub.subscribe();
-    if !send(&ServerMsg::Snapshot {
-        state: Box::new(state),
-    }) {
-        return;
-    }
-    // The watcher's messages: commands to the trainer, anything else refused.
-    let commands = link.commands.clone();
-    let replies = out.clone();
-    let reader = std::thread::spawn(move || loop {
+    true
+}
+
+/// The watcher's messages, on a thread of their own: commands to the trainer, anything else
+/// refused.
+fn read_commands(
+    mut input: BufReader<UnixStream>,
+    commands: Sender<Command>,
+    replies: Out,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || loop {
         let reply = |message: String| {
-            let mut s = replies.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = write_msg(&mut *s, &ServerMsg::Error { message });
+            send_on(&replies, &ServerMsg::Error { message });
         };
         match read_frame(&mut input, MAX_FRAME) {
             Ok(Frame::Line(line)) => match serde_json::from_slice::<ClientMsg>(&line) {
@@ -240,10 +275,14 @@ fn serve(stream: UnixStream, hub: &Hub, run_dir: &str, log: &Path) {
             Ok(Frame::TooLong) => reply(format!("a message over {MAX_FRAME} bytes")),
             Ok(Frame::Closed) | Err(_) => return,
         }
-    });
-    // Everything the run says, until it ends or the watcher goes. Steps are folded to at most
-    // one message per `STEP_INTERVAL` (a screen draws at about that rate); events go at once,
-    // after the steps before them.
+    })
+}
+
+/// Everything the run says, until it ends or the watcher goes. Steps are folded to at most
+/// one message per `STEP_INTERVAL` (a screen draws at about that rate); events go at once,
+/// after the steps before them.
+fn forward(link: &MonitorLink, out: &Out) {
+    let send = |msg: &ServerMsg| send_on(out, msg);
     let (mut steps, events) = (link.steps.clone(), link.events.clone());
     let mut pending: Option<StepMetrics> = None;
     let mut last_sent = Instant::now();
@@ -279,12 +318,6 @@ fn serve(stream: UnixStream, hub: &Hub, run_dir: &str, log: &Path) {
             break;
         }
     }
-    drop(link);
-    // Closing our side ends the reader too.
-    let s = out.lock().unwrap_or_else(|e| e.into_inner());
-    let _ = s.shutdown(std::net::Shutdown::Both);
-    drop(s);
-    let _ = reader.join();
 }
 
 #[cfg(test)]

@@ -174,6 +174,32 @@ fn find_lr(
     Ok(lr_find::sweep(&mut copy, &mut batches, settings, progress)?)
 }
 
+/// What the watchers are told about the data: class counts, augmentation, class weights
+/// (`class_weights` when on), the sampler, the skipped files.
+fn data_facts(
+    cfg: &RunConfig,
+    data: &DataSplits,
+    augment: &AugmentSpec,
+    class_weights: Option<&[f32]>,
+) -> crate::protocol::DataFacts {
+    let counts = data.counts();
+    crate::protocol::DataFacts {
+        balanced_weights: balance::balanced_weights(&counts.train),
+        train_counts: counts.train,
+        val_counts: counts.val,
+        test_counts: counts.test,
+        augment: augment.to_string(),
+        augmenting: !cfg.augment.is_empty(),
+        class_weights: class_weights.map(<[f32]>::to_vec).unwrap_or_default(),
+        sampler: sampler_name(cfg.sampler).into(),
+        skipped: data
+            .skipped
+            .iter()
+            .map(|b| format!("{}: {}", b.path.display(), b.problem))
+            .collect(),
+    }
+}
+
 impl Trainer {
     pub fn new(cfg: RunConfig, data: DataSplits) -> Result<Self, TrainError> {
         let input = [data.train.channels, data.train.height, data.train.width];
@@ -195,8 +221,7 @@ impl Trainer {
             (0, 0),
             steps_per_epoch as u64,
         );
-        let counts = data.counts();
-        let balanced_weights = balance::balanced_weights(&counts.train);
+        let balanced_weights = balance::balanced_weights(&data.counts().train);
         let augment = if cfg.augment.is_empty() {
             AugmentSpec::default_for(data.train.height)
         } else {
@@ -205,21 +230,7 @@ impl Trainer {
         let augmenting = !cfg.augment.is_empty();
         let class_weights =
             (cfg.class_weights == ClassWeights::Balanced).then(|| balanced_weights.clone());
-        let data_facts = crate::protocol::DataFacts {
-            train_counts: counts.train,
-            val_counts: counts.val,
-            test_counts: counts.test,
-            augment: augment.to_string(),
-            augmenting,
-            class_weights: class_weights.clone().unwrap_or_default(),
-            balanced_weights: balanced_weights.clone(),
-            sampler: sampler_name(cfg.sampler).into(),
-            skipped: data
-                .skipped
-                .iter()
-                .map(|b| format!("{}: {}", b.path.display(), b.problem))
-                .collect(),
-        };
+        let data_facts = data_facts(&cfg, &data, &augment, class_weights.as_deref());
         let info = RunInfo {
             clip_grad_norm: cfg.clip_grad_norm,
             data: data.describe(),

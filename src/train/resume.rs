@@ -38,24 +38,17 @@ fn shown(v: &Value) -> String {
     }
 }
 
-/// Checks that `ckpt` can continue as `cfg` describes, where `given` are the settings (config
-/// keys) given on the command line, and `data` the data `cfg` names, loaded.
-pub fn plan(
+/// The settings given that differ from the checkpoint's, each checked against its resume
+/// policy, and the LR to go on with (the LR in force, or the one given).
+fn changes(
     ckpt: &Checkpoint,
     cfg: &RunConfig,
     given: &[String],
-    data: &DataSplits,
-    path: &Path,
-) -> Result<ResumePlan, TrainError> {
-    let refuse = |problem: String| TrainError::Mismatch {
-        path: path.to_path_buf(),
-        problem,
-    };
+) -> Result<(Vec<SettingChange>, LearningRate), String> {
     let pos = ckpt.position;
     let (old, new) = (ckpt.train_config.values(), cfg.values());
     let mut changes = Vec::new();
-    let mut notes = Vec::new();
-    let mut lr = LearningRate::new(ckpt.lr).map_err(|e| refuse(format!("learning rate: {e}")))?;
+    let mut lr = LearningRate::new(ckpt.lr).map_err(|e| format!("learning rate: {e}"))?;
     for key in RunConfig::keys() {
         if !given.contains(&key) || key == "run_dir" {
             continue;
@@ -79,9 +72,7 @@ pub fn plan(
         }
         let (was_s, now_s) = (shown(was), shown(now));
         let cannot = |why: String| {
-            refuse(format!(
-                "{flag} {now_s}: cannot change on resume ({was_s} in the checkpoint): {why}"
-            ))
+            format!("{flag} {now_s}: cannot change on resume ({was_s} in the checkpoint): {why}")
         };
         match setting(&key).map_or(OnResume::Free, |s| s.on_resume) {
             OnResume::Free => {}
@@ -107,10 +98,16 @@ pub fn plan(
             new: now_s,
         });
     }
+    Ok((changes, lr))
+}
+
+/// Whether the data fits the model, and whether anything is left to train.
+fn fits(ckpt: &Checkpoint, cfg: &RunConfig, data: &DataSplits) -> Result<(), String> {
+    let pos = ckpt.position;
     let model = &ckpt.model_config;
     let shape = [data.train.channels, data.train.height, data.train.width];
     if shape != model.input || data.classes.len() != model.classes {
-        return Err(refuse(format!(
+        return Err(format!(
             "the model takes {}x{}x{} images in {} classes; --data {} has {}x{}x{} in {}",
             model.input[0],
             model.input[1],
@@ -121,13 +118,6 @@ pub fn plan(
             shape[1],
             shape[2],
             data.classes.len()
-        )));
-    }
-    if data.norm != ckpt.data.norm() {
-        notes.push(format!(
-            "the model keeps the input normalisation it was trained with ({}; this data's is {})",
-            ckpt.data.norm().describe(),
-            data.norm.describe()
         ));
     }
     if cfg.epochs < pos.epoch {
@@ -136,16 +126,42 @@ pub fn plan(
         } else {
             format!("{} epochs and part of epoch {}", pos.epoch - 1, pos.epoch)
         };
-        return Err(refuse(format!(
+        return Err(format!(
             "nothing left to train: the checkpoint has done {done} and --epochs is {} (the run's total); give a larger --epochs",
             cfg.epochs
-        )));
+        ));
     }
     if cfg.max_steps > 0 && cfg.max_steps <= ckpt.global_step {
-        return Err(refuse(format!(
+        return Err(format!(
             "--max-steps {}: the checkpoint is at step {} already (--max-steps counts the run's total)",
             cfg.max_steps, ckpt.global_step
-        )));
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `ckpt` can continue as `cfg` describes, where `given` are the settings (config
+/// keys) given on the command line, and `data` the data `cfg` names, loaded.
+pub fn plan(
+    ckpt: &Checkpoint,
+    cfg: &RunConfig,
+    given: &[String],
+    data: &DataSplits,
+    path: &Path,
+) -> Result<ResumePlan, TrainError> {
+    let refuse = |problem: String| TrainError::Mismatch {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let (changes, lr) = changes(ckpt, cfg, given).map_err(refuse)?;
+    fits(ckpt, cfg, data).map_err(refuse)?;
+    let mut notes = Vec::new();
+    if data.norm != ckpt.data.norm() {
+        notes.push(format!(
+            "the model keeps the input normalisation it was trained with ({}; this data's is {})",
+            ckpt.data.norm().describe(),
+            data.norm.describe()
+        ));
     }
     let sizes: Vec<usize> = ckpt
         .tensors

@@ -89,72 +89,35 @@ impl App {
     }
 }
 
-impl Widget for &App {
-    fn render(self, area: Rect, buf: &mut Buffer) {
-        let theme = Theme {
-            color: self.options.color,
-        };
-        if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
-            let msg = format!(
-                "terminal too small: {}x{}, candletop needs {MIN_WIDTH}x{MIN_HEIGHT}",
-                area.width, area.height
-            );
-            Paragraph::new(msg)
-                .wrap(Wrap { trim: true })
-                .render(area, buf);
-            return;
-        }
-        let [header, body, footer] = Layout::vertical([
-            Constraint::Length(header_height(area)),
-            Constraint::Fill(1),
-            Constraint::Length(1),
-        ])
-        .areas(area);
-        let marker = if self.options.braille {
-            Marker::Braille
-        } else {
-            Marker::HalfBlock
-        };
-        Header {
-            run: &self.run,
-            stopping: self.quitting,
-            theme,
-        }
-        .render(header, buf);
-        if self.enlarged {
-            self.panel(self.focus, body, buf, marker, theme);
-        } else {
-            let [top, bottom] =
-                Layout::vertical([Constraint::Percentage(42), Constraint::Fill(1)]).areas(body);
-            let [loss, acc] =
-                Layout::horizontal([Constraint::Percentage(50), Constraint::Fill(1)]).areas(top);
-            // The gradients need the width: names, bar, norm, history strip, ratio, dead/sat.
-            let [left, right] =
-                Layout::horizontal([Constraint::Percentage(60), Constraint::Fill(1)]).areas(bottom);
-            // The diagnosis under the gradients it often refers to; the gradients keep 6 rows.
-            let diag_h = diagnosis_height(&self.run, left.height.saturating_sub(6).max(3));
-            let [grads, diagnosis] =
-                Layout::vertical([Constraint::Fill(1), Constraint::Length(diag_h)]).areas(left);
-            let [lr, events] =
-                Layout::vertical([Constraint::Percentage(50), Constraint::Fill(1)]).areas(right);
-            for (panel, area) in [
-                (Panel::Loss, loss),
-                (Panel::Accuracy, acc),
-                (Panel::Gradients, grads),
-                (Panel::Diagnosis, diagnosis),
-                (Panel::LearningRate, lr),
-                (Panel::Events, events),
-            ] {
-                self.panel(panel, area, buf, marker, theme);
-            }
-        }
-        let run = &self.run;
-        KeyBar {
-            context: self.key_context(),
-            theme,
-        }
-        .render(footer, buf);
+impl App {
+    /// Where each panel goes in `body`: the charts on top; under them the gradients, which
+    /// need the width (names, bar, norm, history strip, ratio, dead/sat), with the diagnosis
+    /// under them (it often refers to them; they keep 6 rows), and the LR and the event log.
+    fn panels(&self, body: Rect) -> [(Panel, Rect); 6] {
+        let [top, bottom] =
+            Layout::vertical([Constraint::Percentage(42), Constraint::Fill(1)]).areas(body);
+        let [loss, acc] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Fill(1)]).areas(top);
+        let [left, right] =
+            Layout::horizontal([Constraint::Percentage(60), Constraint::Fill(1)]).areas(bottom);
+        let diag_h = diagnosis_height(&self.run, left.height.saturating_sub(6).max(3));
+        let [grads, diagnosis] =
+            Layout::vertical([Constraint::Fill(1), Constraint::Length(diag_h)]).areas(left);
+        let [lr, events] =
+            Layout::vertical([Constraint::Percentage(50), Constraint::Fill(1)]).areas(right);
+        [
+            (Panel::Loss, loss),
+            (Panel::Accuracy, acc),
+            (Panel::Gradients, grads),
+            (Panel::Diagnosis, diagnosis),
+            (Panel::LearningRate, lr),
+            (Panel::Events, events),
+        ]
+    }
 
+    /// The overlay open over the screen, if any.
+    fn overlay(&self, area: Rect, buf: &mut Buffer, theme: Theme) {
+        let run = &self.run;
         match &self.overlay {
             Overlay::None => {}
             Overlay::Schedule(editor) => EditorView { editor, run, theme }.render(area, buf),
@@ -211,5 +174,54 @@ impl Widget for &App {
                 .render(area, buf);
             }
         }
+    }
+}
+
+impl Widget for &App {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let theme = Theme {
+            color: self.options.color,
+        };
+        if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+            let msg = format!(
+                "terminal too small: {}x{}, candletop needs {MIN_WIDTH}x{MIN_HEIGHT}",
+                area.width, area.height
+            );
+            Paragraph::new(msg)
+                .wrap(Wrap { trim: true })
+                .render(area, buf);
+            return;
+        }
+        let [header, body, footer] = Layout::vertical([
+            Constraint::Length(header_height(area)),
+            Constraint::Fill(1),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        let marker = if self.options.braille {
+            Marker::Braille
+        } else {
+            Marker::HalfBlock
+        };
+        Header {
+            run: &self.run,
+            stopping: self.quitting,
+            theme,
+        }
+        .render(header, buf);
+        if self.enlarged {
+            self.panel(self.focus, body, buf, marker, theme);
+        } else {
+            for (panel, area) in self.panels(body) {
+                self.panel(panel, area, buf, marker, theme);
+            }
+        }
+        KeyBar {
+            context: self.key_context(),
+            theme,
+        }
+        .render(footer, buf);
+
+        self.overlay(area, buf, theme);
     }
 }

@@ -2,7 +2,7 @@
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
-use ratatui::style::Modifier;
+use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Widget};
@@ -55,65 +55,94 @@ struct Curves {
     val: Points,
 }
 
+/// The best validation value: (epoch, step, value as drawn).
+type Best = Option<(usize, u64, f64)>;
+
 impl Widget for MetricChart<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let (run, theme, metric) = (self.run, self.theme, self.metric);
-        let percent = metric == Metric::Accuracy;
-        let fmt = |x: f64| {
-            if percent {
-                format!("{x:.2}%")
-            } else if x.abs() >= 1e4 {
-                // A diverged loss: a number that fits.
-                format!("{x:.3e}")
-            } else {
-                format!("{x:.4}")
+        let mine = self.curves(self.run);
+        let other = self.other.map(|o| self.curves(&o.run));
+        let best = match self.metric {
+            Metric::Loss => (self.run.best_val_loss()).map(|e| (e.epoch, e.step, e.val_loss)),
+            Metric::Accuracy => {
+                (self.run.best_val_accuracy()).map(|e| (e.epoch, e.step, 100.0 * e.val_accuracy))
             }
         };
-        let mine = self.curves(run);
-        let other = self.other.map(|o| self.curves(&o.run));
-        let best = match metric {
-            Metric::Loss => run.best_val_loss().map(|e| (e.epoch, e.step, e.val_loss)),
-            Metric::Accuracy => run
-                .best_val_accuracy()
-                .map(|e| (e.epoch, e.step, 100.0 * e.val_accuracy)),
+        let x = self.x_range();
+        let range = self.fit(&mine, other.as_ref(), max_ticks(area));
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .border_style(self.theme.border(self.focused))
+            .title(Line::from(self.title(&mine, best, area.width)))
+            .title_bottom(Line::from(self.bottom(&range)));
+        Plot {
+            block,
+            x,
+            y: &range,
+            percent: self.metric == Metric::Accuracy,
+            marks: self.marks(&mine, other.as_ref(), best, x),
+            marker: self.marker,
+            theme: self.theme,
+        }
+        .render(area, buf);
+    }
+}
+
+impl MetricChart<'_> {
+    /// A value as the title shows it.
+    fn value(&self, x: f64) -> String {
+        if self.metric == Metric::Accuracy {
+            format!("{x:.2}%")
+        } else if x.abs() >= 1e4 {
+            // A diverged loss: a number that fits.
+            format!("{x:.3e}")
+        } else {
+            format!("{x:.4}")
+        }
+    }
+
+    fn bold(&self, c: Color) -> Style {
+        self.theme.fg(c).add_modifier(Modifier::BOLD)
+    }
+
+    /// The title doubles as the legend: each name in its mark's colour and shape, with the
+    /// latest values, and the best validation value with its epoch where there is room.
+    fn title(&self, mine: &Curves, best: Best, width: u16) -> Vec<Span<'static>> {
+        let theme = self.theme;
+        let name = match self.metric {
+            Metric::Accuracy => " Accuracy  ",
+            Metric::Loss => " Loss  ",
         };
-        // The title doubles as the legend: each name in its mark's colour and shape.
-        let bold = |c| theme.fg(c).add_modifier(Modifier::BOLD);
+        let latest = |p: &Points| p.last().map_or("-".into(), |p| self.value(p.1));
         let mut title = vec![
-            Span::styled(
-                if percent { " Accuracy  " } else { " Loss  " },
-                theme.title(),
-            ),
-            Span::styled("━ train ", bold(Theme::TRAIN)),
-            Span::styled(
-                format!("{}  ", mine.smooth.last().map_or("-".into(), |p| fmt(p.1))),
-                theme.text(),
-            ),
-            Span::styled("◆ val ", bold(Theme::VAL)),
-            Span::styled(
-                format!("{} ", mine.val.last().map_or("-".into(), |p| fmt(p.1))),
-                theme.text(),
-            ),
+            Span::styled(name, theme.title()),
+            Span::styled("━ train ", self.bold(Theme::TRAIN)),
+            Span::styled(format!("{}  ", latest(&mine.smooth)), theme.text()),
+            Span::styled("◆ val ", self.bold(Theme::VAL)),
+            Span::styled(format!("{} ", latest(&mine.val)), theme.text()),
         ];
-        // The best validation value, with its epoch where there is room.
         if let Some((epoch, _, v)) = best {
-            let room = (area.width as usize).saturating_sub(2 + Line::from(title.clone()).width());
-            for text in [
-                format!("{} (epoch {epoch}) ", fmt(v)),
-                format!("{} ", fmt(v)),
-            ] {
+            let room = (width as usize).saturating_sub(2 + Line::from(title.clone()).width());
+            let v = self.value(v);
+            for text in [format!("{v} (epoch {epoch}) "), format!("{v} ")] {
                 if text.chars().count() + 8 <= room {
-                    title.push(Span::styled(" ★ best ", bold(Theme::MARK)));
+                    title.push(Span::styled(" ★ best ", self.bold(Theme::MARK)));
                     title.push(Span::styled(text, theme.text()));
                     break;
                 }
             }
         }
-        // Steps: the run's planned length, so the axis stays put while the run grows.
+        title
+    }
+
+    /// The x range. Steps: the run's planned length, so the axis stays put while the run
+    /// grows, or the window's last steps.
+    fn x_range(&self) -> (f64, f64) {
+        let run = self.run;
         let other_steps = self
             .other
             .map_or(0, |o| o.run.total_steps().max(o.run.step));
-        let x = match (self.axis, self.window) {
+        match (self.axis, self.window) {
             (TimeAxis::Steps, None) => (
                 0.0,
                 run.total_steps().max(run.step).max(other_steps).max(1) as f64,
@@ -126,14 +155,23 @@ impl Widget for MetricChart<'_> {
             (TimeAxis::Steps, Some(w)) => {
                 (run.step.saturating_sub(w) as f64, run.step.max(1) as f64)
             }
-        };
-        let range = self.fit(&mine, other.as_ref(), max_ticks(area));
-        let glyph = |v: &Points| v.to_vec();
+        }
+    }
+
+    /// What is drawn: the other run first (this one's marks go over it), the spread of the raw
+    /// values, the smoothed curve, validation, the best.
+    fn marks<'c>(
+        &self,
+        mine: &'c Curves,
+        other: Option<&'c Curves>,
+        best: Best,
+        x: (f64, f64),
+    ) -> Vec<Mark<'c>> {
+        let theme = self.theme;
         let mut marks = Vec::new();
-        // The other run first: this one's marks are drawn over it.
-        if let Some(o) = &other {
+        if let Some(o) = other {
             marks.push(Mark::Line(&o.smooth, Theme::OTHER));
-            marks.push(Mark::Glyph(glyph(&o.val), "◇", theme.fg(Theme::OTHER)));
+            marks.push(Mark::Glyph(o.val.clone(), "◇", theme.fg(Theme::OTHER)));
         }
         if self.span > 1 {
             marks.push(Mark::Band(&mine.raw, theme.fg(Theme::RAW)));
@@ -142,62 +180,44 @@ impl Widget for MetricChart<'_> {
         if theme.color && mine.val.len() > 1 {
             marks.push(Mark::Line(&mine.val, Theme::VAL));
         }
-        marks.push(Mark::Glyph(glyph(&mine.val), "◆", bold(Theme::VAL)));
+        marks.push(Mark::Glyph(mine.val.clone(), "◆", self.bold(Theme::VAL)));
         if let Some((epoch, step, v)) = best {
             let at = match self.axis {
                 TimeAxis::Steps => step as f64,
                 TimeAxis::Epochs => epoch as f64,
             };
             if at >= x.0 {
-                marks.push(Mark::Glyph(vec![(at, v)], "★", bold(Theme::MARK)));
+                marks.push(Mark::Glyph(vec![(at, v)], "★", self.bold(Theme::MARK)));
             }
         }
-        // Under the chart, in its frame: the x axis, the smoothing, the scale, the other run.
-        let mut bottom = vec![Span::styled(
-            match self.axis {
-                TimeAxis::Steps => " step ",
-                TimeAxis::Epochs => " epoch ",
-            },
-            theme.dim(),
-        )];
+        marks
+    }
+
+    /// Under the chart, in its frame: the x axis, the smoothing, the scale, the other run.
+    fn bottom(&self, range: &Range) -> Vec<Span<'static>> {
+        let dim = self.theme.dim();
+        let axis = match self.axis {
+            TimeAxis::Steps => " step ",
+            TimeAxis::Epochs => " epoch ",
+        };
+        let mut bottom = vec![Span::styled(axis, dim)];
         if self.axis == TimeAxis::Steps {
-            bottom.push(Span::styled(
-                if self.span > 1 {
-                    format!(" ema {} ", self.span)
-                } else {
-                    " raw ".into()
-                },
-                theme.dim(),
-            ));
+            let smoothing = match self.span {
+                n if n > 1 => format!(" ema {n} "),
+                _ => " raw ".into(),
+            };
+            bottom.push(Span::styled(smoothing, dim));
         }
         if range.scale == Scale::Log {
-            bottom.push(Span::styled(" log ", theme.dim()));
+            bottom.push(Span::styled(" log ", dim));
         }
         if let Some(o) = self.other {
-            bottom.push(Span::styled(
-                format!(" ◇ {} ", o.name),
-                theme.fg(Theme::OTHER),
-            ));
+            let name = format!(" ◇ {} ", o.name);
+            bottom.push(Span::styled(name, self.theme.fg(Theme::OTHER)));
         }
-        let block = Block::default()
-            .borders(Borders::ALL)
-            .border_style(theme.border(self.focused))
-            .title(Line::from(title))
-            .title_bottom(Line::from(bottom));
-        Plot {
-            block,
-            x,
-            y: &range,
-            percent,
-            marks,
-            marker: self.marker,
-            theme,
-        }
-        .render(area, buf);
+        bottom
     }
-}
 
-impl MetricChart<'_> {
     /// Whether the y axis is on a log scale (the choice does not depend on the chart's size).
     pub fn is_log(&self) -> bool {
         let mine = self.curves(self.run);

@@ -37,6 +37,79 @@ fn shade(v: f32) -> char {
     SHADES[((v / 255.0) * 4.0).round().clamp(0.0, 4.0) as usize]
 }
 
+/// Tiles for `grid` in an area `width` cells wide with `rows` for them: the largest (never
+/// scaled up) that show at least a dozen images, or all. (tile height in pixels, width, height
+/// in cells, tiles across, down.)
+fn tiles(grid: &SampleGrid, width: usize, rows: usize) -> (usize, usize, usize, usize, usize) {
+    let (h, w) = (grid.height.max(1), grid.width.max(1));
+    let want = grid.images.len().min(12);
+    let layout = |scale: f64| {
+        let th = ((h as f64 * scale) as usize).max(2);
+        let tw = ((w as f64 * scale) as usize).max(2);
+        let cells_h = th.div_ceil(2);
+        let across = ((width + 1) / (tw + 1)).max(1);
+        let down = rows / (cells_h + 1);
+        (th, tw, cells_h, across, down)
+    };
+    let fit = (1.0f64)
+        .min(rows.saturating_sub(1).max(1) as f64 * 2.0 / h as f64)
+        .min(width.max(2) as f64 / w as f64);
+    let mut chosen = layout(fit);
+    for step in 1..=8 {
+        let l = layout(fit * (1.0 - step as f64 / 10.0));
+        if chosen.3 * chosen.4 >= want || l.0 < 8 {
+            break;
+        }
+        chosen = l;
+    }
+    chosen
+}
+
+/// Image `i` of `grid` scaled to `th` x `tw` pixels, two pixels a cell, with its top left
+/// at `(x0, y0)`; what falls outside `clip` is left out.
+fn draw_tile(
+    grid: &SampleGrid,
+    i: usize,
+    (th, tw): (usize, usize),
+    (x0, y0): (u16, u16),
+    clip: Rect,
+    color: bool,
+    buf: &mut Buffer,
+) {
+    let (h, w) = (grid.height.max(1), grid.width.max(1));
+    for cy in 0..th.div_ceil(2) {
+        for cx in 0..tw {
+            let (x, y) = (x0 + cx as u16, y0 + cy as u16);
+            if x >= clip.right() || y >= clip.bottom() {
+                continue;
+            }
+            let src = |ty: usize| {
+                let sy = (ty * h / th).min(h - 1);
+                let sx = (cx * w / tw).min(w - 1);
+                pixel(grid, i, sy, sx)
+            };
+            let top = src(2 * cy);
+            let bottom = if 2 * cy + 1 < th {
+                src(2 * cy + 1)
+            } else {
+                top
+            };
+            let cell = &mut buf[(x, y)];
+            if color {
+                cell.set_char('▀').set_style(
+                    Style::default()
+                        .fg(Color::Rgb(top.0, top.1, top.2))
+                        .bg(Color::Rgb(bottom.0, bottom.1, bottom.2)),
+                );
+            } else {
+                let luma =
+                    |p: (u8, u8, u8)| 0.299 * p.0 as f32 + 0.587 * p.1 as f32 + 0.114 * p.2 as f32;
+                cell.set_char(shade((luma(top) + luma(bottom)) / 2.0));
+            }
+        }
+    }
+}
+
 impl Widget for SamplesView<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let theme = &self.theme;
@@ -74,66 +147,14 @@ impl Widget for SamplesView<'_> {
         // The footer line, then tiles: each image scaled down (never up) to fit.
         let rows_for_tiles = inner.height.saturating_sub(1) as usize;
         let (h, w) = (grid.height.max(1), grid.width.max(1));
-        // The largest tiles (never scaled up) that show at least a dozen images, or all.
-        let want = grid.images.len().min(12);
-        let layout = |scale: f64| {
-            let th = ((h as f64 * scale) as usize).max(2);
-            let tw = ((w as f64 * scale) as usize).max(2);
-            let cells_h = th.div_ceil(2);
-            let across = ((inner.width as usize + 1) / (tw + 1)).max(1);
-            let down = rows_for_tiles / (cells_h + 1);
-            (th, tw, cells_h, across, down)
-        };
-        let fit = (1.0f64)
-            .min(rows_for_tiles.saturating_sub(1).max(1) as f64 * 2.0 / h as f64)
-            .min(inner.width.max(2) as f64 / w as f64);
-        let mut chosen = layout(fit);
-        for step in 1..=8 {
-            let l = layout(fit * (1.0 - step as f64 / 10.0));
-            if chosen.3 * chosen.4 >= want || l.0 < 8 {
-                break;
-            }
-            chosen = l;
-        }
-        let (th, tw, cells_h, across, down) = chosen;
+        let (th, tw, cells_h, across, down) = tiles(grid, inner.width as usize, rows_for_tiles);
         let down = down.max(1);
         let shown = grid.images.len().min(across * down);
         for i in 0..shown {
             let (gy, gx) = (i / across, i % across);
             let x0 = inner.x + (gx * (tw + 1)) as u16;
             let y0 = inner.y + (gy * (cells_h + 1)) as u16;
-            for cy in 0..cells_h {
-                for cx in 0..tw {
-                    let (x, y) = (x0 + cx as u16, y0 + cy as u16);
-                    if x >= inner.right() || y >= inner.bottom() {
-                        continue;
-                    }
-                    let src = |ty: usize| {
-                        let sy = (ty * h / th).min(h - 1);
-                        let sx = (cx * w / tw).min(w - 1);
-                        pixel(grid, i, sy, sx)
-                    };
-                    let top = src(2 * cy);
-                    let bottom = if 2 * cy + 1 < th {
-                        src(2 * cy + 1)
-                    } else {
-                        top
-                    };
-                    let cell = &mut buf[(x, y)];
-                    if theme.color {
-                        cell.set_char('▀').set_style(
-                            Style::default()
-                                .fg(Color::Rgb(top.0, top.1, top.2))
-                                .bg(Color::Rgb(bottom.0, bottom.1, bottom.2)),
-                        );
-                    } else {
-                        let luma = |p: (u8, u8, u8)| {
-                            0.299 * p.0 as f32 + 0.587 * p.1 as f32 + 0.114 * p.2 as f32
-                        };
-                        cell.set_char(shade((luma(top) + luma(bottom)) / 2.0));
-                    }
-                }
-            }
+            draw_tile(grid, i, (th, tw), (x0, y0), inner, theme.color, buf);
             let label = grid.labels[i] as usize;
             let name = classes
                 .get(label)
@@ -172,6 +193,69 @@ pub struct ClassesView<'a> {
 
 /// Classes marked as the worst.
 const WORST: usize = 3;
+
+/// Class `c`'s row: name (in `name_w`), validation accuracy `acc[c]` with its change since
+/// `prev` and a bar, the class counts, and its loss weight when weights are on.
+fn class_row(
+    info: &crate::protocol::RunInfo,
+    c: usize,
+    acc: &[f64],
+    prev: Option<&crate::protocol::EpochMetrics>,
+    name_w: usize,
+) -> String {
+    let facts = &info.data_facts;
+    let name: String = info.classes[c].chars().take(name_w).collect();
+    let count = |v: &Vec<usize>| v.get(c).map_or("-".into(), |&n| group_thousands(n));
+    let (val, change, bar) = match acc.get(c) {
+        Some(&a) => {
+            let change = prev
+                .and_then(|p| p.val_class_accuracy.get(c))
+                .map_or(String::new(), |&p| format!("{:+.1}", 100.0 * (a - p)));
+            let filled = (a.clamp(0.0, 1.0) * 12.0).round() as usize;
+            (
+                format!("{:.1}%", 100.0 * a),
+                change,
+                "█".repeat(filled) + &"·".repeat(12 - filled),
+            )
+        }
+        None => ("-".into(), String::new(), String::new()),
+    };
+    let mut text = format!(
+        "{name:<name_w$}  {val:>6}  {change:>6}  {bar:<12}  {:>7}  {:>6}",
+        count(&facts.train_counts),
+        count(&facts.val_counts)
+    );
+    if !facts.class_weights.is_empty() {
+        let weight = facts.class_weights.get(c).copied().unwrap_or(0.0);
+        text.push_str(&format!("  {weight:>6.2}"));
+    }
+    text
+}
+
+/// The worst classes of the latest epoch, or that there are none.
+fn summary(
+    info: &crate::protocol::RunInfo,
+    last: Option<&crate::protocol::EpochMetrics>,
+    acc: &[f64],
+    worst: &[usize],
+) -> String {
+    match last {
+        None => "per-class accuracy comes after the first epoch".to_string(),
+        Some(e) if worst.is_empty() => {
+            format!(
+                "epoch {}: every class within half a point of the mean",
+                e.epoch
+            )
+        }
+        Some(e) => {
+            let names: Vec<String> = worst
+                .iter()
+                .map(|&c| format!("{} {:.1}%", info.classes[c], 100.0 * acc[c]))
+                .collect();
+            format!("epoch {}: worst {}", e.epoch, names.join(", "))
+        }
+    }
+}
 
 impl Widget for ClassesView<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
@@ -218,38 +302,12 @@ impl Widget for ClassesView<'_> {
             order.iter().take(room).copied().collect()
         };
         for &c in &rows {
-            let name: String = info.classes[c].chars().take(name_w).collect();
-            let count = |v: &Vec<usize>| v.get(c).map_or("-".into(), |&n| group_thousands(n));
-            let (val, change, bar) = match acc.get(c) {
-                Some(&a) => {
-                    let change = prev
-                        .and_then(|p| p.val_class_accuracy.get(c))
-                        .map_or(String::new(), |&p| format!("{:+.1}", 100.0 * (a - p)));
-                    let filled = (a.clamp(0.0, 1.0) * 12.0).round() as usize;
-                    (
-                        format!("{:.1}%", 100.0 * a),
-                        change,
-                        "█".repeat(filled) + &"·".repeat(12 - filled),
-                    )
-                }
-                None => ("-".into(), String::new(), String::new()),
-            };
+            let text = class_row(info, c, &acc, prev, name_w);
             let style = if worst.contains(&c) {
                 theme.alarm()
             } else {
                 Style::default()
             };
-            let mut text = format!(
-                "{name:<name_w$}  {val:>6}  {change:>6}  {bar:<12}  {:>7}  {:>6}",
-                count(&facts.train_counts),
-                count(&facts.val_counts)
-            );
-            if weighted {
-                text.push_str(&format!(
-                    "  {:>6.2}",
-                    facts.class_weights.get(c).copied().unwrap_or(0.0)
-                ));
-            }
             lines.push(Line::styled(text, style));
         }
         if rows.len() < info.classes.len() {
@@ -263,22 +321,7 @@ impl Widget for ClassesView<'_> {
             ));
         }
         lines.push(Line::from(""));
-        let summary = match last {
-            None => "per-class accuracy comes after the first epoch".to_string(),
-            Some(e) if worst.is_empty() => {
-                format!(
-                    "epoch {}: every class within half a point of the mean",
-                    e.epoch
-                )
-            }
-            Some(e) => {
-                let names: Vec<String> = worst
-                    .iter()
-                    .map(|&c| format!("{} {:.1}%", info.classes[c], 100.0 * acc[c]))
-                    .collect();
-                format!("epoch {}: worst {}", e.epoch, names.join(", "))
-            }
-        };
+        let summary = summary(info, last, &acc, &worst);
         lines.push(Line::styled(summary, theme.title()));
         lines.push(Line::styled(
             format!(
