@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 pub use kinds::{
     Anneal, At, Constant, Cosine, Curve, Def, Exponential, FormArgs, Kind, Mode, Monitor,
-    MultiStep, OneCycle, Plateau, PlateauCut, PlateauState, Step, ThresholdMode, KINDS,
+    MultiStep, OneCycle, Plateau, PlateauCut, PlateauState, Poly, Step, ThresholdMode, KINDS,
 };
 pub use spec::SpecError;
 
@@ -481,6 +481,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn poly_follows_pytorchs_closed_form() {
+        // PolynomialLR: base * (1 - min(t, T) / T)^power, t the steps taken so far.
+        let s = Schedule::new(spec("poly:power=0.9"), 0.1, 0, 50, (0, 0), 10);
+        for k in 1..=60u64 {
+            let t = (k - 1).min(50) as f64;
+            let want = 0.1 * (1.0 - t / 50.0).powf(0.9);
+            assert!((s.lr_at(k) - want).abs() < 1e-15, "step {k}");
+        }
+        // After a warm-up, over what is left; down to the minimum.
+        let s = Schedule::new(
+            spec("warmup=10+poly:power=2,min=0.01"),
+            0.1,
+            0,
+            50,
+            (0, 0),
+            10,
+        );
+        assert_eq!(s.lr_at(11), 0.1);
+        assert!((s.lr_at(31) - (0.01 + 0.09 * 0.25)).abs() < 1e-15);
+        assert!((s.lr_at(51) - 0.01).abs() < 1e-15);
+        assert!(err("poly:power=0").contains("power must be above 0"));
     }
 
     #[test]

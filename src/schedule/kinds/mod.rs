@@ -13,6 +13,7 @@ mod exp;
 mod multistep;
 mod onecycle;
 mod plateau;
+mod poly;
 mod step;
 
 pub use constant::Constant;
@@ -22,6 +23,7 @@ pub use exp::Exponential;
 pub use multistep::MultiStep;
 pub use onecycle::{Anneal, OneCycle};
 pub use plateau::{Mode, Monitor, Plateau, PlateauCut, PlateauState, ThresholdMode};
+pub use poly::Poly;
 pub use step::Step;
 
 use super::spec::SpecError;
@@ -36,6 +38,7 @@ pub enum Kind {
     Cosine(Cosine),
     OneCycle(OneCycle),
     Plateau(Plateau),
+    Poly(Poly),
 }
 
 /// A kind in the list: how it is written, and how the text after `name:` becomes one (`whole`
@@ -46,7 +49,7 @@ pub struct Listed {
 }
 
 /// Every kind, in the order the help and the editor list them.
-pub const KINDS: [Listed; 7] = [
+pub const KINDS: [Listed; 8] = [
     Listed {
         def: &constant::DEF,
         parse: |w, a| Ok(Kind::Constant(Constant::parse(w, a)?)),
@@ -68,6 +71,10 @@ pub const KINDS: [Listed; 7] = [
         parse: |w, a| Ok(Kind::Cosine(Cosine::parse(w, a)?)),
     },
     Listed {
+        def: &poly::DEF,
+        parse: |w, a| Ok(Kind::Poly(Poly::parse(w, a)?)),
+    },
+    Listed {
         def: &onecycle::DEF,
         parse: |w, a| Ok(Kind::OneCycle(OneCycle::parse(w, a)?)),
     },
@@ -87,6 +94,7 @@ impl Kind {
             Kind::Cosine(k) => k,
             Kind::OneCycle(k) => k,
             Kind::Plateau(k) => k,
+            Kind::Poly(k) => k,
         }
     }
 
