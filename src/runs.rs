@@ -169,6 +169,18 @@ fn age(secs: f64) -> String {
 }
 
 /// The listing as a table, with what to do about live and dead runs.
+/// The widest a data or model cell gets: a long architecture is cut, not the table.
+const WIDEST: usize = 40;
+
+/// `text` in at most `max` characters, cut with `…`.
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max - 1).collect();
+    format!("{head}…")
+}
+
 pub fn table(runs: &[RunSummary]) -> String {
     if runs.is_empty() {
         return "no runs here".into();
@@ -185,8 +197,8 @@ pub fn table(runs: &[RunSummary]) -> String {
                     .map_or("-".into(), |a| format!("{:.2}%", 100.0 * a)),
                 r.lr.map_or("-".into(), sci),
                 age(r.age_secs),
-                r.data.split(" (").next().unwrap_or_default().to_string(),
-                r.model.split(" (").next().unwrap_or_default().to_string(),
+                clip(r.data.split(" (").next().unwrap_or_default(), WIDEST),
+                clip(r.model.split(" (").next().unwrap_or_default(), WIDEST),
             ]
         })
         .collect();
@@ -233,4 +245,39 @@ pub fn table(runs: &[RunSummary]) -> String {
         }
     }
     out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_with_a_very_long_model_is_listed_with_the_model_cut() {
+        let run = |dir: &str, model: String| RunSummary {
+            dir: dir.into(),
+            status: RunStatus::Finished,
+            data: "embedded".into(),
+            model,
+            epoch: 1,
+            epochs: 1,
+            step: 10,
+            total_steps: 10,
+            best_val_accuracy: Some(0.5),
+            lr: Some(1e-3),
+            age_secs: 5.0,
+            last_checkpoint: None,
+            problem: None,
+        };
+        let long = "c8,".repeat(30_000) + "f10";
+        let out = table(&[run("runs/a", long), run("runs/b", "c32,f10".into())]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert!(
+            lines[1].ends_with("c8,c8,c8,c8,c8,c8,c8,c8,c8,c8,c8,c8,c8,…"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[2].ends_with("c32,f10"), "{}", lines[2]);
+        assert!(lines.iter().all(|l| l.chars().count() < 140), "{out}");
+    }
 }

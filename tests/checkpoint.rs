@@ -360,6 +360,21 @@ fn a_written_checkpoint_reads_back_equal() {
     assert_eq!(back.position, ckpt.position);
     assert_eq!(back.rng, ckpt.rng);
     let _ = Duration::ZERO;
+    // What the reader would refuse is never written: a schedule scaled to infinity (JSON has
+    // no infinity), a subnormal LR.
+    let mut inf = ckpt.clone();
+    inf.schedule.as_mut().expect("a schedule").scale = f64::INFINITY;
+    let mut tiny = ckpt.clone();
+    tiny.lr = 1e-320;
+    for (bad, want) in [
+        (inf, "its schedule would not read back"),
+        (tiny, "its learning rate: '1e-320' is too small"),
+    ] {
+        let p = tmp.path().join("bad.h5");
+        let e = checkpoint::write(&bad, &p).unwrap_err().to_string();
+        assert!(e.contains("bad.h5") && e.contains(want), "{e}");
+        assert!(!p.exists(), "nothing written");
+    }
 }
 
 /// Python (h5py + numpy) reads what the binary's library wrote: names, shapes, values and

@@ -244,12 +244,15 @@ fn commands_that_cannot_be_carried_out_are_refused_with_the_reason() {
             "inf is not a positive factor",
         ),
         (Command::ScaleLr(1e-322), "is not a usable learning rate"),
+        (Command::SetLr(1e-315), "too small to be a learning rate"),
+        (Command::ShowSamples(u32::MAX), "at most 64 at a time"),
         (Command::Save, "no run directory"),
     ];
     for (c, _) in &refused {
         m.commands.send(c.clone()).unwrap();
     }
-    m.commands.send(Command::SetLr(0.5)).unwrap();
+    // The least LR there is, then a usable one: the schedule's scale goes there and back.
+    m.commands.send(Command::SetLr(f64::MIN_POSITIVE)).unwrap();
     let seen = until(&m, |e| matches!(e, Event::LrChanged { .. }));
     let answers: Vec<(Command, String)> = seen
         .into_iter()
@@ -266,9 +269,11 @@ fn commands_that_cannot_be_carried_out_are_refused_with_the_reason() {
         assert_eq!(format!("{c:?}"), format!("{got_c:?}"));
         assert!(got.contains(want), "{c:?}: {got}");
     }
-    // The valid one went through, and the run is intact.
+    // The valid ones went through, and the run is intact.
+    m.commands.send(Command::SetLr(0.5)).unwrap();
     m.commands.send(Command::Step).unwrap();
-    assert_eq!(next_step(&m).lr, 0.5);
+    let lr = next_step(&m).lr;
+    assert!((lr - 0.5).abs() < 1e-12, "{lr}");
     m.commands.send(Command::Resume).unwrap();
     m.commands.send(Command::Step).unwrap();
     let e = until(&m, |e| matches!(e, Event::Refused { .. }));

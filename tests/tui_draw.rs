@@ -68,7 +68,7 @@ fn recorded() -> App {
             });
             // As the trainer follows it: the schedule, scaled to the new LR.
             let mut schedule = candletop::schedule::Schedule::constant(1e-3, 100, 50);
-            schedule.rescale(61, 2e-3);
+            schedule.rescale(61, 2e-3).unwrap();
             app.on_event(&Event::ScheduleChanged {
                 step: 60,
                 schedule,

@@ -122,6 +122,7 @@ fn content(path: &Path, what: impl std::fmt::Display) -> CheckpointError {
 
 /// Writes `ckpt` to `path` (not atomically: see `writer` for that). Returns the file size.
 pub fn write(ckpt: &Checkpoint, path: &Path) -> Result<u64, CheckpointError> {
+    reads_back(ckpt).map_err(|e| content(path, format!("not saved: {e}")))?;
     let h5err = |e: hdf5::Error| content(path, format!("writing HDF5: {e}"));
     {
         let file = File::with_options()
@@ -162,6 +163,29 @@ fn dataset<T: hdf5::H5Type>(
         .shape(shape)
         .create(name)?
         .write_raw(data)
+}
+
+/// Whether what the reader parses reads back, so that no checkpoint is written that `read`
+/// would refuse (a NaN or infinity in JSON is written as null, which is not a number).
+fn reads_back(c: &Checkpoint) -> Result<(), String> {
+    fn back<T: serde::Serialize + serde::de::DeserializeOwned>(
+        what: &str,
+        v: &T,
+    ) -> Result<(), String> {
+        serde_json::from_str::<T>(&json(v))
+            .map(drop)
+            .map_err(|e| format!("its {what} would not read back ({e})"))
+    }
+    back("model config", &c.model_config)?;
+    back("settings", &c.train_config)?;
+    back("data description", &c.data)?;
+    back("optimizer settings", &c.optimizer.hyper)?;
+    if let Some(s) = &c.schedule {
+        back("schedule", s)?;
+    }
+    back("remedies", &c.remedies)?;
+    crate::protocol::LearningRate::new(c.lr).map_err(|e| format!("its learning rate: {e}"))?;
+    Ok(())
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {

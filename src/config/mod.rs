@@ -16,6 +16,9 @@ mod settings;
 use crate::schedule::{ScheduleSpec, SpecError};
 pub use settings::{setting, Form, OnResume, Setting, SETTINGS};
 
+/// The most compute threads per core `--threads` may ask for.
+pub const THREADS_PER_CORE: usize = 8;
+
 /// Every setting of a run. In a TOML file (`--config`, and the `config.toml` each run writes)
 /// the keys are the flags' names with `_` for `-`; unknown keys are errors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,7 +69,8 @@ pub struct RunConfig {
     pub optimizer: OptimizerConfig,
     pub label_smoothing: f64,
     pub seed: u64,
-    /// Compute threads; 0 means all cores.
+    /// Compute threads; 0 means all cores. At most `THREADS_PER_CORE` per core: beyond that
+    /// the threads only take turns (100,000 of them trained nothing for a minute).
     pub threads: usize,
     /// Steps between progress records (metrics.jsonl, headless progress lines).
     pub log_every: u64,
@@ -370,6 +374,14 @@ impl RunConfig {
         if !(0.0..1.0).contains(&self.label_noise) {
             return bad("--label-noise", self.label_noise, "must be in [0, 1)");
         }
+        let cores = crate::runtime::threads_or_all(0);
+        if self.threads > THREADS_PER_CORE * cores {
+            return Err(ConfigError::Said(format!(
+                "--threads {}: at most {} on this machine ({THREADS_PER_CORE} per core; 0 means all cores)",
+                self.threads,
+                THREADS_PER_CORE * cores
+            )));
+        }
         // The number of steps is known only with the data; the trainer checks those.
         self.schedule.check(self.epochs, u64::MAX)?;
         Ok(arch)
@@ -415,6 +427,13 @@ mod tests {
     #[test]
     fn bad_values_name_their_flag() {
         let cases: Vec<(RunConfig, &str)> = vec![
+            (
+                RunConfig {
+                    threads: 100_000,
+                    ..Default::default()
+                },
+                "--threads 100000: at most",
+            ),
             (
                 RunConfig {
                     batch_size: 0,

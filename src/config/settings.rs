@@ -113,7 +113,7 @@ pub const SETTINGS: &[Setting] = &[
     s("label_smoothing", Value("EPS"), "Label smoothing of the cross-entropy loss [default: 0]", None, Free),
     s("seed", Value("N"), "Seed of every random choice (init, dropout, split, batch order) [default: 42]", None,
         Fixed("the seed chose the validation split and the batch order the run has followed")),
-    s("threads", Value("N"), "Compute threads [default: all cores]", None, Free),
+    s("threads", Value("N"), "Compute threads, at most 8 per core; 0: all cores [default: all cores]", None, Free),
     s("log_every", Value("N"), "Steps between progress records in metrics.jsonl and progress lines [default: 20]", None, Free),
     s("run_dir", Value("DIR"), "Directory for config.toml, metrics.jsonl and checkpoints/ [default: runs/<timestamp>]", None, Free),
     s("keep_last", Value("K"), "Epoch checkpoints (checkpoints/epoch-NNN.h5) kept; older ones are deleted [default: 3]", None, Free),

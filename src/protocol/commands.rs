@@ -14,9 +14,15 @@ impl LearningRate {
     /// The smallest there is.
     pub const SMALLEST: LearningRate = LearningRate(f64::MIN_POSITIVE);
 
+    /// A positive, finite number that is not subnormal: below 2.2e-308 nothing trains, and a
+    /// schedule scaled from there to a usable LR overflows.
     pub fn new(lr: f64) -> Result<Self, String> {
-        if lr.is_finite() && lr > 0.0 {
+        if lr.is_normal() && lr > 0.0 {
             Ok(Self(lr))
+        } else if lr > 0.0 && lr < f64::MIN_POSITIVE {
+            Err(format!(
+                "'{lr:e}' is too small to be a learning rate (the least is 2.2e-308)"
+            ))
         } else {
             Err(format!("'{lr}' is not a positive learning rate"))
         }
@@ -50,6 +56,10 @@ impl From<LearningRate> for f64 {
     }
 }
 
+/// The most training images one `ShowSamples` may ask for: more than a screen shows, and few
+/// enough that the latest grid, which every watcher's snapshot carries, stays small.
+pub const MAX_SAMPLES: u32 = 64;
+
 /// What the user asks of the trainer. Applied between two steps; one the trainer cannot carry
 /// out is answered with `Event::Refused`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,7 +77,8 @@ pub enum Command {
     SetAugment(bool),
     /// Weight the loss by class ("balanced") or not, from the next step on.
     SetClassWeights(bool),
-    /// Send this many training images as the model sees them now (augmented when on).
+    /// Send this many training images as the model sees them now (augmented when on), at
+    /// most `MAX_SAMPLES`.
     ShowSamples(u32),
     /// Clip the gradients' global L2 norm to this from the next step on; 0 turns clipping off.
     SetClipGradNorm(f64),

@@ -356,10 +356,23 @@ impl Schedule {
     }
 
     /// The user sets the LR of the next step, `next`, to `lr`: the curve scales to pass there.
-    pub fn rescale(&mut self, next: u64, lr: f64) {
+    /// Refused, leaving the schedule as it was, when the curve there is 0 or so small that no
+    /// usable scale takes it to `lr`.
+    pub fn rescale(&mut self, next: u64, lr: f64) -> Result<(), String> {
         let now = self.lr_at(next);
-        if now > 0.0 && now.is_finite() {
-            self.scale *= lr / now;
+        let usable = |scale: f64| scale.is_normal() && scale > 0.0;
+        // `lr / now` overflows when the curve is tiny; `scale / now` may not.
+        let scale = Some(self.scale * (lr / now))
+            .filter(|&s| usable(s))
+            .or_else(|| Some(self.scale / now * lr).filter(|&s| usable(s)));
+        match scale {
+            Some(scale) if now > 0.0 && now.is_finite() => {
+                self.scale = scale;
+                Ok(())
+            }
+            _ => Err(format!(
+                "the schedule has brought the LR down to {now:.3e} here, too far to scale it to {lr:.3e}: choose a schedule (e) to go on"
+            )),
         }
     }
 
@@ -593,9 +606,29 @@ mod tests {
     fn a_change_by_hand_moves_the_curve_from_then_on() {
         let mut s = Schedule::new(spec("cosine"), 0.1, 0, 100, (0, 0), 10);
         let before: Vec<f64> = (1..=100).map(|t| s.lr_at(t)).collect();
-        s.rescale(51, 2.0 * s.lr_at(51));
+        s.rescale(51, 2.0 * s.lr_at(51)).unwrap();
         assert!((s.lr_at(51) - 2.0 * before[50]).abs() < 1e-12);
         assert!((s.lr_at(80) - 2.0 * before[79]).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_change_by_hand_never_leaves_an_unusable_scale() {
+        // Down to a tiny LR and back: the scale stays finite, and the LR is what was asked.
+        let mut s = Schedule::new(spec("constant"), 1e-3, 0, 100, (0, 0), 10);
+        s.rescale(1, f64::MIN_POSITIVE).unwrap();
+        s.rescale(1, 1e-3).unwrap();
+        assert!(s.scale.is_normal());
+        assert!((s.lr_at(2) - 1e-3).abs() < 1e-15, "{}", s.lr_at(2));
+        assert_eq!(
+            serde_json::from_str::<Schedule>(&serde_json::to_string(&s).unwrap()).unwrap(),
+            s
+        );
+        // A curve decayed to 0 cannot be scaled back: refused, and left as it was.
+        let mut s = Schedule::new(spec("exp:1e-300"), 1e-3, 0, 100, (0, 0), 10);
+        let before = s.clone();
+        let e = s.rescale(50, 1e-3).unwrap_err();
+        assert!(e.contains("choose a schedule"), "{e}");
+        assert_eq!(s, before);
     }
 
     #[test]

@@ -417,7 +417,8 @@ impl Trainer {
                     s.reanchor(origin.0, origin.1, spe);
                 }
                 if lr.get() != ckpt.lr {
-                    s.rescale(step + 1, lr.get());
+                    s.rescale(step + 1, lr.get())
+                        .map_err(|e| crate::config::ConfigError::Said(format!("--lr: {e}")))?;
                 }
                 Ok(s)
             }
@@ -880,6 +881,10 @@ impl Trainer {
                 self.probe_next = true;
                 None
             }
+            Command::ShowSamples(n) if *n > crate::protocol::MAX_SAMPLES => Some(format!(
+                "{n} images: at most {} at a time",
+                crate::protocol::MAX_SAMPLES
+            )),
             Command::ShowSamples(n) => match self.samples(*n as usize) {
                 Ok(grid) => {
                     self.emit(Event::Samples { step, grid });
@@ -1223,7 +1228,7 @@ impl Trainer {
         let lr = lr?;
         let step = self.progress.step;
         let old = self.schedule.lr_at(step + 1);
-        self.schedule.rescale(step + 1, lr.get());
+        self.schedule.rescale(step + 1, lr.get())?;
         self.progress.lr_changes.push((step, lr.get()));
         self.emit(Event::LrChanged {
             step,
@@ -1333,9 +1338,10 @@ impl Trainer {
         // A terminal shows at most about 64 pixels a side: larger images are sent shrunk.
         let shrink = d.height.max(d.width).div_ceil(SAMPLE_SIDE).max(1);
         let (h, w) = (d.height.div_ceil(shrink), d.width.div_ceil(shrink));
+        let n = n.min(d.len());
         let mut images = Vec::with_capacity(n);
         let mut labels = Vec::with_capacity(n);
-        for _ in 0..n.min(d.len()) {
+        for _ in 0..n {
             let i = rng.below(d.len() as u64) as usize;
             // A position past the epoch's own draws: what a batch would see, not a repeat.
             let position = (d.len() + rng.below(1 << 30) as usize) as u64;
