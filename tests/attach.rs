@@ -117,6 +117,61 @@ fn b_is_gone_and_training_goes_on(a: &client::Attached) {
 }
 
 /// Bytes that are not the protocol get an error reply; the run goes on and serves others.
+/// A second run may not take a live run's directory, nor (unless it resumes into it) a
+/// finished one's: each is refused in one line, exit 2, and the first run's files are as
+/// they were.
+#[test]
+fn a_run_directory_in_use_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut run = start_run(tmp.path());
+    let dir = tmp.path().join("r");
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let second = [
+        "--headless",
+        "--arch",
+        "c8,f16",
+        "--max-steps",
+        "3",
+        "--run-dir",
+        "r",
+    ];
+    let out = candletop(&second, tmp.path());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--run-dir r: a live run is using it"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("config.toml")).unwrap(),
+        config
+    );
+    let a = client::attach(&dir).unwrap();
+    a.link.commands.send(Command::Save).unwrap();
+    a.link.commands.send(Command::Stop).unwrap();
+    until(&a.link, |e| e.is_terminal());
+    run.wait().unwrap();
+    // Finished: a fresh run is refused, a resume goes on in it.
+    let out = candletop(&second, tmp.path());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--run-dir r: it holds a run already"), "{err}");
+    let last = RunDir::new(&dir).checkpoints().join("last.h5");
+    let step = candletop::checkpoint::read(&last).unwrap().global_step;
+    let steps = (step + 2).to_string();
+    let resume = [
+        "--headless",
+        "--max-steps",
+        &steps,
+        "--resume",
+        last.to_str().unwrap(),
+    ];
+    let out = candletop(&[&resume[..], &["--run-dir", "r"]].concat(), tmp.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn malformed_messages_are_refused_and_the_run_goes_on() {
     let tmp = tempfile::tempdir().unwrap();

@@ -62,6 +62,25 @@ impl Launch {
     }
 }
 
+/// Whether a new run may use `dir` as its `--run-dir`: not while a live run uses it, and,
+/// for a fresh run, not when it holds another run's records (its log would interleave two
+/// runs). A resumed run may go on in a finished run's directory: it appends to the log.
+fn free_to_use(dir: &Path, resuming: bool) -> Result<(), Error> {
+    let shown = dir.display();
+    if socket::client::is_live(dir) {
+        return Err(Error::Usage(format!(
+            "--run-dir {shown}: a live run is using it; candletop attach {shown} watches it, or choose another --run-dir"
+        )));
+    }
+    if !resuming && RunDir::new(dir).metrics().exists() {
+        return Err(Error::Usage(format!(
+            "--run-dir {shown}: it holds a run already; choose another --run-dir, or continue that run with --resume {} --run-dir {shown}",
+            RunDir::new(dir).checkpoints().join("last.h5").display()
+        )));
+    }
+    Ok(())
+}
+
 /// The run's configuration: the flags over the defaults and `--config`, or over a resumed
 /// checkpoint's settings (with a new run directory and no old step limit).
 fn configure(args: &TrainArgs, resumed: Option<&Checkpoint>) -> Result<RunConfig, Error> {
@@ -82,6 +101,9 @@ pub(super) fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
         None => None,
     };
     let mut cfg = configure(args, resumed.as_ref())?;
+    if let Some(dir) = &cfg.run_dir {
+        free_to_use(dir, resumed.is_some())?;
+    }
     let launch = Launch::of(args);
     // Read before anything starts: a bad --compare is bad input.
     let compare = match (&args.compare, &launch) {
