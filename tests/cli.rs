@@ -81,6 +81,12 @@ fn bad_flags_are_one_line_errors_with_exit_code_2() {
     rejects(&["--val-split", "0"], "--val-split 0");
     rejects(&["--arch", "c32,x9"], "--arch 'c32,x9': layer 2 'x9'");
     rejects(&["--arch", "c8,c8,c8,c8,c8"], "layer 5 shrinks");
+    // Too large for the memory there is: refused before anything is allocated.
+    rejects(&["--arch", "f1048576,f1048576"], "training it takes about");
+    rejects(
+        &["--arch", "c1048576k1048576"],
+        "sizes multiply past any memory",
+    );
     rejects(&["--data", "cifar:/tmp"], "unknown data kind 'cifar'");
     rejects(&["--optimizer", "lbfgs"], "lbfgs");
     rejects(&["--config", "/nonexistent/c.toml"], "/nonexistent/c.toml");

@@ -72,7 +72,8 @@ fn free_to_use(dir: &Path, resuming: bool) -> Result<(), Error> {
             "--run-dir {shown}: a live run is using it; candletop attach {shown} watches it, or choose another --run-dir"
         )));
     }
-    if !resuming && RunDir::new(dir).metrics().exists() {
+    let records = std::fs::metadata(RunDir::new(dir).metrics());
+    if !resuming && records.is_ok_and(|m| m.is_file() && m.len() > 0) {
         return Err(Error::Usage(format!(
             "--run-dir {shown}: it holds a run already; choose another --run-dir, or continue that run with --resume {} --run-dir {shown}",
             RunDir::new(dir).checkpoints().join("last.h5").display()

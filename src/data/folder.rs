@@ -191,14 +191,6 @@ fn list_split(
     Ok(files)
 }
 
-/// The memory the OS says is available, from /proc/meminfo (None elsewhere).
-fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// The images' channels and size, and whether they are resized to it: as the options say, or
 /// as the first image is.
 fn shape(first: &Path, opts: &FolderOptions) -> Result<(usize, (usize, usize), bool), DataError> {
@@ -321,7 +313,8 @@ pub fn load(
     }
     // In memory when the decoded set takes at most half the memory available; else (or when
     // asked) the images stay in their files and the loaders decode them batch by batch.
-    let stream = opts.stream || available_memory().is_some_and(|avail| bytes > avail / 2);
+    let stream =
+        opts.stream || crate::runtime::available_memory().is_some_and(|avail| bytes > avail / 2);
     if stream && all.len() >= NOTE_FROM {
         note(format!(
             "{}: {} images are read from disk as they are needed (checking that every one decodes first)",

@@ -39,10 +39,19 @@ pub struct Arch {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("--arch '{arch}': {problem}")]
+#[error("--arch '{}': {problem}", shown(arch))]
 pub struct ArchError {
     pub arch: String,
     pub problem: String,
+}
+
+/// An architecture as an error shows it: whole, or its start when it is long.
+fn shown(arch: &str) -> String {
+    const LONGEST: usize = 60;
+    match arch.char_indices().nth(LONGEST) {
+        Some((cut, _)) => format!("{}...", &arch[..cut]),
+        None => arch.to_string(),
+    }
 }
 
 impl FromStr for Arch {
@@ -59,6 +68,12 @@ impl FromStr for Arch {
         };
         if s.trim().is_empty() {
             return Err(err("empty; expected layers such as 'c32,c64,f128'".into()));
+        }
+        let layers = s.split(',').count();
+        if layers > MAX_LAYERS {
+            return Err(err(format!(
+                "{layers} layers; at most {MAX_LAYERS} (deeper models do not train on a CPU here)"
+            )));
         }
         for (i, raw) in s.split(',').enumerate() {
             let layer = raw.trim();
@@ -120,6 +135,9 @@ impl FromStr for Arch {
                         .as_str()
                         .parse()
                         .map_err(|_| at("expected 'f' and a number of units, e.g. 'f128'"))?;
+                    if units > MAX_SIZE {
+                        return Err(at(&format!("{units} units: at most {MAX_SIZE}")));
+                    }
                     if units == 0 {
                         return Err(at("a layer needs at least 1 unit"));
                     }
@@ -136,6 +154,14 @@ impl FromStr for Arch {
     }
 }
 
+/// The most layers an architecture may have: deeper graphs overflow the training thread's
+/// stack in the backward pass long before they would train in reasonable time on a CPU.
+pub const MAX_LAYERS: usize = 64;
+
+/// The largest number a layer may give (channels, units, kernel, stride, padding); whether
+/// the whole model fits in memory is checked against the machine when the run starts.
+pub const MAX_SIZE: usize = 1 << 20;
+
 /// Splits "32k5s2p1" into [(None, 32), (Some('k'), 5), (Some('s'), 2), (Some('p'), 1)].
 fn numbers(s: &str) -> Result<Vec<(Option<char>, usize)>, String> {
     let mut out = Vec::new();
@@ -150,7 +176,9 @@ fn numbers(s: &str) -> Result<Vec<(Option<char>, usize)>, String> {
         }
         let v = digits
             .parse::<usize>()
-            .map_err(|_| format!("'{digits}' is too large"))?;
+            .ok()
+            .filter(|&v| v <= MAX_SIZE)
+            .ok_or_else(|| format!("'{digits}' is too large (at most {MAX_SIZE})"))?;
         out.push((key, v));
         digits.clear();
         Ok(())
@@ -244,11 +272,25 @@ mod tests {
             ("f0", "at least 1"),
             ("c32,,f1", "layer 2"),
             ("c99999999999999999999999", "too large"),
+            ("c100000000", "too large (at most 1048576)"),
+            ("f18446744073709551615", "at most 1048576"),
         ] {
             let e = s.parse::<Arch>().unwrap_err().to_string();
             assert!(e.contains(want), "{s:?}: {e}");
             assert!(e.starts_with("--arch"), "{e}");
         }
+    }
+
+    #[test]
+    fn more_layers_than_a_cpu_trains_are_refused() {
+        let deep = vec!["c8/none"; MAX_LAYERS + 1].join(",");
+        let e = deep.parse::<Arch>().unwrap_err().to_string();
+        assert!(e.contains("65 layers; at most 64"), "{e}");
+        assert!(
+            e.len() < deep.len() / 2,
+            "the error shows the start of a long spec: {e}"
+        );
+        assert!(vec!["f8"; MAX_LAYERS].join(",").parse::<Arch>().is_ok());
     }
 
     proptest! {

@@ -65,7 +65,48 @@ pub struct ModelConfig {
     pub dropout: f32,
 }
 
+/// Copies of the weights training keeps: the weights, their gradients, Adam's two moments,
+/// the last good state (for rollbacks) and a checkpoint being written.
+const WEIGHT_COPIES: u64 = 6;
+/// Values kept per activation: the layer's output before and after pooling, kept for the
+/// backward pass, and its gradient, with room for the kernels' buffers.
+const ACTIVATION_COPIES: u64 = 8;
+
 impl ModelConfig {
+    /// The trainable parameters and, roughly, the bytes that training with `batch` images a
+    /// step takes (weights with their copies, and activations); `None` when a size does not
+    /// fit in a number.
+    pub fn training_size(&self, batch: usize) -> Option<(u64, u64)> {
+        let product = |dims: &[usize]| {
+            dims.iter()
+                .try_fold(1u64, |n, &d| n.checked_mul(u64::try_from(d).ok()?))
+        };
+        let mut params = 0u64;
+        for entry in state_dict_layout(self).ok()? {
+            if let StateEntry::Tensor {
+                shape,
+                trainable: true,
+                ..
+            } = entry
+            {
+                params = params.checked_add(product(&shape)?)?;
+            }
+        }
+        let mut values = product(&self.input)?;
+        for shape in self.feature_shapes().ok()? {
+            // The output before a 2x2 pooling is four times the size after it.
+            values = values.checked_add(product(&shape)?.checked_mul(4)?)?;
+        }
+        for &units in &self.arch.hidden {
+            values = values.checked_add(units as u64)?;
+        }
+        let weights = params.checked_mul(4 * WEIGHT_COPIES)?;
+        let activations = values
+            .checked_mul(batch as u64)?
+            .checked_mul(4 * ACTIVATION_COPIES)?;
+        Some((params, weights.checked_add(activations)?))
+    }
+
     /// `c32,c64,f128 relu bn dropout 0.25`.
     pub fn describe(&self) -> String {
         let mut s = format!("{} {}", self.arch, self.activation.name());
@@ -722,7 +763,14 @@ mod tests {
                 }
             }
             assert_eq!(state_dict_layout(&cfg).unwrap(), from_model, "{arch}");
+            // The size check counts the parameters the model has.
+            let (params, bytes) = cfg.training_size(64).unwrap();
+            assert_eq!(params as usize, m.param_count(), "{arch}");
+            assert!(bytes > params * 4 * WEIGHT_COPIES, "{arch}");
         }
+        // Sizes that overflow are no size at all.
+        let huge = config("c1048576k1048576", false, 0.0);
+        assert_eq!(huge.training_size(64), None);
     }
 
     #[test]

@@ -174,6 +174,32 @@ fn find_lr(
     Ok(lr_find::sweep(&mut copy, &mut batches, settings, progress)?)
 }
 
+/// Refuses a model that would not fit in the memory available, before anything of it is
+/// allocated (an allocation that fails aborts the process, with no checkpoint).
+fn fits_in_memory(model: &crate::model::ModelConfig, cfg: &RunConfig) -> Result<(), TrainError> {
+    let said = |problem: String| {
+        crate::config::ConfigError::Said(format!("--arch {}: {problem}", cfg.arch))
+    };
+    // A shape that does not work says so first.
+    model
+        .feature_shapes()
+        .map_err(crate::config::ConfigError::from)?;
+    let Some((params, bytes)) = model.training_size(cfg.batch_size) else {
+        return Err(said("its sizes multiply past any memory".into()).into());
+    };
+    match crate::runtime::available_memory() {
+        Some(available) if bytes > available => Err(said(format!(
+            "training it takes about {} ({} parameters, at batch size {}), more than the {} available",
+            crate::format::human_bytes(bytes),
+            crate::format::group_thousands(params as usize),
+            cfg.batch_size,
+            crate::format::human_bytes(available)
+        ))
+        .into()),
+        _ => Ok(()),
+    }
+}
+
 /// What the watchers are told about the data: class counts, augmentation, class weights
 /// (`class_weights` when on), the sampler, the skipped files.
 fn data_facts(
@@ -204,6 +230,7 @@ impl Trainer {
     pub fn new(cfg: RunConfig, data: DataSplits) -> Result<Self, TrainError> {
         let input = [data.train.channels, data.train.height, data.train.width];
         let model_cfg = cfg.model_config(input, data.classes.len())?;
+        fits_in_memory(&model_cfg, &cfg)?;
         let mut init = Rng::derive(cfg.seed, "init", 0);
         let mut model = Cnn::new(model_cfg, &mut init, DType::F32)?;
         model.set_kernels(cfg.kernels);
