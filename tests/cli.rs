@@ -168,6 +168,13 @@ fn trains_on_an_idx_directory_in_either_spelling() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("30 train / 10 val / 40 test"), "{stdout}");
     assert!(run.join("metrics.jsonl").exists());
+    // A test set of another size is refused at load, not found when the run ends.
+    let small: Vec<u8> = (0..n * 20 * 20).map(|_| rng.below(256) as u8).collect();
+    write_idx(d, "t10k-images-idx3-ubyte", &[n, 20, 20], &small);
+    rejects(
+        &["--data", &spec, "--val-split", "0.25"],
+        "the test images are 1x20x20 but the training images are 1x28x28",
+    );
 }
 
 #[test]

@@ -455,6 +455,31 @@ fn a_finished_run_with_its_test_result() {
     insta::assert_snapshot!("finished_120x36", screen(&app, 120, 36));
 }
 
+/// A trainer that stops sending steps (frozen, SIGSTOPped) must not look alive: after twenty
+/// step times, and at least 15 s, the header says how long it has been quiet, with no speed.
+#[test]
+fn a_run_that_sends_no_steps_says_so_instead_of_looking_alive() {
+    let mut app = realistic();
+    let secs = std::time::Duration::from_secs;
+    assert!(!app.is_quiet(secs(3600)), "a paused run is quiet by choice");
+    app.on_event(&Event::Resumed { step: 423 });
+    assert!(!app.is_quiet(secs(14)));
+    assert!(app.is_quiet(secs(16)));
+    assert!(screen(&app, 120, 36)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .contains(" RUNNING "));
+    app.quiet_secs = Some(83);
+    let s = screen(&app, 120, 36);
+    let top = s.lines().nth(1).unwrap();
+    assert!(
+        top.contains(" NO STEPS ") && top.contains("no step for 1:23"),
+        "{top}"
+    );
+    assert!(!top.contains("img/s") && !top.contains("ETA"), "{top}");
+}
+
 #[test]
 fn an_error_shows_the_error_state_and_message() {
     let mut app = recorded();

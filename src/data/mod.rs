@@ -233,6 +233,7 @@ impl DataSplits {
                 }
             }
         };
+        src.check_sizes(spec)?;
         let n_classes = src.classes.len();
         let (mut train, val) = match src.val {
             Some(val) if !val.is_empty() => (src.train, val),
@@ -315,6 +316,33 @@ impl DataSplits {
 }
 
 impl Source {
+    /// Every split's images have the training images' size: a test set of another size would
+    /// otherwise be found only when the run ends.
+    fn check_sizes(&self, spec: &DataSpec) -> Result<(), DataError> {
+        let size = |d: &Dataset| [d.channels, d.height, d.width];
+        let want = size(&self.train);
+        let splits = [
+            ("validation", self.val.as_ref()),
+            ("test", Some(&self.test)),
+        ];
+        for (name, split) in splits {
+            let Some(d) = split.filter(|d| !d.is_empty()) else {
+                continue;
+            };
+            if size(d) != want {
+                let [c, h, w] = size(d);
+                return Err(DataError::Spec {
+                    spec: spec.to_string(),
+                    problem: format!(
+                        "the {name} images are {c}x{h}x{w} but the training images are {}x{}x{}: every split needs one size",
+                        want[0], want[1], want[2]
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn plain(classes: Vec<String>, train: Dataset, test: Dataset) -> Self {
         Self {
             classes,

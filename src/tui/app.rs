@@ -123,6 +123,9 @@ pub struct App {
     /// The user asked to quit and the trainer was told to stop.
     pub quitting: bool,
     pub should_exit: bool,
+    /// Seconds since the last step, once a running run has gone quiet for far longer than its
+    /// steps take (a frozen or stopped trainer); set by the event loop, which has the clock.
+    pub quiet_secs: Option<u64>,
     /// Seconds since the UI started (set by the loop, read by the view).
     pub clock_secs: f64,
     pub compare: Option<Comparison>,
@@ -155,6 +158,7 @@ impl App {
             grad_scroll: 0,
             quitting: false,
             should_exit: false,
+            quiet_secs: None,
             clock_secs: 0.0,
             compare: None,
             enlarged: false,
@@ -162,6 +166,16 @@ impl App {
             loss_log: None,
             accuracy_full: false,
         }
+    }
+
+    /// Whether `since` without a step is far longer than this run's steps take: twenty
+    /// steps, and at least 15 s (validation at an epoch's end sends no steps either).
+    pub fn is_quiet(&self, since: std::time::Duration) -> bool {
+        let step_secs = match (&self.run.info, self.run.images_per_sec) {
+            (Some(info), ips) if ips > 0.0 => info.batch_size as f64 / ips,
+            _ => 0.0,
+        };
+        self.run.status == Status::Running && since.as_secs_f64() > (20.0 * step_secs).max(15.0)
     }
 
     /// Folds a step into the run state (the receive loop does this itself).

@@ -218,6 +218,7 @@ struct Screen<W: Write> {
     dirty: bool,
     /// Steps arrived since the last frame (drawn at the frame rate, not per step).
     new_steps: bool,
+    last_step: Instant,
     hung_up: bool,
     quit_deadline: Option<Instant>,
     /// Check every second whether the terminal hung up.
@@ -233,6 +234,7 @@ impl<W: Write> Screen<W> {
             terminal,
             dirty: true,
             new_steps: false,
+            last_step: Instant::now(),
             hung_up: false,
             quit_deadline: None,
             watch_tty,
@@ -266,6 +268,7 @@ impl<W: Write> FrontEnd for Screen<W> {
 
     fn on_step(&mut self, _m: &StepMetrics) {
         self.new_steps = true;
+        self.last_step = Instant::now();
     }
 
     fn on_event(&mut self, e: &Event) {
@@ -313,6 +316,10 @@ impl<W: Write> FrontEnd for Screen<W> {
         self.dirty |= std::mem::take(&mut self.new_steps);
         if self.last_check.elapsed() >= Duration::from_secs(1) {
             self.last_check = Instant::now();
+            let since = self.last_step.elapsed();
+            let quiet = self.app.is_quiet(since).then_some(since.as_secs());
+            self.dirty |= quiet != self.app.quiet_secs;
+            self.app.quiet_secs = quiet;
             if self.watch_tty && terminal_gone() {
                 self.hung_up = true;
             }

@@ -206,6 +206,7 @@ impl Widget for &App {
         Header {
             run: &self.run,
             stopping: self.quitting,
+            quiet_secs: self.quiet_secs,
             theme,
         }
         .render(header, buf);

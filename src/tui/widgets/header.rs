@@ -2,6 +2,7 @@
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
+use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
@@ -15,6 +16,8 @@ pub struct Header<'a> {
     pub run: &'a RunState,
     /// The user asked to stop and the trainer has not finished yet.
     pub stopping: bool,
+    /// Seconds without a step, when far more than the steps take.
+    pub quiet_secs: Option<u64>,
     pub theme: Theme,
 }
 
@@ -41,20 +44,32 @@ impl Widget for Header<'_> {
             .as_ref()
             .map(|s| s.spec.describe())
             .unwrap_or_default();
-        let line1 = Line::from(vec![
-            Span::styled(format!(" {status} "), theme.status(&run.status)),
-            Span::raw(format!(
-                "  epoch {}/{}  step {}/{}  {:.0} img/s  ETA {}  lr {} ",
-                run.epoch,
-                epochs,
-                run.step,
-                total,
-                run.images_per_sec,
-                eta,
-                sci(run.lr)
-            )),
-            Span::styled(schedule, theme.dim()),
-        ]);
+        let progress = format!(
+            "  epoch {}/{}  step {}/{}  ",
+            run.epoch, epochs, run.step, total
+        );
+        let line1 = match self.quiet_secs {
+            // A trainer that stopped sending steps (frozen, stopped, swapping) does not look
+            // alive: no speed or ETA, and how long it has been quiet.
+            Some(secs) if status == "RUNNING" => Line::from(vec![
+                Span::styled(" NO STEPS ", theme.alarm().add_modifier(Modifier::REVERSED)),
+                Span::raw(progress),
+                Span::styled(
+                    format!("no step for {} ", clock(secs as f64)),
+                    theme.alarm(),
+                ),
+                Span::raw(format!(" lr {} ", sci(run.lr))),
+            ]),
+            _ => Line::from(vec![
+                Span::styled(format!(" {status} "), theme.status(&run.status)),
+                Span::raw(format!(
+                    "{progress}{:.0} img/s  ETA {eta}  lr {} ",
+                    run.images_per_sec,
+                    sci(run.lr)
+                )),
+                Span::styled(schedule, theme.dim()),
+            ]),
+        };
         Paragraph::new(header_lines(
             run,
             theme,
