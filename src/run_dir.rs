@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -155,7 +155,10 @@ impl RunDir {
 /// epoch, the wall time (ISO 8601) and the seconds since the run started.
 pub struct MetricsLog {
     path: PathBuf,
-    out: BufWriter<File>,
+    out: File,
+    /// The file's length after the last whole line: a write that fails partway (a full
+    /// disk) is cut back to it, so that the file never ends in a torn line.
+    whole: u64,
     started: Instant,
 }
 
@@ -167,9 +170,11 @@ impl MetricsLog {
             .append(true)
             .open(&path)
             .map_err(io_err(&path))?;
+        let whole = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(Self {
             path,
-            out: BufWriter::new(file),
+            out: file,
+            whole,
             started: Instant::now(),
         })
     }
@@ -212,10 +217,20 @@ impl MetricsLog {
         for (k, v) in obj {
             line.entry(k).or_insert(v);
         }
-        let text = Value::Object(line).to_string();
-        writeln!(self.out, "{text}")
-            .and_then(|_| self.out.flush())
-            .map_err(io_err(&self.path))
+        let text = Value::Object(line).to_string() + "\n";
+        match self.out.write_all(text.as_bytes()) {
+            Ok(()) => {
+                self.whole += text.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Whatever part of the line reached the file goes again.
+                if self.out.metadata().is_ok_and(|m| m.is_file()) {
+                    let _ = self.out.set_len(self.whole);
+                }
+                Err(io_err(&self.path)(e))
+            }
+        }
     }
 }
 

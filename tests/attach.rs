@@ -172,6 +172,30 @@ fn a_run_directory_in_use_is_refused() {
     );
 }
 
+/// A socket file removed by hand is made again: the run stays live to `ls` and attachable.
+#[test]
+fn a_deleted_socket_file_is_made_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut run = start_run(tmp.path());
+    let dir = tmp.path().join("r");
+    std::fs::remove_file(RunDir::new(&dir).socket()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !client::is_live(&dir) {
+        assert!(Instant::now() < deadline, "the socket never came back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ls(tmp.path()).contains("./r  live"), "{}", ls(tmp.path()));
+    let a = client::attach(&dir).unwrap();
+    a.link.commands.send(Command::Stop).unwrap();
+    until(&a.link, |e| e.is_terminal());
+    run.wait().unwrap();
+    let log = std::fs::read_to_string(dir.join("socket.log")).unwrap();
+    assert!(
+        log.contains("the socket file was gone; made it again"),
+        "{log}"
+    );
+}
+
 #[test]
 fn malformed_messages_are_refused_and_the_run_goes_on() {
     let tmp = tempfile::tempdir().unwrap();

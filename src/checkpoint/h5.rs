@@ -123,6 +123,7 @@ fn content(path: &Path, what: impl std::fmt::Display) -> CheckpointError {
 /// Writes `ckpt` to `path` (not atomically: see `writer` for that). Returns the file size.
 pub fn write(ckpt: &Checkpoint, path: &Path) -> Result<u64, CheckpointError> {
     reads_back(ckpt).map_err(|e| content(path, format!("not saved: {e}")))?;
+    room_for(ckpt, path)?;
     let h5err = |e: hdf5::Error| content(path, format!("writing HDF5: {e}"));
     {
         let file = File::with_options()
@@ -163,6 +164,50 @@ fn dataset<T: hdf5::H5Type>(
         .shape(shape)
         .create(name)?
         .write_raw(data)
+}
+
+/// Refuses to start a file that cannot be finished. When the disk or the file size limit runs
+/// out while HDF5 writes its metadata, its flush at close crashes the process (a null dataset in
+/// `H5D__flush_all_cb`), so the room a checkpoint takes is checked first: the tensors and
+/// optimizer buffers, and a megabyte for the rest. Another process may still take the space
+/// meanwhile; then HDF5 fails on the data, which it reports.
+fn room_for(c: &Checkpoint, path: &Path) -> Result<(), CheckpointError> {
+    let values = c.tensors.iter().map(|t| t.data.len()).sum::<usize>()
+        + (c.optimizer.state.iter())
+            .map(|s| s.m.len() + s.v.len())
+            .sum::<usize>();
+    let need = values as u64 * 4 + (1 << 20);
+    let refuse = |errno: i32| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::from_raw_os_error(errno),
+    };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is valid for writes.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) } == 0
+        && limit.rlim_cur != libc::RLIM_INFINITY
+        && limit.rlim_cur < need
+    {
+        return Err(refuse(libc::EFBIG));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(dir) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return Ok(());
+    };
+    // SAFETY: statvfs is plain data; `dir` is a valid C string and `fs` valid for writes.
+    let mut fs: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(dir.as_ptr(), &mut fs) } == 0 {
+        let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+        if free < need {
+            return Err(refuse(libc::ENOSPC));
+        }
+    }
+    Ok(())
 }
 
 /// Whether what the reader parses reads back, so that no checkpoint is written that `read`

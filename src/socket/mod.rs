@@ -29,6 +29,17 @@ const PATIENCE: Duration = Duration::from_secs(5);
 /// At most one step message per this long to a watcher (steps in between are folded in).
 pub const STEP_INTERVAL: Duration = Duration::from_millis(50);
 
+/// How often the server checks that its socket file is still there.
+const SOCKET_CHECK: Duration = Duration::from_secs(1);
+
+/// A socket listening at `path`, for its user only, not blocking.
+fn listen(path: &Path) -> std::io::Result<UnixListener> {
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
 /// The listening socket of a run; removed when dropped.
 pub struct Server {
     path: PathBuf,
@@ -59,20 +70,31 @@ impl Server {
             }
             std::fs::remove_file(&path).map_err(|e| err(e.to_string()))?;
         }
-        let listener = UnixListener::bind(&path).map_err(|e| err(e.to_string()))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| err(e.to_string()))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| err(e.to_string()))?;
+        let mut listener = listen(&path).map_err(|e| err(e.to_string()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let run_dir = dir.path().display().to_string();
         let log = dir.socket_log();
         let stopping = stop.clone();
+        let socket = path.clone();
         let thread = std::thread::Builder::new()
             .name("candletop-socket".into())
             .spawn(move || {
+                let mut checked = Instant::now();
                 while !stopping.load(Ordering::Relaxed) {
+                    // A socket file removed by hand would leave the run unreachable, and
+                    // dead to `ls`: it is made again.
+                    if checked.elapsed() >= SOCKET_CHECK {
+                        checked = Instant::now();
+                        if !socket.exists() {
+                            match listen(&socket) {
+                                Ok(l) => {
+                                    listener = l;
+                                    note(&log, "the socket file was gone; made it again");
+                                }
+                                Err(e) => note(&log, &format!("the socket file was gone: {e}")),
+                            }
+                        }
+                    }
                     match listener.accept() {
                         Ok((stream, _)) => {
                             let (hub, run_dir, log) = (hub.clone(), run_dir.clone(), log.clone());
