@@ -314,7 +314,7 @@ pub fn load(
     // In memory when the decoded set takes at most half the memory available; else (or when
     // asked) the images stay in their files and the loaders decode them batch by batch.
     let stream =
-        opts.stream || crate::runtime::available_memory().is_some_and(|avail| bytes > avail / 2);
+        opts.stream || super::memory::available_memory().is_some_and(|avail| bytes > avail / 2);
     if stream && all.len() >= NOTE_FROM {
         note(format!(
             "{}: {} images are read from disk as they are needed (checking that every one decodes first)",

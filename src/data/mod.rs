@@ -11,6 +11,7 @@ mod decode;
 mod error;
 pub mod folder;
 pub mod idx;
+mod memory;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub use batch::{Batch, BatchStream, Loader, Normalization, NormalizeSpec};
 pub use dataset::Dataset;
 pub use error::DataError;
 pub use folder::{BadImage, FolderOptions};
+pub use memory::available_memory;
 
 pub const FASHION_MNIST_CLASSES: [&str; 10] = [
     "T-shirt/top",

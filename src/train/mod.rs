@@ -187,7 +187,7 @@ fn fits_in_memory(model: &crate::model::ModelConfig, cfg: &RunConfig) -> Result<
     let Some((params, bytes)) = model.training_size(cfg.batch_size) else {
         return Err(said("its sizes multiply past any memory".into()).into());
     };
-    match crate::runtime::available_memory() {
+    match crate::data::available_memory() {
         Some(available) if bytes > available => Err(said(format!(
             "training it takes about {} ({} parameters, at batch size {}), more than the {} available",
             crate::format::human_bytes(bytes),
