@@ -42,7 +42,8 @@ impl Error {
             | Error::Records(_)
             | Error::Usage(_) => true,
             Error::Train(t) => t.is_usage(),
-            Error::RunDir(_) | Error::Training(_) | Error::Terminal(_) => false,
+            Error::RunDir(e) => e.is_usage(),
+            Error::Training(_) | Error::Terminal(_) => false,
         }
     }
 }

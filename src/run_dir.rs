@@ -19,6 +19,18 @@ pub struct RunDirError {
     pub source: std::io::Error,
 }
 
+impl RunDirError {
+    /// True when the directory the user chose is at fault (not theirs to write, read-only, a
+    /// file), rather than the machine.
+    pub fn is_usage(&self) -> bool {
+        use std::io::ErrorKind::*;
+        matches!(
+            self.source.kind(),
+            PermissionDenied | ReadOnlyFilesystem | NotADirectory | IsADirectory | AlreadyExists
+        )
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunDirError + '_ {
     move |source| RunDirError {
         path: path.to_path_buf(),

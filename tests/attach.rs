@@ -216,6 +216,19 @@ fn malformed_messages_are_refused_and_the_run_goes_on() {
     line.clear();
     input.read_line(&mut line).unwrap();
     assert!(line.contains("the first message must be a hello"), "{line}");
+    // A hello whose protocol number does not fit: said as such, not as a missing hello.
+    let mut s = UnixStream::connect(RunDir::new(&dir).socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut input = BufReader::new(s.try_clone().unwrap());
+    input.read_line(&mut line).unwrap();
+    s.write_all(b"{\"type\":\"hello\",\"protocol\":99999999999999999999}\n")
+        .unwrap();
+    line.clear();
+    input.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("not a message: ") && line.contains("expected u32"),
+        "{line}"
+    );
     // A proper watcher then sends garbage of every kind.
     let mut s = UnixStream::connect(RunDir::new(&dir).socket()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();

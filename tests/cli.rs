@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{candletop, rejects, succeeds, write_idx};
+use common::{candletop, rejects, rejects_in, succeeds, write_idx};
 use serde_json::Value;
 
 #[test]
@@ -90,6 +90,24 @@ fn bad_flags_are_one_line_errors_with_exit_code_2() {
     rejects(&["--data", "cifar:/tmp"], "unknown data kind 'cifar'");
     rejects(&["--optimizer", "lbfgs"], "lbfgs");
     rejects(&["--config", "/nonexistent/c.toml"], "/nonexistent/c.toml");
+}
+
+/// A run directory that cannot be one (here a file; a read-only directory is the same to the
+/// user, but root, which CI may be, writes there anyway) is the user's input: exit 2.
+#[test]
+fn a_run_directory_that_cannot_be_made_is_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), "").unwrap();
+    let args = [
+        "--headless",
+        "--arch",
+        "c4,f8",
+        "--max-steps",
+        "1",
+        "--run-dir",
+        "f",
+    ];
+    rejects_in(dir.path(), &args, "f: File exists");
 }
 
 #[test]

@@ -424,11 +424,10 @@ pub fn verify_bytes(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     }
     let declared = u64::from_le_bytes(bytes[20..28].try_into().expect("8 bytes"));
     if bytes.len() < USER_BLOCK || (bytes.len() - USER_BLOCK) as u64 != declared {
-        return Err(bad(&format!(
-            "expected {} bytes, found {}",
-            declared + USER_BLOCK as u64,
-            bytes.len()
-        )));
+        return Err(bad(&match declared.checked_add(USER_BLOCK as u64) {
+            Some(total) => format!("expected {total} bytes, found {}", bytes.len()),
+            None => format!("its header declares {declared} bytes, more than any file"),
+        }));
     }
     let crc = crc_of(&bytes[..USER_BLOCK], |h| {
         h.update(&bytes[USER_BLOCK..]);
@@ -796,6 +795,26 @@ mod tests {
 
     /// What hdf5-metno reported for a checkpoint written to a full disk (seen on a 3 MB tmpfs).
     const DISK_FULL: &str = "writing HDF5: H5Dwrite(): can't synchronously write data: file write failed: time = Tue Dec  1 02:45:43 2026, filename = 'r/checkpoints/.last.h5.tmp-13191', file descriptor = 6, errno = 28, error message = 'No space left on device', buf = 0x55a6cfa61750, total write size = 324096, bytes this sub-write = 324096, offset = 3137536";
+
+    #[test]
+    fn a_header_declaring_more_than_any_file_says_so_without_wrapping() {
+        let mut bytes = vec![0u8; USER_BLOCK + 8];
+        bytes[..16].copy_from_slice(MAGIC);
+        bytes[16..20].copy_from_slice(&HEADER_VERSION.to_le_bytes());
+        bytes[20..28].copy_from_slice(&u64::MAX.to_le_bytes());
+        let e = verify_bytes(Path::new("x.h5"), &bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("declares 18446744073709551615 bytes, more than any file"),
+            "{e}"
+        );
+        bytes[20..28].copy_from_slice(&100u64.to_le_bytes());
+        let e = verify_bytes(Path::new("x.h5"), &bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected 612 bytes, found 520"), "{e}");
+    }
 
     #[test]
     fn a_failed_write_has_a_short_reason_and_keeps_the_whole_story() {

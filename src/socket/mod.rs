@@ -262,8 +262,12 @@ fn handshake(input: &mut BufReader<UnixStream>, out: &Out) -> bool {
                 ));
                 return false;
             }
-            _ => {
+            Ok(_) => {
                 refuse("the first message must be a hello".into());
+                return false;
+            }
+            Err(e) => {
+                refuse(format!("not a message: {e}"));
                 return false;
             }
         },

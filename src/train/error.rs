@@ -28,11 +28,14 @@ pub enum TrainError {
 impl TrainError {
     /// True when the user's input (settings, files) is at fault.
     pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            TrainError::Config(_)
-                | TrainError::Model(ModelError::Arch(_))
-                | TrainError::Mismatch { .. }
-        )
+        match self {
+            TrainError::RunDir(e) => e.is_usage(),
+            e => matches!(
+                e,
+                TrainError::Config(_)
+                    | TrainError::Model(ModelError::Arch(_))
+                    | TrainError::Mismatch { .. }
+            ),
+        }
     }
 }
