@@ -237,6 +237,23 @@ fn bad_image_folders_are_one_line_errors_and_bad_images_can_be_skipped() {
     );
     std::fs::remove_file(&junk).unwrap();
 
+    // A link to nothing is a bad image too, not a file that silently is not there.
+    let dangling = train.join(&names[3]).join("zz-gone.png");
+    std::os::unix::fs::symlink(tmp.path().join("nowhere.png"), &dangling).unwrap();
+    rejects(
+        &["data-info", "--data", &spec],
+        "zz-gone.png: cannot decode: ",
+    );
+    let out = succeeds(
+        tmp.path(),
+        &["data-info", "--data", &spec, "--skip-bad-images"],
+    );
+    assert!(
+        out.contains("skipped    1 images that do not decode"),
+        "{out}"
+    );
+    std::fs::remove_file(&dangling).unwrap();
+
     // Another size without --image-size.
     let small = train.join(&names[2]).join("zz-small.png");
     image::RgbImage::new(30, 32).save(&small).unwrap();

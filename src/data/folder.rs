@@ -141,7 +141,9 @@ fn images_in(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
         let p = entry.map_err(io_error(dir))?.path();
-        if p.is_file() && is_image(&p) {
+        // A link to nothing is listed too: it then fails to decode like any bad image
+        // (an error, or skipped and listed with --skip-bad-images), rather than vanish.
+        if (p.is_file() || p.is_symlink()) && is_image(&p) {
             out.push(p);
         }
     }
