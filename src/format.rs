@@ -71,6 +71,15 @@ pub fn short(x: f64) -> String {
     }
 }
 
+/// `text` in at most `max` characters (at least 1), its end replaced by `…` when cut.
+pub fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max.max(1) - 1).collect();
+    format!("{head}…")
+}
+
 /// `text` in lines of at most `width` characters, broken between words where it can be.
 pub fn wrap(text: &str, width: usize) -> Vec<String> {
     let width = width.max(1);

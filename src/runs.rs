@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::format::sci;
+use crate::format::{cut, sci};
 use crate::protocol::{Event, FinishReason, Record};
 use crate::run_dir::{Recorded, RunDir};
 use crate::socket::client;
@@ -172,15 +172,6 @@ fn age(secs: f64) -> String {
 /// The widest a data or model cell gets: a long architecture is cut, not the table.
 const WIDEST: usize = 40;
 
-/// `text` in at most `max` characters, cut with `…`.
-fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let head: String = text.chars().take(max - 1).collect();
-    format!("{head}…")
-}
-
 pub fn table(runs: &[RunSummary]) -> String {
     if runs.is_empty() {
         return "no runs here".into();
@@ -197,8 +188,8 @@ pub fn table(runs: &[RunSummary]) -> String {
                     .map_or("-".into(), |a| format!("{:.2}%", 100.0 * a)),
                 r.lr.map_or("-".into(), sci),
                 age(r.age_secs),
-                clip(r.data.split(" (").next().unwrap_or_default(), WIDEST),
-                clip(r.model.split(" (").next().unwrap_or_default(), WIDEST),
+                cut(r.data.split(" (").next().unwrap_or_default(), WIDEST),
+                cut(r.model.split(" (").next().unwrap_or_default(), WIDEST),
             ]
         })
         .collect();

@@ -39,19 +39,10 @@ pub struct Arch {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("--arch '{}': {problem}", shown(arch))]
+#[error("--arch '{}': {problem}", crate::format::cut(arch, 60))]
 pub struct ArchError {
     pub arch: String,
     pub problem: String,
-}
-
-/// An architecture as an error shows it: whole, or its start when it is long.
-fn shown(arch: &str) -> String {
-    const LONGEST: usize = 60;
-    match arch.char_indices().nth(LONGEST) {
-        Some((cut, _)) => format!("{}...", &arch[..cut]),
-        None => arch.to_string(),
-    }
 }
 
 impl FromStr for Arch {
