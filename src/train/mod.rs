@@ -201,16 +201,17 @@ fn fits_in_memory(model: &crate::model::ModelConfig, cfg: &RunConfig) -> Result<
 }
 
 /// What the watchers are told about the data: class counts, augmentation, class weights
-/// (`class_weights` when on), the sampler, the skipped files.
+/// (`class_weights` when on, `balanced_weights` what on uses), the sampler, the skipped files.
 fn data_facts(
     cfg: &RunConfig,
     data: &DataSplits,
     augment: &AugmentSpec,
     class_weights: Option<&[f32]>,
+    balanced_weights: &[f32],
 ) -> crate::protocol::DataFacts {
     let counts = data.counts();
     crate::protocol::DataFacts {
-        balanced_weights: balance::balanced_weights(&counts.train),
+        balanced_weights: balanced_weights.to_vec(),
         train_counts: counts.train,
         val_counts: counts.val,
         test_counts: counts.test,
@@ -248,7 +249,10 @@ impl Trainer {
             (0, 0),
             steps_per_epoch as u64,
         );
-        let balanced_weights = balance::balanced_weights(&data.counts().train);
+        let balanced_weights = balance::balanced_weights(&balance::class_counts(
+            &data.train.labels,
+            data.classes.len(),
+        ));
         let augment = if cfg.augment.is_empty() {
             AugmentSpec::default_for(data.train.height)
         } else {
@@ -257,7 +261,13 @@ impl Trainer {
         let augmenting = !cfg.augment.is_empty();
         let class_weights =
             (cfg.class_weights == ClassWeights::Balanced).then(|| balanced_weights.clone());
-        let data_facts = data_facts(&cfg, &data, &augment, class_weights.as_deref());
+        let data_facts = data_facts(
+            &cfg,
+            &data,
+            &augment,
+            class_weights.as_deref(),
+            &balanced_weights,
+        );
         let info = RunInfo {
             clip_grad_norm: cfg.clip_grad_norm,
             data: data.describe(),

@@ -51,7 +51,7 @@ impl Widget for Header<'_> {
         let line1 = match self.quiet_secs {
             // A trainer that stopped sending steps (frozen, stopped, swapping) does not look
             // alive: no speed or ETA, and how long it has been quiet.
-            Some(secs) if status == "RUNNING" => Line::from(vec![
+            Some(secs) if run.status == Status::Running && !self.stopping => Line::from(vec![
                 Span::styled(" NO STEPS ", theme.alarm().add_modifier(Modifier::REVERSED)),
                 Span::raw(progress),
                 Span::styled(
