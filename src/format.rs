@@ -71,6 +71,33 @@ pub fn short(x: f64) -> String {
     }
 }
 
+/// `text` as an error or a screen may show it: control characters (a newline, an escape that
+/// would move the terminal's cursor) written as escapes, so that what a user typed or a file
+/// held stays on one line and cannot drive the terminal.
+pub fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Why `text` (a spec, a setting) is refused before it is read: it holds a control
+/// character. Specs never need one, and every part of an error echoes the text. (A parser
+/// that ignores white space around a spec asks about the text within.)
+pub fn control_character(text: &str) -> Option<String> {
+    text.chars().find(|c| c.is_control()).map(|c| {
+        format!(
+            "holds the control character {} (specs are printable text)",
+            c.escape_default()
+        )
+    })
+}
+
 /// `text` in at most `max` characters (at least 1), its end replaced by `…` when cut.
 pub fn cut(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
@@ -125,6 +152,26 @@ pub fn f32_as_written<S: serde::Serializer>(x: &f32, s: S) -> Result<S::Ok, S::E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_text_cannot_break_a_line_or_drive_the_terminal() {
+        assert_eq!(shown("c32\n\u{1b}[2J"), "c32\\n\\u{1b}[2J");
+        assert_eq!(shown("héllo, 5×5"), "héllo, 5×5");
+        let e = "c32\u{1b}[2J"
+            .parse::<crate::model::Arch>()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--arch 'c32\\u{1b}[2J': holds the control character \\u{1b} (specs are printable text)"
+        );
+        // White space around a spec is no part of it (`--arch "$(cat arch.txt)"`).
+        assert!("cosine\n".parse::<crate::schedule::ScheduleSpec>().is_ok());
+        let e = "cos\tine"
+            .parse::<crate::schedule::ScheduleSpec>()
+            .unwrap_err();
+        assert!(!e.to_string().contains(['\n', '\t']), "{e}");
+    }
 
     #[test]
     fn numbers_read_as_people_write_them() {

@@ -215,7 +215,7 @@ impl RunConfig {
         if let Some(key) = table.keys().find(|k| !known.contains(k)) {
             return Err(ConfigError::UnknownKey {
                 path: PathBuf::new(),
-                key: key.clone(),
+                key: crate::format::shown(key),
             });
         }
         Ok(config)

@@ -134,7 +134,7 @@ impl RunConfig {
     pub fn parse_setting(key: &str, text: &str) -> Result<toml::Value, ConfigError> {
         let bad = |problem: String| ConfigError::Setting {
             flag: format!("--{}", key.replace('_', "-")),
-            value: text.to_string(),
+            value: crate::format::shown(text),
             problem,
         };
         let defaults = Self::default().values();
@@ -160,7 +160,7 @@ impl RunConfig {
         table.insert(key.to_string(), value.clone());
         let text_of = toml::to_string(&table).map_err(|e| bad(e.to_string()))?;
         toml::from_str::<RunConfig>(&text_of).map_err(|e| {
-            let said = e.message().lines().next().unwrap_or("invalid").to_string();
+            let said = crate::format::shown(e.message().lines().next().unwrap_or("invalid"));
             // A spec's parser names the flag and the value itself.
             if said.starts_with(&format!("--{}", key.replace('_', "-"))) {
                 ConfigError::Said(said)
@@ -180,7 +180,7 @@ impl RunConfig {
             if setting(key).is_none() {
                 return Err(ConfigError::UnknownKey {
                     path: PathBuf::from("(the command line)"),
-                    key: key.clone(),
+                    key: crate::format::shown(key),
                 });
             }
             table.insert(key.clone(), Self::parse_setting(key, value)?);

@@ -241,6 +241,12 @@ impl FromStr for AugmentSpec {
     type Err = AugmentError;
 
     fn from_str(s: &str) -> Result<Self, AugmentError> {
+        if let Some(problem) = crate::format::control_character(s.trim()) {
+            return Err(AugmentError {
+                spec: crate::format::shown(s),
+                problem,
+            });
+        }
         let t = s.trim();
         if t.is_empty() || t == "none" {
             return Ok(Self::default());
@@ -250,7 +256,7 @@ impl FromStr for AugmentSpec {
             .map(Transform::parse)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|problem| AugmentError {
-                spec: s.to_string(),
+                spec: crate::format::shown(s),
                 problem,
             })?;
         Ok(Self { transforms })

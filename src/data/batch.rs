@@ -122,9 +122,12 @@ impl std::str::FromStr for NormalizeSpec {
     /// `auto`, or `MEAN/STD` with comma lists: `0.5/0.25`, `0.49,0.48,0.45/0.25,0.24,0.26`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = |problem: &str| DataError::Normalize {
-            spec: s.to_string(),
+            spec: crate::format::shown(s),
             problem: problem.to_string(),
         };
+        if let Some(problem) = crate::format::control_character(s.trim()) {
+            return Err(bad(&problem));
+        }
         let t = s.trim();
         if t == "auto" {
             return Ok(Self::Auto);

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 /// Why one file did not become an image.
+#[derive(Debug)]
 pub enum DecodeError {
     /// The file is not a readable image: skippable.
     Bad(String),

@@ -25,6 +25,7 @@ pub use augment::AugmentSpec;
 pub use balance::{ClassWeights, Sampler};
 pub use batch::{Batch, BatchStream, Loader, Normalization, NormalizeSpec};
 pub use dataset::Dataset;
+pub use decode::{decode, DecodeError};
 pub use error::DataError;
 pub use folder::{BadImage, FolderOptions};
 pub use memory::available_memory;
@@ -69,9 +70,12 @@ impl FromStr for DataSpec {
 
     fn from_str(s: &str) -> Result<Self, DataError> {
         let bad = |problem: &str| DataError::Spec {
-            spec: s.to_string(),
+            spec: crate::format::shown(s),
             problem: problem.to_string(),
         };
+        if let Some(problem) = crate::format::control_character(s) {
+            return Err(bad(&problem));
+        }
         if s == "embedded" {
             return Ok(Self::Embedded);
         }

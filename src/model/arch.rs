@@ -50,9 +50,12 @@ impl FromStr for Arch {
 
     fn from_str(s: &str) -> Result<Self, ArchError> {
         let err = |problem: String| ArchError {
-            arch: s.to_string(),
+            arch: crate::format::shown(s),
             problem,
         };
+        if let Some(problem) = crate::format::control_character(s.trim()) {
+            return Err(err(problem));
+        }
         let mut arch = Arch {
             convs: Vec::new(),
             hidden: Vec::new(),

@@ -114,6 +114,9 @@ impl FromStr for ScheduleSpec {
     type Err = SpecError;
 
     fn from_str(s: &str) -> Result<Self, SpecError> {
+        if let Some(problem) = crate::format::control_character(s.trim()) {
+            return Err(SpecError::whole(problem).of(s));
+        }
         parse(s.trim()).map_err(|e| e.of(s))
     }
 }

@@ -32,7 +32,7 @@ impl SpecError {
 
     /// The same problem, naming the spec it is in.
     pub fn of(mut self, spec: &str) -> Self {
-        self.spec = spec.to_string();
+        self.spec = crate::format::shown(spec);
         self
     }
 
