@@ -102,7 +102,8 @@ fn a_run_killed_anywhere_resumes_from_the_checkpoint_ls_recommends() {
             assert!(!listed.contains("resume:"), "{listed}");
             continue;
         };
-        let recommended = format!("resume: candletop --resume {}", ckpt.display());
+        let relative = ckpt.strip_prefix(tmp.path()).unwrap();
+        let recommended = format!("resume: candletop --resume ./{}", relative.display());
         assert!(listed.contains(&recommended), "run {i}: {listed}");
         let read =
             checkpoint::read(&ckpt).unwrap_or_else(|e| panic!("run {i}, killed {wait:?} in: {e}"));

@@ -151,7 +151,7 @@ fn diverging() -> RunConfig {
             kind: OptimizerKind::Sgd,
             ..OptimizerConfig::default()
         },
-        lr: LearningRate::new(1e12).unwrap(),
+        lr: LearningRate::new(1e6).unwrap(),
         epochs: 3,
         ..small_config()
     }
@@ -252,7 +252,9 @@ fn commands_that_cannot_be_carried_out_are_refused_with_the_reason() {
         m.commands.send(c.clone()).unwrap();
     }
     // The least LR there is, then a usable one: the schedule's scale goes there and back.
-    m.commands.send(Command::SetLr(f64::MIN_POSITIVE)).unwrap();
+    m.commands
+        .send(Command::SetLr(f32::MIN_POSITIVE as f64))
+        .unwrap();
     let seen = until(&m, |e| matches!(e, Event::LrChanged { .. }));
     let answers: Vec<(Command, String)> = seen
         .into_iter()

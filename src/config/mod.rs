@@ -9,7 +9,7 @@ use crate::data::folder::{FolderOptions, ImageSize};
 use crate::data::{AugmentSpec, ClassWeights, DataOptions, DataSpec, NormalizeSpec, Sampler};
 use crate::model::{Activation, Arch, Kernels, ModelConfig};
 use crate::optim::OptimizerConfig;
-use crate::protocol::LearningRate;
+use crate::protocol::{clip_norm_problem, LearningRate};
 use crate::run_dir::{RunDir, RunDirError};
 
 mod settings;
@@ -354,11 +354,11 @@ impl RunConfig {
         if self.log_every == 0 {
             return bad("--log-every", 0, "must be at least 1");
         }
-        if !(self.clip_grad_norm.is_finite() && self.clip_grad_norm >= 0.0) {
+        if clip_norm_problem(self.clip_grad_norm).is_some() {
             return bad(
                 "--clip-grad-norm",
                 self.clip_grad_norm,
-                "must be zero (off) or positive",
+                "must be zero (off), or from 1.2e-38 up",
             );
         }
         if ![0, 1, 3].contains(&self.channels) {

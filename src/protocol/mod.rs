@@ -18,7 +18,7 @@ mod findings;
 mod link;
 mod record;
 
-pub use commands::{Command, LearningRate, MAX_SAMPLES};
+pub use commands::{clip_norm_problem, Command, LearningRate, MAX_SAMPLES};
 pub use events::{
     DataFacts, EpochMetrics, EvalMetrics, Event, FinderPoint, FinishReason, LrFinding, LrSource,
     OnNonFinite, Resumed, RunInfo, SampleGrid, ScheduleChange, SettingChange, StepMetrics,
@@ -76,14 +76,29 @@ mod tests {
             Ok(1e-4)
         );
         assert_eq!(LearningRate::new(0.5).map(f64::from), Ok(0.5));
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-315, 5e-324] {
+        for bad in [
+            0.0,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            1e-315,
+            5e-324,
+            1e-39,
+            1e-300,
+        ] {
             assert!(LearningRate::new(bad).is_err(), "{bad}");
         }
         assert!(LearningRate::new(1e-315).unwrap_err().contains("too small"));
         assert_eq!(
-            LearningRate::new(f64::MIN_POSITIVE).map(f64::from),
-            Ok(f64::MIN_POSITIVE)
+            LearningRate::new(f32::MIN_POSITIVE as f64).map(f64::from),
+            Ok(f32::MIN_POSITIVE as f64)
         );
+        for ok in [0.0, 1.0, 1e-30, 1e30] {
+            assert_eq!(clip_norm_problem(ok), None, "{ok}");
+        }
+        for bad in [-0.5, 1e-39, 1e-320, f64::NAN, f64::INFINITY] {
+            assert!(clip_norm_problem(bad).is_some(), "{bad}");
+        }
         assert!(LearningRate::parse("abc")
             .unwrap_err()
             .contains("not a number"));

@@ -371,6 +371,22 @@ impl Schedule {
         match scale {
             Some(scale) if now > 0.0 && now.is_finite() => {
                 self.scale = scale;
+                // The product may miss `lr` by an ulp or two: nudge the scale until the LR of
+                // `next` is the LR asked for, which is what the run announces.
+                for _ in 0..4 {
+                    let got = self.lr_at(next);
+                    // The next float up or down (the scale is positive and normal).
+                    let bits = self.scale.to_bits();
+                    let nudged = match got.partial_cmp(&lr) {
+                        Some(std::cmp::Ordering::Less) => f64::from_bits(bits + 1),
+                        Some(std::cmp::Ordering::Greater) => f64::from_bits(bits - 1),
+                        _ => break,
+                    };
+                    if !usable(nudged) {
+                        break;
+                    }
+                    self.scale = nudged;
+                }
                 Ok(())
             }
             _ => Err(format!(
@@ -545,6 +561,14 @@ mod tests {
             ),
             ("onecycle:max=0", "at 'max=0': the peak LR must be above 0"),
             (
+                "onecycle:max=1e308",
+                "at 'max=1e308': the peak LR: '1e308' is too large to be a learning rate (the most is 1e6)",
+            ),
+            (
+                "poly:min=1e-320",
+                "at 'min=1e-320': the minimum LR: '1e-320' is too small to be a learning rate",
+            ),
+            (
                 "onecycle:pct=1.5",
                 "at 'pct=1.5': pct must be between 0 and 1",
             ),
@@ -622,6 +646,11 @@ mod tests {
         s.rescale(1, 1e-3).unwrap();
         assert!(s.scale.is_normal());
         assert!((s.lr_at(2) - 1e-3).abs() < 1e-15, "{}", s.lr_at(2));
+        // Up to an absurd LR and back: the next step's LR is the one asked for, to the bit.
+        for lr in [1e300, 1e-3, 3e-7, 0.1, 1e-3] {
+            s.rescale(1, lr).unwrap();
+            assert_eq!(s.lr_at(1), lr);
+        }
         assert_eq!(
             serde_json::from_str::<Schedule>(&serde_json::to_string(&s).unwrap()).unwrap(),
             s

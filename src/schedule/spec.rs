@@ -66,6 +66,24 @@ pub fn positive(part: &str, v: f64, what: &str) -> Result<f64, SpecError> {
     }
 }
 
+/// A learning rate in a spec (a floor or a peak): one `--lr` would take, or 0 when
+/// `zero_ok` (a floor of nothing).
+pub fn learning_rate(part: &str, text: &str, what: &str, zero_ok: bool) -> Result<f64, SpecError> {
+    let v = number(part, text, what)?;
+    if zero_ok && v == 0.0 {
+        return Ok(0.0);
+    }
+    if zero_ok && v < 0.0 {
+        return Err(SpecError::at(part, format!("{what} cannot be negative")));
+    }
+    if v <= 0.0 {
+        return Err(SpecError::at(part, format!("{what} must be above 0")));
+    }
+    crate::protocol::LearningRate::new(v)
+        .map(f64::from)
+        .map_err(|e| SpecError::at(part, format!("{what}: {e}")))
+}
+
 /// Zero or more.
 pub fn non_negative(part: &str, text: &str, what: &str) -> Result<f64, SpecError> {
     let v = number(part, text, what)?;

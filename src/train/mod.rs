@@ -31,9 +31,10 @@ use crate::diagnose::{Doctor, Patient, Switches, Thresholds};
 use crate::model::Cnn;
 use crate::optim::Optimizer;
 use crate::protocol::{
-    Command, EpochMetrics, EvalMetrics, Event, FindingKind, FinishReason, LearningRate, LrFinding,
-    LrSource, OnNonFinite, Remedy, RemedyRecord, Resumed, RunInfo, SampleGrid, ScheduleChange,
-    Setting, StepMetrics, TrainerLink, ACTIVATION_EVERY, REMEDY_TRIAL_STEPS,
+    clip_norm_problem, Command, EpochMetrics, EvalMetrics, Event, FindingKind, FinishReason,
+    LearningRate, LrFinding, LrSource, OnNonFinite, Remedy, RemedyRecord, Resumed, RunInfo,
+    SampleGrid, ScheduleChange, Setting, StepMetrics, TrainerLink, ACTIVATION_EVERY,
+    REMEDY_TRIAL_STEPS,
 };
 use crate::rng::Rng;
 use crate::run_dir::{MetricsLog, RunDir, RunDirError};
@@ -882,86 +883,86 @@ impl Trainer {
     /// Carries out one command, or answers why not. Returns false for `Stop`.
     fn apply(&mut self, cmd: Command) -> Result<bool, TrainError> {
         let step = self.progress.step;
-        let refusal = match &cmd {
-            Command::SetLr(lr) => self.change_lr(LearningRate::new(*lr)).err(),
-            Command::ScaleLr(f) if !(f.is_finite() && *f > 0.0) => {
-                Some(format!("{f} is not a positive factor"))
-            }
-            Command::ScaleLr(f) => {
-                let now = self.schedule.lr_at(step + 1);
-                let lr = now * f;
-                self.change_lr(
-                    LearningRate::new(lr)
-                        .map_err(|_| format!("{now} x {f} = {lr} is not a usable learning rate")),
-                )
-                .err()
-            }
-            Command::SetSchedule(spec) => self.set_schedule(spec).err(),
-            Command::SetAugment(on) => {
-                self.set_augment(*on);
-                None
-            }
-            Command::SetClassWeights(on) => {
-                self.set_class_weights(*on);
-                None
-            }
-            Command::SetClipGradNorm(max) if !(max.is_finite() && *max >= 0.0) => {
-                Some(format!("{max} is not a gradient norm to clip to"))
-            }
-            Command::SetClipGradNorm(max) => {
-                self.set_clip(*max);
-                None
-            }
-            Command::ApplyRemedy(remedy) => self.apply_remedy(remedy)?,
-            Command::UndoRemedy => self.undo_remedy()?,
-            Command::ProbeActivations => {
-                self.probe_next = true;
-                None
-            }
-            Command::ShowSamples(n) if *n > crate::protocol::MAX_SAMPLES => Some(format!(
-                "{n} images: at most {} at a time",
-                crate::protocol::MAX_SAMPLES
-            )),
-            Command::ShowSamples(n) => match self.samples(*n as usize) {
-                Ok(grid) => {
-                    self.emit(Event::Samples { step, grid });
+        let refusal =
+            match &cmd {
+                Command::SetLr(lr) => self.change_lr(LearningRate::new(*lr)).err(),
+                Command::ScaleLr(f) if !(f.is_finite() && *f > 0.0) => {
+                    Some(format!("{f} is not a positive factor"))
+                }
+                Command::ScaleLr(f) => {
+                    let now = self.schedule.lr_at(step + 1);
+                    let lr = now * f;
+                    self.change_lr(LearningRate::new(lr).map_err(|_| {
+                        format!("{now:e} x {f:e} = {lr:e} is not a usable learning rate")
+                    }))
+                    .err()
+                }
+                Command::SetSchedule(spec) => self.set_schedule(spec).err(),
+                Command::SetAugment(on) => {
+                    self.set_augment(*on);
                     None
                 }
-                Err(e) => Some(e.to_string()),
-            },
-            Command::FindLr => match self.find_lr_between_steps()? {
-                true => None,
-                false => return Ok(false),
-            },
-            Command::Pause => {
-                if !self.control.paused {
-                    self.control.paused = true;
-                    self.emit(Event::Paused { step });
+                Command::SetClassWeights(on) => {
+                    self.set_class_weights(*on);
+                    None
                 }
-                None
-            }
-            Command::Resume => {
-                if self.control.paused {
-                    self.control.paused = false;
-                    self.control.single_steps = 0;
-                    self.emit(Event::Resumed { step });
+                Command::SetClipGradNorm(max) if clip_norm_problem(*max).is_some() => {
+                    clip_norm_problem(*max)
                 }
-                None
-            }
-            Command::Step if self.control.paused => {
-                self.control.single_steps += 1;
-                None
-            }
-            Command::Step => Some("single steps are for a paused run".into()),
-            Command::Save if self.saver.is_none() => {
-                Some("this run has no run directory to save into".into())
-            }
-            Command::Save => {
-                self.save(&[SaveKind::Last])?;
-                None
-            }
-            Command::Stop => return Ok(false),
-        };
+                Command::SetClipGradNorm(max) => {
+                    self.set_clip(*max);
+                    None
+                }
+                Command::ApplyRemedy(remedy) => self.apply_remedy(remedy)?,
+                Command::UndoRemedy => self.undo_remedy()?,
+                Command::ProbeActivations => {
+                    self.probe_next = true;
+                    None
+                }
+                Command::ShowSamples(n) if *n > crate::protocol::MAX_SAMPLES => Some(format!(
+                    "{n} images: at most {} at a time",
+                    crate::protocol::MAX_SAMPLES
+                )),
+                Command::ShowSamples(n) => match self.samples(*n as usize) {
+                    Ok(grid) => {
+                        self.emit(Event::Samples { step, grid });
+                        None
+                    }
+                    Err(e) => Some(e.to_string()),
+                },
+                Command::FindLr => match self.find_lr_between_steps()? {
+                    true => None,
+                    false => return Ok(false),
+                },
+                Command::Pause => {
+                    if !self.control.paused {
+                        self.control.paused = true;
+                        self.emit(Event::Paused { step });
+                    }
+                    None
+                }
+                Command::Resume => {
+                    if self.control.paused {
+                        self.control.paused = false;
+                        self.control.single_steps = 0;
+                        self.emit(Event::Resumed { step });
+                    }
+                    None
+                }
+                Command::Step if self.control.paused => {
+                    self.control.single_steps += 1;
+                    None
+                }
+                Command::Step => Some("single steps are for a paused run".into()),
+                Command::Save if self.saver.is_none() => {
+                    Some("this run has no run directory to save into".into())
+                }
+                Command::Save => {
+                    self.save(&[SaveKind::Last])?;
+                    None
+                }
+                Command::Stop => return Ok(false),
+            };
         if let Some(reason) = refusal {
             self.emit(Event::Refused {
                 step,
@@ -1266,11 +1267,13 @@ impl Trainer {
         let step = self.progress.step;
         let old = self.schedule.lr_at(step + 1);
         self.schedule.rescale(step + 1, lr.get())?;
-        self.progress.lr_changes.push((step, lr.get()));
+        // What the next step uses (the LR asked for, to the last bit where floats allow).
+        let new = self.schedule.lr_at(step + 1);
+        self.progress.lr_changes.push((step, new));
         self.emit(Event::LrChanged {
             step,
             old,
-            new: lr.get(),
+            new,
             source: LrSource::User,
         });
         self.emit_schedule(ScheduleChange::Scaled);

@@ -5,7 +5,7 @@
 use std::f64::consts::PI;
 
 use super::curve::{At, Curve, Def, FormArgs};
-use crate::schedule::spec::{count, non_negative, pairs, unknown, SpecError};
+use crate::schedule::spec::{count, learning_rate, pairs, unknown, SpecError};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cosine {
@@ -38,7 +38,7 @@ impl Cosine {
         let (mut min_lr, mut restart, mut mult) = (0.0, None, 1);
         for (item, k, v) in pairs(args)? {
             match k {
-                "min" => min_lr = non_negative(item, v, "the minimum LR")?,
+                "min" => min_lr = learning_rate(item, v, "the minimum LR", true)?,
                 "restart" => {
                     let n = count(item, v, "epochs of the first period")?;
                     if n == 0 {

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::curve::{At, Curve, Def, FormArgs};
-use crate::schedule::spec::{number, pairs, positive, unknown, SpecError};
+use crate::schedule::spec::{learning_rate, number, pairs, positive, unknown, SpecError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,9 +80,7 @@ impl OneCycle {
         let mut o = OneCycle::default();
         for (item, k, v) in pairs(args)? {
             match k {
-                "max" => {
-                    o.max_lr = Some(positive(item, number(item, v, "peak LR")?, "the peak LR")?)
-                }
+                "max" => o.max_lr = Some(learning_rate(item, v, "the peak LR", false)?),
                 "pct" => {
                     o.pct_start = number(item, v, "share of the cycle spent rising")?;
                     if !(o.pct_start > 0.0 && o.pct_start < 1.0) {

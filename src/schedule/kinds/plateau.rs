@@ -6,7 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::curve::{At, Curve, Def, FormArgs};
-use crate::schedule::spec::{count, non_negative, number, pairs, unknown, SpecError};
+use crate::schedule::spec::{
+    count, learning_rate, non_negative, number, pairs, unknown, SpecError,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -161,7 +163,7 @@ impl Plateau {
                     }
                 }
                 "cooldown" => p.cooldown = count(item, v, "epochs")? as u32,
-                "min_lr" => p.min_lr = non_negative(item, v, "min_lr")?,
+                "min_lr" => p.min_lr = learning_rate(item, v, "min_lr", true)?,
                 "eps" => p.eps = non_negative(item, v, "eps")?,
                 _ => return Err(unknown(
                     item,

@@ -3,7 +3,7 @@
 //! usually with power 0.9).
 
 use super::curve::{At, Curve, Def, FormArgs};
-use crate::schedule::spec::{non_negative, number, pairs, positive, unknown, SpecError};
+use crate::schedule::spec::{learning_rate, number, pairs, positive, unknown, SpecError};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Poly {
@@ -37,7 +37,7 @@ impl Poly {
         for (item, k, v) in pairs(args)? {
             match k {
                 "power" => p.power = positive(item, number(item, v, "power")?, "power")?,
-                "min" => p.min_lr = non_negative(item, v, "the minimum LR")?,
+                "min" => p.min_lr = learning_rate(item, v, "the minimum LR", true)?,
                 _ => return Err(unknown(item, k, "power, min")),
             }
         }
