@@ -73,6 +73,24 @@ fn trains_on_the_embedded_data_and_writes_the_run_directory() {
 fn bad_flags_are_one_line_errors_with_exit_code_2() {
     rejects(&["--lr", "0"], "'0' is not a positive learning rate");
     rejects(&["--lr", "-0.5"], "'-0.5' is not a positive learning rate");
+    rejects(
+        &["--lr", "1e7"],
+        "'1e7' is too large to be a learning rate (the most is 1e6)",
+    );
+    rejects(
+        &["--lr", "1e-40"],
+        "too small to be a learning rate (the least is 1.2e-38",
+    );
+    rejects(
+        &["--clip-grad-norm", "1e-40"],
+        "--clip-grad-norm 1e-40: must be zero (off)",
+    );
+    // A control character in a spec is refused, and shown as an escape: the error stays one
+    // line and cannot move the terminal's cursor.
+    rejects(
+        &["--arch", "c32\u{1b}[2J,f64"],
+        "--arch 'c32\\u{1b}[2J,f64': holds the control character \\u{1b}",
+    );
     rejects(&["--batch-size", "0"], "--batch-size 0: must be at least 1");
     rejects(
         &["--val-split", "1.5"],

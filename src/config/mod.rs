@@ -357,7 +357,7 @@ impl RunConfig {
         if clip_norm_problem(self.clip_grad_norm).is_some() {
             return bad(
                 "--clip-grad-norm",
-                self.clip_grad_norm,
+                format!("{:e}", self.clip_grad_norm),
                 "must be zero (off), or from 1.2e-38 up",
             );
         }
