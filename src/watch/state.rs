@@ -20,6 +20,10 @@ pub const SERIES_CAPACITY: usize = 1024;
 pub const GRAD_TREND_CAPACITY: usize = 256;
 /// Lines kept in the event log.
 pub const LOG_CAPACITY: usize = 200;
+/// Epoch records kept: past it, every other older one goes (the best by accuracy and by loss,
+/// and the last two, always stay), so that a run of many short epochs draws the same curves
+/// from a state, and an attach snapshot, of bounded size. metrics.jsonl keeps every epoch.
+pub const EPOCH_CAPACITY: usize = 1024;
 
 /// A bounded series of (x, y) points: when full, neighbouring points are averaged in pairs and
 /// each new point then stands for twice as many inputs, so memory never grows with the run.
@@ -362,6 +366,9 @@ impl RunState {
             Event::Epoch(m) => {
                 self.elapsed_secs = m.elapsed_secs;
                 self.epochs.push(m.clone());
+                if self.epochs.len() > EPOCH_CAPACITY {
+                    thin_epochs(&mut self.epochs);
+                }
             }
             Event::Evaluated(m) => self.test = Some(m.clone()),
             Event::LrChanged {
@@ -506,9 +513,71 @@ impl RunState {
     }
 }
 
+/// Half the epoch records or fewer: those whose epoch is a multiple of the smallest power of
+/// two that leaves at most half the capacity, so that what is kept spreads evenly over the run
+/// (the epochs since are all kept until the next thinning). The best by validation accuracy and
+/// by validation loss and the last two (the header compares the last with the one before)
+/// always stay.
+fn thin_epochs(epochs: &mut Vec<EpochMetrics>) {
+    let n = epochs.len();
+    let best = |better: fn(&EpochMetrics, &EpochMetrics) -> bool| {
+        (0..n).reduce(|b, i| if better(&epochs[i], &epochs[b]) { i } else { b })
+    };
+    // As `best_val_accuracy` and `best_val_loss` choose among equals.
+    let best_acc = best(|a, b| a.val_accuracy.total_cmp(&b.val_accuracy).is_ge());
+    let best_loss = best(|a, b| a.val_loss.total_cmp(&b.val_loss).is_lt());
+    let stays = |i: usize| i + 2 >= n || Some(i) == best_acc || Some(i) == best_loss;
+    let kept = |stride: usize| {
+        (0..n)
+            .filter(|&i| epochs[i].epoch % stride == 0 || stays(i))
+            .count()
+    };
+    let mut stride = 2;
+    while kept(stride) > EPOCH_CAPACITY / 2 {
+        stride *= 2;
+    }
+    let mut i = 0;
+    epochs.retain(|e| {
+        let keep = e.epoch % stride == 0 || stays(i);
+        i += 1;
+        keep
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_epochs_keep_a_bounded_spread_with_the_best_and_the_last() {
+        let mut run = RunState::default();
+        let n = 5000;
+        for epoch in 1..=n {
+            let good = if epoch == 700 { 0.99 } else { 0.5 };
+            run.on_event(&Event::Epoch(EpochMetrics {
+                epoch,
+                step: 10 * epoch as u64,
+                train_loss: 1.0,
+                train_accuracy: 0.5,
+                val_loss: if epoch == 1234 { 0.01 } else { 1.0 },
+                val_accuracy: good,
+                val_class_accuracy: vec![good; 10],
+                lr: 1e-3,
+                images_per_sec: 1.0,
+                elapsed_secs: epoch as f64,
+            }));
+        }
+        let kept: Vec<usize> = run.epochs.iter().map(|e| e.epoch).collect();
+        assert!(kept.len() <= EPOCH_CAPACITY, "{}", kept.len());
+        assert!(kept.len() >= EPOCH_CAPACITY / 4, "{}", kept.len());
+        assert!(kept.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(&kept[kept.len() - 2..], [n - 1, n]);
+        assert_eq!(run.best_val_accuracy().unwrap().epoch, 700);
+        assert_eq!(run.best_val_loss().unwrap().epoch, 1234);
+        // Spread evenly over the whole run: no gap wider than 1/64 of it.
+        assert!(kept[0] <= n / 64, "{kept:?}");
+        assert!(kept.windows(2).all(|w| w[1] - w[0] <= n / 64), "{kept:?}");
+    }
     use crate::protocol::{
         Command, FinderPoint, LrSource, OnNonFinite, Resumed, ScheduleChange, SettingChange,
         Severity,
