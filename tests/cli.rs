@@ -93,6 +93,11 @@ fn bad_flags_are_one_line_errors_with_exit_code_2() {
     );
     rejects(&["--batch-size", "0"], "--batch-size 0: must be at least 1");
     rejects(
+        &["--seed", "18446744073709551615"],
+        "--seed 18446744073709551615: not a whole number",
+    );
+    rejects(&["--threads", "100000"], "--threads 100000: at most");
+    rejects(
         &["--val-split", "1.5"],
         "--val-split 1.5: must be strictly between 0 and 1",
     );
