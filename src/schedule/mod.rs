@@ -30,6 +30,7 @@
 //! they share: the warm-up, the spec's text, and the schedule in use.
 
 mod kinds;
+mod lr;
 mod spec;
 
 use std::fmt;
@@ -41,6 +42,7 @@ pub use kinds::{
     Anneal, At, Constant, Cosine, Curve, Def, Exponential, FormArgs, Kind, Mode, Monitor,
     MultiStep, OneCycle, Plateau, PlateauCut, PlateauState, Poly, Step, ThresholdMode, KINDS,
 };
+pub use lr::LearningRate;
 pub use spec::SpecError;
 
 use spec::{count, factor, number};

@@ -79,7 +79,7 @@ pub fn learning_rate(part: &str, text: &str, what: &str, zero_ok: bool) -> Resul
     if v <= 0.0 {
         return Err(SpecError::at(part, format!("{what} must be above 0")));
     }
-    crate::protocol::LearningRate::new(v)
+    super::LearningRate::new(v)
         .map(f64::from)
         .map_err(|e| SpecError::at(part, format!("{what}: {e}")))
 }
