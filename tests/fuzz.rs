@@ -192,8 +192,8 @@ impl Fuzzer {
     /// outcome, or `Err` with what is wrong with how it was handled.
     fn run(mut self, target: impl Fn(&[u8]) -> Result<String, String>) {
         let start = Instant::now();
-        let quiet = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
+        quiet_while_fuzzing();
+        FUZZING.with(|f| f.set(true));
         // The seeds themselves first.
         let mut queue: Vec<Vec<u8>> = self.corpus.clone();
         let mut tried = 0u64;
@@ -205,14 +205,15 @@ impl Fuzzer {
                 Ok(Err(wrong)) => break Some((input, wrong)),
                 Err(panic) => break Some((input, format!("panicked: {}", panic_text(&panic)))),
             };
-            if self.seen.insert(outcome) && self.corpus.len() < CORPUS {
+            // Once the corpus is full, outcomes are no longer kept (nor their memory).
+            if self.corpus.len() < CORPUS && self.seen.insert(outcome) {
                 self.corpus.push(input);
             }
             if start.elapsed() >= budget() && queue.is_empty() {
                 break None;
             }
         };
-        std::panic::set_hook(quiet);
+        FUZZING.with(|f| f.set(false));
         eprintln!(
             "fuzz {:<12} {:>9} inputs in {:>5.1} s, {:>4} outcomes, {:>4} seeds",
             self.name,
@@ -233,6 +234,25 @@ impl Fuzzer {
             );
         }
     }
+}
+
+thread_local! {
+    /// Whether this thread is running inputs, whose panics are caught and reported.
+    static FUZZING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Panics of inputs are caught and said once, with the input; any other panic (a test's own
+/// failure, on this thread or another target's) is printed as usual.
+fn quiet_while_fuzzing() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let usual = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !FUZZING.with(|f| f.get()) {
+                usual(info)
+            }
+        }));
+    });
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
