@@ -19,9 +19,20 @@ use candletop::run_dir::RunDir;
 use candletop::socket::client::{self, Attached};
 use common::until;
 
+/// A served run, killed when the test ends early (a failed assertion), so that none is left
+/// behind: a paused one would wait for ever.
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The small model, served (as the terminal UI starts its training process): a non-finite
 /// step pauses the run for somebody to decide.
-fn serve(dir: &Path) -> Child {
+fn serve(dir: &Path) -> Served {
     let child = Process::new(env!("CARGO_BIN_EXE_candletop"))
         .args([
             "--arch",
@@ -47,7 +58,7 @@ fn serve(dir: &Path) -> Child {
         assert!(Instant::now() < deadline, "the run never listened");
         std::thread::sleep(Duration::from_millis(50));
     }
-    child
+    Served(child)
 }
 
 /// What the test knows of the run from its events.
@@ -298,6 +309,6 @@ fn every_command_with_extreme_values_leaves_a_run_that_trains_and_saves() {
     trains(&a, &dir, &mut seen, 0, &Command::Resume);
     a.link.commands.send(Command::Stop).unwrap();
     until(&a.link, |e| matches!(e, Event::Finished { .. }));
-    assert!(run.wait().unwrap().success());
+    assert!(run.0.wait().unwrap().success());
     checkpoint::read(&dir.join("checkpoints/last.h5")).unwrap();
 }
