@@ -34,11 +34,7 @@ fn start_run(dir: &Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !client::is_live(&dir.join("r")) {
-        assert!(Instant::now() < deadline, "the run never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_until_live(&dir.join("r"));
     child
 }
 

@@ -456,20 +456,25 @@ fn settings() {
         let Some((key, value)) = t.split_once('=') else {
             return Ok("no =".into());
         };
-        let cfg = match RunConfig::default().with_settings(&[(key.into(), value.into())]) {
-            Ok(cfg) => cfg,
-            Err(e) => return refused(e),
-        };
-        if let Err(e) = cfg.validate() {
-            return refused(e);
+        match RunConfig::default().with_settings(&[(key.into(), value.into())]) {
+            Ok(cfg) => valid_and_read_back(&cfg).map(|o| format!("{o} {key}")),
+            Err(e) => refused(e),
         }
-        let again = RunConfig::from_toml(&cfg.to_toml())
-            .map_err(|e| format!("its config file is refused: {e}"))?;
-        if again.to_toml() != cfg.to_toml() {
-            return Err("its config file reads back different".into());
-        }
-        Ok(format!("ok {key}"))
     });
+}
+
+/// A config that was taken either validates or is refused in one line, and prints to a
+/// config file that reads back the same.
+fn valid_and_read_back(cfg: &RunConfig) -> Result<String, String> {
+    if let Err(e) = cfg.validate() {
+        return refused(e);
+    }
+    let again = RunConfig::from_toml(&cfg.to_toml())
+        .map_err(|e| format!("prints a config file that is refused: {e}"))?;
+    if again.to_toml() != cfg.to_toml() {
+        return Err("prints a config file that reads back different".into());
+    }
+    Ok("ok".into())
 }
 
 #[test]
@@ -484,20 +489,9 @@ fn config_file() {
     let dict = with_numbers(&[
         "=", "\"", "\n", "[", "]", "'''", "lr", "epochs", "seed", "arch",
     ]);
-    Fuzzer::new("config", s, &dict).run(|b| {
-        let cfg = match RunConfig::from_toml(&text(b)) {
-            Ok(cfg) => cfg,
-            Err(e) => return refused(e),
-        };
-        if let Err(e) = cfg.validate() {
-            return refused(e);
-        }
-        let again = RunConfig::from_toml(&cfg.to_toml())
-            .map_err(|e| format!("prints a config file that is refused: {e}"))?;
-        if again.to_toml() != cfg.to_toml() {
-            return Err("prints a config file that reads back different".into());
-        }
-        Ok("ok".into())
+    Fuzzer::new("config", s, &dict).run(|b| match RunConfig::from_toml(&text(b)) {
+        Ok(cfg) => valid_and_read_back(&cfg),
+        Err(e) => refused(e),
     });
 }
 

@@ -246,3 +246,15 @@ pub fn last_val_accuracy(run: &Path) -> f64 {
         .and_then(|v| v["val_accuracy"].as_f64())
         .expect("an epoch record in metrics.jsonl")
 }
+
+/// Waits (up to a minute) until the run in `run_dir` answers on its socket.
+pub fn wait_until_live(run_dir: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !candletop::socket::client::is_live(run_dir) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
