@@ -285,9 +285,18 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
-    /// Only one part: kernels, checkpoints, data, doctor or ui [default: all]
-    #[arg(long, value_name = "PART", value_parser = ["kernels", "checkpoints", "data", "doctor", "ui"])]
+    /// Only one part: kernels, checkpoints, data, doctor or ui [default: all of them]; or
+    /// doctor-suite: the training doctor on provoked faults and healthy runs (minutes; a table)
+    #[arg(long, value_name = "PART", value_parser = ["kernels", "checkpoints", "data", "doctor", "ui", "doctor-suite"])]
     pub only: Option<String>,
+
+    /// doctor-suite: seeds per case and data
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub seeds: u32,
+
+    /// doctor-suite: only the cases whose name contains TEXT
+    #[arg(long, value_name = "TEXT")]
+    pub case: Option<String>,
 }
 
 impl TrainArgs {

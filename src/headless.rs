@@ -156,6 +156,7 @@ mod tests {
                 epoch: 1,
                 steps: 1,
                 loss: i as f64,
+                loss_max: 0.0,
                 accuracy: 0.5,
                 lr: 0.01,
                 grad_norms: vec![],

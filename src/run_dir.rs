@@ -370,6 +370,7 @@ mod tests {
             epoch: 1,
             steps: 20,
             loss: 0.5,
+            loss_max: 0.0,
             accuracy: 0.75,
             lr: 1e-3,
             grad_norms: vec![0.25, 2.0],

@@ -320,7 +320,8 @@ fn a_recorded_run_replays_into_the_state_its_watcher_had() {
         candletop::watch::Status::Finished(candletop::protocol::FinishReason::Stopped)
     );
     assert!(run.info.is_some());
-    assert_eq!(run.train_loss.points().len(), 6, "a point per step record");
+    // A point per step record: the first step's, then every 10.
+    assert_eq!(run.train_loss.points().len(), 7, "a point per step record");
     assert!(run
         .log
         .iter()

@@ -55,7 +55,8 @@ fn trains_on_the_embedded_data_and_writes_the_run_directory() {
     let kinds: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
     assert_eq!(kinds.first(), Some(&"started"));
     assert_eq!(kinds.last(), Some(&"finished"));
-    assert_eq!(kinds.iter().filter(|k| **k == "step").count(), 141 / 50);
+    // The first step's record, then one every 50 steps.
+    assert_eq!(kinds.iter().filter(|k| **k == "step").count(), 1 + 141 / 50);
     let epoch = lines
         .iter()
         .rev()
@@ -742,7 +743,9 @@ fn lr_find_prints_the_curve_and_a_suggestion() {
     let last = stdout.lines().rev().nth(1).unwrap();
     assert!(last.starts_with("suggested lr: "), "{stdout}");
     assert!(
-        stdout.trim_end().ends_with("and any that is not finite."),
+        stdout
+            .trim_end()
+            .ends_with("never far below the run's LR without a fall to show for it."),
         "{stdout}"
     );
     assert!(

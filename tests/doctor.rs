@@ -1,11 +1,14 @@
-//! The training doctor on provoked runs: each scenario, a few hundred steps of real training on
-//! the embedded data, must raise its finding as a warning in metrics.jsonl within the documented
-//! window, and no warning unrelated to it; a healthy default run raises none.
+//! The training doctor on provoked runs: each scenario, a few dozen to a few hundred steps of
+//! real training on the embedded data, must raise its finding as a warning in metrics.jsonl
+//! within the documented window, and no warning unrelated to it; `candletop diagnose` must give
+//! the same findings at the same steps from the run's records; a healthy default run raises no
+//! warning. (`candletop bench --only doctor-suite` measures the same over seeds and data.)
 
 mod common;
 
 use std::path::Path;
 
+use candletop::protocol::FindingKind;
 use common::{candletop, succeeds};
 use serde_json::Value;
 
@@ -29,10 +32,46 @@ fn findings(run: &Path) -> Vec<(u64, String, String, bool)> {
 
 /// Runs `args` headless in `dir/name`: the run directory and what it printed.
 fn headless(dir: &Path, name: &str, args: &[&str]) -> (std::path::PathBuf, String) {
-    let mut all = vec!["--headless", "--run-dir", name, "--log-every", "50"];
+    let mut all = vec!["--headless", "--run-dir", name];
     all.extend(args);
     let out = succeeds(dir, &all);
     (dir.join(name), out)
+}
+
+/// `candletop diagnose` on a finished run gives the findings the live doctor recorded, at the
+/// same steps: (step, "warning"/"note"/"resolved", title) of each line.
+fn replay_matches_live(dir: &Path, run: &Path) {
+    let out = succeeds(dir, &["diagnose", run.to_str().unwrap()]);
+    let replayed: Vec<(u64, String, String)> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("step "))
+        .map(|l| {
+            let (step, rest) = l.trim_start().split_once("  ").unwrap();
+            let (word, rest) = rest.split_once(": ").unwrap();
+            let title = rest.split(": ").next().unwrap().to_string();
+            (step.parse().unwrap(), word.to_string(), title)
+        })
+        .collect();
+    let live: Vec<(u64, String, String)> = findings(run)
+        .into_iter()
+        .map(|(step, kind, severity, cleared)| {
+            let word = if cleared {
+                "resolved".to_string()
+            } else if severity == "warning" {
+                "warning".to_string()
+            } else {
+                "note".to_string()
+            };
+            let kind: FindingKind = serde_json::from_value(Value::String(kind)).unwrap();
+            (step, word, kind.title().to_string())
+        })
+        .collect();
+    assert_eq!(
+        live,
+        replayed,
+        "{}: replay differs from live\n{out}",
+        run.display()
+    );
 }
 
 /// The epoch records of a run: (epoch, step, validation accuracy).
@@ -83,6 +122,7 @@ fn provoke_as(
     related: &[&str],
 ) {
     let (run, out) = headless(dir, name, args);
+    replay_matches_live(dir, &run);
     let f = findings(&run);
     let warnings: Vec<&(u64, String, String, bool)> =
         f.iter().filter(|x| x.2 == "warning" && !x.3).collect();
@@ -115,26 +155,28 @@ fn provoke_as(
 fn provoked_runs_raise_their_finding_and_nothing_unrelated() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    // LR 50x the default: the loss climbs far above where it started.
+    // LR 50x the default: the loss climbs far above where it started, in the first window
+    // (the first step record, then the one at step 20).
     provoke(
         d,
         "high",
-        &["--lr", "0.05", "--max-steps", "100"],
+        &["--lr", "0.05", "--max-steps", "60"],
         "lr_too_high",
-        50,
-        &[],
+        20,
+        &["dead_units"],
     );
-    // LR 1e-7 with Adam: the loss does not move, updates are a millionth of the weights.
+    // LR 1e-8 with Adam: updates a ten-millionth of the weights from the first step, the loss
+    // where it began: said at the first window.
     provoke(
         d,
         "low",
-        &["--lr", "1e-7", "--optimizer", "adam", "--max-steps", "150"],
+        &["--lr", "1e-8", "--optimizer", "adam", "--max-steps", "60"],
         "lr_too_low",
-        150,
+        20,
         &[],
     );
-    // Eight sigmoid conv layers without batch norm: the first layers get no gradient (a note
-    // from step 150, a warning once the loss stops falling).
+    // Eight sigmoid conv layers without batch norm: the first layer's gradient is a millionth
+    // of the last's from the first steps.
     provoke(
         d,
         "vanish",
@@ -145,13 +187,14 @@ fn provoked_runs_raise_their_finding_and_nothing_unrelated() {
             "sigmoid",
             "--no-batch-norm",
             "--max-steps",
-            "300",
+            "60",
         ],
         "vanishing_gradients",
-        300,
-        &[],
+        20,
+        &["saturated_activations"],
     );
-    // A 20:1 skewed training set, and batch norm on batches of 2: said before the first step.
+    // A 20:1 skewed training set, batch norm on batches of 2, and raw 0-255 inputs: said
+    // before the first step.
     provoke(
         d,
         "skewed",
@@ -168,14 +211,23 @@ fn provoked_runs_raise_their_finding_and_nothing_unrelated() {
         0,
         &[],
     );
-    // Adam at 0.01 (10x) without batch norm: most ReLUs die (and so the gradients behind them).
+    provoke(
+        d,
+        "raw",
+        &["--normalize", "0/0.00392", "--max-steps", "5"],
+        "unnormalised_input",
+        0,
+        &["lr_too_high", "exploding_gradients"],
+    );
+    // Adam at 0.01 (10x) without batch norm: most ReLUs die (activations are measured at the
+    // first step, every 20 steps to 80, then every 100).
     provoke(
         d,
         "dead",
-        &["--lr", "0.01", "--no-batch-norm", "--max-steps", "400"],
+        &["--lr", "0.01", "--no-batch-norm", "--max-steps", "100"],
         "dead_units",
-        400,
-        &["vanishing_gradients"],
+        100,
+        &["vanishing_gradients", "lr_too_high"],
     );
     // Sigmoid without batch norm at 0.02: the hidden layer's inputs leave [-5, 5].
     provoke(
@@ -188,11 +240,31 @@ fn provoked_runs_raise_their_finding_and_nothing_unrelated() {
             "--lr",
             "0.02",
             "--max-steps",
-            "400",
+            "100",
         ],
         "saturated_activations",
-        400,
+        100,
         &["vanishing_gradients"],
+    );
+    // Dropout 0.9 on 3,600 images: training accuracy below validation from the first epoch.
+    provoke(
+        d,
+        "dropout",
+        &["--dropout", "0.9", "--subset", "3600", "--epochs", "1"],
+        "too_much_regularisation",
+        57,
+        // Dropout 0.9 scales the kept activations 10x: the first loss is far above ln(10).
+        &["initial_loss"],
+    );
+    // Labels that do not match the images (90% changed to another class): the loss stays at
+    // its start and validation accuracy at chance for two epochs.
+    provoke(
+        d,
+        "mismatch",
+        &["--label-noise", "0.9", "--subset", "3600", "--epochs", "2"],
+        "label_noise",
+        114,
+        &["dead_units", "vanishing_gradients", "lr_too_low"],
     );
     // A one-unit hidden layer: both accuracies stay low and flat (a note from epoch 3, a
     // warning once the loss stops falling).
@@ -221,7 +293,7 @@ fn provoked_runs_raise_their_finding_and_nothing_unrelated() {
         ],
         ("plateau", "note"),
         4 * 32,
-        &["weak_class"],
+        &["weak_class", "lr_too_low"],
     );
     // 2000 images at a low LR: validation accuracy may stop rising by epoch 8 while the
     // training loss still falls. Whether it does depends on the last bits of the kernels, so
@@ -243,14 +315,25 @@ fn provoked_runs_raise_their_finding_and_nothing_unrelated() {
         "plateau: raised at {raised:?}, due at {due:?} by the validation accuracy {:?}\n{out}",
         epochs(&run)
     );
-    // 500 training images, no dropout, no augmentation, many epochs.
+    // 500 training images, no dropout or weight decay, no augmentation, many epochs.
     provoke(
         d,
         "overfit",
-        &["--subset", "500", "--dropout", "0", "--epochs", "16"],
+        &[
+            "--subset",
+            "500",
+            "--batch-size",
+            "16",
+            "--dropout",
+            "0",
+            "--weight-decay",
+            "0",
+            "--epochs",
+            "12",
+        ],
         "overfitting",
-        16 * 8,
-        &["weak_class", "plateau"],
+        12 * 32,
+        &["weak_class", "plateau", "dead_units"],
     );
 }
 
@@ -288,7 +371,7 @@ fn diagnose_replays_a_finished_run() {
         &[
             "--headless",
             "--lr",
-            "1e-7",
+            "1e-8",
             "--optimizer",
             "adam",
             "--max-steps",
@@ -299,13 +382,16 @@ fn diagnose_replays_a_finished_run() {
     );
     let out = succeeds(d, &["diagnose", "r"]);
     assert!(
-        out.contains("warning: learning rate too low: the loss moved"),
+        out.contains(
+            "step     20  warning: learning rate too low: the median update/weight ratio is"
+        ),
         "{out}"
     );
     assert!(
-        out.contains("r: 1 epochs, 200 steps (step records every 20 steps"),
+        out.contains("r: 1 epochs, 200 steps (step records every 20 steps, windows of 8)"),
         "{out}"
     );
+    replay_matches_live(d, &d.join("r"));
     let missing = candletop(&["diagnose", "nowhere"], d);
     assert_eq!(missing.status.code(), Some(2));
     let err = String::from_utf8_lossy(&missing.stderr);

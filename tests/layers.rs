@@ -16,9 +16,9 @@ const LAYERS: &[&[&str]] = &[
         "format", "rng", "protocol", "schedule", "signals", "run_dir",
     ],
     // the model, its optimizers, the data
-    &["model", "optim", "data", "diagnose"],
-    // settings and the process's compute setup
-    &["config", "runtime"],
+    &["model", "optim", "data"],
+    // settings and the process's compute setup; the doctor, which reads a run's settings
+    &["config", "runtime", "diagnose"],
     // checkpoints
     &["checkpoint"],
     // the training thread

@@ -7,6 +7,8 @@ use candletop::optim::{OptimizerConfig, OptimizerKind};
 use candletop::protocol::{link, Event, LearningRate};
 use candletop::train::{FinderSettings, Trainer};
 
+mod common;
+
 fn adam(lr: f64) -> RunConfig {
     RunConfig {
         lr: LearningRate::new(lr).unwrap(),
@@ -68,7 +70,65 @@ fn the_suggestion_trains_better_than_too_small_or_too_large() {
     assert!(finding.stopped.is_some(), "diverges before 10");
     // Progress was heard of every step before the one where the loss diverged.
     assert_eq!(seen, p.len() - 1);
-    let (good, tiny, huge) = (one_epoch(lr), one_epoch(1e-6), one_epoch(3.0));
-    eprintln!("one epoch: suggested {lr:.2e} -> {good:.4}, 1e-6 -> {tiny:.4}, 3.0 -> {huge:.4}");
-    assert!(good > tiny && good > huge, "{good} vs {tiny} and {huge}");
+    // A sweep of one-epoch runs, half a decade apart: the suggestion is within 3x of the
+    // best of them.
+    let sweep: Vec<(f64, f64)> = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+        .into_iter()
+        .map(|lr| (lr, one_epoch(lr)))
+        .collect();
+    let best = sweep
+        .iter()
+        .copied()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap()
+        .0;
+    eprintln!("suggested {lr:.2e}; one epoch at each LR: {sweep:?}");
+    assert!(
+        (best / 3.0..=best * 3.0).contains(&lr),
+        "suggested {lr:.2e}, best of the sweep {best:.0e}: {sweep:?} ({})",
+        finding.how
+    );
+}
+
+/// The suggestion after two epochs of a healthy run (`lr-find --resume`, as `f` mid-run): the
+/// loss no longer falls clearly at any LR, and the run's own LR is not cut tenfold or more
+/// without a fall to show for it.
+#[test]
+fn mid_run_the_suggestion_does_not_undercut_the_runs_lr_without_evidence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    common::succeeds(
+        d,
+        &[
+            "--headless",
+            "--epochs",
+            "2",
+            "--subset",
+            "3600",
+            "--run-dir",
+            "r",
+        ],
+    );
+    let out = common::succeeds(
+        d,
+        &[
+            "lr-find",
+            "--resume",
+            "r/checkpoints/last.h5",
+            "--sweep-steps",
+            "60",
+        ],
+    );
+    assert!(
+        out.starts_with("LR range test from r/checkpoints/last.h5 (step 114, lr 1.00e-3)"),
+        "{out}"
+    );
+    let lr: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("suggested lr: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{out}"))
+        .parse()
+        .unwrap();
+    assert!(lr >= 1e-4, "suggested {lr:.2e} mid-run at 1e-3:\n{out}");
 }

@@ -1,24 +1,19 @@
-//! `candletop lr-find`: the LR range test from the initial weights.
+//! `candletop lr-find`: the LR range test from the initial weights, or from a checkpoint's
+//! weights and optimizer state (`--resume`), as the key `f` runs it mid-run.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
+use crate::checkpoint;
 use crate::cli::LrFindArgs;
 use crate::error::Error;
 use crate::train::{lr_find, FinderSettings, Trainer};
 use crate::{runtime, tui};
 
 use super::data_info::load_data;
+use super::train::configure;
 
 pub(super) fn find_lr(args: &LrFindArgs) -> Result<ExitCode, Error> {
-    if args.train.resume.is_some() {
-        return Err(crate::config::ConfigError::Invalid {
-            flag: "--resume",
-            value: String::new(),
-            problem: "lr-find starts from the initial weights; it takes no checkpoint",
-        }
-        .into());
-    }
     let (start, end) = (args.start_lr.get(), args.end_lr.get());
     if start >= end {
         return Err(crate::config::ConfigError::Invalid {
@@ -28,10 +23,21 @@ pub(super) fn find_lr(args: &LrFindArgs) -> Result<ExitCode, Error> {
         }
         .into());
     }
-    let cfg = args.train.resolve()?;
+    let resumed = match &args.train.resume {
+        Some(path) => Some((checkpoint::read(path)?, path)),
+        None => None,
+    };
+    let mut cfg = configure(&args.train, resumed.as_ref().map(|r| &r.0))?;
+    if let Some((ckpt, _)) = &resumed {
+        // The sweep trains a copy, not the run: a finished run's weights are tested too.
+        cfg.epochs = cfg.epochs.max(ckpt.position.epoch);
+    }
     runtime::set_threads(cfg.threads(), cfg.kernels);
     let data = load_data(&cfg)?;
-    let mut trainer = Trainer::new(cfg.clone(), data)?;
+    let mut trainer = match &resumed {
+        Some((ckpt, path)) => Trainer::resume(cfg.clone(), data, ckpt, path, &args.train.given())?,
+        None => Trainer::new(cfg.clone(), data)?,
+    };
     let settings = FinderSettings {
         start_lr: start,
         end_lr: end,
@@ -41,7 +47,16 @@ pub(super) fn find_lr(args: &LrFindArgs) -> Result<ExitCode, Error> {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "LR range test: {} on {}, {}, batch {}; lr {start:.1e} to {end:.1e} over {} steps",
+        "LR range test{}: {} on {}, {}, batch {}; lr {start:.1e} to {end:.1e} over {} steps",
+        match &resumed {
+            Some((ckpt, path)) => format!(
+                " from {} (step {}, lr {:.2e})",
+                path.display(),
+                ckpt.global_step,
+                ckpt.lr
+            ),
+            None => String::new(),
+        },
         trainer.info().model,
         trainer.info().data,
         trainer.info().optimizer,

@@ -84,7 +84,10 @@ fn free_to_use(dir: &Path, resuming: bool) -> Result<(), Error> {
 
 /// The run's configuration: the flags over the defaults and `--config`, or over a resumed
 /// checkpoint's settings (with a new run directory and no old step limit).
-fn configure(args: &TrainArgs, resumed: Option<&Checkpoint>) -> Result<RunConfig, Error> {
+pub(super) fn configure(
+    args: &TrainArgs,
+    resumed: Option<&Checkpoint>,
+) -> Result<RunConfig, Error> {
     Ok(match resumed {
         Some(ckpt) => {
             let mut base = ckpt.train_config.clone();

@@ -23,13 +23,21 @@ pub struct Normalization {
 impl Normalization {
     /// The mean and standard deviation of each channel of `d`'s pixels scaled to [0, 1].
     pub fn of(d: &Dataset) -> Self {
+        Self::of_first(d, d.len())
+    }
+
+    /// As `of`, over an even sample of at most `n` of `d`'s images.
+    pub fn of_first(d: &Dataset, n: usize) -> Self {
         use rayon::prelude::*;
         let c = d.channels.max(1);
         let plane = (d.height * d.width).max(1);
+        let stride = d.len().div_ceil(n.max(1)).max(1);
+        let picked: Vec<usize> = (0..d.len()).step_by(stride).collect();
         // Integer sums per channel: exact, so the order the images are summed in (in
         // parallel, for sets read from disk) does not matter.
-        let sums = (0..d.len())
-            .into_par_iter()
+        let sums = picked
+            .par_iter()
+            .map(|&i| i)
             .map(|i| {
                 let img = d.image(i);
                 let mut s = vec![(0u64, 0u64); c];
@@ -51,7 +59,7 @@ impl Normalization {
                     a
                 },
             );
-        let n = (d.len() * plane).max(1) as f64;
+        let n = (picked.len() * plane).max(1) as f64;
         let (mut mean, mut std) = (Vec::with_capacity(c), Vec::with_capacity(c));
         for &(sum, sq) in &sums {
             let m = sum as f64 / n / 255.0;

@@ -1,12 +1,17 @@
-//! The training doctor: it watches the numbers a run reports (per-step loss, gradient norms and
-//! update/weight ratios; per-epoch train and validation metrics; the class counts) and says, with
-//! the evidence, why accuracy is not improving. Plain data in, findings out: the trainer runs it
-//! live, `candletop diagnose` runs it over a finished run's metrics.jsonl.
+//! The training doctor: it watches the numbers a run records (the step records of
+//! metrics.jsonl: loss, gradient norms and update/weight ratios; per-epoch train and validation
+//! metrics; activation statistics; the class counts and input statistics) and says, with the
+//! evidence, why accuracy is not improving. Plain data in, findings out: the trainer runs it
+//! live on the records it writes, `candletop diagnose` runs it over them afterwards, and both
+//! find the same things at the same steps.
 //!
 //! Every threshold is in `Thresholds`, with where it comes from; every finding's rule is a file
-//! of `rules/`.
+//! of `rules/`. Causes (a bad LR, gradients, units, labels, inputs, regularisation) come before
+//! the symptoms they explain (underfitting, a plateau, a class behind): a symptom whose cause is
+//! in force says so and offers the cause's remedy.
 
 mod patient;
+mod replay;
 mod rules;
 mod thresholds;
 mod window;
@@ -14,19 +19,29 @@ mod window;
 use std::collections::{BTreeMap, VecDeque};
 
 pub use patient::{Patient, Switches};
+pub use replay::{replay, BeforeStart, Replayed};
 pub use thresholds::Thresholds;
 
+use crate::config::RunConfig;
 use crate::protocol::{
-    EpochMetrics, Finding, FindingKind, LayerActivations, Remedy, Severity, StepMetrics,
+    EpochMetrics, Finding, FindingKind, LayerActivations, Remedy, RunInfo, Severity, StepMetrics,
 };
 use rules::{Found, Rule, Signals, Watch, RULES};
 use window::{median, Filling, Window};
+
+/// Closed windows kept: the rules read the last few.
+const WINDOWS_KEPT: usize = 16;
 
 /// A change in what the doctor finds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub finding: Finding,
     pub cleared: bool,
+}
+
+/// How a symptom names its cause, before its own numbers.
+fn attribution(cause: FindingKind) -> String {
+    format!("{}, see above: ", cause.title())
 }
 
 /// The doctor of one run.
@@ -36,14 +51,22 @@ pub struct Doctor {
     /// Indices of the first and last weight parameters (not biases or batch-norm scales).
     first_weight: Option<usize>,
     last_weight: Option<usize>,
-    recent: VecDeque<f64>,
+    /// Steps a window covers: a sixteenth of an epoch, at most `th.window`.
+    window_steps: u64,
+    /// The latest records' (mean loss, steps), covering at least `spike_span` steps.
+    recent: VecDeque<(f64, u64)>,
     /// The window being filled.
     filling: Filling,
+    /// The newest closed windows, and how many closed in all.
     windows: Vec<Window>,
+    closed: usize,
+    /// The first window with healthy updates and gradients, if any: the model could learn.
+    could_learn: Option<Window>,
     epochs: Vec<EpochMetrics>,
     first_loss: Option<f64>,
-    /// The latest activation statistics.
+    /// The latest activation statistics, and the first measured.
     activations: Vec<LayerActivations>,
+    baseline: Vec<LayerActivations>,
     active: BTreeMap<FindingKind, Finding>,
     /// What the live switches are now: a remedy already in force is not offered.
     pub switches: Switches,
@@ -59,20 +82,43 @@ impl Doctor {
             .filter(|(_, n)| is_weight(n))
             .map(|(i, _)| i)
             .collect();
+        let window_steps =
+            (patient.steps_per_epoch as u64 / th.windows_per_epoch).clamp(1, th.window);
         Self {
             th,
             first_weight: weights.first().copied(),
             last_weight: weights.last().copied(),
+            window_steps,
             patient,
             recent: VecDeque::new(),
             filling: Filling::default(),
             windows: Vec::new(),
+            closed: 0,
+            could_learn: None,
             epochs: Vec::new(),
             first_loss: None,
             activations: Vec::new(),
+            baseline: Vec::new(),
             active: BTreeMap::new(),
             switches: Switches::default(),
         }
+    }
+
+    /// The doctor of a run that starts as `info` says, with the settings `cfg`, its switches
+    /// as the run starts: the trainer's and `diagnose`'s.
+    pub fn for_run(info: &RunInfo, cfg: &RunConfig) -> Self {
+        let mut d = Self::new(Patient::of(info, cfg), Thresholds::default());
+        d.switches = Switches {
+            augmenting: info.data_facts.augmenting,
+            class_weights: !info.data_facts.class_weights.is_empty(),
+            clipping: info.clip_grad_norm > 0.0,
+        };
+        d
+    }
+
+    /// Steps a window of the step rules covers.
+    pub fn window_steps(&self) -> u64 {
+        self.window_steps
     }
 
     /// The live change that answers `kind`, unless the run has it already.
@@ -86,10 +132,15 @@ impl Doctor {
             watch,
             th: &self.th,
             patient: &self.patient,
+            window_steps: self.window_steps,
             windows: &self.windows,
+            closed: self.closed,
+            could_learn: self.could_learn,
             first_loss: self.first_loss,
             epochs: &self.epochs,
             activations: &self.activations,
+            baseline: &self.baseline,
+            improving: self.improving(),
             active: &self.active,
         };
         let looking: Vec<&dyn Rule> = RULES
@@ -97,12 +148,17 @@ impl Doctor {
             .copied()
             .filter(|r| r.watches().contains(&watch))
             .collect();
-        let now: BTreeMap<FindingKind, Found> = looking
+        let now: BTreeMap<FindingKind, (Found, Severity)> = looking
             .iter()
-            .filter_map(|r| r.check(&signals).map(|found| (r.kind(), found)))
+            .filter_map(|r| {
+                r.check(&signals)
+                    .map(|found| (r.kind(), (found, r.severity(&signals))))
+            })
             .collect();
         let kinds: Vec<FindingKind> = looking.iter().map(|r| r.kind()).collect();
-        self.update(now, &kinds, refresh)
+        let mut out = self.update(now, &kinds, refresh);
+        out.extend(self.reattribute());
+        out
     }
 
     /// A non-finite loss or gradient: the LR is the usual cause, and it is a warning at once.
@@ -115,29 +171,37 @@ impl Doctor {
             remedy: self.remedy(FindingKind::LrTooHigh),
         };
         self.active.insert(FindingKind::LrTooHigh, finding.clone());
-        vec![Change {
+        let mut out = vec![Change {
             finding,
             cleared: false,
-        }]
+        }];
+        out.extend(self.reattribute());
+        out
     }
 
     /// Activation statistics of every layer: dead units and saturation.
     pub fn on_activations(&mut self, layers: &[LayerActivations]) -> Vec<Change> {
         self.activations = layers.to_vec();
+        if self.baseline.is_empty() {
+            self.baseline = layers.to_vec();
+        }
         self.look(Watch::Activations, true)
     }
 
-    /// What holds before the first step: the class counts and batch norm's batch size.
+    /// What holds before the first step: the class counts, the inputs, batch norm's batch size.
     pub fn on_start(&mut self) -> Vec<Change> {
         self.look(Watch::Start, false)
     }
 
-    /// One step's (or, replayed from metrics.jsonl, several steps') metrics.
-    pub fn on_step(&mut self, m: &StepMetrics) -> Vec<Change> {
+    /// One step record: the mean loss of the steps it covers, their largest loss, and the
+    /// gradient norms and update ratios of its last step. The trainer writes one at the first
+    /// step and every `--log-every` steps, and the doctor judges exactly those.
+    pub fn on_record(&mut self, m: &StepMetrics) -> Vec<Change> {
         let mut out = Vec::new();
         if !m.loss.is_finite() {
             return out;
         }
+        let steps = u64::from(m.steps.max(1));
         if self.first_loss.is_none() {
             self.first_loss = Some(m.loss);
             out.extend(
@@ -147,15 +211,20 @@ impl Doctor {
                 }),
             );
         }
-        // A spike against the mean of the steps before it.
-        if self.recent.len() >= self.th.spike_span {
-            let mean = self.recent.iter().sum::<f64>() / self.recent.len() as f64;
-            if m.loss > self.th.spike_factor * mean {
+        // A spike: a step's loss far above the mean of the steps before it, and high in
+        // itself (batch noise on a small loss is not one).
+        let covered: u64 = self.recent.iter().map(|r| r.1).sum();
+        if covered >= self.th.spike_span as u64 {
+            let mean = self.recent.iter().map(|r| r.0 * r.1 as f64).sum::<f64>() / covered as f64;
+            let floor = self.th.spike_floor * self.first_loss.unwrap_or(0.0);
+            if m.loss_max > self.th.spike_factor * mean && m.loss_max > floor {
                 self.filling.spikes += 1;
             }
         }
-        self.recent.push_back(m.loss);
-        if self.recent.len() > self.th.spike_span {
+        self.recent.push_back((m.loss, steps));
+        while self.recent.len() > 1
+            && self.recent.iter().skip(1).map(|r| r.1).sum::<u64>() >= self.th.spike_span as u64
+        {
             self.recent.pop_front();
         }
         let grad = |i: Option<usize>| i.and_then(|i| m.grad_norms.get(i).copied());
@@ -167,9 +236,7 @@ impl Doctor {
             .filter(|(n, _)| n.ends_with(".weight"))
             .map(|(_, &r)| r)
             .collect();
-        let steps = u64::from(m.steps.max(1));
         self.filling.loss += m.loss * steps as f64;
-        self.filling.loss_sq += m.loss * m.loss * steps as f64;
         self.filling.steps += steps;
         self.filling.signals.push([
             grad(self.first_weight).unwrap_or(f64::NAN),
@@ -177,41 +244,62 @@ impl Doctor {
             m.grad_norms.iter().copied().fold(0.0, f64::max),
             median(weight_ratios),
         ]);
-        if self.filling.steps >= self.th.window {
+        // The first window closes at the first record of a few steps: a run that goes wrong
+        // from the start is judged at once, whatever its epoch's length.
+        let target = if self.closed == 0 {
+            self.window_steps.min(self.th.first_window)
+        } else {
+            self.window_steps
+        };
+        if self.filling.steps >= target {
             let Filling {
                 loss: sum,
-                loss_sq,
                 steps: n,
                 spikes,
                 signals: sig,
             } = std::mem::take(&mut self.filling);
-            let mean = sum / n as f64;
-            let volatility =
-                (loss_sq / n as f64 - mean * mean).max(0.0).sqrt() / mean.abs().max(1e-12);
             let col = |k: usize| median(sig.iter().map(|s| s[k]).collect());
             self.windows.push(Window {
-                loss: mean,
-                volatility,
+                loss: sum / n as f64,
+                steps: n,
                 spikes,
                 first_grad: col(0),
                 last_grad: col(1),
                 max_grad: col(2),
                 ratio: col(3),
             });
+            if self.windows.len() > 2 * WINDOWS_KEPT {
+                self.windows.drain(..WINDOWS_KEPT);
+            }
+            self.closed += 1;
+            let w = self.windows[self.windows.len() - 1];
+            if self.could_learn.is_none()
+                && w.ratio >= self.th.ratio_low
+                && w.first_grad > self.th.vanishing_norm
+            {
+                self.could_learn = Some(w);
+            }
             out.extend(self.look(Watch::Window, false));
         }
         out
     }
 
     /// Whether the run is getting better: the mean loss fell over the last (up to) four
-    /// windows, or one of the last two epochs set a clearly better validation accuracy.
+    /// windows (the first window: since the first step), or one of the last two epochs set a
+    /// clearly better validation accuracy.
     fn improving(&self) -> bool {
         let w = &self.windows;
         let k = w.len().min(5);
-        let loss_falls = k >= 2 && {
-            let (a, b) = (w[w.len() - k].loss, w[w.len() - 1].loss);
-            (a - b) / a.abs().max(1e-12) > self.th.improving_change
+        // Over the first window, against the first step.
+        let since = match (k, self.first_loss) {
+            (1, Some(first)) => Some(first),
+            (k, _) if k >= 2 => Some(w[w.len() - k].loss),
+            _ => None,
         };
+        let loss_falls = since.is_some_and(|a| {
+            let b = w[w.len() - 1].loss;
+            (a - b) / a.abs().max(1e-12) > self.th.improving_change
+        });
         let ep = &self.epochs;
         let recent_best = ep.len() >= 2 && {
             let split = ep.len().saturating_sub(2).max(1);
@@ -233,30 +321,83 @@ impl Doctor {
         self.look(Watch::Epoch, true)
     }
 
+    /// The cause in force that explains the symptoms, the first in the rules' order.
+    fn cause(&self) -> Option<&Finding> {
+        RULES
+            .iter()
+            .map(|r| r.kind())
+            .filter(|k| k.explains_symptoms())
+            .find_map(|k| self.active.get(&k))
+    }
+
+    /// A symptom as it stands while `cause` is in force: a note that names the cause and
+    /// offers its remedy (a wider model does not fix a bad LR).
+    fn attributed(&self, symptom: FindingKind, evidence: &str, cause: &Finding) -> Finding {
+        // The symptom's own numbers, without a cause named before.
+        let base = RULES
+            .iter()
+            .find_map(|r| evidence.strip_prefix(&attribution(r.kind())))
+            .unwrap_or(evidence);
+        Finding {
+            kind: symptom,
+            severity: Severity::Info,
+            evidence: format!("{}{base}", attribution(cause.kind)),
+            action: cause.action.clone(),
+            remedy: cause.remedy.clone(),
+        }
+    }
+
+    /// Symptoms in force raised before their cause was found: said again, naming it.
+    fn reattribute(&mut self) -> Vec<Change> {
+        let Some(cause) = self.cause().cloned() else {
+            return Vec::new();
+        };
+        let prefix = attribution(cause.kind);
+        let stale: Vec<Finding> = self
+            .active
+            .values()
+            .filter(|f| f.kind.is_symptom() && !f.evidence.starts_with(&prefix))
+            .cloned()
+            .collect();
+        stale
+            .into_iter()
+            .map(|old| {
+                let f = self.attributed(old.kind, &old.evidence, &cause);
+                self.active.insert(f.kind, f.clone());
+                Change {
+                    finding: f,
+                    cleared: false,
+                }
+            })
+            .collect()
+    }
+
     /// Applies what the rules of `kinds` find now: a new finding (or one whose severity
     /// changed) is raised, one no longer found is cleared; the evidence of the others is kept
-    /// current. Severity: a warning only while the run is not improving.
+    /// current. Severity: as each rule says (most: a warning only while the run is not
+    /// improving); a symptom whose cause is in force is a note that names it.
     fn update(
         &mut self,
-        now: BTreeMap<FindingKind, Found>,
+        now: BTreeMap<FindingKind, (Found, Severity)>,
         kinds: &[FindingKind],
         refresh: bool,
     ) -> Vec<Change> {
-        let severity = if self.improving() {
-            Severity::Info
-        } else {
-            Severity::Warning
-        };
         let mut out = Vec::new();
         for &kind in kinds {
             match now.get(&kind) {
-                Some((evidence, action)) => {
-                    let f = Finding {
+                Some(((evidence, action), severity)) => {
+                    let plain = Finding {
                         kind,
-                        severity,
+                        severity: *severity,
                         evidence: evidence.clone(),
                         action: action.clone(),
                         remedy: self.remedy(kind),
+                    };
+                    let f = match self.cause() {
+                        Some(cause) if kind.is_symptom() => {
+                            self.attributed(kind, evidence, &cause.clone())
+                        }
+                        _ => plain,
                     };
                     // New, grown into a warning (a warning easing is not news), or, for the
                     // once-an-epoch rules, with other numbers (watchers update it quietly).
@@ -284,10 +425,21 @@ impl Doctor {
         out
     }
 
-    /// The findings in force, most severe first.
+    /// The findings in force: warnings first, causes before symptoms, then in the rules' order.
     pub fn findings(&self) -> Vec<Finding> {
         let mut v: Vec<Finding> = self.active.values().cloned().collect();
-        v.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.kind.cmp(&b.kind)));
+        let order = |k: FindingKind| {
+            RULES
+                .iter()
+                .position(|r| r.kind() == k)
+                .unwrap_or(usize::MAX)
+        };
+        v.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then(a.kind.is_symptom().cmp(&b.kind.is_symptom()))
+                .then(order(a.kind).cmp(&order(b.kind)))
+        });
         v
     }
 }
@@ -296,6 +448,7 @@ impl Doctor {
 mod tests {
     use super::*;
     use crate::model::Activation;
+    use crate::protocol::Setting;
 
     fn patient(counts: Vec<usize>, batch_size: usize) -> Patient {
         Patient {
@@ -303,9 +456,17 @@ mod tests {
             layers: vec!["conv.weight".into(), "conv.bias".into(), "fc.weight".into()],
             train_counts: counts,
             batch_size,
+            // Windows of 50 steps.
+            steps_per_epoch: 800,
             arch: "c8,f16".into(),
             activation: Activation::Relu,
             batch_norm: true,
+            dropout: 0.25,
+            weight_decay: 0.01,
+            lr: 1e-3,
+            optimizer: crate::optim::OptimizerKind::Adamw,
+            input_mean: vec![0.0],
+            input_std: vec![1.0],
         }
     }
 
@@ -315,6 +476,7 @@ mod tests {
             epoch: 1,
             steps: 1,
             loss,
+            loss_max: loss,
             accuracy: 0.5,
             lr: 1e-3,
             grad_norms: vec![grads[0], 0.1, grads[1]],
@@ -346,7 +508,7 @@ mod tests {
     ) -> Vec<(u64, FindingKind, Severity, bool)> {
         (1..=n)
             .flat_map(|s| {
-                d.on_step(&f(s))
+                d.on_record(&f(s))
                     .into_iter()
                     .map(move |c| (s, c.finding.kind, c.finding.severity, c.cleared))
             })
@@ -357,9 +519,11 @@ mod tests {
     fn a_flat_loss_with_tiny_updates_is_a_low_lr_once_past_the_warm_up() {
         let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
         let got = run(&mut d, 200, |s| step(s, 0.693, [0.1, 0.2], 1e-6));
+        // Windows of 50 steps after a first one of 16: past the warm-up, the loss is compared
+        // with two windows before.
         assert_eq!(
             got,
-            vec![(150, FindingKind::LrTooLow, Severity::Warning, false)]
+            vec![(116, FindingKind::LrTooLow, Severity::Warning, false)]
         );
         // The same flat loss with healthy updates is not the LR's fault.
         let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
@@ -376,10 +540,113 @@ mod tests {
     }
 
     #[test]
+    fn updates_a_millionth_of_the_weights_are_a_low_lr_at_the_first_window() {
+        let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
+        let got = run(&mut d, 100, |s| step(s, 0.693, [0.1, 0.2], 1e-7));
+        assert_eq!(
+            got,
+            vec![(16, FindingKind::LrTooLow, Severity::Warning, false)]
+        );
+        // Windows fit the run: a sixteenth of a 160-step epoch is 10 steps.
+        let mut p = patient(vec![10, 10], 64);
+        p.steps_per_epoch = 160;
+        let mut d = Doctor::new(p, Thresholds::default());
+        let got = run(&mut d, 100, |s| step(s, 0.693, [0.1, 0.2], 1e-7));
+        assert_eq!(
+            got,
+            vec![(10, FindingKind::LrTooLow, Severity::Warning, false)]
+        );
+    }
+
+    #[test]
+    fn a_symptom_names_its_cause_and_offers_the_causes_remedy() {
+        let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
+        // Updates a millionth of the weights: the LR is too low from the first window.
+        run(&mut d, 100, |s| step(s, 2.3, [0.1, 0.2], 1e-7));
+        let mut last = Vec::new();
+        for n in 1..=3 {
+            last = d.on_epoch(&epoch(n, 0.10, 0.10, 2.3));
+        }
+        let under = last
+            .iter()
+            .find(|c| c.finding.kind == FindingKind::Underfitting)
+            .expect("underfitting at epoch 3");
+        assert_eq!(under.finding.severity, Severity::Info);
+        assert!(
+            under
+                .finding
+                .evidence
+                .starts_with("learning rate too low, see above: train 10.00%"),
+            "{}",
+            under.finding.evidence
+        );
+        assert_eq!(under.finding.remedy, Some(Remedy::ScaleLr(10.0)));
+        // `r` takes the cause's remedy: the cause comes first.
+        let top = d.findings();
+        assert_eq!(top[0].kind, FindingKind::LrTooLow);
+        // A symptom found before its cause is said again once the cause is known.
+        let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
+        for n in 1..=3 {
+            d.on_epoch(&epoch(n, 0.10, 0.10, 2.3));
+        }
+        assert_eq!(d.findings()[0].kind, FindingKind::Underfitting);
+        let got = d.on_non_finite(400, "loss is NaN");
+        let restated = got
+            .iter()
+            .find(|c| c.finding.kind == FindingKind::Underfitting)
+            .expect("restated");
+        assert!(restated
+            .finding
+            .evidence
+            .starts_with("learning rate too high, see above: train 10.00%"));
+    }
+
+    #[test]
+    fn inputs_labels_and_regularisation() {
+        let mut p = patient(vec![10, 10], 64);
+        p.input_mean = vec![0.5 / 0.0039];
+        p.input_std = vec![0.3 / 0.0039];
+        let mut d = Doctor::new(p.clone(), Thresholds::default());
+        let kinds: Vec<FindingKind> = d.on_start().iter().map(|c| c.finding.kind).collect();
+        assert_eq!(kinds, vec![FindingKind::UnnormalisedInput]);
+        // Half the training labels wrong: training accuracy far below (clean) validation.
+        let mut d = Doctor::new(patient(vec![10; 10], 64), Thresholds::default());
+        run(&mut d, 100, |s| step(s, 1.0, [0.1, 0.2], 1e-3));
+        let mut e = |n: usize, train: f64, val: f64, train_loss: f64, val_loss: f64| {
+            let mut m = epoch(n, train, val, val_loss);
+            m.train_loss = train_loss;
+            d.on_epoch(&m)
+                .into_iter()
+                .map(|c| (c.finding.kind, c.finding.severity))
+                .collect::<Vec<_>>()
+        };
+        // The first epoch's training accuracy averages a model still learning: not judged.
+        assert_eq!(e(1, 0.3, 0.7, 2.2, 1.5), vec![]);
+        assert_eq!(
+            e(2, 0.35, 0.77, 2.0, 1.4),
+            vec![(FindingKind::LabelNoise, Severity::Warning)]
+        );
+        // Dropout 0.9 does the same: it is the regularisation, not the labels.
+        let mut p = patient(vec![10; 10], 64);
+        p.dropout = 0.9;
+        let mut d = Doctor::new(p, Thresholds::default());
+        run(&mut d, 100, |s| step(s, 1.0, [0.1, 0.2], 1e-3));
+        d.on_epoch(&epoch(1, 0.2, 0.5, 2.0));
+        let mut m = epoch(2, 0.25, 0.56, 1.5);
+        m.train_loss = 2.0;
+        let got: Vec<FindingKind> = d.on_epoch(&m).iter().map(|c| c.finding.kind).collect();
+        assert_eq!(got, vec![FindingKind::TooMuchRegularisation]);
+        assert_eq!(
+            d.findings()[0].remedy,
+            Some(Remedy::Restart(vec![Setting::new("dropout", 0.25)]))
+        );
+    }
+
+    #[test]
     fn divergence_and_vanishing_gradients_are_found_and_clear_when_they_stop() {
         let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
         // The loss jumps to 4x where it began, then comes back down.
-        let got = run(&mut d, 100, |s| {
+        let got = run(&mut d, 120, |s| {
             step(
                 s,
                 if s == 1 || s > 50 { 0.7 } else { 2.8 },
@@ -390,16 +657,17 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (50, FindingKind::LrTooHigh, Severity::Warning, false),
-                (100, FindingKind::LrTooHigh, Severity::Warning, true)
+                (16, FindingKind::LrTooHigh, Severity::Warning, false),
+                (116, FindingKind::LrTooHigh, Severity::Info, true)
             ]
         );
         let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
+        // A first layer a millionth of the last: said at the first window.
         let got = run(&mut d, 150, |s| step(s, 0.693, [1e-7, 0.5], 1e-3));
         assert_eq!(
             got,
             vec![(
-                150,
+                16,
                 FindingKind::VanishingGradients,
                 Severity::Warning,
                 false
@@ -412,7 +680,7 @@ mod tests {
         assert_eq!(
             got,
             vec![(
-                150,
+                66,
                 FindingKind::ExplodingGradients,
                 Severity::Warning,
                 false
@@ -428,7 +696,7 @@ mod tests {
         let kinds: Vec<FindingKind> = d.on_start().iter().map(|c| c.finding.kind).collect();
         assert_eq!(
             kinds,
-            vec![FindingKind::ClassImbalance, FindingKind::SmallBatchNorm]
+            vec![FindingKind::SmallBatchNorm, FindingKind::ClassImbalance]
         );
         let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
         let kinds = |cs: Vec<Change>| -> Vec<(FindingKind, bool)> {
@@ -499,6 +767,15 @@ mod tests {
             f.evidence
         );
         assert_eq!(f.remedy, Some(Remedy::ScaleLr(0.1)));
+        // Units dead from the first measurement on are the model's (ReLU after non-negative
+        // inputs), not a dying ReLU: 60% at the start, 70% later, is no finding.
+        let mut fresh = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
+        assert!(fresh
+            .on_activations(&[layer("classifier.0", Some(0.6), None, 0.0)])
+            .is_empty());
+        assert!(fresh
+            .on_activations(&[layer("classifier.0", Some(0.7), None, 0.0)])
+            .is_empty());
         // Sigmoid outputs pinned to their bounds: saturated, no live remedy (a restart).
         let pinned = [layer("features.0", None, Some(0.7), 0.2)];
         let got = d.on_activations(&pinned);
@@ -507,11 +784,11 @@ mod tests {
         assert_eq!(
             kinds,
             vec![
-                (FindingKind::DeadUnits, true),
-                (FindingKind::SaturatedActivations, false)
+                (FindingKind::SaturatedActivations, false),
+                (FindingKind::DeadUnits, true)
             ]
         );
-        assert_eq!(got[1].finding.remedy, None);
+        assert_eq!(got[0].finding.remedy, None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! What the doctor knows of a run before it starts, the run's live switches, and the
 //! restarts a finding can suggest for its model.
 
+use crate::config::RunConfig;
 use crate::model::{Activation, Arch};
+use crate::optim::OptimizerKind;
 use crate::protocol::{Remedy, RunInfo, Setting};
 
 /// What the doctor knows of the run before it starts.
@@ -12,25 +14,57 @@ pub struct Patient {
     pub layers: Vec<String>,
     pub train_counts: Vec<usize>,
     pub batch_size: usize,
+    pub steps_per_epoch: usize,
     /// The model's settings, for the restart remedies.
     pub arch: String,
     pub activation: Activation,
     pub batch_norm: bool,
+    /// The regularisation it trains with, and the LR and optimizer it starts with.
+    pub dropout: f64,
+    pub weight_decay: f64,
+    pub lr: f64,
+    pub optimizer: OptimizerKind,
+    /// Each channel's mean and std of the inputs the model gets (empty: not known).
+    pub input_mean: Vec<f64>,
+    pub input_std: Vec<f64>,
 }
 
 impl Patient {
-    /// What a run's start says of it, with the model's settings.
-    pub fn of(info: &RunInfo, arch: &str, activation: Activation, batch_norm: bool) -> Self {
+    /// What a run's start says of it, with the run's settings.
+    pub fn of(info: &RunInfo, cfg: &RunConfig) -> Self {
         Self {
             classes: info.classes.clone(),
             layers: info.layers.clone(),
             train_counts: info.data_facts.train_counts.clone(),
             batch_size: info.batch_size,
-            arch: arch.into(),
-            activation,
-            batch_norm,
+            steps_per_epoch: info.steps_per_epoch,
+            arch: cfg.arch.clone(),
+            activation: cfg.activation,
+            batch_norm: cfg.batch_norm,
+            dropout: as_written(cfg.dropout),
+            weight_decay: as_written(cfg.optimizer.hyper.weight_decay),
+            lr: cfg.lr.get(),
+            optimizer: cfg.optimizer.kind,
+            input_mean: info.data_facts.input_mean.clone(),
+            input_std: info.data_facts.input_std.clone(),
         }
     }
+
+    /// The share by which weight decay alone shrinks the weights in an epoch at the starting
+    /// LR (SGD's momentum multiplies it; Adam's L2 goes through its scaling, so it is left out).
+    pub fn decay_per_epoch(&self) -> f64 {
+        let per_step = match self.optimizer {
+            OptimizerKind::Adamw => self.lr * self.weight_decay,
+            OptimizerKind::Sgd => self.lr * self.weight_decay * 10.0,
+            OptimizerKind::Adam => 0.0,
+        };
+        per_step * self.steps_per_epoch as f64
+    }
+}
+
+/// An f32 setting as the user wrote it (0.9, not 0.8999999761581421).
+fn as_written(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
 }
 
 /// The architecture with every conv and hidden layer twice as wide (at most 1024), or None when

@@ -3,14 +3,22 @@
 /// The rules' numbers, in one place.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Thresholds {
-    /// Steps per window: the step rules look at window means.
+    /// The step rules look at window means. A window is a `windows_per_epoch`th of an epoch,
+    /// at most `window` steps (and at least one step record): short runs are judged as soon
+    /// as long ones, in their own time.
     pub window: u64,
-    /// Windows before the step rules speak (the first steps of any run are noisy).
+    pub windows_per_epoch: u64,
+    /// The first window closes after this many steps (or the window, if shorter).
+    pub first_window: u64,
+    /// Windows before the step rules speak on ordinary evidence (the first steps of any run
+    /// are noisy). Evidence no noise makes (the `*_strong` bounds) is said at the first window.
     pub warmup_windows: usize,
     /// A spike: a step's loss above this times the mean of the previous `spike_span` steps
-    /// (PyTorch Lightning's spike detection).
+    /// (PyTorch Lightning's spike detection), and above `spike_floor` times the first loss
+    /// (batch noise on a loss near 0 doubles it without meaning anything).
     pub spike_factor: f64,
     pub spike_span: usize,
+    pub spike_floor: f64,
     /// LR too high: a window's mean loss over `diverge_factor` times the first step's (the
     /// loss went up from where it started), spikes in a window, or rising window means in the
     /// last `trend_windows`.
@@ -18,15 +26,24 @@ pub struct Thresholds {
     pub spikes_too_many: usize,
     pub trend_windows: usize,
     pub rising_too_many: usize,
+    /// ... and rising by more than this over them (short windows wobble by a few percent).
+    pub rise_change: f64,
     /// LR too low: the loss moved less than this (relative) over two windows while the median
     /// update/weight ratio was below `ratio_low` (DL4J: about 1e-3 is healthy, below 1e-4 too
     /// small, above 1e-2 too large).
     pub flat_change: f64,
     pub ratio_low: f64,
+    /// An update/weight ratio under this is a thousandth of a healthy one: with a loss flat
+    /// since the first step (within `flat_start`, one batch's noise), the LR is too low from
+    /// the first window on.
+    pub ratio_tiny: f64,
+    pub flat_start: f64,
     /// Vanishing: first-layer over last-layer gradient norm below this, and the first layer's
     /// norm below `vanishing_norm` (AUTOTRAINER: 1e-3 and 1e-4).
     pub vanishing_ratio: f64,
     pub vanishing_norm: f64,
+    /// A first-layer gradient under this share of the last's vanishes from the first window.
+    pub vanishing_ratio_strong: f64,
     /// Exploding: that ratio above this (AUTOTRAINER: 70), or any layer's norm above
     /// `exploding_norm`.
     pub exploding_ratio: f64,
@@ -53,31 +70,73 @@ pub struct Thresholds {
     pub initial_loss_range: (f64, f64),
     /// Improving: the loss fell by more than this (relative) over the last two windows.
     pub improving_change: f64,
-    /// Dead units: more than this share of a layer's units dead for a whole batch (the issue's
-    /// "more than half"; DeepDiagnosis uses 0.7).
+    /// Dead units: more than this share of a layer's units dead for a whole batch
+    /// (DeepDiagnosis: 0.7; a healthy ReLU layer without batch norm can pass half).
     pub dead_share: f64,
+    /// ... and this much more than at the first measurement (they died in training). From
+    /// `dead_whole` (nearly the whole layer) it is a warning even while the loss falls.
+    pub dead_growth: f64,
+    pub dead_whole: f64,
     /// Saturation: more than this share of a layer's inputs outside [-5, 5], or of its
     /// sigmoid/tanh outputs within 1% of a bound (DeepDiagnosis: 0.5).
     pub saturated_share: f64,
     /// The max norm the clipping remedy sets.
     pub clip_to: f64,
+    /// Labels: training accuracy this far below the (clean) validation accuracy, with the
+    /// training loss `noisy_loss_factor` times the validation loss or more, is noise in the
+    /// training labels; a loss that stays within `stuck_loss` of the first while the
+    /// validation accuracy is at chance (under `chance_factor`/classes) is labels that do
+    /// not match the images.
+    pub noisy_gap: f64,
+    pub noisy_loss_factor: f64,
+    pub stuck_loss: f64,
+    pub chance_factor: f64,
+    /// Inputs: a channel's mean beyond this many standard units, or a std outside this
+    /// range, is unnormalised (normalised inputs have 0 and 1).
+    pub input_mean_max: f64,
+    pub input_std_range: (f64, f64),
+    /// Regularisation: dropout from this, or weight decay that alone would shrink the
+    /// weights by this share an epoch, is heavy; heavy regularisation with the training
+    /// loss above the validation loss and the training accuracy under `underfit_acc` (or
+    /// below validation) holds the model back.
+    pub heavy_dropout: f64,
+    pub heavy_decay: f64,
+    /// Weight decay is most of every update when it alone moves the weights by this share a
+    /// step while the median update/weight ratio is `ratio_high` or more (DL4J: above 1e-2
+    /// is too large).
+    pub decay_step: f64,
+    pub ratio_high: f64,
+    /// Exploding: the first layer's gradient norm must be at least this (a tiny last layer,
+    /// e.g. a one-unit hidden layer, makes any ratio large).
+    pub exploding_floor: f64,
+    /// A class far behind is a warning when its accuracy gained less than this over the last
+    /// `weak_epochs` epochs, behind all the while.
+    pub weak_gain: f64,
+    pub weak_epochs: usize,
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
         Self {
             window: 50,
-            warmup_windows: 2,
+            windows_per_epoch: 16,
+            first_window: 16,
+            warmup_windows: 1,
             diverge_factor: 1.5,
             spike_factor: 2.0,
             spike_span: 10,
+            spike_floor: 0.5,
             spikes_too_many: 3,
             trend_windows: 4,
             rising_too_many: 3,
+            rise_change: 0.10,
             flat_change: 0.01,
             ratio_low: 1e-4,
+            ratio_tiny: 1e-6,
+            flat_start: 0.05,
             vanishing_ratio: 1e-3,
             vanishing_norm: 1e-4,
+            vanishing_ratio_strong: 1e-6,
             exploding_ratio: 70.0,
             exploding_norm: 1e2,
             plateau_epochs: 3,
@@ -91,9 +150,24 @@ impl Default for Thresholds {
             bn_min_batch: 8,
             initial_loss_range: (0.5, 2.0),
             improving_change: 0.02,
-            dead_share: 0.5,
+            dead_share: 0.7,
+            dead_growth: 0.25,
+            dead_whole: 0.9,
             saturated_share: 0.5,
             clip_to: 1.0,
+            noisy_gap: 0.15,
+            noisy_loss_factor: 1.2,
+            stuck_loss: 0.05,
+            chance_factor: 1.5,
+            input_mean_max: 3.0,
+            input_std_range: (0.2, 5.0),
+            heavy_dropout: 0.5,
+            heavy_decay: 0.2,
+            decay_step: 5e-3,
+            ratio_high: 1e-2,
+            exploding_floor: 1.0,
+            weak_gain: 0.02,
+            weak_epochs: 3,
         }
     }
 }

@@ -1,14 +1,13 @@
-//! The per-step metrics folded into windows of steps, which the step rules read.
+//! The step records folded into windows of steps, which the step rules read.
 
 /// The window of steps being filled.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filling {
-    /// Sums of loss and loss squared (x steps, for folded records), and the steps.
+    /// The sum of the records' mean losses x their steps, and the steps.
     pub loss: f64,
-    pub loss_sq: f64,
     pub steps: u64,
     pub spikes: usize,
-    /// Per step: first- and last-layer weight gradient norms, the largest, the median ratio.
+    /// Per record: first- and last-layer weight gradient norms, the largest, the median ratio.
     pub signals: Vec<[f64; 4]>,
 }
 
@@ -16,8 +15,8 @@ pub struct Filling {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Window {
     pub loss: f64,
-    /// The std of the steps' losses over their mean.
-    pub volatility: f64,
+    /// The steps it covers.
+    pub steps: u64,
     pub spikes: usize,
     /// Median first- and last-layer weight gradient norms, median update/weight ratio.
     pub first_grad: f64,

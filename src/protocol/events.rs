@@ -46,6 +46,12 @@ pub struct DataFacts {
     pub sampler: String,
     /// Files left out with `--skip-bad-images`: "path: problem".
     pub skipped: Vec<String>,
+    /// Each channel's mean and standard deviation of the training inputs as the model gets
+    /// them (normalised); empty in records of versions before it.
+    #[serde(default)]
+    pub input_mean: Vec<f64>,
+    #[serde(default)]
+    pub input_std: Vec<f64>,
 }
 
 impl DataFacts {
@@ -117,6 +123,10 @@ pub struct StepMetrics {
     /// Mean training loss and batch accuracy over the steps covered.
     pub loss: f64,
     pub accuracy: f64,
+    /// The largest step loss among the steps covered (the doctor's spikes); 0 in records of
+    /// versions before it.
+    #[serde(default)]
+    pub loss_max: f64,
     /// Learning rate of the latest step.
     pub lr: f64,
     /// Per-parameter gradient L2 norm and ||update|| / ||weight|| of the latest step.
@@ -132,6 +142,7 @@ impl StepMetrics {
         let (a, b) = (self.steps as f64, newer.steps as f64);
         self.loss = (self.loss * a + newer.loss * b) / (a + b);
         self.accuracy = (self.accuracy * a + newer.accuracy * b) / (a + b);
+        self.loss_max = self.loss_max.max(newer.loss_max);
         self.steps += newer.steps;
         self.step = newer.step;
         self.epoch = newer.epoch;

@@ -23,6 +23,12 @@ pub enum FindingKind {
     DeadUnits,
     /// Most of a layer's inputs sit where its activation is flat (sigmoid, tanh).
     SaturatedActivations,
+    /// Training labels that are often wrong, or do not match the images at all.
+    LabelNoise,
+    /// Inputs far from zero mean and unit variance.
+    UnnormalisedInput,
+    /// Weight decay or dropout that holds the training loss up.
+    TooMuchRegularisation,
 }
 
 impl FindingKind {
@@ -42,7 +48,33 @@ impl FindingKind {
             Self::InitialLoss => "initial loss off",
             Self::DeadUnits => "dead units",
             Self::SaturatedActivations => "saturated activations",
+            Self::LabelNoise => "noisy or mismatched labels",
+            Self::UnnormalisedInput => "unnormalised input",
+            Self::TooMuchRegularisation => "too much regularisation",
         }
+    }
+
+    /// A symptom: what a cause (a bad LR, gradients, units, labels, inputs, regularisation)
+    /// shows as, whose own advice is wrong while that cause is in force.
+    pub fn is_symptom(self) -> bool {
+        matches!(self, Self::Underfitting | Self::Plateau | Self::WeakClass)
+    }
+
+    /// A cause that explains the symptoms while it is in force.
+    pub fn explains_symptoms(self) -> bool {
+        matches!(
+            self,
+            Self::LrTooHigh
+                | Self::LrTooLow
+                | Self::VanishingGradients
+                | Self::ExplodingGradients
+                | Self::DeadUnits
+                | Self::SaturatedActivations
+                | Self::LabelNoise
+                | Self::UnnormalisedInput
+                | Self::TooMuchRegularisation
+                | Self::SmallBatchNorm
+        )
     }
 }
 
@@ -141,6 +173,11 @@ pub const REMEDY_TRIAL_STEPS: u64 = 200;
 /// Steps between two measurements of the activations (the doctor's dead-unit and saturation
 /// rules read them).
 pub const ACTIVATION_EVERY: u64 = 100;
+
+/// At the first step, and in the first `ACTIVATION_EARLY_UNTIL` steps every `ACTIVATION_EARLY`
+/// steps, they are measured too: units that die or saturate early are found early.
+pub const ACTIVATION_EARLY: u64 = 20;
+pub const ACTIVATION_EARLY_UNTIL: u64 = 80;
 
 /// Whether a remedy helped: the mean training loss of the trial against the same number of
 /// steps before it.

@@ -25,7 +25,7 @@ pub use events::{
 };
 pub use findings::{
     Finding, FindingKind, LayerActivations, Remedy, RemedyRecord, Setting, Severity, Verdict,
-    ACTIVATION_EVERY, REMEDY_TRIAL_STEPS,
+    ACTIVATION_EARLY, ACTIVATION_EARLY_UNTIL, ACTIVATION_EVERY, REMEDY_TRIAL_STEPS,
 };
 pub use link::{link, MonitorLink, TrainerLink, STEP_CHANNEL_CAPACITY};
 pub use record::{Record, RecordProblem};
@@ -40,6 +40,7 @@ mod tests {
             epoch: 1,
             steps: 1,
             loss,
+            loss_max: 0.0,
             accuracy: 0.5,
             lr: 0.1,
             grad_norms: vec![i as f64],

@@ -1,6 +1,7 @@
 //! The LR range test (fastai's and Lightning's learning-rate finder): train a copy of the model
 //! for a few steps while the LR grows exponentially, follow the loss's moving average, and
-//! suggest the LR where it falls fastest.
+//! suggest an LR half-way into its longest fall (fastai's valley), or a safe one when it does
+//! not clearly fall.
 
 use std::sync::Arc;
 
@@ -33,12 +34,18 @@ impl Default for FinderSettings {
 }
 
 /// How the suggestion is chosen, in words.
-pub const METHOD: &str = "the steepest fall of the loss's moving average (0.98, bias-corrected) against log10(lr), skipping the first 10 points (the average still settling), the last one (where the loss turns) and any that is not finite";
+pub const METHOD: &str = "fastai's valley: the longest stretch over which the loss's moving average (0.98, bias-corrected) keeps falling, the suggestion half-way into it, skipping the first 10 points (the average still settling); when the loss does not clearly fall, the highest LR it stays flat at, a decade below where it rises, and never far below the run's LR without a fall to show for it";
 
-/// The suggestion skips this many points at the start (the average still settling) ...
+/// The suggestion skips this many points at the start (the average still settling).
 const SKIP_START: usize = 10;
-/// ... and at the end (where the loss has begun to climb).
-const SKIP_END: usize = 1;
+/// A fall of the smoothed loss by this share of its level is a clear one (the average of a
+/// short sweep lags: 40 steps that halve the loss move it 8%).
+const CLEAR_FALL: f64 = 0.05;
+/// A suggestion more than this factor below the run's LR needs a fall this clear.
+const FAR_BELOW: f64 = 10.0;
+const STRONG_FALL: f64 = 0.25;
+/// The loss rises when it passes its lowest by this share.
+const RISE: f64 = 0.10;
 
 /// Endless batches of `data` for the sweep, in orders of its own (the run's batch order and
 /// RNG are not touched), reshuffled each pass.
@@ -78,10 +85,13 @@ pub fn batches(
 
 /// Trains `learner` (a copy: it is changed) on `batches` at exponentially growing learning
 /// rates. `progress` hears of each step done and may end the sweep by returning false.
+/// `current` is the LR of a run under way (the suggestion does not undercut it without
+/// evidence); none from the initial weights.
 pub fn sweep(
     learner: &mut Learner,
     batches: &mut dyn Iterator<Item = Batch>,
     s: &FinderSettings,
+    current: Option<f64>,
     progress: &mut dyn FnMut(usize) -> bool,
 ) -> candle_core::Result<LrFinding> {
     let steps = s.steps.max(2);
@@ -124,7 +134,7 @@ pub fn sweep(
             break;
         }
     }
-    let (suggestion, how) = suggest(&points);
+    let (suggestion, how) = suggest(&points, current);
     Ok(LrFinding {
         points,
         suggestion,
@@ -133,12 +143,16 @@ pub fn sweep(
     })
 }
 
-/// The point where the smoothed loss falls fastest against log10(lr), skipping the first
-/// `SKIP_START` points and the last `SKIP_END`, and any point not finite; and how it was
-/// chosen, or why there is none.
-pub fn suggest(points: &[FinderPoint]) -> (Option<usize>, String) {
+/// The suggested point and how it was chosen, or why there is none. `current` is the LR the
+/// run trains at (mid-run), which a suggestion does not undercut by far without evidence.
+///
+/// fastai's valley (its default since 2021): the longest run of points over which the
+/// smoothed loss keeps falling (the longest decreasing subsequence), the suggestion half-way
+/// into it. A stretch whose fall is small against the loss is noise, not a valley: then the
+/// loss is flat up to where it rises, and LRs a decade below the rise are safe.
+pub fn suggest(points: &[FinderPoint], current: Option<f64>) -> (Option<usize>, String) {
     let n = points.len();
-    if n < SKIP_START + SKIP_END + 3 {
+    if n < SKIP_START + 3 {
         return (
             None,
             format!(
@@ -146,36 +160,94 @@ pub fn suggest(points: &[FinderPoint]) -> (Option<usize>, String) {
             ),
         );
     }
-    let x = |i: usize| points[i].lr.log10();
     let y = |i: usize| points[i].smoothed;
-    // Central differences (one-sided at the ends), as numpy.gradient.
-    let slope = |i: usize| -> f64 {
-        let (a, b) = if i == 0 {
-            (0, 1)
-        } else if i == n - 1 {
-            (n - 2, n - 1)
-        } else {
-            (i - 1, i + 1)
-        };
-        (y(b) - y(a)) / (x(b) - x(a))
-    };
-    let best = (SKIP_START..n - SKIP_END)
-        .filter(|&i| slope(i).is_finite())
-        .min_by(|&a, &b| slope(a).total_cmp(&slope(b)));
-    match best {
-        Some(i) if slope(i) < 0.0 => (
-            Some(i),
-            format!(
-                "the smoothed loss falls fastest there: {:.3} per decade",
-                slope(i)
-            ),
-        ),
-        _ => (
-            None,
-            "the smoothed loss never fell: no LR in the range trains this model; try a wider range"
-                .into(),
-        ),
+    let ok: Vec<usize> = (SKIP_START..n).filter(|&i| y(i).is_finite()).collect();
+    if ok.len() < 3 {
+        return (None, "the loss was not finite past the first points".into());
     }
+    // The longest decreasing subsequence of the smoothed loss, as fastai's `valley`.
+    let mut len = vec![1usize; ok.len()];
+    let mut from = vec![0usize; ok.len()];
+    for b in 0..ok.len() {
+        from[b] = b;
+        for a in 0..b {
+            if y(ok[b]) < y(ok[a]) && len[a] + 1 > len[b] {
+                len[b] = len[a] + 1;
+                from[b] = from[a];
+            }
+        }
+    }
+    let end = (0..ok.len())
+        .max_by_key(|&b| (len[b], std::cmp::Reverse(b)))
+        .unwrap_or(0);
+    let (start, end) = (ok[from[end]], ok[end]);
+    let fall = (y(start) - y(end)) / y(start).abs().max(1e-12);
+    let sections = (end - start) / 3;
+    let pick = start + sections + sections / 2;
+    let lr = |i: usize| points[i].lr;
+    let far_below = current.is_some_and(|c| lr(pick) * FAR_BELOW < c);
+    if fall >= CLEAR_FALL && !(far_below && fall < STRONG_FALL) {
+        return (
+            Some(pick),
+            format!(
+                "half-way into the longest fall of the loss (fastai's valley): from {:.1e} to {:.1e} it falls {:.0}% ({:.3} -> {:.3})",
+                lr(start),
+                lr(end),
+                100.0 * fall,
+                y(start),
+                y(end)
+            ),
+        );
+    }
+    flat(points, &ok, current)
+}
+
+/// No clear fall: where the loss rises, the LRs below it that are safe, and a suggestion
+/// among them that keeps the run's own LR when it is safe.
+fn flat(points: &[FinderPoint], ok: &[usize], current: Option<f64>) -> (Option<usize>, String) {
+    let y = |i: usize| points[i].smoothed;
+    let lr = |i: usize| points[i].lr;
+    let low = ok.iter().map(|&i| y(i)).fold(f64::INFINITY, f64::min);
+    let rise = ok.iter().copied().find(|&i| {
+        y(i) > low * (1.0 + RISE) && ok.iter().any(|&j| j < i && y(j) <= low * (1.0 + RISE))
+    });
+    let Some(rise) = rise else {
+        return (
+            current.and_then(|c| nearest(points, c)),
+            format!(
+                "the loss is flat from {:.0e} to {:.0e}: no LR in the range moves it; keep the LR, or widen the range",
+                lr(ok[0]),
+                lr(*ok.last().unwrap_or(&0))
+            ),
+        );
+    };
+    let flat_end = ok.iter().copied().rfind(|&i| i < rise).unwrap_or(rise);
+    let safe = lr(rise) / 10.0;
+    let pick = match current {
+        Some(c) if c <= safe => nearest(points, c),
+        _ => nearest(points, safe),
+    };
+    (
+        pick,
+        format!(
+            "the loss is flat up to {:.0e} and rises past {:.0e}: LRs below about {:.0e} are safe{}",
+            lr(flat_end),
+            lr(rise),
+            safe,
+            match current {
+                Some(c) if c <= safe => format!("; the run's {c:.1e} is one of them"),
+                _ => String::new(),
+            }
+        ),
+    )
+}
+
+/// The point whose LR is nearest `lr` (on a log scale).
+fn nearest(points: &[FinderPoint], lr: f64) -> Option<usize> {
+    (0..points.len()).min_by(|&a, &b| {
+        let d = |i: usize| (points[i].lr.ln() - lr.ln()).abs();
+        d(a).total_cmp(&d(b))
+    })
 }
 
 #[cfg(test)]
@@ -197,17 +269,58 @@ mod tests {
     }
 
     #[test]
-    fn the_suggestion_is_the_steepest_fall() {
-        // Falls fastest at lr 1e-3 (a logistic step centred there), flat elsewhere.
-        let pts = curve(|x| 2.0 - 1.5 / (1.0 + (-(x + 3.0) * 3.0).exp()));
-        let (i, how) = suggest(&pts);
+    fn the_suggestion_is_half_way_into_the_longest_fall() {
+        // Falls from 2.0 to 0.5 between about 1e-4 and 1e-2 (a logistic step centred at 1e-3),
+        // flat elsewhere, then climbs past 1e-0.5.
+        let pts = curve(|x| {
+            2.0 - 1.5 / (1.0 + (-(x + 3.0) * 3.0).exp())
+                + if x > -0.5 { (x + 0.5) * 4.0 } else { 0.0 }
+        });
+        let (i, how) = suggest(&pts, None);
         let lr = pts[i.unwrap()].lr;
-        assert!((lr.log10() + 3.0).abs() < 0.1, "{lr}");
-        assert!(how.contains("falls fastest there"), "{how}");
+        assert!((1e-4..=1e-2).contains(&lr), "{lr}: {how}");
+        assert!(how.starts_with("half-way into the longest fall"), "{how}");
+        // Mid-run at 1e-3 the same curve gives the same suggestion: the fall is evidence.
+        assert_eq!(suggest(&pts, Some(1e-3)).0, i);
+    }
+
+    /// A loss that wobbles by batch noise (a fixed pseudo-random sequence) around `level`
+    /// up to lr 1e-2, then climbs.
+    fn flat_then_rising(level: f64) -> Vec<FinderPoint> {
+        let mut state = 7u64;
+        let mut pts = curve(|x| level + if x > -2.0 { (x + 2.0) * level } else { 0.0 });
+        for p in &mut pts {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            p.smoothed += ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.02 * level;
+        }
+        pts
     }
 
     #[test]
-    fn early_spikes_and_a_diverging_end_do_not_fool_it() {
+    fn a_flat_curve_mid_run_keeps_a_safe_lr_and_says_where_the_loss_rises() {
+        let pts = flat_then_rising(0.3);
+        // The run trains at 1e-3, below where the loss rises: it is kept, not cut a thousandfold.
+        let (i, how) = suggest(&pts, Some(1e-3));
+        let lr = pts[i.unwrap()].lr;
+        assert!((lr / 1e-3 - 1.0).abs() < 0.2, "{lr}: {how}");
+        assert!(how.starts_with("the loss is flat up to"), "{how}");
+        assert!(
+            how.contains("are safe; the run's 1.0e-3 is one of them"),
+            "{how}"
+        );
+        // At 0.1, past the rise, the suggestion is the safe LR a decade below it.
+        let (i, how) = suggest(&pts, Some(0.1));
+        let lr = pts[i.unwrap()].lr;
+        assert!((1e-4..=3e-3).contains(&lr), "{lr}: {how}");
+        // The longest falling stretch of noise is no valley.
+        let (i, _) = suggest(&pts, None);
+        assert!(pts[i.unwrap()].lr > 1e-4, "{:?}", pts[i.unwrap()]);
+    }
+
+    #[test]
+    fn early_spikes_a_diverging_end_and_short_curves() {
         let mut pts = curve(|x| 2.0 - 1.5 / (1.0 + (-(x + 3.0) * 3.0).exp()));
         // A spike and a sharp drop in the first points, where the average still settles.
         pts[2].smoothed = 9.0;
@@ -215,12 +328,13 @@ mod tests {
         // The end: not finite.
         pts[99].smoothed = f64::NAN;
         pts[98].smoothed = f64::INFINITY;
-        let (i, _) = suggest(&pts);
-        assert!((pts[i.unwrap()].lr.log10() + 3.0).abs() < 0.1);
-        let (none, why) = suggest(&pts[..10]);
+        let (i, _) = suggest(&pts, None);
+        assert!((pts[i.unwrap()].lr.log10() + 3.0).abs() < 1.0);
+        let (none, why) = suggest(&pts[..10], None);
         assert!(none.is_none() && why.contains("too few points"), "{why}");
         let flat = curve(|_| 1.0);
-        let (none, why) = suggest(&flat);
-        assert!(none.is_none() && why.contains("never fell"), "{why}");
+        let (keep, why) = suggest(&flat, Some(1e-3));
+        assert!((flat[keep.unwrap()].lr / 1e-3 - 1.0).abs() < 0.2, "{why}");
+        assert!(why.contains("no LR in the range moves it"), "{why}");
     }
 }

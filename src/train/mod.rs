@@ -27,14 +27,14 @@ use crate::data::{
     AugmentSpec, Batch, BatchStream, ClassWeights, DataSplits, Dataset, Loader, Normalization,
     Sampler,
 };
-use crate::diagnose::{Doctor, Patient, Switches, Thresholds};
+use crate::diagnose::{Doctor, Switches};
 use crate::model::Cnn;
 use crate::optim::Optimizer;
 use crate::protocol::{
     clip_norm_problem, Command, EpochMetrics, EvalMetrics, Event, FindingKind, FinishReason,
     LearningRate, LrFinding, LrSource, OnNonFinite, Remedy, RemedyRecord, Resumed, RunInfo,
-    SampleGrid, ScheduleChange, Setting, StepMetrics, TrainerLink, ACTIVATION_EVERY,
-    REMEDY_TRIAL_STEPS,
+    SampleGrid, ScheduleChange, Setting, StepMetrics, TrainerLink, ACTIVATION_EARLY,
+    ACTIVATION_EARLY_UNTIL, ACTIVATION_EVERY, REMEDY_TRIAL_STEPS,
 };
 use crate::rng::Rng;
 use crate::run_dir::{MetricsLog, RunDir, RunDirError};
@@ -165,6 +165,8 @@ fn find_lr(
     settings: &FinderSettings,
     progress: &mut dyn FnMut(usize) -> bool,
 ) -> Result<LrFinding, TrainError> {
+    // Mid-run (or from a checkpoint) the run's LR is one the suggestion must beat.
+    let current = (step > 0).then(|| learner.lr.get());
     let mut copy = learner.duplicate(Rng::derive(cfg.seed, "lr-find-dropout", step))?;
     let mut batches = lr_find::batches(
         data.train.clone(),
@@ -172,7 +174,13 @@ fn find_lr(
         data.norm.clone(),
         cfg.seed,
     );
-    Ok(lr_find::sweep(&mut copy, &mut batches, settings, progress)?)
+    Ok(lr_find::sweep(
+        &mut copy,
+        &mut batches,
+        settings,
+        current,
+        progress,
+    )?)
 }
 
 /// Refuses a model that would not fit in the memory available, before anything of it is
@@ -211,6 +219,7 @@ fn data_facts(
     balanced_weights: &[f32],
 ) -> crate::protocol::DataFacts {
     let counts = data.counts();
+    let (input_mean, input_std) = input_stats(&data.train, &data.norm);
     crate::protocol::DataFacts {
         balanced_weights: balanced_weights.to_vec(),
         train_counts: counts.train,
@@ -225,8 +234,28 @@ fn data_facts(
             .iter()
             .map(|b| format!("{}: {}", b.path.display(), b.problem))
             .collect(),
+        input_mean,
+        input_std,
     }
 }
+
+/// Each channel's mean and std of the training inputs after normalisation by `norm`, over a
+/// sample of the training images (the doctor's unnormalised-input finding).
+fn input_stats(train: &Dataset, norm: &Normalization) -> (Vec<f64>, Vec<f64>) {
+    let raw = Normalization::of_first(train, INPUT_SAMPLE);
+    raw.mean
+        .iter()
+        .zip(&raw.std)
+        .zip(norm.mean.iter().zip(&norm.std))
+        .map(|((&m, &s), (&nm, &ns))| {
+            let ns = f64::from(ns).max(1e-12);
+            ((f64::from(m) - f64::from(nm)) / ns, f64::from(s) / ns)
+        })
+        .unzip()
+}
+
+/// Training images sampled for the input statistics.
+const INPUT_SAMPLE: usize = 512;
 
 impl Trainer {
     pub fn new(cfg: RunConfig, data: DataSplits) -> Result<Self, TrainError> {
@@ -286,15 +315,7 @@ impl Trainer {
             schedule: schedule.clone(),
             data_facts,
         };
-        let mut doctor = Doctor::new(
-            Patient::of(&info, &cfg.arch, cfg.activation, cfg.batch_norm),
-            Thresholds::default(),
-        );
-        doctor.switches = Switches {
-            augmenting,
-            class_weights: class_weights.is_some(),
-            clipping: cfg.clip_grad_norm > 0.0,
-        };
+        let doctor = Doctor::for_run(&info, &cfg);
         Ok(Self {
             doctor,
             last_good: None,
@@ -388,7 +409,6 @@ impl Trainer {
         p.epoch = ckpt.position.epoch.max(1);
         p.pos = ckpt.position;
         p.history.clone_from(&ckpt.epochs);
-        t.doctor.remember(&ckpt.epochs);
         t.remedies.history.clone_from(&ckpt.remedies);
         p.lr_changes.clone_from(&ckpt.lr_changes);
         if p.lr_changes.first().is_none_or(|c| c.0 != 0) {
@@ -407,11 +427,20 @@ impl Trainer {
         t.schedule = t.resumed_schedule(ckpt, plan.lr, given, &mut notes)?;
         t.info.schedule = t.schedule.clone();
         t.data.norm = ckpt.data.norm();
+        (t.info.data_facts.input_mean, t.info.data_facts.input_std) =
+            input_stats(&t.data.train, &t.data.norm);
         if !given.iter().any(|g| g == "augment") {
             t.data.augmenting = ckpt.data.augmenting.unwrap_or(t.data.augmenting);
         }
         t.info.data_facts.augmenting = t.data.augmenting;
-        t.doctor.switches.augmenting = t.data.augmenting;
+        // The doctor of the run as it resumes: its inputs, switches and epochs so far.
+        let switches = t.doctor.switches;
+        t.doctor = Doctor::for_run(&t.info, &t.cfg);
+        t.doctor.switches = Switches {
+            augmenting: t.data.augmenting,
+            ..switches
+        };
+        t.doctor.remember(&ckpt.epochs);
         t.info.resumed = Some(Resumed {
             from: from.display().to_string(),
             step: ckpt.global_step,
@@ -677,13 +706,16 @@ impl Trainer {
             self.learner.opt.set_momentum(m as f32);
         }
         // Activations on this batch before the step changes the weights.
-        let probed = if std::mem::take(&mut self.probe_next) || next % ACTIVATION_EVERY == 0 {
-            let mut rng = Rng::derive(self.cfg.seed, "probe", next);
-            self.learner.count_zero_grads = true;
-            Some(self.learner.probe(batch, &mut rng)?)
-        } else {
-            None
-        };
+        // The first step's are the baseline: units dead from the start are the model's.
+        let early = next == 1 || (next <= ACTIVATION_EARLY_UNTIL && next % ACTIVATION_EARLY == 0);
+        let probed =
+            if std::mem::take(&mut self.probe_next) || early || next % ACTIVATION_EVERY == 0 {
+                let mut rng = Rng::derive(self.cfg.seed, "probe", next);
+                self.learner.count_zero_grads = true;
+                Some(self.learner.probe(batch, &mut rng)?)
+            } else {
+                None
+            };
         let outcome = self.learner.step(batch)?;
         let p = &mut self.progress;
         p.step += 1;
@@ -707,15 +739,18 @@ impl Trainer {
             epoch: p.epoch,
             steps: 1,
             loss: s.loss,
+            loss_max: s.loss,
             accuracy: s.hits as f64 / batch.len() as f64,
             lr: self.learner.lr.get(),
             grad_norms: s.grad_norms,
             update_ratios: s.update_ratios,
             images_per_sec: ips,
         };
-        let mut changes = self.doctor.on_step(&m);
-        self.watchers
+        // The doctor judges the step records metrics.jsonl keeps, as `diagnose` does later.
+        let record = self
+            .watchers
             .step(m, s.hits, batch.len(), self.cfg.log_every);
+        let mut changes = record.map_or_else(Vec::new, |r| self.doctor.on_record(&r));
         p.pos.active_secs += t0.elapsed().as_secs_f64();
         let step = p.step;
         if let Some(mut layers) = probed {

@@ -8,12 +8,16 @@ pub struct Watchers {
     link: TrainerLink,
     log: Option<MetricsLog>,
     window: Window,
+    /// Whether a step record was made: the first step of a run (or of its resumption) gets
+    /// one, so that its first loss is known exactly.
+    recorded: bool,
 }
 
 /// Training loss and accuracy since the last `step` record.
 #[derive(Default)]
 struct Window {
     loss: f64,
+    loss_max: f64,
     correct: usize,
     seen: usize,
     steps: u64,
@@ -26,6 +30,7 @@ impl Watchers {
             link: TrainerLink::detached(),
             log: None,
             window: Window::default(),
+            recorded: false,
         }
     }
 
@@ -46,23 +51,37 @@ impl Watchers {
         self.link.send(e);
     }
 
-    /// Sends a step's metrics; every `log_every` steps a `step` record with the means since the
-    /// last one goes to metrics.jsonl.
-    pub fn step(&mut self, m: StepMetrics, hits: usize, images: usize, log_every: u64) {
+    /// Sends a step's metrics; at the first step and every `log_every` steps a `step` record
+    /// with the means since the last one goes to metrics.jsonl, and is returned (the doctor
+    /// judges it, even when the log cannot be written).
+    pub fn step(
+        &mut self,
+        m: StepMetrics,
+        hits: usize,
+        images: usize,
+        log_every: u64,
+    ) -> Option<StepMetrics> {
         let w = &mut self.window;
         w.loss += m.loss;
+        w.loss_max = w.loss_max.max(m.loss);
         w.correct += hits;
         w.seen += images;
         w.steps += 1;
-        if m.step % log_every == 0 {
+        let first = !std::mem::replace(&mut self.recorded, true);
+        let record = if first || m.step % log_every == 0 {
+            let w = std::mem::take(&mut self.window);
             let mut rec = m.clone();
             rec.steps = w.steps as u32;
             rec.loss = w.loss / w.steps as f64;
+            rec.loss_max = w.loss_max;
             rec.accuracy = w.correct as f64 / w.seen.max(1) as f64;
-            self.window = Window::default();
-            self.record(m.step, m.epoch, &Record::Step(rec));
-        }
+            self.record(m.step, m.epoch, &Record::Step(rec.clone()));
+            Some(rec)
+        } else {
+            None
+        };
         self.link.send_step(m);
+        record
     }
 
     /// A failed write disables the log, says so once as a warning, and the run goes on.

@@ -143,6 +143,7 @@ mod tests {
             epoch: 1,
             steps: 1,
             loss: 1.0,
+            loss_max: 0.0,
             accuracy: 0.5,
             lr: 0.1,
             grad_norms: vec![],

@@ -242,10 +242,16 @@ impl RunState {
         layers.iter().find(|l| l.layer == layer)
     }
 
-    /// The findings in force, warnings first, then the oldest first.
+    /// The findings in force, warnings first, causes before the symptoms they explain, then
+    /// the oldest first.
     pub fn findings_by_severity(&self) -> Vec<&(u64, Finding)> {
         let mut v: Vec<_> = self.findings.iter().collect();
-        v.sort_by(|a, b| b.1.severity.cmp(&a.1.severity).then(a.0.cmp(&b.0)));
+        v.sort_by(|a, b| {
+            b.1.severity
+                .cmp(&a.1.severity)
+                .then(a.1.kind.is_symptom().cmp(&b.1.kind.is_symptom()))
+                .then(a.0.cmp(&b.0))
+        });
         v
     }
 
@@ -662,6 +668,7 @@ mod tests {
             epoch: 2,
             steps: 1,
             loss: 0.5,
+            loss_max: 0.0,
             accuracy: 0.75,
             lr: 2e-3,
             grad_norms: vec![0.1],

@@ -20,7 +20,8 @@ impl Rule for ExplodingGradients {
     fn check(&self, s: &Signals) -> Option<Found> {
         let (th, last) = (s.th, s.past_warm_up()?);
         let ratio = last.first_grad / last.last_grad.max(1e-30);
-        (ratio > th.exploding_ratio || last.max_grad > th.exploding_norm).then(|| {
+        let steep = ratio > th.exploding_ratio && last.first_grad >= th.exploding_floor;
+        (steep || last.max_grad > th.exploding_norm).then(|| {
             (
                 format!(
                     "the first layer's gradient norm is {ratio:.0}x the last layer's (over {:.0} is a problem); the largest layer norm is {}",

@@ -26,7 +26,7 @@ impl Rule for LrTooHigh {
             return Some((
                 format!(
                     "the mean loss of the last {} steps is {:.4}, {:.1}x the first step's {:.4}: the steps overshoot; {} spikes in the window",
-                    th.window,
+                    last.steps,
                     last.loss,
                     last.loss / first_loss,
                     first_loss,
@@ -35,23 +35,22 @@ impl Rule for LrTooHigh {
                 ADVICE.to_string(),
             ));
         }
-        if w.len() <= th.warmup_windows {
+        if s.closed <= th.warmup_windows {
             return None;
         }
         let span = &w[w.len().saturating_sub(th.trend_windows + 1)..];
         let rising = span.windows(2).filter(|p| p[1].loss > p[0].loss).count();
         // Rising windows count when the loss went up by more than noise over the span (a flat
-        // loss wobbles up half the time).
-        let rose = last.loss > span[0].loss * (1.0 + th.improving_change);
+        // loss wobbles up half the time, a short window's mean by a few percent).
+        let rose = last.loss > span[0].loss * (1.0 + th.rise_change);
         (last.spikes >= th.spikes_too_many || (rising >= th.rising_too_many && rose)).then(|| {
             (
                 format!(
-                    "the loss rose in {rising} of the last {} windows of {} steps ({:.4} -> {:.4}); volatility {:.2}; {} spikes (over {}x the mean of the {} steps before) in the last window",
+                    "the loss rose in {rising} of the last {} windows of {} steps ({:.4} -> {:.4}); {} spikes (over {}x the mean of the {} steps before) in the last window",
                     span.len() - 1,
-                    th.window,
+                    s.window_steps,
                     span[0].loss,
                     last.loss,
-                    last.volatility,
                     last.spikes,
                     th.spike_factor,
                     th.spike_span

@@ -19,22 +19,44 @@ impl Rule for LrTooLow {
     }
 
     fn check(&self, s: &Signals) -> Option<Found> {
-        let (th, last) = (s.th, s.past_warm_up()?);
+        let th = s.th;
+        let last = s.newest()?;
+        let healthy = last.first_grad > th.vanishing_norm;
+        let advice = || "raise the LR x10 (r), or run the LR finder (f)".to_string();
+        // Updates a millionth of the weights with a loss where it began: no noise does that.
+        let first = s.first_loss?;
+        let since_start = (last.loss - first).abs() / first.abs().max(1e-12);
+        if last.ratio < th.ratio_tiny && since_start < th.flat_start && healthy {
+            return Some((
+                format!(
+                    "the median update/weight ratio is {} (about 1e-3 is healthy, under {} a thousandth of that) and the loss {:.4} is within {:.2}% of the first step's {:.4}",
+                    sci(last.ratio),
+                    sci(th.ratio_tiny),
+                    last.loss,
+                    100.0 * since_start,
+                    first
+                ),
+                advice(),
+            ));
+        }
+        let last = s.past_warm_up()?;
         let w = s.windows;
+        if w.len() < 3 {
+            return None;
+        }
         let before = w[w.len() - 3].loss;
         let change = (last.loss - before).abs() / before.abs().max(1e-12);
-        let healthy = last.first_grad > th.vanishing_norm;
         (change < th.flat_change && last.ratio < th.ratio_low && healthy).then(|| {
             (
                 format!(
                     "the loss moved {:.2}% over the last {} steps while the median update/weight ratio is {} (about 1e-3 is healthy, under {} too small) and the gradients are not small (first layer {})",
                     100.0 * change,
-                    2 * th.window,
+                    w[w.len() - 2].steps + last.steps,
                     sci(last.ratio),
                     sci(th.ratio_low),
                     sci(last.first_grad)
                 ),
-                "raise the LR x10 (r), or run the LR finder (f)".to_string(),
+                advice(),
             )
         })
     }

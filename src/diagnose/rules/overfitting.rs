@@ -4,7 +4,7 @@
 
 use super::signals::{Found, Rule, Signals, Watch};
 use crate::diagnose::{Patient, Switches, Thresholds};
-use crate::protocol::{FindingKind, Remedy};
+use crate::protocol::{FindingKind, Remedy, Severity};
 
 pub struct Overfitting;
 
@@ -45,6 +45,12 @@ impl Rule for Overfitting {
                     .to_string(),
             )
         })
+    }
+
+    /// Its evidence includes a validation loss above its best: the run is not improving where
+    /// it counts, whatever the training loss does.
+    fn severity(&self, _: &Signals) -> Severity {
+        Severity::Warning
     }
 
     fn remedy(&self, _: &Patient, sw: Switches, _: &Thresholds) -> Option<Remedy> {

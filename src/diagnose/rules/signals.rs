@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::diagnose::window::Window;
 use crate::diagnose::{Patient, Switches, Thresholds};
-use crate::protocol::{EpochMetrics, Finding, FindingKind, LayerActivations, Remedy};
+use crate::protocol::{EpochMetrics, Finding, FindingKind, LayerActivations, Remedy, Severity};
 
 /// When a rule looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,14 +25,23 @@ pub struct Signals<'a> {
     pub watch: Watch,
     pub th: &'a Thresholds,
     pub patient: &'a Patient,
-    /// Closed windows of steps, the newest last.
+    /// Steps a window covers.
+    pub window_steps: u64,
+    /// The newest closed windows of steps, the newest last, and how many closed in all.
     pub windows: &'a [Window],
+    pub closed: usize,
+    /// The first window with healthy updates and gradients, if any.
+    pub could_learn: Option<Window>,
     /// The first step's loss.
     pub first_loss: Option<f64>,
     /// Finished epochs, the newest last.
     pub epochs: &'a [EpochMetrics],
-    /// The latest activation statistics (empty before the first measurement).
+    /// The latest activation statistics (empty before the first measurement), and the first
+    /// ones (units dead from the start are the architecture's, not a dying ReLU's).
     pub activations: &'a [LayerActivations],
+    pub baseline: &'a [LayerActivations],
+    /// Whether the run is getting better (the loss falls, or validation accuracy rises).
+    pub improving: bool,
     /// The findings in force before this look: for hysteresis, and for a rule that defers to
     /// another.
     pub active: &'a BTreeMap<FindingKind, Finding>,
@@ -45,8 +54,14 @@ impl Signals<'_> {
 
     /// The newest window, once the first noisy windows of the run are past.
     pub fn past_warm_up(&self) -> Option<Window> {
-        let w = self.windows;
-        (w.len() > self.th.warmup_windows).then(|| w[w.len() - 1])
+        (self.closed > self.th.warmup_windows)
+            .then(|| self.windows.last().copied())
+            .flatten()
+    }
+
+    /// The newest window, warm-up or not (for evidence no noise makes).
+    pub fn newest(&self) -> Option<Window> {
+        self.windows.last().copied()
     }
 }
 
@@ -60,6 +75,15 @@ pub trait Rule: Sync {
     fn watches(&self) -> &'static [Watch];
     /// What it finds now, if anything.
     fn check(&self, s: &Signals) -> Option<Found>;
+    /// How much what it found matters: by default a warning only while the run is not
+    /// improving (a run that gets better despite it may be left alone).
+    fn severity(&self, s: &Signals) -> Severity {
+        if s.improving {
+            Severity::Info
+        } else {
+            Severity::Warning
+        }
+    }
     /// The live change that answers it (not offered when the run has it already), or a
     /// restart's config.
     fn remedy(&self, _patient: &Patient, _switches: Switches, _th: &Thresholds) -> Option<Remedy> {

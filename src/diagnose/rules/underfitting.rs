@@ -1,5 +1,5 @@
 //! Underfitting: after some epochs, train and validation accuracy both low and train accuracy
-//! hardly gaining, with no sign of a bad LR (which would explain it first).
+//! hardly gaining. A symptom: while a cause is in force (a bad LR, gradients...) it names it.
 
 use super::signals::{Found, Rule, Signals, Watch};
 use crate::diagnose::patient::wider;
@@ -25,16 +25,13 @@ impl Rule for Underfitting {
         }
         let prev = &ep[ep.len() - th.underfit_epochs];
         let gain = (e.train_accuracy - prev.train_accuracy) / (th.underfit_epochs - 1) as f64;
-        let lr_trouble = s.active.contains_key(&FindingKind::LrTooHigh)
-            || s.active.contains_key(&FindingKind::LrTooLow);
         let found = e.train_accuracy < th.underfit_acc
             && e.val_accuracy < th.underfit_acc
-            && gain < th.underfit_gain
-            && !lr_trouble;
+            && gain < th.underfit_gain;
         found.then(|| {
             (
                 format!(
-                    "train {:.2}% and validation {:.2}% accuracy, train gaining {:.2} points per epoch over the last {} epochs, with no sign of a bad LR",
+                    "train {:.2}% and validation {:.2}% accuracy, train gaining {:.2} points per epoch over the last {} epochs",
                     100.0 * e.train_accuracy,
                     100.0 * e.val_accuracy,
                     100.0 * gain,

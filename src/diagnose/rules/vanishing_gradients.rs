@@ -19,7 +19,12 @@ impl Rule for VanishingGradients {
     }
 
     fn check(&self, s: &Signals) -> Option<Found> {
-        let (th, last) = (s.th, s.past_warm_up()?);
+        let th = s.th;
+        // A first layer a millionth of the last vanishes from the first window; a thousandth,
+        // once the first windows are past.
+        let newest = s.newest()?;
+        let strong = newest.first_grad / newest.last_grad.max(1e-30) < th.vanishing_ratio_strong;
+        let last = if strong { newest } else { s.past_warm_up()? };
         let ratio = last.first_grad / last.last_grad.max(1e-30);
         (ratio < th.vanishing_ratio && last.first_grad < th.vanishing_norm).then(|| {
             (

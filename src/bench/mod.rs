@@ -18,10 +18,19 @@ use crate::run_dir::RunDirError;
 use crate::train::Trainer;
 use crate::{headless, protocol, runtime, tui};
 
+mod doctor_suite;
+mod output;
+
+use output::{say, write_png_folder};
+
 /// Set in the child process that measures the stock kernels at one batch size.
 const STOCK_CHILD: &str = "CANDLETOP_BENCH_STOCK_BATCH";
 
 pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
+    if args.only.as_deref() == Some("doctor-suite") {
+        doctor_suite::run(args)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let base = RunConfig {
         threads: args.threads.unwrap_or(0),
         ..RunConfig::default()
@@ -128,7 +137,15 @@ fn data_pipeline(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<()
         "data pipeline (batches of 64)", "images/s", "ms/batch"
     ));
     let folder = std::env::temp_dir().join(format!("candletop-bench-{}", std::process::id()));
-    let written = write_png_folder(&folder, &data.train, 2_000);
+    // Each class tinted its own colour.
+    let class_tint = |_: usize, class: usize| {
+        [
+            (class * 37 % 100) as f32 / 100.0,
+            0.6,
+            1.0 - (class * 53 % 100) as f32 / 100.0,
+        ]
+    };
+    let written = write_png_folder(&folder, &data.train, 2_000, &|_, c| Some(c), &class_tint);
     let t0 = Instant::now();
     let rgb = written.and_then(|()| {
         let spec = DataSpec::Folder(folder.clone());
@@ -242,7 +259,7 @@ fn data_pipeline(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<()
 /// What the training doctor costs a step: its work on a step's metrics, timed over many
 /// steps, against the time of a training step measured here.
 fn doctor_cost(base: &RunConfig, data: &DataSplits) -> Result<(), Error> {
-    use crate::diagnose::{Doctor, Patient, Thresholds};
+    use crate::diagnose::Doctor;
     use crate::protocol::StepMetrics;
     let mut trainer = Trainer::new(base.clone(), data.clone())?;
     let batch = trainer.training_batch(base.batch_size);
@@ -255,10 +272,8 @@ fn doctor_cost(base: &RunConfig, data: &DataSplits) -> Result<(), Error> {
     }
     let step_secs = t0.elapsed().as_secs_f64() / 20.0;
     let info = trainer.info();
-    let mut doctor = Doctor::new(
-        Patient::of(info, &base.arch, base.activation, base.batch_norm),
-        Thresholds::default(),
-    );
+    // Records of one step each: the most work a step can give it (`--log-every 1`).
+    let mut doctor = Doctor::for_run(info, base);
     let n = 20_000u64;
     let layers = info.layers.len();
     let t0 = Instant::now();
@@ -269,13 +284,14 @@ fn doctor_cost(base: &RunConfig, data: &DataSplits) -> Result<(), Error> {
             epoch: 1,
             steps: 1,
             loss: 1.0 / (1.0 + step as f64 / 500.0) + wobble,
+            loss_max: 1.0 / (1.0 + step as f64 / 500.0) + wobble,
             accuracy: 0.5,
             lr: 1e-3,
             grad_norms: vec![0.1 + wobble; layers],
             update_ratios: vec![1e-3; layers],
             images_per_sec: 2000.0,
         };
-        std::hint::black_box(doctor.on_step(&m));
+        std::hint::black_box(doctor.on_record(&m));
     }
     let per_step = t0.elapsed().as_secs_f64() / n as f64;
     say("");
@@ -308,44 +324,6 @@ fn doctor_cost(base: &RunConfig, data: &DataSplits) -> Result<(), Error> {
         keep * 1000.0,
         100.0 * keep / (ke * step_secs)
     ));
-    Ok(())
-}
-
-/// `n` images of `d` (28x28 grayscale) as 32x32 RGB PNG files in `dir/<class>/`: padded by 2,
-/// each class tinted its own colour.
-fn write_png_folder(
-    dir: &std::path::Path,
-    d: &crate::data::Dataset,
-    n: usize,
-) -> Result<(), Error> {
-    let io = |path: &std::path::Path| {
-        let path = path.to_path_buf();
-        move |e: std::io::Error| Error::RunDir(RunDirError { path, source: e })
-    };
-    for i in 0..n.min(d.len()) {
-        let class = d.labels[i] as usize;
-        let tint = [
-            (class * 37 % 100) as f32 / 100.0,
-            0.6,
-            1.0 - (class * 53 % 100) as f32 / 100.0,
-        ];
-        let folder = dir.join(format!("{class:02}"));
-        std::fs::create_dir_all(&folder).map_err(io(&folder))?;
-        let src = d.image(i);
-        let mut px = vec![0u8; 32 * 32 * 3];
-        for y in 0..28 {
-            for x in 0..28 {
-                for (c, t) in tint.iter().enumerate() {
-                    px[((y + 2) * 32 + x + 2) * 3 + c] = (src[y * 28 + x] as f32 * t) as u8;
-                }
-            }
-        }
-        let path = folder.join(format!("{i:05}.png"));
-        image::RgbImage::from_raw(32, 32, px)
-            .expect("the size matches")
-            .save(&path)
-            .map_err(|e| io(&path)(std::io::Error::other(e.to_string())))?;
-    }
     Ok(())
 }
 
@@ -657,11 +635,6 @@ fn row_in(width: usize, what: &str, ips: f64, secs_per_batch: f64) {
     say(&format!("{what:<width$} {ips:>12.0} {ms:>12}"));
 }
 
-/// A line on stdout; a closed pipe (`| head`) is not an error worth a panic.
-fn say(line: &str) {
-    let _ = writeln!(std::io::stdout(), "{line}");
-}
-
 /// What attaching to a long run costs: the snapshot of a run of a million steps (the state is
 /// bounded: series halve their resolution, the log keeps its newest lines), encoded by the
 /// server and decoded by the watcher.
@@ -679,6 +652,7 @@ fn snapshot_cost(base: &RunConfig, data: &DataSplits) -> Result<(), Error> {
             epoch: 1 + (step / 1000) as usize,
             steps: 1,
             loss: 1.0 / (1.0 + step as f64 / 1e4),
+            loss_max: 0.0,
             accuracy: 0.9,
             lr: 1e-3,
             grad_norms: vec![0.1; layers],
