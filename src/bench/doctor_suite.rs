@@ -167,7 +167,7 @@ const CASES: &[Case] = &[
         args: &["--arch", "c32/none,c32/none,c32/none,c32,f128", "--no-batch-norm", "--optimizer", "sgd", "--lr", "0.5", "--momentum", "0.9"],
         sources: STEPS, epochs: 2 },
     Case { name: "dying ReLU", causes: &[K::DeadUnits, K::LrTooHigh], level: Level::Step, answer: Answer::Scale(0.1),
-        args: &["--lr", "0.01", "--no-batch-norm"], sources: STEPS, epochs: 2 },
+        args: &["--lr", "0.02", "--no-batch-norm"], sources: STEPS, epochs: 2 },
     Case { name: "saturation", causes: &[K::SaturatedActivations, K::VanishingGradients], level: Level::Step,
         answer: Answer::Restart("activation"),
         args: &["--activation", "sigmoid", "--no-batch-norm", "--lr", "0.02"], sources: STEPS, epochs: 2 },

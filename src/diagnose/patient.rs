@@ -50,15 +50,19 @@ impl Patient {
         }
     }
 
-    /// The share by which weight decay alone shrinks the weights in an epoch at the starting
-    /// LR (SGD's momentum multiplies it; Adam's L2 goes through its scaling, so it is left out).
-    pub fn decay_per_epoch(&self) -> f64 {
-        let per_step = match self.optimizer {
-            OptimizerKind::Adamw => self.lr * self.weight_decay,
-            OptimizerKind::Sgd => self.lr * self.weight_decay * 10.0,
+    /// The share by which weight decay alone shrinks the weights a step at the starting LR
+    /// (AdamW's decoupled decay and SGD's L2 alike; Adam's L2 goes through its scaling, so it
+    /// is left out).
+    pub fn decay_per_step(&self) -> f64 {
+        match self.optimizer {
+            OptimizerKind::Adamw | OptimizerKind::Sgd => self.lr * self.weight_decay,
             OptimizerKind::Adam => 0.0,
-        };
-        per_step * self.steps_per_epoch as f64
+        }
+    }
+
+    /// The same over an epoch.
+    pub fn decay_per_epoch(&self) -> f64 {
+        self.decay_per_step() * self.steps_per_epoch as f64
     }
 }
 

@@ -163,7 +163,7 @@ impl Default for Thresholds {
             input_std_range: (0.2, 5.0),
             heavy_dropout: 0.5,
             heavy_decay: 0.2,
-            decay_step: 5e-3,
+            decay_step: 1e-2,
             ratio_high: 1e-2,
             exploding_floor: 1.0,
             weak_gain: 0.02,

@@ -8,9 +8,8 @@ use crate::diagnose::{Patient, Switches, Thresholds};
 use crate::format::sci;
 use crate::protocol::{FindingKind, Remedy, Setting, Severity};
 
-/// The share by which weight decay alone moves the weights a step.
 fn decay_step(p: &Patient) -> f64 {
-    p.decay_per_epoch() / p.steps_per_epoch.max(1) as f64
+    p.decay_per_step()
 }
 
 pub struct TooMuchRegularisation;
