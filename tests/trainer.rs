@@ -97,6 +97,35 @@ fn lr_command_applies_at_the_next_step() {
     h.join().unwrap();
 }
 
+/// Epochs of one step each: every single step asked for while paused lands at an epoch's end,
+/// and each is still taken (none is spent on ending the epoch).
+#[test]
+fn single_steps_at_epoch_ends_are_each_taken() {
+    let (m, h) = start(
+        RunConfig {
+            epochs: 1000,
+            ..small_config()
+        },
+        32,
+    );
+    next_step(&m);
+    m.commands.send(Command::Pause).unwrap();
+    let events = until(&m, |e| matches!(e, Event::Paused { .. }));
+    let Some(Event::Paused { step: paused_at }) = events.last().cloned() else {
+        unreachable!()
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let _: Vec<StepMetrics> = m.steps.try_iter().collect();
+    for k in 1..=4 {
+        m.commands.send(Command::Step).unwrap();
+        assert_eq!(next_step(&m).step, paused_at + k, "single step {k}");
+    }
+    m.commands.send(Command::Stop).unwrap();
+    until(&m, |e| e.is_terminal());
+    h.join()
+        .expect("the training thread ends without panicking");
+}
+
 #[test]
 fn pause_stops_steps_resume_continues_stop_ends_cleanly() {
     let (m, h) = start(

@@ -124,6 +124,8 @@ struct Control {
     paused: bool,
     /// Steps the user allowed while paused (`n`).
     single_steps: u32,
+    /// The step about to be taken is a single step the user asked for.
+    granted: bool,
     on_non_finite: OnNonFinite,
 }
 
@@ -359,6 +361,7 @@ impl Trainer {
             control: Control {
                 paused: false,
                 single_steps: 0,
+                granted: false,
                 on_non_finite: OnNonFinite::Pause,
             },
             watchers: Watchers::detached(),
@@ -684,7 +687,14 @@ impl Trainer {
                     batches = self.batch_stream();
                     augmenting = self.data.augmenting;
                 }
-                let Some(batch) = batches.next() else { break };
+                let Some(batch) = batches.next() else {
+                    // A single step granted at the end of an epoch is taken in the next one.
+                    if std::mem::take(&mut self.control.granted) {
+                        self.control.single_steps += 1;
+                    }
+                    break;
+                };
+                self.control.granted = false;
                 let batch = batch?;
                 if let Some(end) = self.train_batch(&batch)? {
                     return Ok(end);
@@ -896,6 +906,7 @@ impl Trainer {
             }
             if self.control.single_steps > 0 {
                 self.control.single_steps -= 1;
+                self.control.granted = true;
                 return Ok(true);
             }
             // While paused, saves finishing are still reported promptly.
