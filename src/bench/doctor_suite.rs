@@ -446,6 +446,27 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
+/// The finished runs of each case and source, in the table's order: the faults' or the
+/// healthy recipes'.
+fn rows(runs: &[Run], healthy: bool) -> Vec<(&'static Case, Source, Vec<&Run>)> {
+    let mut out = Vec::new();
+    for (i, case) in CASES.iter().enumerate() {
+        if case.causes.is_empty() != healthy {
+            continue;
+        }
+        for &source in case.sources {
+            let rs: Vec<&Run> = runs
+                .iter()
+                .filter(|r| r.case == i && r.source == source && r.failed.is_none())
+                .collect();
+            if !rs.is_empty() {
+                out.push((case, source, rs));
+            }
+        }
+    }
+    out
+}
+
 fn share(n: usize, of: usize) -> String {
     format!("{n}/{of}")
 }
@@ -465,66 +486,53 @@ fn table(runs: &[Run]) {
         "replay"
     ));
     let mut totals = (0, 0, 0, 0);
-    for (i, case) in CASES
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| !c.causes.is_empty())
-    {
-        for &source in case.sources {
-            let rs: Vec<&Run> = runs
-                .iter()
-                .filter(|r| r.case == i && r.source == source && r.failed.is_none())
-                .collect();
-            if rs.is_empty() {
-                continue;
+    for (case, source, rs) in rows(runs, false) {
+        let n = rs.len();
+        let found: Vec<&Seen> = rs.iter().filter_map(|r| r.first_of(case.causes)).collect();
+        let root = rs
+            .iter()
+            .filter(|r| {
+                r.warnings()
+                    .next()
+                    .is_some_and(|w| case.causes.contains(&w.kind))
+            })
+            .count();
+        // The remedy of the case's own finding, or of the other name it was given.
+        let answer = |k: FindingKind| {
+            if k == case.causes[0] {
+                case.answer
+            } else {
+                Answer::of(k)
             }
-            let n = rs.len();
-            let found: Vec<&Seen> = rs.iter().filter_map(|r| r.first_of(case.causes)).collect();
-            let root = rs
-                .iter()
-                .filter(|r| {
-                    r.warnings()
-                        .next()
-                        .is_some_and(|w| case.causes.contains(&w.kind))
-                })
-                .count();
-            // The remedy of the case's own finding, or of the other name it was given.
-            let answer = |k: FindingKind| {
-                if k == case.causes[0] {
-                    case.answer
-                } else {
-                    Answer::of(k)
-                }
-            };
-            let remedy = rs
-                .iter()
-                .filter(|r| {
-                    r.first_of(case.causes)
-                        .is_some_and(|s| answer(s.kind).fits(s.remedy.as_ref()))
-                })
-                .count();
-            let replay = rs.iter().filter(|r| r.replay_agrees()).count();
-            let spe = rs[0].steps_per_epoch as f64;
-            let latency = median(found.iter().map(|s| s.step as f64).collect())
-                .map_or("-".to_string(), |m| {
-                    format!("{m:.0} steps ({:.2} ep)", m / spe)
-                });
-            totals.0 += n;
-            totals.1 += found.len();
-            totals.2 += root;
-            totals.3 += remedy;
-            say(&format!(
-                "{:<28} {:<18} {:>5} {:>8} {:>22} {:>10} {:>7} {:>7}",
-                case.name,
-                source.label(),
-                case.level.word(),
-                share(found.len(), n),
-                latency,
-                share(root, n),
-                share(remedy, n),
-                share(replay, n)
-            ));
-        }
+        };
+        let remedy = rs
+            .iter()
+            .filter(|r| {
+                r.first_of(case.causes)
+                    .is_some_and(|s| answer(s.kind).fits(s.remedy.as_ref()))
+            })
+            .count();
+        let replay = rs.iter().filter(|r| r.replay_agrees()).count();
+        let spe = rs[0].steps_per_epoch as f64;
+        let latency = median(found.iter().map(|s| s.step as f64).collect())
+            .map_or("-".to_string(), |m| {
+                format!("{m:.0} steps ({:.2} ep)", m / spe)
+            });
+        totals.0 += n;
+        totals.1 += found.len();
+        totals.2 += root;
+        totals.3 += remedy;
+        say(&format!(
+            "{:<28} {:<18} {:>5} {:>8} {:>22} {:>10} {:>7} {:>7}",
+            case.name,
+            source.label(),
+            case.level.word(),
+            share(found.len(), n),
+            latency,
+            share(root, n),
+            share(remedy, n),
+            share(replay, n)
+        ));
     }
     say(&format!(
         "all faults: detected {}, first warning names the fault {}, right remedy {}",
@@ -537,41 +545,28 @@ fn table(runs: &[Run]) {
         "{:<28} {:<18} {:>5} {:>9} {:>6} {:>7}  notes raised",
         "healthy run", "data", "runs", "warnings", "notes", "replay"
     ));
-    for (i, case) in CASES
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.causes.is_empty())
-    {
-        for &source in case.sources {
-            let rs: Vec<&Run> = runs
-                .iter()
-                .filter(|r| r.case == i && r.source == source && r.failed.is_none())
-                .collect();
-            if rs.is_empty() {
-                continue;
-            }
-            let warnings: usize = rs.iter().map(|r| r.warnings().count()).sum();
-            let notes: Vec<String> = rs
-                .iter()
-                .flat_map(|r| {
-                    r.live
-                        .iter()
-                        .filter(|s| !s.cleared && s.severity == Severity::Info)
-                        .map(|s| format!("{} (seed {}, step {})", s.kind.title(), r.seed, s.step))
-                })
-                .collect();
-            let replay = rs.iter().filter(|r| r.replay_agrees()).count();
-            say(&format!(
-                "{:<28} {:<18} {:>5} {:>9} {:>6} {:>7}  {}",
-                case.name,
-                source.label(),
-                rs.len(),
-                warnings,
-                notes.len(),
-                share(replay, rs.len()),
-                notes.join(", ")
-            ));
-        }
+    for (case, source, rs) in rows(runs, true) {
+        let warnings: usize = rs.iter().map(|r| r.warnings().count()).sum();
+        let notes: Vec<String> = rs
+            .iter()
+            .flat_map(|r| {
+                r.live
+                    .iter()
+                    .filter(|s| !s.cleared && s.severity == Severity::Info)
+                    .map(|s| format!("{} (seed {}, step {})", s.kind.title(), r.seed, s.step))
+            })
+            .collect();
+        let replay = rs.iter().filter(|r| r.replay_agrees()).count();
+        say(&format!(
+            "{:<28} {:<18} {:>5} {:>9} {:>6} {:>7}  {}",
+            case.name,
+            source.label(),
+            rs.len(),
+            warnings,
+            notes.len(),
+            share(replay, rs.len()),
+            notes.join(", ")
+        ));
     }
     for r in runs.iter().filter(|r| r.failed.is_some()) {
         say(&format!(
