@@ -294,7 +294,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub seeds: u32,
 
-    /// doctor-suite: only the cases whose name contains TEXT
+    /// doctor-suite: only the cases whose name contains TEXT (several: TEXT|TEXT)
     #[arg(long, value_name = "TEXT")]
     pub case: Option<String>,
 }

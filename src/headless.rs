@@ -172,6 +172,7 @@ mod tests {
             val_loss: 0.25,
             val_accuracy: 0.9,
             val_class_accuracy: vec![],
+            val_confusion: vec![],
             lr: 0.01,
             images_per_sec: 100.0,
             elapsed_secs: 65.0,

@@ -68,6 +68,66 @@ fn trains_on_the_embedded_data_and_writes_the_run_directory() {
         "validation accuracy {val_acc} is not far above chance (0.1)"
     );
     assert_eq!(epoch["val_class_accuracy"].as_array().unwrap().len(), 10);
+    confusion_matches_the_predictions(&run, epoch);
+}
+
+/// The epoch record's confusion summary (each class: the class its validation images were
+/// most often taken for, and the share) equals the one counted from `eval --split val`'s
+/// per-image predictions with the epoch's checkpoint, and the checkpoint's history holds it.
+fn confusion_matches_the_predictions(run: &Path, epoch: &Value) {
+    let ckpt = run.join("checkpoints/epoch-001.h5");
+    let csv = run.join("val.csv");
+    succeeds(
+        run,
+        &[
+            "eval",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--split",
+            "val",
+            "--predictions",
+            csv.to_str().unwrap(),
+        ],
+    );
+    let mut taken = [[0usize; 10]; 10];
+    for row in std::fs::read_to_string(&csv).unwrap().lines().skip(1) {
+        let f: Vec<usize> = row.split(',').take(3).map(|x| x.parse().unwrap()).collect();
+        taken[f[1]][f[2]] += 1;
+    }
+    let want: Vec<(usize, f64)> = (0..10)
+        .map(|c| {
+            let total = taken[c].iter().sum::<usize>() as f64;
+            // The most frequent wrong class, the lowest of equals; none: the class itself.
+            (0..10)
+                .filter(|&p| p != c && taken[c][p] > 0)
+                .max_by_key(|&p| (taken[c][p], std::cmp::Reverse(p)))
+                .map_or((c, 0.0), |p| (p, taken[c][p] as f64 / total))
+        })
+        .collect();
+    let got: Vec<(usize, f64)> = epoch["val_confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["class"].as_u64().unwrap() as usize,
+                x["share"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 10);
+    for (c, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.0, w.0, "class {c}: {got:?} vs {want:?}");
+        assert!((g.1 - w.1).abs() < 1e-9, "class {c}: {got:?} vs {want:?}");
+    }
+    assert!(got.iter().any(|g| g.1 > 0.0), "{got:?}");
+    let saved = candletop::checkpoint::read(&ckpt).unwrap();
+    let history: Vec<(usize, f64)> = saved.epochs[0]
+        .val_confusion
+        .iter()
+        .map(|x| (x.class, x.share))
+        .collect();
+    assert_eq!(history, got);
 }
 
 #[test]

@@ -94,8 +94,13 @@ fn epochs(run: &Path) -> Vec<(usize, u64, f64)> {
 /// The step of the first epoch at which the run's validation accuracy had not beaten its best
 /// for `patience` epochs (matching the best is not beating it), computed from its records.
 fn plateau_due(run: &Path, patience: usize) -> Option<u64> {
+    plateau_due_in(&epochs(run), patience)
+}
+
+/// The same over epoch records (epoch, step, validation accuracy).
+fn plateau_due_in(epochs: &[(usize, u64, f64)], patience: usize) -> Option<u64> {
     let mut best: Option<(usize, f64)> = None;
-    for (epoch, step, acc) in epochs(run) {
+    for &(epoch, step, acc) in epochs {
         if best.is_none_or(|(_, b)| acc > b) {
             best = Some((epoch, acc));
         }
@@ -396,4 +401,52 @@ fn diagnose_replays_a_finished_run() {
     assert_eq!(missing.status.code(), Some(2));
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("nowhere/config.toml"), "{err}");
+}
+
+/// A run resumed into a new directory: its doctor knows the epochs before the resume (from the
+/// checkpoint), and so does `candletop diagnose`, reading them from the checkpoint it resumed
+/// from; once that checkpoint is gone it says the epoch rules judged from the resume on.
+#[test]
+fn diagnose_knows_the_epochs_before_a_resume_into_a_new_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // An LR of 1e-9 without batch norm (whose running statistics would still move): the
+    // validation accuracy stays where it is, a plateau from epoch 4 on.
+    let first = [
+        "--arch",
+        "c8,f16",
+        "--subset",
+        "1000",
+        "--no-batch-norm",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-9",
+        "--epochs",
+        "2",
+    ];
+    headless(d, "a", &first);
+    let (b, out) = headless(
+        d,
+        "b",
+        &["--resume", "a/checkpoints/last.h5", "--epochs", "6"],
+    );
+    let mut all = epochs(&d.join("a"));
+    all.extend(epochs(&b));
+    assert_eq!(all.len(), 6, "{out}");
+    let due = plateau_due_in(&all, 3).expect("no plateau in 6 epochs at LR 1e-9");
+    let plateau = findings(&b)
+        .into_iter()
+        .find(|f| f.1 == "plateau" && !f.3)
+        .map(|f| f.0);
+    assert_eq!(plateau, Some(due), "{out}");
+    replay_matches_live(d, &b);
+    std::fs::remove_dir_all(d.join("a")).unwrap();
+    let out = succeeds(d, &["diagnose", "b"]);
+    assert!(
+        out.contains(
+            "(the epochs before the resume are in a/checkpoints/last.h5, which cannot be read now"
+        ),
+        "{out}"
+    );
 }

@@ -102,6 +102,22 @@ fn recorded() -> App {
                 val_class_accuracy: vec![
                     0.82, 0.97, 0.78, 0.86, 0.79, 0.95, 0.58, 0.93, 0.96, 0.94,
                 ],
+                // Where each class's images went wrong (Shirt, 6, mostly to T-shirt, 0).
+                val_confusion: [
+                    (6, 0.11),
+                    (3, 0.02),
+                    (4, 0.12),
+                    (0, 0.05),
+                    (2, 0.14),
+                    (7, 0.03),
+                    (0, 0.21),
+                    (9, 0.04),
+                    (8, 0.0),
+                    (7, 0.05),
+                ]
+                .iter()
+                .map(|&(class, share)| candletop::protocol::Confusion { class, share })
+                .collect(),
                 lr,
                 images_per_sec: 250.0,
                 elapsed_secs: 13.0,
@@ -226,6 +242,7 @@ fn realistic() -> App {
                 val_loss,
                 val_accuracy,
                 val_class_accuracy: vec![val_accuracy; 10],
+                val_confusion: vec![],
                 lr: 1e-3,
                 images_per_sec: 2600.0,
                 elapsed_secs: 4.0 * e as f64,

@@ -184,6 +184,12 @@ fn keys_steer_the_run_and_quit_restores_the_terminal() {
     // The LR finder on a copy of the model: its curve and suggestion; discarded.
     s.press("f");
     s.wait_for("suggested ");
+    // Mid-run, at an LR of 2e-3 that trains: the valley, not the noise of the flat start
+    // (which once gave 1e-6, a thousandfold cut).
+    let screen = s.contents();
+    let shown = screen.split("suggested ").nth(1).unwrap();
+    let lr: f64 = shown.split(':').next().unwrap().trim().parse().unwrap();
+    assert!(lr >= 1e-4, "suggested {lr}:\n{screen}");
     s.wait_for("lr finder: ");
     s.quit_and_check();
     s.assert_last_checkpoint();

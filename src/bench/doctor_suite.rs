@@ -258,7 +258,8 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
     let seeds = args.seeds.max(1) as u64;
     let mut jobs = Vec::new();
     for (i, case) in CASES.iter().enumerate() {
-        if args.case.as_deref().is_some_and(|c| !case.name.contains(c)) {
+        let wanted = |c: &str| c.split('|').any(|part| case.name.contains(part));
+        if args.case.as_deref().is_some_and(|c| !wanted(c)) {
             continue;
         }
         for &source in case.sources {
@@ -422,8 +423,12 @@ fn read_run(run_dir: &Path, run: &mut Run) -> Result<(), String> {
             _ => {}
         }
     }
-    let replayed = replay(recorded.records.iter().map(|s| (s.step, &s.record)), &cfg)
-        .map_err(|_| "a step record before the run started".to_string())?;
+    let replayed = replay(
+        recorded.records.iter().map(|s| (s.step, &s.record)),
+        &cfg,
+        |_| None,
+    )
+    .map_err(|_| "a step record before the run started".to_string())?;
     run.replayed = replayed
         .changes
         .into_iter()

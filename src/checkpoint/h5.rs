@@ -25,7 +25,7 @@ use hdf5::{File, Group};
 use super::{Checkpoint, DataInfo, Position};
 use crate::model::NamedTensor;
 use crate::optim::{Optimizer, OptimizerKind, ParamState};
-use crate::protocol::EpochMetrics;
+use crate::protocol::{Confusion, EpochMetrics};
 
 pub const FORMAT: &str = "candletop-checkpoint";
 pub const FORMAT_VERSION: u32 = 1;
@@ -324,6 +324,18 @@ fn write_contents(file: &File, c: &Checkpoint) -> hdf5::Result<()> {
         .collect();
     if per_class.len() == n * classes {
         dataset(&history, "val_class_accuracy", &[n, classes], &per_class)?;
+    }
+    // Where each class's images went wrong, as two [epoch, class] tables.
+    let confusion: Vec<Confusion> = c
+        .epochs
+        .iter()
+        .flat_map(|e| e.val_confusion.iter().copied())
+        .collect();
+    if n > 0 && confusion.len() == n * classes {
+        let taken_for: Vec<u64> = confusion.iter().map(|x| x.class as u64).collect();
+        let share: Vec<f64> = confusion.iter().map(|x| x.share).collect();
+        dataset(&history, "val_taken_for", &[n, classes], &taken_for)?;
+        dataset(&history, "val_taken_for_share", &[n, classes], &share)?;
     }
     let steps: Vec<u64> = c.lr_history.iter().map(|x| x.0).collect();
     let lrs: Vec<f64> = c.lr_history.iter().map(|x| x.1).collect();
@@ -759,6 +771,28 @@ fn read_history(
     } else {
         Vec::new()
     };
+    // Files from before the confusion summary have none.
+    let confusion: Vec<Confusion> = if history.dataset("val_taken_for").is_ok() {
+        let shape = [n, classes];
+        let taken_for: Vec<u64> = read_data(path, history, "history", "val_taken_for", &shape)?;
+        let share: Vec<f64> = read_data(path, history, "history", "val_taken_for_share", &shape)?;
+        if let Some(bad) = taken_for.iter().find(|&&c| c as usize >= classes) {
+            return Err(content(
+                path,
+                format!("history/val_taken_for names class {bad} of {classes}"),
+            ));
+        }
+        taken_for
+            .into_iter()
+            .zip(share)
+            .map(|(class, share)| Confusion {
+                class: class as usize,
+                share,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     // Files from before remedies have none.
     let remedies = if history.attr("remedies").is_ok() {
         read_json(path, history, "remedies")?
@@ -776,6 +810,10 @@ fn read_history(
             val_class_accuracy: per_class
                 .get(i * classes..(i + 1) * classes)
                 .map(<[f64]>::to_vec)
+                .unwrap_or_default(),
+            val_confusion: confusion
+                .get(i * classes..(i + 1) * classes)
+                .map(<[Confusion]>::to_vec)
                 .unwrap_or_default(),
             lr: elr[i],
             images_per_sec: ips[i],

@@ -17,15 +17,20 @@ pub(super) fn diagnose(args: &DiagnoseArgs) -> Result<ExitCode, Error> {
     let cfg = RunConfig::from_toml_file(&RunDir::new(dir).config())?;
     let recorded = read_records(dir)?;
     let metrics = RunDir::new(dir).metrics();
-    let replayed = replay(recorded.records.iter().map(|s| (s.step, &s.record)), &cfg).map_err(
-        |BeforeStart(i)| {
-            Error::Usage(format!(
-                "{}: line {}: a step or epoch record before the run started",
-                metrics.display(),
-                recorded.records[i].line
-            ))
-        },
-    )?;
+    // A run resumed into a new directory: the epochs before are in the checkpoint's history.
+    let earlier = |r: &crate::protocol::Resumed| {
+        crate::checkpoint::read(std::path::Path::new(&r.from))
+            .ok()
+            .map(|c| c.epochs)
+    };
+    let records = recorded.records.iter().map(|s| (s.step, &s.record));
+    let replayed = replay(records, &cfg, earlier).map_err(|BeforeStart(i)| {
+        Error::Usage(format!(
+            "{}: line {}: a step or epoch record before the run started",
+            metrics.display(),
+            recorded.records[i].line
+        ))
+    })?;
     let mut out = std::io::stdout().lock();
     for (step, c) in &replayed.changes {
         let f = &c.finding;
@@ -48,6 +53,12 @@ pub(super) fn diagnose(args: &DiagnoseArgs) -> Result<ExitCode, Error> {
             metrics.display()
         )));
     };
+    if let Some(from) = &replayed.history_unknown {
+        let _ = writeln!(
+            out,
+            "(the epochs before the resume are in {from}, which cannot be read now: the epoch rules judged from the resume on, as the live doctor did not)"
+        );
+    }
     let open = d.findings();
     let _ = writeln!(
         out,

@@ -62,6 +62,10 @@ pub struct Doctor {
     closed: usize,
     /// The first window with healthy updates and gradients, if any: the model could learn.
     could_learn: Option<Window>,
+    /// The first window with too large updates, or a loss far above the first step's, if any.
+    shaken: Option<Window>,
+    /// The lowest window mean loss so far.
+    lowest_loss: Option<f64>,
     epochs: Vec<EpochMetrics>,
     first_loss: Option<f64>,
     /// The latest activation statistics, and the first measured.
@@ -95,6 +99,8 @@ impl Doctor {
             windows: Vec::new(),
             closed: 0,
             could_learn: None,
+            shaken: None,
+            lowest_loss: None,
             epochs: Vec::new(),
             first_loss: None,
             activations: Vec::new(),
@@ -132,10 +138,11 @@ impl Doctor {
             watch,
             th: &self.th,
             patient: &self.patient,
-            window_steps: self.window_steps,
             windows: &self.windows,
             closed: self.closed,
             could_learn: self.could_learn,
+            shaken: self.shaken,
+            lowest_loss: self.lowest_loss,
             first_loss: self.first_loss,
             epochs: &self.epochs,
             activations: &self.activations,
@@ -148,11 +155,18 @@ impl Doctor {
             .copied()
             .filter(|r| r.watches().contains(&watch))
             .collect();
+        // While nothing is learnt though the model could learn, units and gradients die as it
+        // settles on the class prior: their findings wait for the labels to be judged.
+        let doubt = signals.labels_in_doubt();
         let now: BTreeMap<FindingKind, (Found, Severity)> = looking
             .iter()
             .filter_map(|r| {
-                r.check(&signals)
-                    .map(|found| (r.kind(), (found, r.severity(&signals))))
+                let severity = if doubt && r.kind().follows_from_the_labels() {
+                    Severity::Info
+                } else {
+                    r.severity(&signals)
+                };
+                r.check(&signals).map(|found| (r.kind(), (found, severity)))
             })
             .collect();
         let kinds: Vec<FindingKind> = looking.iter().map(|r| r.kind()).collect();
@@ -242,7 +256,13 @@ impl Doctor {
             grad(self.first_weight).unwrap_or(f64::NAN),
             grad(self.last_weight).unwrap_or(f64::NAN),
             m.grad_norms.iter().copied().fold(0.0, f64::max),
-            median(weight_ratios),
+            // The first step's update tells the optimizer, not the LR: Adam's is a sign step
+            // of the LR on every weight, 2e-2 of a wide layer's weights at the default LR.
+            if m.step == 1 {
+                f64::NAN
+            } else {
+                median(weight_ratios)
+            },
         ]);
         // The first window closes at the first record of a few steps: a run that goes wrong
         // from the start is judged at once, whatever its epoch's length.
@@ -273,8 +293,21 @@ impl Doctor {
             }
             self.closed += 1;
             let w = self.windows[self.windows.len() - 1];
+            // Above where it started and above the prior's: thrown off by the updates (a model
+            // with nothing to learn settles on the prior).
+            let first = self.first_loss.unwrap_or(f64::INFINITY);
+            let climbed = w.loss > self.th.climbed_factor * first.max(self.patient.prior_loss());
+            let large = self.patient.ratio_tells_the_lr() && w.ratio >= self.th.ratio_high;
+            self.lowest_loss = Some(self.lowest_loss.map_or(w.loss, |l| l.min(w.loss)));
+            if self.shaken.is_none() && (large || climbed) {
+                self.shaken = Some(w);
+            }
+            // Healthy: updates neither tiny nor too large, gradients that reach the first
+            // layer, and a loss that did not climb.
             if self.could_learn.is_none()
                 && w.ratio >= self.th.ratio_low
+                && !large
+                && !climbed
                 && w.first_grad > self.th.vanishing_norm
             {
                 self.could_learn = Some(w);
@@ -448,7 +481,7 @@ impl Doctor {
 mod tests {
     use super::*;
     use crate::model::Activation;
-    use crate::protocol::Setting;
+    use crate::protocol::{Confusion, Setting};
 
     fn patient(counts: Vec<usize>, batch_size: usize) -> Patient {
         Patient {
@@ -494,6 +527,7 @@ mod tests {
             val_loss,
             val_accuracy: val,
             val_class_accuracy: vec![val; 2],
+            val_confusion: vec![],
             lr: 1e-3,
             images_per_sec: 1.0,
             elapsed_secs: 0.0,
@@ -789,6 +823,144 @@ mod tests {
             ]
         );
         assert_eq!(got[0].finding.remedy, None);
+    }
+
+    /// A window of records at `loss` with median update ratio `ratio` (after step 1).
+    fn windows(d: &mut Doctor, upto: u64, loss: f64, ratio: f64) {
+        for s in 1..=upto {
+            d.on_record(&step(s, loss, [0.1, 0.2], ratio));
+        }
+    }
+
+    #[test]
+    fn dead_units_are_a_warning_after_large_updates_and_a_note_while_the_model_sits_on_the_prior() {
+        let dead = [layer("classifier.0", Some(0.85), None, 0.0)];
+        let start = [layer("classifier.0", Some(0.02), None, 0.0)];
+        let severity = |d: &mut Doctor| {
+            d.on_activations(&dead)
+                .iter()
+                .find(|c| c.finding.kind == FindingKind::DeadUnits)
+                .map(|c| (c.finding.severity, c.finding.evidence.clone()))
+        };
+        // SGD updates of 5% of the weights a step with a loss that does not fall: the LR is
+        // too high, and the units it killed are a warning.
+        let mut sgd = patient(vec![10, 10], 64);
+        sgd.optimizer = crate::optim::OptimizerKind::Sgd;
+        let mut d = Doctor::new(sgd, Thresholds::default());
+        d.on_activations(&start);
+        windows(&mut d, 16, 0.70, 5e-2);
+        assert!(d
+            .findings()
+            .iter()
+            .any(|f| f.kind == FindingKind::LrTooHigh));
+        let (sev, evidence) = severity(&mut d).unwrap();
+        assert_eq!(sev, Severity::Warning, "{evidence}");
+        // Healthy updates and a loss that stays at ln 2 (the prior of two equal classes):
+        // units died as the model settled on the prior. A note until the labels are judged.
+        let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
+        d.on_activations(&start);
+        windows(&mut d, 16, 0.69, 1e-3);
+        let (sev, evidence) = severity(&mut d).unwrap();
+        assert_eq!(sev, Severity::Info, "{evidence}");
+        assert!(evidence.contains("class prior's 0.6931"), "{evidence}");
+        // The same layer while the loss falls far below the prior is the LR's doing: a
+        // warning only when the whole layer is dead.
+        let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
+        d.on_activations(&start);
+        windows(&mut d, 16, 0.30, 1e-3);
+        assert_eq!(severity(&mut d).unwrap().0, Severity::Info);
+        let whole = d.on_activations(&[layer("classifier.0", Some(0.95), None, 0.0)]);
+        assert_eq!(whole[0].finding.severity, Severity::Warning);
+    }
+
+    #[test]
+    fn large_updates_are_a_high_lr_only_with_sgd_and_without_heavy_decay() {
+        let mut sgd = patient(vec![10, 10], 64);
+        sgd.optimizer = crate::optim::OptimizerKind::Sgd;
+        // The first step's update is not counted (Adam's is a sign step of the LR on every
+        // weight); the steps after it are 1e-3.
+        let mut d = Doctor::new(sgd.clone(), Thresholds::default());
+        d.on_record(&step(1, 0.69, [0.1, 0.2], 2e-2));
+        for s in 2..=16 {
+            d.on_record(&step(s, 0.69, [0.1, 0.2], 1e-3));
+        }
+        assert!(d.findings().is_empty(), "{:?}", d.findings());
+        // Adam moves small weights by 1e-2 at a sane LR: not a high LR by itself.
+        let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
+        windows(&mut d, 16, 0.69, 2e-2);
+        assert!(d.findings().is_empty(), "{:?}", d.findings());
+        // Large updates that weight decay explains (LR x wd = 2% a step) are too much
+        // regularisation, not a high LR.
+        let mut p = sgd;
+        p.weight_decay = 20.0;
+        let mut d = Doctor::new(p, Thresholds::default());
+        windows(&mut d, 16, 0.69, 2.5e-2);
+        let kinds: Vec<FindingKind> = d.findings().iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, vec![FindingKind::TooMuchRegularisation]);
+    }
+
+    fn classes_epoch(n: usize, acc: [f64; 3], taken: [(usize, f64); 3]) -> EpochMetrics {
+        EpochMetrics {
+            val_class_accuracy: acc.to_vec(),
+            val_confusion: taken
+                .iter()
+                .map(|&(class, share)| Confusion { class, share })
+                .collect(),
+            val_accuracy: acc.iter().sum::<f64>() / 3.0,
+            ..epoch(n, 0.7, 0.7, 0.8)
+        }
+    }
+
+    #[test]
+    fn two_classes_taken_for_each_other_are_a_warning_from_the_second_epoch() {
+        let mut d = Doctor::new(patient(vec![10, 10, 10], 64), Thresholds::default());
+        // c1 and c2 hold the same images: each is predicted for the other's images about as
+        // often as for its own.
+        let twins = |n| classes_epoch(n, [0.95, 0.52, 0.47], [(2, 0.03), (2, 0.46), (1, 0.5)]);
+        let first = d.on_epoch(&twins(1));
+        assert_eq!(first[0].finding.kind, FindingKind::WeakClass);
+        assert_eq!(first[0].finding.severity, Severity::Info);
+        assert_eq!(
+            first[0].finding.evidence,
+            "the model cannot tell c1 from c2: c1's validation images are taken for c2 46% of the time (c1 52%), and c2's for c1 50% (c2 47%)"
+        );
+        let second = d.on_epoch(&twins(2));
+        assert_eq!(second[0].finding.severity, Severity::Warning);
+        // All of c2's images taken for c1 (one-sided) is the same blindness.
+        let mut d = Doctor::new(patient(vec![10, 10, 10], 64), Thresholds::default());
+        let lopsided = |n| classes_epoch(n, [0.95, 0.99, 0.0], [(1, 0.03), (0, 0.01), (1, 0.97)]);
+        d.on_epoch(&lopsided(1));
+        assert_eq!(
+            d.on_epoch(&lopsided(2))[0].finding.severity,
+            Severity::Warning
+        );
+        // A model that takes nearly everything for one class (c0) is no pair of twins.
+        let mut d = Doctor::new(patient(vec![10, 10, 10], 64), Thresholds::default());
+        let collapsed = |n| classes_epoch(n, [0.96, 0.0, 0.1], [(2, 0.04), (0, 1.0), (0, 0.9)]);
+        d.on_epoch(&collapsed(1));
+        d.on_epoch(&collapsed(2));
+        assert!(
+            d.findings()
+                .iter()
+                .all(|f| !f.evidence.contains("cannot tell")),
+            "{:?}",
+            d.findings()
+        );
+        // A hard class the model still tells apart (Fashion-MNIST's shirts, after an epoch):
+        // a note that says where its images go.
+        let mut d = Doctor::new(patient(vec![10, 10, 10], 64), Thresholds::default());
+        let hard = |n| classes_epoch(n, [0.95, 0.40, 0.85], [(2, 0.02), (2, 0.35), (1, 0.10)]);
+        d.on_epoch(&hard(1));
+        let f = d.on_epoch(&hard(2));
+        assert!(
+            f.is_empty() || f[0].finding.severity == Severity::Info,
+            "{f:?}"
+        );
+        let note = &d.findings()[0];
+        assert_eq!(
+            note.evidence,
+            "class c1 has 40.0% validation accuracy against a mean of 73.3% (10 training images); its images are most often taken for c2 (35%)"
+        );
     }
 
     #[test]

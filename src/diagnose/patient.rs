@@ -53,6 +53,31 @@ impl Patient {
     /// The share by which weight decay alone shrinks the weights a step at the starting LR
     /// (AdamW's decoupled decay and SGD's L2 alike; Adam's L2 goes through its scaling, so it
     /// is left out).
+    /// The loss of a model that has learnt nothing from the images: the entropy of the
+    /// training labels' class shares (ln(classes) when they are balanced).
+    pub fn prior_loss(&self) -> f64 {
+        let total = self.train_counts.iter().sum::<usize>() as f64;
+        if total == 0.0 {
+            return (self.classes.len().max(2) as f64).ln();
+        }
+        self.train_counts
+            .iter()
+            .filter(|&&c| c > 0)
+            .map(|&c| {
+                let p = c as f64 / total;
+                -p * p.ln()
+            })
+            .sum()
+    }
+
+    /// Whether the update/weight ratio measures how far the LR pushes the weights: with SGD
+    /// the update is the gradient times the LR. Adam scales each weight's step to about the
+    /// LR whatever its gradient, so small weights (a narrow layer) show 1e-2 at the default
+    /// LR while a vanishing gradient gives them nothing to learn from.
+    pub fn ratio_tells_the_lr(&self) -> bool {
+        self.optimizer == OptimizerKind::Sgd
+    }
+
     pub fn decay_per_step(&self) -> f64 {
         match self.optimizer {
             OptimizerKind::Adamw | OptimizerKind::Sgd => self.lr * self.weight_decay,

@@ -3,7 +3,7 @@
 //! steps.
 
 use crate::config::RunConfig;
-use crate::protocol::{EpochMetrics, Event, Record};
+use crate::protocol::{EpochMetrics, Event, Record, Resumed};
 
 use super::{Change, Doctor};
 
@@ -16,6 +16,9 @@ pub struct Replayed {
     /// The last step and epoch recorded.
     pub steps: u64,
     pub epochs: usize,
+    /// A resume whose earlier epochs are neither in the records nor readable from the
+    /// checkpoint it resumed from (its path): the epoch rules judge from the resume on.
+    pub history_unknown: Option<String>,
 }
 
 /// A record that cannot be judged: a step or epoch before the run started (its index).
@@ -23,16 +26,20 @@ pub struct Replayed {
 pub struct BeforeStart(pub usize);
 
 /// The doctor over `records` (each with the step its line carries) of a run configured as
-/// `cfg`. A `started` record (a resume, too) begins a new doctor that knows the epochs before.
+/// `cfg`. A `started` record (a resume, too) begins a new doctor that knows the epochs before,
+/// as the live one did: from the records, or, for a run resumed into a new directory, from
+/// `earlier` (the history of the checkpoint it resumed from, if it can still be read).
 pub fn replay<'a>(
     records: impl IntoIterator<Item = (u64, &'a Record)>,
     cfg: &RunConfig,
+    earlier: impl Fn(&Resumed) -> Option<Vec<EpochMetrics>>,
 ) -> Result<Replayed, BeforeStart> {
     let mut out = Replayed {
         changes: Vec::new(),
         doctor: None,
         steps: 0,
         epochs: 0,
+        history_unknown: None,
     };
     let mut epochs = Vec::new();
     for (i, (step, record)) in records.into_iter().enumerate() {
@@ -42,6 +49,14 @@ pub fn replay<'a>(
                 // A resumed run's doctor knows the epochs before, as the live one does.
                 if let Some(r) = &info.resumed {
                     epochs.retain(|e: &EpochMetrics| e.epoch < r.epoch);
+                    if epochs.len() + 1 < r.epoch {
+                        match earlier(r) {
+                            Some(v) => {
+                                epochs = v.into_iter().filter(|e| e.epoch < r.epoch).collect()
+                            }
+                            None => out.history_unknown = Some(r.from.clone()),
+                        }
+                    }
                     d.remember(&epochs);
                 }
                 let changes = d.on_start();

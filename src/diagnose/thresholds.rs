@@ -23,10 +23,15 @@ pub struct Thresholds {
     /// loss went up from where it started), spikes in a window, or rising window means in the
     /// last `trend_windows`.
     pub diverge_factor: f64,
+    /// A window's mean loss this far above the first step's and the class prior's: the
+    /// updates threw the model off (what kills ReLU units; a model with nothing to learn
+    /// settles on the prior and never climbs above it).
+    pub climbed_factor: f64,
     pub spikes_too_many: usize,
     pub trend_windows: usize,
     pub rising_too_many: usize,
-    /// ... and rising by more than this over them (short windows wobble by a few percent).
+    /// ... and rising by more than this over them (the means of records of 20 steps wobble by
+    /// 5% on a healthy run's loss near 0.35, and 3 of 4 rose by 15% on a healthy 9k run).
     pub rise_change: f64,
     /// LR too low: the loss moved less than this (relative) over two windows while the median
     /// update/weight ratio was below `ratio_low` (DL4J: about 1e-3 is healthy, below 1e-4 too
@@ -113,6 +118,13 @@ pub struct Thresholds {
     /// `weak_epochs` epochs, behind all the while.
     pub weak_gain: f64,
     pub weak_epochs: usize,
+    /// Two classes the model cannot tell apart: at least `twin_mass` of each one's validation
+    /// images predicted as one of the two, and each of the two predicted for the other's
+    /// images within `twin_separation` of as often as for its own (a pair of labels on the
+    /// same images splits them at random: 0 apart; Fashion-MNIST's shirt and T-shirt, the
+    /// closest healthy pair, are 0.6 apart after an epoch).
+    pub twin_mass: f64,
+    pub twin_separation: f64,
 }
 
 impl Default for Thresholds {
@@ -123,13 +135,14 @@ impl Default for Thresholds {
             first_window: 16,
             warmup_windows: 1,
             diverge_factor: 1.5,
+            climbed_factor: 1.05,
             spike_factor: 2.0,
             spike_span: 10,
             spike_floor: 0.5,
             spikes_too_many: 3,
             trend_windows: 4,
             rising_too_many: 3,
-            rise_change: 0.10,
+            rise_change: 0.25,
             flat_change: 0.01,
             ratio_low: 1e-4,
             ratio_tiny: 1e-6,
@@ -168,6 +181,8 @@ impl Default for Thresholds {
             exploding_floor: 1.0,
             weak_gain: 0.02,
             weak_epochs: 3,
+            twin_mass: 0.8,
+            twin_separation: 0.2,
         }
     }
 }

@@ -18,14 +18,17 @@ pub struct Window {
     /// The steps it covers.
     pub steps: u64,
     pub spikes: usize,
-    /// Median first- and last-layer weight gradient norms, median update/weight ratio.
+    /// Median first- and last-layer weight gradient norms, median update/weight ratio (of the
+    /// records after the first step).
     pub first_grad: f64,
     pub last_grad: f64,
     pub max_grad: f64,
     pub ratio: f64,
 }
 
+/// The median of the values that are not NaN (NaN: not known), or NaN if none is.
 pub fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| !x.is_nan());
     if v.is_empty() {
         return f64::NAN;
     }

@@ -164,9 +164,21 @@ pub struct EpochMetrics {
     pub val_accuracy: f64,
     /// Validation accuracy of each class, in the order of `RunInfo::classes`.
     pub val_class_accuracy: Vec<f64>,
+    /// For each class (same order), the class its validation images were most often taken
+    /// for, and the share of its images taken for it. Records from before it have none.
+    #[serde(default)]
+    pub val_confusion: Vec<Confusion>,
     pub lr: f64,
     pub images_per_sec: f64,
     pub elapsed_secs: f64,
+}
+
+/// Where a class's images went wrong: the class most of them were taken for (the class itself
+/// with a share of 0 when none was), and the share of the class's images taken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Confusion {
+    pub class: usize,
+    pub share: f64,
 }
 
 /// An evaluation of a whole split (the test set at the end of the run).

@@ -60,6 +60,19 @@ impl FindingKind {
         matches!(self, Self::Underfitting | Self::Plateau | Self::WeakClass)
     }
 
+    /// What a model settling on the class prior shows when nothing in the images predicts
+    /// the labels: units die, gradients vanish, updates shrink. While the labels are in doubt
+    /// these are notes.
+    pub fn follows_from_the_labels(self) -> bool {
+        matches!(
+            self,
+            Self::DeadUnits
+                | Self::VanishingGradients
+                | Self::LrTooLow
+                | Self::SaturatedActivations
+        )
+    }
+
     /// A cause that explains the symptoms while it is in force.
     pub fn explains_symptoms(self) -> bool {
         matches!(

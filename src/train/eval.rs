@@ -11,6 +11,7 @@ use super::error::TrainError;
 use crate::checkpoint::Checkpoint;
 use crate::data::{Batch, BatchStream, Dataset, Normalization};
 use crate::model::{cross_entropy, Cnn, Mode};
+use crate::protocol::Confusion;
 use crate::rng::Rng;
 
 /// Batch size for evaluation: bigger than training batches, since no gradients are kept.
@@ -23,6 +24,8 @@ pub struct Evaluation {
     pub accuracy: f64,
     /// In class order; a class absent from the split counts as 0.
     pub class_accuracy: Vec<f64>,
+    /// In class order: the class each one's images were most often taken for.
+    pub confusion: Vec<Confusion>,
     pub images_per_sec: f64,
 }
 
@@ -69,16 +72,18 @@ pub fn evaluate(
 ) -> candle_core::Result<Evaluation> {
     let t0 = Instant::now();
     let classes = model.config().classes;
-    let mut hits = vec![0usize; classes];
-    let mut seen = vec![0usize; classes];
+    // taken[y * classes + p]: images of class y predicted as p.
+    let mut taken = vec![0usize; classes * classes];
     let loss = forward_all(model, data, norm, batch_size, |batch, logits| {
         let preds: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
         for (&p, &y) in preds.iter().zip(&batch.y) {
-            seen[y as usize] += 1;
-            hits[y as usize] += usize::from(p == y);
+            taken[y as usize * classes + p as usize] += 1;
         }
         Ok(())
     })?;
+    let rows: Vec<&[usize]> = taken.chunks(classes.max(1)).collect();
+    let seen: Vec<usize> = rows.iter().map(|r| r.iter().sum()).collect();
+    let hits: Vec<usize> = rows.iter().enumerate().map(|(c, r)| r[c]).collect();
     let n: usize = seen.iter().sum();
     Ok(Evaluation {
         loss,
@@ -88,8 +93,34 @@ pub fn evaluate(
             .zip(&seen)
             .map(|(&h, &n)| h as f64 / n.max(1) as f64)
             .collect(),
+        confusion: rows
+            .iter()
+            .enumerate()
+            .map(|(c, r)| most_confused(c, r))
+            .collect(),
         images_per_sec: n as f64 / t0.elapsed().as_secs_f64().max(1e-9),
     })
+}
+
+/// The class that `row` (one class's predictions, counted by class) holds most of, besides the
+/// class `c` itself.
+fn most_confused(c: usize, row: &[usize]) -> Confusion {
+    let total = row.iter().sum::<usize>().max(1) as f64;
+    row.iter()
+        .enumerate()
+        .filter(|&(p, &k)| p != c && k > 0)
+        // The first of equal counts (max_by_key keeps the last).
+        .min_by_key(|&(p, &k)| (std::cmp::Reverse(k), p))
+        .map_or(
+            Confusion {
+                class: c,
+                share: 0.0,
+            },
+            |(p, &k)| Confusion {
+                class: p,
+                share: k as f64 / total,
+            },
+        )
 }
 
 /// Softmax probabilities and the predicted class of every image of `data`.
@@ -131,4 +162,36 @@ pub fn load_model(ckpt: &Checkpoint, path: &std::path::Path) -> Result<Cnn, Trai
             problem,
         })?;
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_class_is_most_confused_with_the_class_holding_most_of_its_wrong_images() {
+        // Class 1: 5 right, 3 taken for class 2, 2 for class 0.
+        assert_eq!(
+            most_confused(1, &[2, 5, 3]),
+            Confusion {
+                class: 2,
+                share: 0.3
+            }
+        );
+        // Ties go to the lower class; no wrong image names the class itself with 0.
+        assert_eq!(
+            most_confused(2, &[1, 1, 8]),
+            Confusion {
+                class: 0,
+                share: 0.1
+            }
+        );
+        assert_eq!(
+            most_confused(0, &[4, 0, 0]),
+            Confusion {
+                class: 0,
+                share: 0.0
+            }
+        );
+    }
 }

@@ -796,6 +796,7 @@ impl Trainer {
             val_loss: val.loss,
             val_accuracy: val.accuracy,
             val_class_accuracy: val.class_accuracy,
+            val_confusion: val.confusion,
             lr: self.learner.lr.get(),
             images_per_sec: pos.seen as f64 / pos.active_secs.max(1e-9),
             elapsed_secs: self.started.elapsed().as_secs_f64(),

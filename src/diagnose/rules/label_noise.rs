@@ -31,20 +31,24 @@ impl Rule for LabelNoise {
         let classes = s.patient.classes.len().max(2) as f64;
         let chance = th.chance_factor / classes;
         let first = s.first_loss?;
+        // Learnt nothing: the loss no lower than the first step's or the class prior's (a
+        // model that predicts the label shares), whichever is lower.
+        let floor = (1.0 - th.stuck_loss) * first.min(s.prior_loss());
         // The model could learn: some window had healthy updates and gradients (a bad LR or
         // vanishing gradients hold a loss at its start too, and never have).
         let could = s.could_learn;
         let stuck = s.epochs.len() >= 2
             && s.epochs[s.epochs.len() - 2..]
                 .iter()
-                .all(|e| e.val_accuracy < chance && e.train_loss > (1.0 - th.stuck_loss) * first);
+                .all(|e| e.val_accuracy < chance && e.train_loss > floor);
         if let (true, Some(w)) = (stuck, could) {
             return Some((
                 format!(
-                    "after {} epochs the training loss {:.4} is still near the first step's {:.4} and validation accuracy {:.1}% is at chance ({:.0} classes), though the updates were healthy (update/weight ratio {}): nothing in the images predicts the labels",
+                    "after {} epochs the training loss {:.4} is still near the first step's {:.4} (predicting the class shares: {:.4}) and validation accuracy {:.1}% is at chance ({:.0} classes), though the updates were healthy (update/weight ratio {}): nothing in the images predicts the labels",
                     s.epochs.len(),
                     e.train_loss,
                     first,
+                    s.prior_loss(),
                     100.0 * e.val_accuracy,
                     classes,
                     sci(w.ratio)

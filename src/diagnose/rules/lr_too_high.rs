@@ -1,8 +1,10 @@
-//! Learning rate too high: the loss climbs above where it started, spikes, or rises window
-//! after window by more than noise (PyTorch Lightning's spike detection for the spikes).
+//! Learning rate too high: the loss climbs above where it started, updates are a large share
+//! of the weights while the loss does not fall, or the loss spikes or rises window after
+//! window by more than noise (PyTorch Lightning's spike detection for the spikes).
 
 use super::signals::{Found, Rule, Signals, Watch};
 use crate::diagnose::{Patient, Switches, Thresholds};
+use crate::format::sci;
 use crate::protocol::{FindingKind, Remedy};
 
 pub struct LrTooHigh;
@@ -35,6 +37,25 @@ impl Rule for LrTooHigh {
                 ADVICE.to_string(),
             ));
         }
+        // Updates a large share of the weights while the loss does not fall (DL4J: a ratio
+        // above 1e-2 is too large), unless weight decay is most of them. SGD only: Adam's
+        // steps are about the LR on every weight, large on small weights at any sane LR.
+        let falling = last.loss < (1.0 - th.improving_change) * first_loss;
+        let decay = s.patient.decay_per_step();
+        let large = s.patient.ratio_tells_the_lr() && last.ratio >= th.ratio_high;
+        if large && !falling && decay < last.ratio / 2.0 {
+            return Some((
+                format!(
+                    "the median update/weight ratio of the last {} steps is {} (over {} is too large), and the loss {:.4} has not fallen from the first step's {:.4}: the steps overshoot",
+                    last.steps,
+                    sci(last.ratio),
+                    sci(th.ratio_high),
+                    last.loss,
+                    first_loss
+                ),
+                ADVICE.to_string(),
+            ));
+        }
         if s.closed <= th.warmup_windows {
             return None;
         }
@@ -48,7 +69,7 @@ impl Rule for LrTooHigh {
                 format!(
                     "the loss rose in {rising} of the last {} windows of {} steps ({:.4} -> {:.4}); {} spikes (over {}x the mean of the {} steps before) in the last window",
                     span.len() - 1,
-                    s.window_steps,
+                    last.steps,
                     span[0].loss,
                     last.loss,
                     last.spikes,

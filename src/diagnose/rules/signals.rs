@@ -25,13 +25,17 @@ pub struct Signals<'a> {
     pub watch: Watch,
     pub th: &'a Thresholds,
     pub patient: &'a Patient,
-    /// Steps a window covers.
-    pub window_steps: u64,
     /// The newest closed windows of steps, the newest last, and how many closed in all.
     pub windows: &'a [Window],
     pub closed: usize,
     /// The first window with healthy updates and gradients, if any.
     pub could_learn: Option<Window>,
+    /// The first window with too large updates (with SGD, a ratio of `ratio_high` or more) or
+    /// a loss `climbed_factor` above the first step's and the prior's, if any: what kills
+    /// ReLU units.
+    pub shaken: Option<Window>,
+    /// The lowest window mean loss so far.
+    pub lowest_loss: Option<f64>,
     /// The first step's loss.
     pub first_loss: Option<f64>,
     /// Finished epochs, the newest last.
@@ -57,6 +61,28 @@ impl Signals<'_> {
         (self.closed > self.th.warmup_windows)
             .then(|| self.windows.last().copied())
             .flatten()
+    }
+
+    /// The loss of a model that has learnt nothing from the images (`Patient::prior_loss`).
+    pub fn prior_loss(&self) -> f64 {
+        self.patient.prior_loss()
+    }
+
+    /// Nothing learnt though the model could learn: the loss never left the class prior's
+    /// (within `stuck_loss`), some window had healthy updates and gradients, and none had too
+    /// large ones. Labels that do not match the images look like this.
+    pub fn on_prior(&self) -> bool {
+        let floor = (1.0 - self.th.stuck_loss) * self.prior_loss();
+        self.could_learn.is_some()
+            && self.shaken.is_none()
+            && self.lowest_loss.is_some_and(|l| l > floor)
+    }
+
+    /// On the prior with the labels not judged yet (that takes two epochs) or judged wrong:
+    /// dead units, vanishing gradients and tiny updates may follow from the labels.
+    pub fn labels_in_doubt(&self) -> bool {
+        self.on_prior()
+            && (self.epochs.len() < 2 || self.active.contains_key(&FindingKind::LabelNoise))
     }
 
     /// The newest window, warm-up or not (for evidence no noise makes).
@@ -117,11 +143,25 @@ pub(super) fn weakest(s: &Signals) -> Option<Lag> {
     let mean = acc.iter().sum::<f64>() / acc.len() as f64;
     let (worst, &low) = acc.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1))?;
     let count = s.patient.train_counts.get(worst).copied().unwrap_or(0);
+    let taken = s
+        .epochs
+        .last()?
+        .val_confusion
+        .get(worst)
+        .filter(|c| c.share > 0.0 && c.class != worst)
+        .map(|c| {
+            format!(
+                "; its images are most often taken for {} ({:.0}%)",
+                s.class(c.class),
+                100.0 * c.share
+            )
+        })
+        .unwrap_or_default();
     Some(Lag {
         low,
         mean,
         evidence: format!(
-            "class {} has {:.1}% validation accuracy against a mean of {:.1}% ({count} training images)",
+            "class {} has {:.1}% validation accuracy against a mean of {:.1}% ({count} training images){taken}",
             s.class(worst),
             100.0 * low,
             100.0 * mean

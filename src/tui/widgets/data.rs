@@ -195,13 +195,15 @@ pub struct ClassesView<'a> {
 const WORST: usize = 3;
 
 /// Class `c`'s row: name (in `name_w`), validation accuracy `acc[c]` with its change since
-/// `prev` and a bar, the class counts, and its loss weight when weights are on.
+/// `prev` and a bar, the class counts, its loss weight when weights are on, and the class its
+/// images were most often taken for when the epoch says (`taken`).
 fn class_row(
     info: &crate::protocol::RunInfo,
     c: usize,
     acc: &[f64],
     prev: Option<&crate::protocol::EpochMetrics>,
     name_w: usize,
+    taken: Option<&[crate::protocol::Confusion]>,
 ) -> String {
     let facts = &info.data_facts;
     let name: String = info.classes[c].chars().take(name_w).collect();
@@ -228,6 +230,19 @@ fn class_row(
     if !facts.class_weights.is_empty() {
         let weight = facts.class_weights.get(c).copied().unwrap_or(0.0);
         text.push_str(&format!("  {weight:>6.2}"));
+    }
+    if let Some(taken) = taken {
+        let cell = taken
+            .get(c)
+            .filter(|t| t.share > 0.0 && t.class != c)
+            .map_or("-".into(), |t| {
+                let name: String = info
+                    .classes
+                    .get(t.class)
+                    .map_or("?".into(), |n| n.chars().take(name_w).collect());
+                format!("{name} {:.0}%", 100.0 * t.share)
+            });
+        text.push_str(&format!("  {cell}"));
     }
     text
 }
@@ -293,6 +308,13 @@ impl Widget for ClassesView<'_> {
         if weighted {
             head.push_str("  weight");
         }
+        // Records from before the confusion summary have none.
+        let taken = last
+            .map(|e| e.val_confusion.as_slice())
+            .filter(|t| t.len() == info.classes.len());
+        if taken.is_some() {
+            head.push_str("  most taken for");
+        }
         lines.push(Line::styled(head, theme.dim()));
         // As many rows as fit; the worst classes first when they do not all fit.
         let room = (area.height as usize).saturating_sub(7).max(3);
@@ -302,7 +324,7 @@ impl Widget for ClassesView<'_> {
             order.iter().take(room).copied().collect()
         };
         for &c in &rows {
-            let text = class_row(info, c, &acc, prev, name_w);
+            let text = class_row(info, c, &acc, prev, name_w, taken);
             let style = if worst.contains(&c) {
                 theme.alarm()
             } else {
