@@ -677,6 +677,37 @@ mod tests {
     }
 
     #[test]
+    fn labels_that_say_nothing_of_the_images_need_a_validation_loss_no_better_than_the_prior() {
+        let prior = 10f64.ln();
+        // Healthy updates, the loss at the prior of 10 equal classes from the first step.
+        let judge = |val_loss: f64, saturated: bool| {
+            let mut d = Doctor::new(patient(vec![10; 10], 64), Thresholds::default());
+            if saturated {
+                d.on_activations(&[layer("features.0", None, Some(0.9), 0.6)]);
+            }
+            run(&mut d, 100, |s| step(s, prior, [0.1, 0.2], 1e-3));
+            for n in 1..=2 {
+                let mut m = epoch(n, 0.1, 0.1, val_loss);
+                m.train_loss = prior;
+                d.on_epoch(&m);
+            }
+            d.findings()
+                .into_iter()
+                .find(|f| f.kind == FindingKind::LabelNoise)
+        };
+        let found = judge(prior + 0.001, false).expect("mismatched labels");
+        assert_eq!(found.severity, Severity::Warning);
+        assert!(found
+            .evidence
+            .contains("no better than predicting the class shares (2.3026)"));
+        // A model that learns a little (the validation loss 1% under the prior) is not
+        // judged: it is slow, and its labels say something.
+        assert_eq!(judge(0.99 * prior, false), None);
+        // Saturated units hold a model at chance by themselves: the labels are not judged.
+        assert_eq!(judge(prior + 0.001, true), None);
+    }
+
+    #[test]
     fn divergence_and_vanishing_gradients_are_found_and_clear_when_they_stop() {
         let mut d = Doctor::new(patient(vec![10, 10], 64), Thresholds::default());
         // The loss jumps to 4x where it began, then comes back down.

@@ -96,6 +96,9 @@ pub struct Thresholds {
     pub noisy_loss_factor: f64,
     pub stuck_loss: f64,
     pub chance_factor: f64,
+    /// ... and the validation loss within this share of the class prior's loss, or above it
+    /// (a one-unit model that learns a little is 1-2% below it after 3 epochs).
+    pub prior_margin: f64,
     /// Inputs: a channel's mean beyond this many standard units, or a std outside this
     /// range, is unnormalised (normalised inputs have 0 and 1).
     pub input_mean_max: f64,
@@ -172,6 +175,7 @@ impl Default for Thresholds {
             noisy_loss_factor: 1.2,
             stuck_loss: 0.05,
             chance_factor: 1.5,
+            prior_margin: 0.005,
             input_mean_max: 3.0,
             input_std_range: (0.2, 5.0),
             heavy_dropout: 0.5,

@@ -66,9 +66,18 @@ impl FindingKind {
     pub fn follows_from_the_labels(self) -> bool {
         matches!(
             self,
-            Self::DeadUnits
-                | Self::VanishingGradients
+            Self::DeadUnits | Self::VanishingGradients | Self::LrTooLow
+        )
+    }
+
+    /// A cause that holds a model at chance by itself: while it is a warning, a model at
+    /// chance says nothing of the labels.
+    pub fn holds_at_chance(self) -> bool {
+        matches!(
+            self,
+            Self::LrTooHigh
                 | Self::LrTooLow
+                | Self::ExplodingGradients
                 | Self::SaturatedActivations
         )
     }

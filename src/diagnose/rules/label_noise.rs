@@ -1,6 +1,7 @@
-//! Noisy or mismatched labels. Mismatched: after an epoch the training loss is still where it
-//! started and validation accuracy is at chance, though the gradients and updates are healthy
-//! (nothing in the images predicts the labels). Noisy: the training accuracy far below the
+//! Noisy or mismatched labels. Mismatched: for two epochs the training loss is still where it
+//! started, validation accuracy is at chance and the validation loss no better than the class
+//! prior's, though the gradients and updates were healthy and no other cause holds the model
+//! at chance (nothing in the images predicts the labels). Noisy: the training accuracy far below the
 //! validation accuracy, with the training loss far above the validation loss, while the
 //! regularisation is light (the validation labels are right; many training labels are not).
 
@@ -37,17 +38,28 @@ impl Rule for LabelNoise {
         // The model could learn: some window had healthy updates and gradients (a bad LR or
         // vanishing gradients hold a loss at its start too, and never have).
         let could = s.could_learn;
+        // No better on held-out images than predicting the class shares: a model that learns
+        // a little, however slowly, gets below the prior's validation loss; one whose labels
+        // say nothing of the images cannot.
+        let held_out = (1.0 - th.prior_margin) * s.prior_loss();
+        // Another cause that holds a model at chance, as a warning: the labels are not judged.
+        let other = s
+            .active
+            .values()
+            .any(|f| f.severity == Severity::Warning && f.kind.holds_at_chance());
         let stuck = s.epochs.len() >= 2
+            && !other
             && s.epochs[s.epochs.len() - 2..]
                 .iter()
-                .all(|e| e.val_accuracy < chance && e.train_loss > floor);
+                .all(|e| e.val_accuracy < chance && e.train_loss > floor && e.val_loss > held_out);
         if let (true, Some(w)) = (stuck, could) {
             return Some((
                 format!(
-                    "after {} epochs the training loss {:.4} is still near the first step's {:.4} (predicting the class shares: {:.4}) and validation accuracy {:.1}% is at chance ({:.0} classes), though the updates were healthy (update/weight ratio {}): nothing in the images predicts the labels",
+                    "after {} epochs the training loss {:.4} is still near the first step's {:.4}, the validation loss {:.4} is no better than predicting the class shares ({:.4}) and validation accuracy {:.1}% is at chance ({:.0} classes), though the updates were healthy (update/weight ratio {}): nothing in the images predicts the labels",
                     s.epochs.len(),
                     e.train_loss,
                     first,
+                    e.val_loss,
                     s.prior_loss(),
                     100.0 * e.val_accuracy,
                     classes,
