@@ -2,6 +2,7 @@
 //! `learner`'s, evaluation is `eval`'s, checkpoints go through the `saver`, and everything the
 //! run reports reaches its `watchers` (and metrics.jsonl).
 
+pub mod branch;
 mod error;
 pub mod eval;
 pub mod learner;
@@ -1513,6 +1514,26 @@ impl Trainer {
         .next()
         .expect("a non-empty training set")
         .expect("a training set in memory")
+    }
+
+    /// A what-if line forked from the run as it is now, with `change` from the next step
+    /// on: the problem, naming the setting, when it cannot be made.
+    pub fn fork_line(&self, change: &[crate::protocol::Setting]) -> Result<branch::Line, String> {
+        let mut line =
+            branch::Line::fork(&self.learner, &self.schedule).map_err(|e| e.to_string())?;
+        line.apply(change, self.progress.step + 1)?;
+        Ok(line)
+    }
+
+    /// Epoch `epoch`'s training batches from its start, as the run makes them (for tests).
+    pub fn training_batches(&self, epoch: usize) -> BatchStream {
+        BatchStream::spawn(
+            self.data.train.clone(),
+            self.epoch_order(epoch),
+            self.cfg.batch_size,
+            0,
+            self.data.loader(self.cfg.seed, epoch),
+        )
     }
 
     /// The loader of epoch `epoch`'s training batches (for benchmarks and tests).

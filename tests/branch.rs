@@ -1,0 +1,80 @@
+//! What-if branches, the engine: a line forked from the run with a change, trained on the same
+//! batches as the main line, and the verdict on their losses over those batches. (The terminal
+//! UI's `b` and the headless `--branch` build on it.)
+
+mod common;
+
+use candletop::config::RunConfig;
+use candletop::data::{DataSpec, DataSplits};
+use candletop::protocol::{LearningRate, Setting};
+use candletop::train::branch::{Call, Comparison, Verdict};
+use candletop::train::Trainer;
+use common::small_config;
+
+/// A run on 2,000 embedded images at `lr` (Adam), not started.
+fn trainer(lr: f64) -> Trainer {
+    let cfg = RunConfig {
+        data: DataSpec::Embedded,
+        subset: 2000,
+        lr: LearningRate::new(lr).unwrap(),
+        ..small_config()
+    };
+    let data = DataSplits::load(&cfg.data, &cfg.data_options()).unwrap();
+    Trainer::new(cfg, data).unwrap()
+}
+
+/// The main line (forked with no change) and a branch with `change`, `steps` steps on the
+/// same batches of epoch 1: both lines' losses, and the verdict.
+fn compare(t: &Trainer, change: &[Setting], steps: usize) -> (Vec<f64>, Vec<f64>, Verdict) {
+    let mut main = t.fork_line(&[]).unwrap();
+    let mut branch = t.fork_line(change).unwrap();
+    let mut c = Comparison::default();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for (i, batch) in t.training_batches(1).take(steps).enumerate() {
+        let batch = batch.unwrap();
+        let step = i as u64 + 1;
+        a.push(main.step(&batch, step).unwrap());
+        b.push(branch.step(&batch, step).unwrap());
+        c.push(a[i], b[i]);
+    }
+    (a, b, c.verdict().unwrap())
+}
+
+#[test]
+fn a_branch_without_a_change_trains_bit_for_bit_as_the_main_line() {
+    let t = trainer(1e-3);
+    let (a, b, v) = compare(&t, &[], 40);
+    assert_eq!(a.len(), 40);
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a), bits(&b));
+    assert_eq!((v.diff, v.call), (0.0, Call::Same));
+}
+
+#[test]
+fn an_lr_50x_too_high_is_worse_and_cutting_it_is_better() {
+    // The default recipe's LR (1e-3) against 50x that on a branch.
+    let (_, _, v) = compare(&trainer(1e-3), &[Setting::new("lr", 5e-2)], 60);
+    assert_eq!(v.call, Call::Worse, "{v:?}");
+    // A run at 50x, and a branch that cuts it back.
+    let (_, _, v) = compare(&trainer(5e-2), &[Setting::new("lr", 1e-3)], 60);
+    assert_eq!(v.call, Call::Better, "{v:?}");
+    assert!(v.branch < v.main, "{v:?}");
+}
+
+#[test]
+fn a_change_a_branch_cannot_make_names_itself() {
+    let t = trainer(1e-3);
+    let problem = |s: Setting| t.fork_line(&[s]).err().unwrap();
+    assert_eq!(
+        problem(Setting::new("dropout", 0.5)),
+        "dropout: cannot change on a branch (these can: lr, weight_decay, clip_grad_norm, label_smoothing)"
+    );
+    assert_eq!(
+        problem(Setting::new("lr", "fast")),
+        "lr=fast: not a number of 0 or more"
+    );
+    assert_eq!(
+        problem(Setting::new("label_smoothing", 1.5)),
+        "label_smoothing=1.5: must be under 1"
+    );
+}
