@@ -163,6 +163,18 @@ pub struct TrainArgs {
     #[arg(long, value_name = "POLICY", value_parser = parse_on_nan)]
     pub on_nan: Option<OnNonFinite>,
 
+    /// Try a change on a fork of the run: from the first step (or the resumed one), a branch
+    /// with CHANGE (config key=value settings joined by commas: lr, weight_decay,
+    /// clip_grad_norm, label_smoothing) trains on the same batches as the run for
+    /// --branch-steps steps; both are validated, the verdict is printed and recorded, and the
+    /// branch goes on only when its training loss is lower beyond the noise
+    #[arg(long, value_name = "CHANGE", value_parser = parse_change)]
+    pub branch: Option<BranchChange>,
+
+    /// Steps the --branch comparison lasts [default: the rest of the epoch]
+    #[arg(long, value_name = "N", requires = "branch", value_parser = clap::value_parser!(u64).range(1..))]
+    pub branch_steps: Option<u64>,
+
     /// Rollbacks --on-nan rollback makes before the run stops
     #[arg(long, value_name = "K", default_value_t = crate::train::DEFAULT_MAX_ROLLBACKS)]
     pub max_rollbacks: u32,
@@ -187,6 +199,25 @@ const EXIT_HELP: &str = "Exit status:
   3  the loss or a gradient turned NaN or infinite under --on-nan stop (headless's default),
      or more than --max-rollbacks times under rollback; the update was skipped and
      checkpoints/last.h5 holds the last good weights (the terminal UI pauses instead)";
+
+/// A `--branch` change: config settings, in the order given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BranchChange(pub Vec<crate::protocol::Setting>);
+
+/// `key=value[,key=value...]`: a change as config settings.
+fn parse_change(s: &str) -> Result<BranchChange, String> {
+    s.split(',')
+        .map(|part| match part.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+                Ok(crate::protocol::Setting::new(k.trim(), v.trim()))
+            }
+            _ => Err(format!(
+                "'{part}' is not key=value (e.g. lr=0.05,weight_decay=0)"
+            )),
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map(BranchChange)
+}
 
 fn parse_on_nan(s: &str) -> Result<OnNonFinite, String> {
     match s {

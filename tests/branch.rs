@@ -6,8 +6,9 @@ mod common;
 
 use candletop::config::RunConfig;
 use candletop::data::{DataSpec, DataSplits};
+use candletop::protocol::BranchCall as Call;
 use candletop::protocol::{LearningRate, Setting};
-use candletop::train::branch::{Call, Comparison, Verdict};
+use candletop::train::branch::{Comparison, Verdict};
 use candletop::train::Trainer;
 use common::small_config;
 
@@ -77,4 +78,92 @@ fn a_change_a_branch_cannot_make_names_itself() {
         problem(Setting::new("label_smoothing", 1.5)),
         "label_smoothing=1.5: must be under 1"
     );
+}
+
+/// The headless form: `--branch CHANGE --branch-steps N` forks the run from its first step,
+/// prints and records the verdict, and the better line goes on; bad changes are one line and
+/// exit code 2.
+#[test]
+fn headless_branches_print_the_verdict_and_keep_the_better_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let run = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--headless",
+            "--subset",
+            "2000",
+            "--arch",
+            "c8,f32",
+            "--batch-size",
+            "32",
+            "--epochs",
+            "1",
+            "--run-dir",
+            name,
+        ];
+        args.extend(extra);
+        common::succeeds(d, &args)
+    };
+    // The default LR against 50x on a branch: worse, and the run goes on as it was.
+    let out = run("a", &["--branch", "lr=0.05", "--branch-steps", "40"]);
+    assert!(
+        out.contains(
+            "branch lr=0.05: forked at step 0; both lines train on the same batches until step 40"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("branch lr=0.05: worse over 40 steps on the same batches: training loss ")
+            && out.contains("; the main line goes on"),
+        "{out}"
+    );
+    let records = std::fs::read_to_string(d.join("a/metrics.jsonl")).unwrap();
+    let verdict: serde_json::Value = records
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["type"] == "branch_verdict")
+        .expect("a branch_verdict record");
+    assert_eq!(verdict["verdict"]["call"], "worse");
+    assert_eq!(verdict["verdict"]["kept_branch"], false);
+    assert_eq!(verdict["verdict"]["steps"], 40);
+    // A run at 50x the LR, and a branch that cuts it: better, and the branch goes on: the
+    // steps after the verdict train at its LR.
+    let out = run(
+        "b",
+        &[
+            "--lr",
+            "0.05",
+            "--branch",
+            "lr=0.001",
+            "--branch-steps",
+            "40",
+        ],
+    );
+    assert!(out.contains("; the branch goes on"), "{out}");
+    let lr_after: Vec<f64> = std::fs::read_to_string(d.join("b/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "step" && v["step"].as_u64().unwrap() > 40)
+        .map(|v| v["lr"].as_f64().unwrap())
+        .collect();
+    assert!(
+        !lr_after.is_empty() && lr_after.iter().all(|&lr| lr == 0.001),
+        "{lr_after:?}"
+    );
+    // Without --branch-steps: the rest of the epoch.
+    let out = run("c", &["--branch", "weight_decay=0"]);
+    assert!(
+        out.contains("branch weight_decay=0: forked at step 0"),
+        "{out}"
+    );
+    assert!(out.contains("branch weight_decay=0: "), "{out}");
+    // Bad changes: one line, exit code 2, no run directory.
+    common::rejects(
+        &["--branch", "dropout=0.5"],
+        "--branch: dropout: cannot change on a branch (these can: lr, weight_decay, clip_grad_norm, label_smoothing)",
+    );
+    common::rejects(&["--branch", "lr"], "'lr' is not key=value");
+    common::rejects(&["--branch", "lr=-1"], "lr=-1: not a number of 0 or more");
+    common::rejects(&["--branch-steps", "10"], "--branch");
 }

@@ -127,6 +127,12 @@ pub(super) fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
         _ => Trainer::new(cfg.clone(), data)?,
     };
     trainer.set_on_non_finite(on_nan, args.max_rollbacks);
+    // A change a branch cannot make is bad input, found before anything starts.
+    if let Some(change) = &args.branch {
+        trainer
+            .fork_line(&change.0)
+            .map_err(|problem| Error::Usage(format!("--branch: {problem}")))?;
+    }
     // The run directory is made only once the inputs are known to be good.
     let dir = RunDir::choose(cfg.run_dir.as_deref());
     dir.create()?;
@@ -138,6 +144,13 @@ pub(super) fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
     // This process's front end is one watcher; `candletop attach` adds others over the socket.
     let (hub, _forwarding) = Hub::start(trainer_monitor);
     let (_, monitor) = hub.subscribe();
+    if let Some(change) = &args.branch {
+        let steps = args.branch_steps.unwrap_or(0);
+        let _ = monitor.commands.send(protocol::Command::Fork {
+            change: change.0.clone(),
+            steps,
+        });
+    }
     let serving = matches!(launch, Launch::Serve(_));
     let server = match socket::Server::start(&dir, hub) {
         Ok(s) => Some(s),

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::findings::Remedy;
+use super::findings::{Remedy, Setting};
 
 pub use crate::schedule::LearningRate;
 
@@ -62,4 +62,12 @@ pub enum Command {
     Save,
     /// Finish the current step, then end cleanly.
     Stop,
+    /// Fork the run: a branch with `change` (config `key=value` settings) trains on the same
+    /// batches as the main line for `steps` steps (0: the rest of the epoch), step by step; then both are validated, the
+    /// verdict is an event, and the better line goes on (the main line unless the branch is
+    /// better beyond the noise).
+    Fork {
+        change: Vec<Setting>,
+        steps: u64,
+    },
 }

@@ -181,6 +181,38 @@ pub struct Confusion {
     pub share: f64,
 }
 
+/// How a branch did against the main line over the same batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BranchCall {
+    /// Lower training loss than the main line by more than the noise.
+    Better,
+    /// Higher by more than the noise, or not finite.
+    Worse,
+    /// Within the noise.
+    Same,
+}
+
+/// A what-if comparison in numbers: the mean training loss of each line over the same batches,
+/// the branch's mean paired difference and its noise (two standard errors), each line's
+/// validation at the end, and whether the branch goes on (`kept_branch`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BranchVerdict {
+    pub change: Vec<Setting>,
+    pub forked_at: u64,
+    pub steps: u64,
+    pub main_loss: f64,
+    pub branch_loss: f64,
+    pub diff: f64,
+    pub noise: f64,
+    pub call: BranchCall,
+    pub main_val_loss: f64,
+    pub main_val_accuracy: f64,
+    pub branch_val_loss: f64,
+    pub branch_val_accuracy: f64,
+    pub kept_branch: bool,
+}
+
 /// An evaluation of a whole split (the test set at the end of the run).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalMetrics {
@@ -375,6 +407,18 @@ pub enum Event {
     RemedyVerdict {
         step: u64,
         record: RemedyRecord,
+    },
+    /// The run was forked after `step`: a branch with `change` trains on the same batches
+    /// until step `until`.
+    Forked {
+        step: u64,
+        change: Vec<Setting>,
+        until: u64,
+    },
+    /// A branch's comparison is over: the verdict, and the line that goes on.
+    BranchVerdict {
+        step: u64,
+        verdict: BranchVerdict,
     },
     /// The doctor's restart remedy was written: a config file for a new run.
     ConfigSuggested {

@@ -20,9 +20,9 @@ mod record;
 
 pub use commands::{clip_norm_problem, Command, LearningRate, MAX_SAMPLES};
 pub use events::{
-    Confusion, DataFacts, EpochMetrics, EvalMetrics, Event, FinderPoint, FinishReason, LrFinding,
-    LrSource, OnNonFinite, Resumed, RunInfo, SampleGrid, ScheduleChange, SettingChange,
-    StepMetrics,
+    BranchCall, BranchVerdict, Confusion, DataFacts, EpochMetrics, EvalMetrics, Event, FinderPoint,
+    FinishReason, LrFinding, LrSource, OnNonFinite, Resumed, RunInfo, SampleGrid, ScheduleChange,
+    SettingChange, StepMetrics,
 };
 pub use findings::{
     Finding, FindingKind, LayerActivations, Remedy, RemedyRecord, Setting, Severity, Verdict,

@@ -5,7 +5,7 @@
 use super::error::TrainError;
 use super::learner::{Learner, StepOutcome};
 use crate::data::Batch;
-use crate::protocol::{LearningRate, Setting};
+use crate::protocol::{BranchCall as Call, LearningRate, Setting};
 use crate::schedule::Schedule;
 
 /// The settings a branch can change, as `key=value`.
@@ -76,21 +76,20 @@ impl Line {
     }
 }
 
+/// A comparison under way: the branch, its change, where it was forked, the step it ends at,
+/// and the two lines' losses so far.
+pub struct Fork {
+    pub line: Line,
+    pub change: Vec<Setting>,
+    pub forked_at: u64,
+    pub until: u64,
+    pub comparison: Comparison,
+}
+
 /// The two lines' training losses, step by step, on the same batches.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Comparison {
     pairs: Vec<(f64, f64)>,
-}
-
-/// Which line did better on the same batches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
-    /// The branch's loss is lower by more than the noise.
-    Better,
-    /// Higher by more than the noise, or not finite.
-    Worse,
-    /// Within the noise.
-    Same,
 }
 
 /// The comparison in numbers: mean training losses over the same batches, the branch's mean

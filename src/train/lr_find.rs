@@ -208,9 +208,14 @@ fn flat(points: &[FinderPoint], ok: &[usize], current: Option<f64>) -> (Option<u
     let y = |i: usize| points[i].smoothed;
     let lr = |i: usize| points[i].lr;
     let low = ok.iter().map(|&i| y(i)).fold(f64::INFINITY, f64::min);
-    let rise = ok.iter().copied().find(|&i| {
-        y(i) > low * (1.0 + RISE) && ok.iter().any(|&j| j < i && y(j) <= low * (1.0 + RISE))
-    });
+    // The rise comes after the lowest point: a noisy flat start that wobbles about 10% over
+    // a low reached later is not one (mid-run, at step 11, that once said "rises past 5e-5"
+    // of a loss that fell until 1e-3, and suggested a 400th of the run's LR).
+    let lowest = ok.iter().copied().find(|&i| y(i) <= low).unwrap_or(ok[0]);
+    let rise = ok
+        .iter()
+        .copied()
+        .find(|&i| i > lowest && y(i) > low * (1.0 + RISE));
     let Some(rise) = rise else {
         return (
             current.and_then(|c| nearest(points, c)),
@@ -317,6 +322,28 @@ mod tests {
         // The longest falling stretch of noise is no valley.
         let (i, _) = suggest(&pts, None);
         assert!(pts[i.unwrap()].lr > 1e-4, "{:?}", pts[i.unwrap()]);
+    }
+
+    #[test]
+    fn a_rise_comes_after_the_lowest_point_not_in_a_noisy_start() {
+        // Mid-run at step 11 (CI saw it): a flat start at 1.42 that wobbles across 10% over
+        // the low, a shallow fall to 1.28 at 1e-3 (11%), then a climb past 1e-2.
+        let mut state = 3u64;
+        let mut pts = curve(|x| {
+            let fall = 0.14 / (1.0 + (-(x + 4.0) * 3.0).exp());
+            1.42 - fall + if x > -2.0 { (x + 2.0) * 0.8 } else { 0.0 }
+        });
+        for p in &mut pts {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            p.smoothed += ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.04;
+        }
+        // The run trains at 2e-3: a shallow fall is no evidence for a 400th of it, and the
+        // loss rises only past 1e-2, so the run's LR is kept.
+        let (i, how) = suggest(&pts, Some(2e-3));
+        let lr = pts[i.unwrap()].lr;
+        assert!(lr >= 2e-4, "{lr}: {how}");
     }
 
     #[test]

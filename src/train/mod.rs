@@ -151,6 +151,8 @@ pub struct Trainer {
     /// The run as it was at most `GOOD_STATE_EVERY` steps ago: what a non-finite step rolls
     /// back to.
     last_good: Option<RunSnapshot>,
+    /// A what-if comparison under way.
+    branch: Option<branch::Fork>,
     rollbacks: u32,
     max_rollbacks: u32,
     /// Every remedy applied in this run, with what became of it, and the one on trial.
@@ -322,6 +324,7 @@ impl Trainer {
         Ok(Self {
             doctor,
             last_good: None,
+            branch: None,
             rollbacks: 0,
             max_rollbacks: DEFAULT_MAX_ROLLBACKS,
             remedies: Remedies::default(),
@@ -739,6 +742,11 @@ impl Trainer {
             }
             StepOutcome::Updated(s) => s,
         };
+        // The branch steps on the same batch, as the same step of the run.
+        if let Some(f) = &mut self.branch {
+            let theirs = f.line.step(batch, p.step)?;
+            f.comparison.push(s.loss, theirs);
+        }
         p.pos.loss_sum += s.loss * batch.len() as f64;
         p.pos.correct += s.hits as u64;
         p.pos.seen += batch.len() as u64;
@@ -778,6 +786,9 @@ impl Trainer {
             self.emit(Event::RemedyVerdict { step, record });
         }
         self.keep_good_state()?;
+        if self.branch.as_ref().is_some_and(|f| step >= f.until) {
+            self.end_branch()?;
+        }
         if self.cfg.save_every_steps > 0 && step % self.cfg.save_every_steps == 0 {
             self.save(&[SaveKind::Last])?;
         }
@@ -946,6 +957,7 @@ impl Trainer {
                     .err()
                 }
                 Command::SetSchedule(spec) => self.set_schedule(spec).err(),
+                Command::Fork { change, steps } => self.fork(change, *steps).err(),
                 Command::SetAugment(on) => {
                     self.set_augment(*on);
                     None
@@ -1514,6 +1526,97 @@ impl Trainer {
         .next()
         .expect("a non-empty training set")
         .expect("a training set in memory")
+    }
+
+    /// Forks the run: a branch with `change` trains on the same batches for `steps` steps
+    /// (0: the rest of the epoch).
+    fn fork(&mut self, change: &[crate::protocol::Setting], steps: u64) -> Result<(), String> {
+        if self.branch.is_some() {
+            return Err("a comparison is already under way".into());
+        }
+        let step = self.progress.step;
+        // 0: the rest of the epoch.
+        let end_of_epoch = self.progress.epoch as u64 * self.info.steps_per_epoch as u64;
+        let steps = if steps == 0 {
+            end_of_epoch.saturating_sub(step)
+        } else {
+            steps
+        };
+        let until = (step + steps).min(self.last_step());
+        if until <= step {
+            return Err("no step is left for a branch to take".into());
+        }
+        let line = self.fork_line(change)?;
+        self.branch = Some(branch::Fork {
+            line,
+            change: change.to_vec(),
+            forked_at: step,
+            until,
+            comparison: branch::Comparison::default(),
+        });
+        let change = change.to_vec();
+        self.emit(Event::Forked {
+            step,
+            change,
+            until,
+        });
+        Ok(())
+    }
+
+    /// The comparison's end: both lines validated, the verdict, and the better line goes on
+    /// (the branch only when it is better beyond the noise).
+    fn end_branch(&mut self) -> Result<(), TrainError> {
+        let Some(mut f) = self.branch.take() else {
+            return Ok(());
+        };
+        let Some(v) = f.comparison.verdict() else {
+            return Ok(());
+        };
+        let val = self.data.val.clone();
+        let main = self.evaluate(&val, EVAL_BATCH)?;
+        let norm = self.data.norm.clone();
+        let theirs = eval::evaluate(&mut f.line.learner.model, &val, &norm, EVAL_BATCH)?;
+        let kept_branch = v.call == crate::protocol::BranchCall::Better;
+        let step = self.progress.step;
+        if kept_branch {
+            let old = self.schedule.lr_at(step + 1);
+            self.learner = f.line.learner;
+            self.schedule = f.line.schedule;
+            self.cfg.schedule = self.schedule.spec.clone();
+            self.cfg.label_smoothing = self.learner.label_smoothing;
+            self.cfg.optimizer.hyper.weight_decay = self.learner.opt.hyper.weight_decay;
+            let clip = self.learner.clip_grad_norm.unwrap_or(0.0);
+            (self.cfg.clip_grad_norm, self.info.clip_grad_norm) = (clip, clip);
+            self.doctor.switches.clipping = clip > 0.0;
+            let new = self.schedule.lr_at(step + 1);
+            if new != old {
+                self.progress.lr_changes.push((step, new));
+                let source = LrSource::User;
+                self.emit(Event::LrChanged {
+                    step,
+                    old,
+                    new,
+                    source,
+                });
+            }
+        }
+        let verdict = crate::protocol::BranchVerdict {
+            change: f.change,
+            forked_at: f.forked_at,
+            steps: v.steps as u64,
+            main_loss: v.main,
+            branch_loss: v.branch,
+            diff: v.diff,
+            noise: v.noise,
+            call: v.call,
+            main_val_loss: main.loss,
+            main_val_accuracy: main.accuracy,
+            branch_val_loss: theirs.loss,
+            branch_val_accuracy: theirs.accuracy,
+            kept_branch,
+        };
+        self.emit(Event::BranchVerdict { step, verdict });
+        Ok(())
     }
 
     /// A what-if line forked from the run as it is now, with `change` from the next step

@@ -468,7 +468,9 @@ impl RunState {
             Event::Refused { .. }
             | Event::CheckpointFailed { .. }
             | Event::Warning { .. }
-            | Event::ConfigSuggested { .. } => {}
+            | Event::ConfigSuggested { .. }
+            | Event::Forked { .. }
+            | Event::BranchVerdict { .. } => {}
         }
         true
     }
@@ -622,9 +624,11 @@ mod tests {
             Event::RemedyVerdict { .. } => 24,
             Event::Activations { .. } => 25,
             Event::ConfigSuggested { .. } => 26,
+            Event::Forked { .. } => 27,
+            Event::BranchVerdict { .. } => 28,
         }
     }
-    const KINDS: usize = 27;
+    const KINDS: usize = 29;
 
     fn info() -> RunInfo {
         RunInfo {
@@ -1047,6 +1051,44 @@ mod tests {
             )],
         );
         assert_eq!(run.activations_of("features.0.bias"), None);
+        let change = vec![crate::protocol::Setting::new("lr", 0.05)];
+        expect(
+            &mut run,
+            Event::Forked {
+                step: 12,
+                change: change.clone(),
+                until: 52,
+            },
+            &[(
+                LogKind::Action,
+                "branch lr=0.05: forked at step 12; both lines train on the same batches until step 52 (throughput is shared)",
+            )],
+        );
+        expect(
+            &mut run,
+            Event::BranchVerdict {
+                step: 52,
+                verdict: crate::protocol::BranchVerdict {
+                    change,
+                    forked_at: 12,
+                    steps: 40,
+                    main_loss: 0.5,
+                    branch_loss: 1.25,
+                    diff: 0.75,
+                    noise: 0.125,
+                    call: crate::protocol::BranchCall::Worse,
+                    main_val_loss: 0.45,
+                    main_val_accuracy: 0.85,
+                    branch_val_loss: 1.5,
+                    branch_val_accuracy: 0.5,
+                    kept_branch: false,
+                },
+            },
+            &[(
+                LogKind::Milestone,
+                "branch lr=0.05: worse over 40 steps on the same batches: training loss 1.2500 vs 0.5000 on the main line (+0.7500 ± 0.1250); validation loss 1.5000 vs 0.4500, accuracy 50.00% vs 85.00%; the main line goes on",
+            )],
+        );
         expect(
             &mut run,
             Event::Warning {

@@ -50,6 +50,7 @@ pub fn lines(e: &Event, run: Context) -> Vec<Said> {
         | Event::RemedyUndone { .. }
         | Event::RemedyVerdict { .. }
         | Event::ConfigSuggested { .. } => doctor(e),
+        Event::Forked { .. } | Event::BranchVerdict { .. } => branch(e),
         Event::Paused { .. }
         | Event::Resumed { .. }
         | Event::NonFinite { .. }
@@ -337,6 +338,63 @@ fn switches(e: &Event) -> Vec<Said> {
 
 /// The doctor: findings raised and cleared, remedies applied, undone and judged, restart
 /// configs written.
+/// A change as `key=value`, several joined by commas (as `--branch` takes it).
+pub fn change_text(change: &[crate::protocol::Setting]) -> String {
+    let parts: Vec<String> = change
+        .iter()
+        .map(|s| format!("{}={}", s.key, s.value))
+        .collect();
+    if parts.is_empty() {
+        "no change".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// What-if branches: the fork, and the verdict in numbers.
+fn branch(e: &Event) -> Vec<Said> {
+    match e {
+        Event::Forked {
+            step,
+            change,
+            until,
+        } => one(
+            *step,
+            LogKind::Action,
+            format!(
+                "branch {}: forked at step {step}; both lines train on the same batches until step {until} (throughput is shared)",
+                change_text(change)
+            ),
+        ),
+        Event::BranchVerdict { step, verdict: v } => {
+            let call = match v.call {
+                crate::protocol::BranchCall::Better => "better",
+                crate::protocol::BranchCall::Worse => "worse",
+                crate::protocol::BranchCall::Same => "no different",
+            };
+            one(
+                *step,
+                LogKind::Milestone,
+                format!(
+                    "branch {}: {call} over {} steps on the same batches: training loss {:.4} vs {:.4} on the main line ({:+.4} ± {:.4}); validation loss {:.4} vs {:.4}, accuracy {:.2}% vs {:.2}%; {} goes on",
+                    change_text(&v.change),
+                    v.steps,
+                    v.branch_loss,
+                    v.main_loss,
+                    v.diff,
+                    v.noise,
+                    v.branch_val_loss,
+                    v.main_val_loss,
+                    100.0 * v.branch_val_accuracy,
+                    100.0 * v.main_val_accuracy,
+                    if v.kept_branch { "the branch" } else { "the main line" }
+                ),
+            )
+        }
+        _ => vec![],
+    }
+}
+
 fn doctor(e: &Event) -> Vec<Said> {
     match e {
         Event::Finding {
@@ -449,6 +507,7 @@ pub fn describe(c: &Command) -> String {
         Command::Step => "step".into(),
         Command::Save => "save".into(),
         Command::Stop => "stop".into(),
+        Command::Fork { change, .. } => format!("branch {}", change_text(change)),
     }
 }
 
