@@ -113,7 +113,7 @@ fn headless_branches_print_the_verdict_and_keep_the_better_line() {
         "{out}"
     );
     assert!(
-        out.contains("branch lr=0.05: worse over 40 steps on the same batches: training loss ")
+        out.contains("branch lr=0.05: worse on training loss over 40 steps on the same batches: ")
             && out.contains("; the main line goes on"),
         "{out}"
     );

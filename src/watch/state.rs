@@ -1086,7 +1086,7 @@ mod tests {
             },
             &[(
                 LogKind::Milestone,
-                "branch lr=0.05: worse over 40 steps on the same batches: training loss 1.2500 vs 0.5000 on the main line (+0.7500 ± 0.1250); validation loss 1.5000 vs 0.4500, accuracy 50.00% vs 85.00%; the main line goes on",
+                "branch lr=0.05: worse on training loss over 40 steps on the same batches: 1.2500 vs 0.5000 on the main line (+0.7500 ± 0.1250); validation loss 1.5000 vs 0.4500, accuracy 50.00% vs 85.00%; the main line goes on",
             )],
         );
         expect(

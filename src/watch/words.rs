@@ -376,7 +376,7 @@ fn branch(e: &Event) -> Vec<Said> {
                 *step,
                 LogKind::Milestone,
                 format!(
-                    "branch {}: {call} over {} steps on the same batches: training loss {:.4} vs {:.4} on the main line ({:+.4} ± {:.4}); validation loss {:.4} vs {:.4}, accuracy {:.2}% vs {:.2}%; {} goes on",
+                    "branch {}: {call} on training loss over {} steps on the same batches: {:.4} vs {:.4} on the main line ({:+.4} ± {:.4}); validation loss {:.4} vs {:.4}, accuracy {:.2}% vs {:.2}%; {} goes on",
                     change_text(&v.change),
                     v.steps,
                     v.branch_loss,
