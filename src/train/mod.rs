@@ -1071,9 +1071,19 @@ impl Trainer {
         if !settings {
             return Ok(());
         }
+        self.use_schedule(snap.schedule.clone());
+        self.emit_schedule(ScheduleChange::Set);
+        self.set_augment(snap.augmenting);
+        self.set_class_weights(snap.learner.class_weights.is_some());
+        self.set_clip(snap.learner.clip_grad_norm.unwrap_or(0.0));
+        Ok(())
+    }
+
+    /// Follows `schedule` from the next step on; an LR change it makes is recorded and said.
+    fn use_schedule(&mut self, schedule: Schedule) {
         let step = self.progress.step;
         let old = self.schedule.lr_at(step + 1);
-        self.schedule = snap.schedule.clone();
+        self.schedule = schedule;
         self.cfg.schedule = self.schedule.spec.clone();
         let new = self.schedule.lr_at(step + 1);
         if new != old {
@@ -1086,11 +1096,6 @@ impl Trainer {
                 source,
             });
         }
-        self.emit_schedule(ScheduleChange::Set);
-        self.set_augment(snap.augmenting);
-        self.set_class_weights(snap.learner.class_weights.is_some());
-        self.set_clip(snap.learner.clip_grad_norm.unwrap_or(0.0));
-        Ok(())
     }
 
     /// Augmentation on or off from the next batch.
@@ -1579,26 +1584,13 @@ impl Trainer {
         let kept_branch = v.call == crate::protocol::BranchCall::Better;
         let step = self.progress.step;
         if kept_branch {
-            let old = self.schedule.lr_at(step + 1);
             self.learner = f.line.learner;
-            self.schedule = f.line.schedule;
-            self.cfg.schedule = self.schedule.spec.clone();
+            self.use_schedule(f.line.schedule);
             self.cfg.label_smoothing = self.learner.label_smoothing;
             self.cfg.optimizer.hyper.weight_decay = self.learner.opt.hyper.weight_decay;
             let clip = self.learner.clip_grad_norm.unwrap_or(0.0);
             (self.cfg.clip_grad_norm, self.info.clip_grad_norm) = (clip, clip);
             self.doctor.switches.clipping = clip > 0.0;
-            let new = self.schedule.lr_at(step + 1);
-            if new != old {
-                self.progress.lr_changes.push((step, new));
-                let source = LrSource::User;
-                self.emit(Event::LrChanged {
-                    step,
-                    old,
-                    new,
-                    source,
-                });
-            }
         }
         let verdict = crate::protocol::BranchVerdict {
             change: f.change,
