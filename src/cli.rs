@@ -164,8 +164,9 @@ pub struct TrainArgs {
     pub on_nan: Option<OnNonFinite>,
 
     /// Try a change on a fork of the run: from the first step (or the resumed one), a branch
-    /// with CHANGE (config key=value settings joined by commas: lr, weight_decay,
-    /// clip_grad_norm, label_smoothing) trains on the same batches as the run for
+    /// with CHANGE (config key=value settings joined by commas: lr, schedule, weight_decay,
+    /// clip_grad_norm, label_smoothing, augment (on, off or a spec), class_weights) trains on
+    /// the same batches (the same images, with its own augmentation) as the run for
     /// --branch-steps steps; both are validated, the verdict is printed and recorded, and the
     /// branch goes on only when its training loss is lower beyond the noise
     #[arg(long, value_name = "CHANGE", value_parser = parse_change)]
@@ -206,17 +207,7 @@ pub struct BranchChange(pub Vec<crate::protocol::Setting>);
 
 /// `key=value[,key=value...]`: a change as config settings.
 fn parse_change(s: &str) -> Result<BranchChange, String> {
-    s.split(',')
-        .map(|part| match part.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
-                Ok(crate::protocol::Setting::new(k.trim(), v.trim()))
-            }
-            _ => Err(format!(
-                "'{part}' is not key=value (e.g. lr=0.05,weight_decay=0)"
-            )),
-        })
-        .collect::<Result<Vec<_>, String>>()
-        .map(BranchChange)
+    crate::protocol::Setting::parse_change(s).map(BranchChange)
 }
 
 fn parse_on_nan(s: &str) -> Result<OnNonFinite, String> {

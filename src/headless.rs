@@ -162,6 +162,7 @@ mod tests {
                 grad_norms: vec![],
                 update_ratios: vec![],
                 images_per_sec: 100.0,
+                branch: None,
             });
         }
         t.send(Event::Epoch(EpochMetrics {

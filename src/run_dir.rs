@@ -376,6 +376,7 @@ mod tests {
             grad_norms: vec![0.25, 2.0],
             update_ratios: vec![1e-3, 2e-3],
             images_per_sec: 1000.0,
+            branch: None,
         }
     }
 

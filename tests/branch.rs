@@ -4,13 +4,15 @@
 
 mod common;
 
+use candletop::checkpoint;
 use candletop::config::RunConfig;
 use candletop::data::{DataSpec, DataSplits};
 use candletop::protocol::BranchCall as Call;
-use candletop::protocol::{LearningRate, Setting};
+use candletop::protocol::{link, Command, Event, Horizon, LearningRate, MonitorLink, Setting};
+use candletop::run_dir::RunDir;
 use candletop::train::branch::{Comparison, Verdict};
 use candletop::train::Trainer;
-use common::small_config;
+use common::{small_config, small_data, until};
 
 /// A run on 2,000 embedded images at `lr` (Adam), not started.
 fn trainer(lr: f64) -> Trainer {
@@ -34,8 +36,8 @@ fn compare(t: &Trainer, change: &[Setting], steps: usize) -> (Vec<f64>, Vec<f64>
     for (i, batch) in t.training_batches(1).take(steps).enumerate() {
         let batch = batch.unwrap();
         let step = i as u64 + 1;
-        a.push(main.step(&batch, step).unwrap());
-        b.push(branch.step(&batch, step).unwrap());
+        a.push(main.step(&batch, step).unwrap().0);
+        b.push(branch.step(&batch, step).unwrap().0);
         c.push(a[i], b[i]);
     }
     (a, b, c.verdict().unwrap())
@@ -68,7 +70,7 @@ fn a_change_a_branch_cannot_make_names_itself() {
     let problem = |s: Setting| t.fork_line(&[s]).err().unwrap();
     assert_eq!(
         problem(Setting::new("dropout", 0.5)),
-        "dropout: cannot change on a branch (these can: lr, weight_decay, clip_grad_norm, label_smoothing)"
+        "dropout: cannot change on a branch (these can: lr, schedule, weight_decay, clip_grad_norm, label_smoothing, augment, class_weights)"
     );
     assert_eq!(
         problem(Setting::new("lr", "fast")),
@@ -161,9 +163,252 @@ fn headless_branches_print_the_verdict_and_keep_the_better_line() {
     // Bad changes: one line, exit code 2, no run directory.
     common::rejects(
         &["--branch", "dropout=0.5"],
-        "--branch: dropout: cannot change on a branch (these can: lr, weight_decay, clip_grad_norm, label_smoothing)",
+        "--branch: dropout: cannot change on a branch (these can: lr, schedule, weight_decay, clip_grad_norm, label_smoothing, augment, class_weights)",
     );
     common::rejects(&["--branch", "lr"], "'lr' is not key=value");
     common::rejects(&["--branch", "lr=-1"], "lr=-1: not a number of 0 or more");
     common::rejects(&["--branch-steps", "10"], "--branch");
+}
+
+/// A trainer on 3,200 embedded images for `epochs` epochs, saving into `dir`, spawned: its
+/// monitor and thread.
+fn spawned(
+    dir: &std::path::Path,
+    epochs: usize,
+    before: &[Command],
+) -> (MonitorLink, std::thread::JoinHandle<()>) {
+    let cfg = RunConfig {
+        epochs,
+        ..small_config()
+    };
+    let mut t = Trainer::new(cfg, small_data(3_200, 64)).unwrap();
+    t.set_run_dir(dir).unwrap();
+    let (tl, m) = link();
+    for c in before {
+        m.commands.send(c.clone()).unwrap();
+    }
+    (m, t.spawn(tl))
+}
+
+fn fork(change: &[Setting], horizon: Horizon, ask: bool) -> Command {
+    Command::Fork {
+        change: change.to_vec(),
+        horizon,
+        ask,
+    }
+}
+
+/// The terminal UI's way: the comparison ends, the run pauses and waits (a resume is refused),
+/// a watcher keeps the branch and saves the main line as a run of its own, which a resume can
+/// train on; the decision is in the run's checkpoint history.
+#[test]
+fn a_watcher_keeps_a_line_and_the_other_is_saved_as_a_run_of_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("r");
+    let change = [Setting::new("lr", "0.0003")];
+    let (m, h) = spawned(&dir, 2, &[fork(&change, Horizon::Steps(12), true)]);
+    let seen = until(&m, |e| matches!(e, Event::Paused { .. }));
+    let verdict = seen
+        .iter()
+        .find_map(|e| match e {
+            Event::BranchVerdict { step, verdict } => Some((*step, verdict.clone())),
+            _ => None,
+        })
+        .expect("a verdict before the pause");
+    assert_eq!(verdict.0, 12);
+    assert_eq!((verdict.1.steps, verdict.1.awaiting), (12, true));
+    assert!(!verdict.1.kept_branch);
+    // Nothing goes on until a line is kept.
+    m.commands.send(Command::Resume).unwrap();
+    let refused = until(&m, |e| matches!(e, Event::Refused { .. }));
+    let Some(Event::Refused { reason, .. }) = refused.last() else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("keep the main line (m) or the branch (b)"),
+        "{reason}"
+    );
+    m.commands
+        .send(Command::KeepLine {
+            branch: true,
+            save_other: true,
+        })
+        .unwrap();
+    let kept = until(&m, |e| matches!(e, Event::BranchKept { .. }));
+    let Some(Event::BranchKept {
+        step,
+        branch,
+        saved: Some(saved),
+        ..
+    }) = kept.last()
+    else {
+        panic!("{kept:?}")
+    };
+    assert_eq!((*step, *branch), (12, true));
+    assert!(saved.ends_with("r-main"), "{saved}");
+    // The run goes on by itself, at the branch's LR.
+    assert!(kept
+        .iter()
+        .any(|e| matches!(e, Event::LrChanged { new, .. } if *new == 0.0003)));
+    until(&m, |e| matches!(e, Event::Resumed { .. }));
+    m.commands.send(Command::Stop).unwrap();
+    until(&m, |e| e.is_terminal());
+    h.join().unwrap();
+
+    // The main line as it was at step 12, with its own LR, and the records up to it.
+    let other = checkpoint::read(&std::path::Path::new(saved).join("checkpoints/last.h5")).unwrap();
+    assert_eq!(other.global_step, 12);
+    assert_eq!(other.lr, 1e-3);
+    let recorded = RunDir::new(saved).read_records().unwrap();
+    assert!(recorded.records.iter().all(|r| r.step <= 12));
+    // The run's own history says what was decided.
+    let last = checkpoint::read(&dir.join("checkpoints/last.h5")).unwrap();
+    assert_eq!(last.branches.len(), 1, "{:?}", last.branches);
+    let b = &last.branches[0];
+    assert_eq!((b.forked_at, b.until, b.kept_branch), (0, 12, Some(true)));
+    assert_eq!(b.saved.as_deref(), Some(saved.as_str()));
+    assert_eq!(b.verdict.as_ref().map(|v| v.steps), Some(12));
+    // The saved line resumes: a run of its own.
+    let cfg = RunConfig {
+        epochs: 1,
+        ..other.train_config.clone()
+    };
+    let path = std::path::Path::new(saved).join("checkpoints/last.h5");
+    let mut t = Trainer::resume(cfg, small_data(3_200, 64), &other, &path, &[]).unwrap();
+    let (tl, m) = link();
+    t.run(tl).unwrap();
+    let events: Vec<Event> = m.events.try_iter().collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Finished { step: 100, .. })),
+        "{events:?}"
+    );
+}
+
+/// A comparison that does not end: stopping records it as abandoned; a process killed during
+/// it resumes from the main line's checkpoint taken at the fork, and the resumed run records
+/// the branch as abandoned.
+#[test]
+fn a_comparison_cut_short_is_recorded_as_abandoned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("r");
+    let change = [Setting::new("weight_decay", "0")];
+    let (m, h) = spawned(&dir, 2, &[fork(&change, Horizon::Open, true)]);
+    // The fork saves last.h5: what a killed process would leave.
+    until(&m, |e| matches!(e, Event::CheckpointSaved { step: 0, .. }));
+    let at_fork = tmp.path().join("killed.h5");
+    std::fs::copy(dir.join("checkpoints/last.h5"), &at_fork).unwrap();
+    let ckpt = checkpoint::read(&at_fork).unwrap();
+    assert_eq!(ckpt.branches.len(), 1);
+    assert!(ckpt.branches[0].is_open());
+    m.commands.send(Command::Stop).unwrap();
+    let end = until(&m, |e| e.is_terminal());
+    h.join().unwrap();
+    let why = end.iter().find_map(|e| match e {
+        Event::BranchAbandoned { why, .. } => Some(why.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        why.as_deref(),
+        Some("the run stopped during the comparison")
+    );
+    let last = checkpoint::read(&dir.join("checkpoints/last.h5")).unwrap();
+    assert_eq!(last.branches[0].abandoned_at, Some(last.global_step));
+
+    // The killed process's checkpoint, resumed.
+    let cfg = RunConfig {
+        max_steps: 3,
+        ..ckpt.train_config.clone()
+    };
+    let mut t = Trainer::resume(cfg, small_data(3_200, 64), &ckpt, &at_fork, &[]).unwrap();
+    let again = tmp.path().join("again");
+    t.set_run_dir(&again).unwrap();
+    let (tl, m) = link();
+    t.run(tl).unwrap();
+    let events: Vec<Event> = m.events.try_iter().collect();
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::BranchAbandoned { forked_at: 0, why, .. }
+            if why == "the run was resumed from a checkpoint taken during the comparison")
+        ),
+        "{events:?}"
+    );
+    let resumed = checkpoint::read(&again.join("checkpoints/last.h5")).unwrap();
+    assert_eq!(resumed.branches[0].abandoned_at, Some(0));
+}
+
+/// Changes the trainer makes beyond the learner: its own augmentation (the same images, made
+/// by a stream of its own), class weights and a schedule, each compared over the same steps.
+#[test]
+fn augmentation_class_weights_and_schedules_can_be_tried_on_a_branch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = trainer(1e-3);
+    // The main line's own augmentation is no change: the branch uses its batches.
+    assert!(t
+        .fork_line(&[Setting::new("augment", "off")])
+        .unwrap()
+        .augment
+        .is_none());
+    let on = t.fork_line(&[Setting::new("augment", "on")]).unwrap();
+    assert!(!on.augment.unwrap().transforms.is_empty());
+    assert_eq!(
+        t.fork_line(&[Setting::new("class_weights", "some")])
+            .err()
+            .unwrap(),
+        "class_weights=some: none or balanced"
+    );
+    assert!(t
+        .fork_line(&[Setting::new("schedule", "cosine:min=fast")])
+        .err()
+        .unwrap()
+        .starts_with("schedule=cosine:min=fast: "));
+    let changes = [
+        vec![Setting::new("augment", "pad-crop:2,flip")],
+        vec![Setting::new("class_weights", "balanced")],
+        vec![Setting::new("schedule", "cosine")],
+    ];
+    let before: Vec<Command> = changes
+        .iter()
+        .map(|c| fork(c, Horizon::Steps(6), false))
+        .collect();
+    let (m, h) = spawned(&tmp.path().join("r"), 1, &before[..1]);
+    for (i, change) in changes.iter().enumerate() {
+        let seen = until(&m, |e| matches!(e, Event::BranchVerdict { .. }));
+        let Some(Event::BranchVerdict { verdict, .. }) = seen.last() else {
+            unreachable!()
+        };
+        assert_eq!((&verdict.change, verdict.steps), (change, 6));
+        assert!(verdict.branch_loss.is_finite() && verdict.branch_val_loss.is_finite());
+        if let Some(next) = before.get(i + 1) {
+            m.commands.send(next.clone()).unwrap();
+        }
+    }
+    m.commands.send(Command::Stop).unwrap();
+    until(&m, |e| e.is_terminal());
+    h.join().unwrap();
+}
+
+#[test]
+fn a_change_keeps_the_commas_of_a_spec() {
+    let parse = |s: &str| Setting::parse_change(s);
+    assert_eq!(
+        parse("lr=0.01,schedule=multistep:5,7,augment=pad-crop:4,flip").unwrap(),
+        vec![
+            Setting::new("lr", "0.01"),
+            Setting::new("schedule", "multistep:5,7"),
+            Setting::new("augment", "pad-crop:4,flip"),
+        ]
+    );
+    assert_eq!(
+        parse("schedule=cosine:min=1e-5,restart=2,weight_decay=0").unwrap(),
+        vec![
+            Setting::new("schedule", "cosine:min=1e-5,restart=2"),
+            Setting::new("weight_decay", "0"),
+        ]
+    );
+    assert!(parse("lr=0.01,7")
+        .unwrap_err()
+        .contains("'7' is not key=value"));
+    assert!(parse("").is_err());
 }

@@ -90,6 +90,7 @@ fn recorded() -> App {
             grad_norms: vec![0.5, 0.05, 0.04, 1.5, 1e-8],
             update_ratios: vec![1e-3, 2e-4, 3e-2, 1e-2, 0.0],
             images_per_sec: 250.0,
+            branch: None,
         });
         if step == 50 {
             app.on_event(&Event::Epoch(EpochMetrics {
@@ -230,6 +231,7 @@ fn realistic() -> App {
             grad_norms: vec![0.6 + 0.2 * noise(), 0.06, 0.03, 1.6 + 0.4 * noise(), fade],
             update_ratios: vec![1.4e-3, 2.3e-4, 4.8e-3, 7.2e-3, 1e-2],
             images_per_sec: 2600.0,
+            branch: None,
         });
         if step % 141 == 0 {
             let e = (step / 141) as usize;
@@ -364,6 +366,7 @@ fn y_turns_the_loss_axis_the_other_way_from_how_it_was_drawn() {
             grad_norms: vec![0.1; 5],
             update_ratios: vec![1e-3; 5],
             images_per_sec: 2600.0,
+            branch: None,
         });
     }
     assert!(screen(&app, 120, 36).contains("ema 50  log"));
@@ -889,6 +892,7 @@ fn another_run_is_drawn_under_this_one() {
             grad_norms: vec![0.1; 5],
             update_ratios: vec![1e-3; 5],
             images_per_sec: 250.0,
+            branch: None,
         });
     }
     app.compare = Some(Comparison {
@@ -912,13 +916,13 @@ fn the_key_bar_shows_only_the_keys_that_work_there() {
     let mut app = recorded();
     assert_eq!(
         key_bar(&app),
-        " +/- lr  l set lr  e schedule  f find lr  a augment  w weights  g samples  c classes  r remedy  u undo  p resume  n step  s save  Tab focus  Enter enlarge  y log  v axis  ? help  q quit"
+        " +/- lr  l set lr  e schedule  f find lr  a augment  w weights  g samples  c classes  r remedy  b branch  u undo  p resume  n step  s save  Tab focus  Enter enlarge  y log  v axis  ? help  q quit"
     );
     // Running: no n; n says how to get it.
     app.on_event(&Event::Resumed { step: 75 });
     assert_eq!(
         key_bar(&app),
-        " +/- lr  l set lr  e schedule  f find lr  a augment  w weights  g samples  c classes  r remedy  u undo  p pause  s save  Tab focus  Enter enlarge  y log  v axis  ? help  q quit"
+        " +/- lr  l set lr  e schedule  f find lr  a augment  w weights  g samples  c classes  r remedy  b branch  u undo  p pause  s save  Tab focus  Enter enlarge  y log  v axis  ? help  q quit"
     );
     assert!(app.on_key(key('n')).is_empty());
     assert_eq!(
@@ -947,4 +951,118 @@ fn the_key_bar_shows_only_the_keys_that_work_there() {
             "the run has ended: nothing to steer"
         );
     }
+}
+
+/// A what-if branch from the `b` menu: the menu, then both lines' losses live with the header
+/// saying that throughput is shared, then the result in numbers waiting for a key that keeps a
+/// line. Keys become the commands the trainer takes.
+#[test]
+fn a_branch_is_forked_from_the_menu_drawn_live_and_decided_on_a_key() {
+    use candletop::protocol::{BranchCall, BranchStep, BranchVerdict, Horizon, Setting};
+    let mut app = recorded();
+    app.on_event(&Event::Resumed { step: 75 });
+    assert!(app.on_key(key('b')).is_empty());
+    insta::assert_snapshot!("branch_menu_120x36", screen(&app, 120, 36));
+    // Down to "cut the LR /3", → to 50 steps, Enter.
+    app.on_key(KeyEvent::from(KeyCode::Down));
+    app.on_key(KeyEvent::from(KeyCode::Right));
+    let change = vec![Setting::new("lr", "6.67e-4")];
+    assert_eq!(
+        app.on_key(KeyEvent::from(KeyCode::Enter)),
+        vec![Command::Fork {
+            change: change.clone(),
+            horizon: Horizon::Steps(50),
+            ask: true
+        }]
+    );
+    // A typed change that is not one stays in the menu with the problem.
+    app.on_key(key('b'));
+    for c in "lr".chars() {
+        app.on_key(key(c));
+    }
+    assert!(app.on_key(KeyEvent::from(KeyCode::Enter)).is_empty());
+    assert!(screen(&app, 120, 36).contains("'lr' is not key=value"));
+    app.on_key(KeyEvent::from(KeyCode::Esc));
+
+    // The trainer forks after step 75; the branch's loss falls faster.
+    app.on_event(&Event::Forked {
+        step: 75,
+        change: change.clone(),
+        until: 100,
+        horizon: Horizon::Steps(25),
+        ask: true,
+    });
+    for step in 76..=90u64 {
+        let loss = 2.0 / (1.0 + step as f64 / 10.0);
+        app.on_step(&StepMetrics {
+            step,
+            epoch: 2,
+            steps: 1,
+            loss,
+            loss_max: loss,
+            accuracy: 0.8,
+            lr: 2e-3,
+            grad_norms: vec![0.5, 0.05, 0.04, 1.5, 1e-8],
+            update_ratios: vec![1e-3, 2e-4, 3e-2, 1e-2, 0.0],
+            images_per_sec: 125.0,
+            branch: Some(BranchStep {
+                loss: loss * (1.0 - 0.02 * (step - 75) as f64),
+                accuracy: 0.85,
+                steps: 1,
+            }),
+        });
+    }
+    let s = screen(&app, 120, 36);
+    insta::assert_snapshot!("branch_running_120x36", s);
+    assert!(s.contains("⑂ lr=6.67e-4 15/25, throughput shared"), "{s}");
+    // b while it runs ends it now.
+    assert_eq!(app.on_key(key('b')), vec![Command::EndBranch]);
+    // m does nothing before a verdict, and says when it does.
+    assert!(app.on_key(key('m')).is_empty());
+    assert_eq!(
+        app.run.log.back().unwrap().text,
+        "m keeps a line after a what-if comparison (b starts one)"
+    );
+
+    app.on_event(&Event::BranchVerdict {
+        step: 90,
+        verdict: BranchVerdict {
+            change: change.clone(),
+            forked_at: 75,
+            steps: 15,
+            main_loss: 0.8,
+            branch_loss: 0.7,
+            diff: -0.1,
+            noise: 0.02,
+            call: BranchCall::Better,
+            main_val_loss: 0.43,
+            main_val_accuracy: 0.851,
+            branch_val_loss: 0.39,
+            branch_val_accuracy: 0.866,
+            kept_branch: false,
+            awaiting: true,
+        },
+    });
+    app.on_event(&Event::Paused { step: 90 });
+    insta::assert_snapshot!("branch_result_120x36", screen(&app, 120, 36));
+    let keep = |branch, save_other| vec![Command::KeepLine { branch, save_other }];
+    assert_eq!(app.on_key(key('b')), keep(true, false));
+    assert_eq!(app.on_key(key('m')), keep(false, false));
+    assert_eq!(app.on_key(key('B')), keep(true, true));
+    assert_eq!(app.on_key(key('M')), keep(false, true));
+    assert!(key_bar(&app).contains("  m/b keep main/branch  "));
+    app.on_event(&Event::BranchKept {
+        step: 90,
+        change,
+        branch: true,
+        saved: None,
+    });
+    // Decided: the result goes, the branch's curve stays where it ran, b opens the menu.
+    let s = screen(&app, 120, 36);
+    assert!(
+        !s.contains("Branch result") && s.contains("━ branch"),
+        "{s}"
+    );
+    assert!(app.on_key(key('b')).is_empty());
+    assert!(screen(&app, 120, 36).contains("What-if branch"));
 }

@@ -290,6 +290,7 @@ fn doctor_cost(base: &RunConfig, data: &DataSplits) -> Result<(), Error> {
             grad_norms: vec![0.1 + wobble; layers],
             update_ratios: vec![1e-3; layers],
             images_per_sec: 2000.0,
+            branch: None,
         };
         std::hint::black_box(doctor.on_record(&m));
     }
@@ -658,6 +659,7 @@ fn snapshot_cost(base: &RunConfig, data: &DataSplits) -> Result<(), Error> {
             grad_norms: vec![0.1; layers],
             update_ratios: vec![1e-3; layers],
             images_per_sec: 2000.0,
+            branch: None,
         });
     }
     let t0 = Instant::now();

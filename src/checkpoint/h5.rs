@@ -229,6 +229,7 @@ fn reads_back(c: &Checkpoint) -> Result<(), String> {
         back("schedule", s)?;
     }
     back("remedies", &c.remedies)?;
+    back("branches", &c.branches)?;
     crate::protocol::LearningRate::new(c.lr).map_err(|e| format!("its learning rate: {e}"))?;
     Ok(())
 }
@@ -342,6 +343,7 @@ fn write_contents(file: &File, c: &Checkpoint) -> hdf5::Result<()> {
     dataset(&history, "lr_step", &[steps.len()], &steps)?;
     dataset(&history, "lr", &[lrs.len()], &lrs)?;
     str_attr(&history, "remedies", &json(&c.remedies))?;
+    str_attr(&history, "branches", &json(&c.branches))?;
     Ok(())
 }
 
@@ -608,6 +610,7 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         epochs: history.epochs,
         lr_history: history.lr,
         remedies: history.remedies,
+        branches: history.branches,
     })
 }
 
@@ -740,6 +743,7 @@ struct HistoryPart {
     epochs: Vec<EpochMetrics>,
     lr: Vec<(u64, f64)>,
     remedies: Vec<crate::protocol::RemedyRecord>,
+    branches: Vec<crate::protocol::BranchRecord>,
 }
 
 fn read_history(
@@ -799,6 +803,12 @@ fn read_history(
     } else {
         Vec::new()
     };
+    // Files from before what-if branches have none.
+    let branches = if history.attr("branches").is_ok() {
+        read_json(path, history, "branches")?
+    } else {
+        Vec::new()
+    };
     let epochs = (0..n)
         .map(|i| EpochMetrics {
             epoch: epoch_no[i] as usize,
@@ -824,6 +834,7 @@ fn read_history(
         epochs,
         lr: lr_step.into_iter().zip(lr_values).collect(),
         remedies,
+        branches,
     })
 }
 

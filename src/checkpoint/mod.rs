@@ -101,6 +101,9 @@ pub struct Checkpoint {
     /// The doctor's remedies applied so far, with their undo and verdict (the `remedies`
     /// attribute of `history`, JSON).
     pub remedies: Vec<crate::protocol::RemedyRecord>,
+    /// The what-if comparisons so far: where each forked, its change and what became of it
+    /// (the `branches` attribute of `history`, JSON; files from before branches have none).
+    pub branches: Vec<crate::protocol::BranchRecord>,
 }
 
 impl Checkpoint {

@@ -145,10 +145,13 @@ pub(super) fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
     let (hub, _forwarding) = Hub::start(trainer_monitor);
     let (_, monitor) = hub.subscribe();
     if let Some(change) = &args.branch {
-        let steps = args.branch_steps.unwrap_or(0);
+        let horizon = args
+            .branch_steps
+            .map_or(protocol::Horizon::Epoch, protocol::Horizon::Steps);
         let _ = monitor.commands.send(protocol::Command::Fork {
             change: change.0.clone(),
-            steps,
+            horizon,
+            ask: false,
         });
     }
     let serving = matches!(launch, Launch::Serve(_));

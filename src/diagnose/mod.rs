@@ -515,6 +515,7 @@ mod tests {
             grad_norms: vec![grads[0], 0.1, grads[1]],
             update_ratios: vec![ratio, ratio, ratio],
             images_per_sec: 1.0,
+            branch: None,
         }
     }
 

@@ -63,11 +63,44 @@ pub enum Command {
     /// Finish the current step, then end cleanly.
     Stop,
     /// Fork the run: a branch with `change` (config `key=value` settings) trains on the same
-    /// batches as the main line for `steps` steps (0: the rest of the epoch), step by step; then both are validated, the
-    /// verdict is an event, and the better line goes on (the main line unless the branch is
-    /// better beyond the noise).
+    /// batches as the main line, step by step, until `horizon`; then both are validated and the
+    /// verdict is an event. With `ask` the run pauses for a watcher's `KeepLine`; without, the
+    /// better line goes on (the main line unless the branch is better beyond the noise).
     Fork {
         change: Vec<Setting>,
-        steps: u64,
+        horizon: Horizon,
+        #[serde(default)]
+        ask: bool,
     },
+    /// End the comparison under way now: the verdict over the steps taken so far.
+    EndBranch,
+    /// Decide a comparison that waits for it: go on with the branch (true) or the main line;
+    /// with `save_other`, the line left is saved as a run directory of its own.
+    KeepLine {
+        branch: bool,
+        save_other: bool,
+    },
+}
+
+/// How long a what-if comparison runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Horizon {
+    /// To the end of the current epoch.
+    #[default]
+    Epoch,
+    /// This many steps (at most to the end of the run).
+    Steps(u64),
+    /// Until a watcher ends it (`EndBranch`), at most to the end of the run.
+    Open,
+}
+
+impl std::fmt::Display for Horizon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Horizon::Epoch => write!(f, "the rest of the epoch"),
+            Horizon::Steps(n) => write!(f, "{n} steps"),
+            Horizon::Open => write!(f, "until you end it"),
+        }
+    }
 }

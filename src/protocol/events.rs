@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::commands::Command;
+use super::commands::{Command, Horizon};
 use super::findings::{Finding, FindingKind, LayerActivations, RemedyRecord, Setting};
 use crate::schedule::{PlateauCut, Schedule};
 
@@ -134,6 +134,9 @@ pub struct StepMetrics {
     pub update_ratios: Vec<f64>,
     /// Training throughput, images per second, measured over recent steps.
     pub images_per_sec: f64,
+    /// A what-if branch's training on the same batches, while a comparison runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<BranchStep>,
 }
 
 impl StepMetrics {
@@ -150,6 +153,10 @@ impl StepMetrics {
         self.grad_norms = newer.grad_norms;
         self.update_ratios = newer.update_ratios;
         self.images_per_sec = newer.images_per_sec;
+        self.branch = match (self.branch, newer.branch) {
+            (Some(a), Some(b)) => Some(a.fold(b)),
+            (a, b) => b.or(a),
+        };
     }
 }
 
@@ -210,7 +217,60 @@ pub struct BranchVerdict {
     pub main_val_accuracy: f64,
     pub branch_val_loss: f64,
     pub branch_val_accuracy: f64,
+    /// The branch goes on (decided by the verdict, when nobody was asked).
     pub kept_branch: bool,
+    /// The run waits, paused, for a watcher to keep one line (`Command::KeepLine`).
+    #[serde(default)]
+    pub awaiting: bool,
+}
+
+/// A branch's training on the steps a step message covers: mean loss and accuracy over the
+/// same batches as the main line's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BranchStep {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub steps: u32,
+}
+
+impl BranchStep {
+    /// The mean over both messages' steps.
+    pub fn fold(self, newer: Self) -> Self {
+        let (a, b) = (self.steps as f64, newer.steps as f64);
+        Self {
+            loss: (self.loss * a + newer.loss * b) / (a + b),
+            accuracy: (self.accuracy * a + newer.accuracy * b) / (a + b),
+            steps: self.steps + newer.steps,
+        }
+    }
+}
+
+/// A what-if comparison as the run's history keeps it (metrics.jsonl says it step by step; the
+/// checkpoint keeps these): where it forked, the change, and what became of it. All outcomes
+/// empty: still under way when the checkpoint was taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BranchRecord {
+    pub forked_at: u64,
+    pub until: u64,
+    pub change: Vec<Setting>,
+    #[serde(default)]
+    pub verdict: Option<BranchVerdict>,
+    /// Which line went on: the branch (true) or the main line.
+    #[serde(default)]
+    pub kept_branch: Option<bool>,
+    /// Where the line left was saved as a run of its own.
+    #[serde(default)]
+    pub saved: Option<String>,
+    /// The step at which the run stopped, or the checkpoint it was resumed from was taken,
+    /// with the comparison unfinished.
+    #[serde(default)]
+    pub abandoned_at: Option<u64>,
+}
+
+impl BranchRecord {
+    pub fn is_open(&self) -> bool {
+        self.kept_branch.is_none() && self.abandoned_at.is_none()
+    }
 }
 
 /// An evaluation of a whole split (the test set at the end of the run).
@@ -414,6 +474,27 @@ pub enum Event {
         step: u64,
         change: Vec<Setting>,
         until: u64,
+        #[serde(default)]
+        horizon: Horizon,
+        /// The run will pause at the end for a watcher to keep one line.
+        #[serde(default)]
+        ask: bool,
+    },
+    /// The comparison was decided by a watcher: the line that goes on, and where the other was
+    /// saved as a run of its own.
+    BranchKept {
+        step: u64,
+        change: Vec<Setting>,
+        branch: bool,
+        saved: Option<String>,
+    },
+    /// The comparison forked after `forked_at` ended unfinished: the run stopped, or was
+    /// resumed from a checkpoint taken during it. The main line goes on.
+    BranchAbandoned {
+        step: u64,
+        forked_at: u64,
+        change: Vec<Setting>,
+        why: String,
     },
     /// A branch's comparison is over: the verdict, and the line that goes on.
     BranchVerdict {

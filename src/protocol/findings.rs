@@ -155,7 +155,50 @@ pub struct Setting {
     pub value: String,
 }
 
+/// The settings a what-if branch can change, as `key=value`.
+pub const BRANCH_KEYS: &[&str] = &[
+    "lr",
+    "schedule",
+    "weight_decay",
+    "clip_grad_norm",
+    "label_smoothing",
+    "augment",
+    "class_weights",
+];
+
 impl Setting {
+    /// `key=value[,key=value...]`, as `--branch` and the `b` menu take a change. A part that
+    /// is not a setting of its own goes on the value before it, so that specs with commas
+    /// stay whole (`schedule=multistep:5,7`, `augment=pad-crop:4,flip`).
+    pub fn parse_change(text: &str) -> Result<Vec<Setting>, String> {
+        let mut out: Vec<Setting> = Vec::new();
+        for part in text.split(',') {
+            let pair = part
+                .split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .filter(|(k, _)| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                });
+            let spec = out
+                .last()
+                .is_some_and(|s| s.key == "schedule" || s.key == "augment");
+            match (pair, out.last_mut()) {
+                (Some((k, v)), _) if !v.is_empty() && (!spec || BRANCH_KEYS.contains(&k)) => {
+                    out.push(Setting::new(k, v))
+                }
+                (_, Some(prev)) if spec && !part.trim().is_empty() => {
+                    prev.value = format!("{},{}", prev.value, part.trim())
+                }
+                _ => {
+                    return Err(format!(
+                        "'{part}' is not key=value (e.g. lr=0.05,weight_decay=0)"
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub fn new(key: &str, value: impl ToString) -> Self {
         Self {
             key: key.into(),
@@ -185,6 +228,22 @@ impl Remedy {
                     .join(", ")
             ),
         }
+    }
+
+    /// The remedy as a branch's change (`key=value` settings), for a run whose LR is now
+    /// `lr`; None for a restart's, which a live branch cannot try.
+    pub fn as_change(&self, lr: f64) -> Option<Vec<Setting>> {
+        let on_off = |on: bool| if on { "on" } else { "off" };
+        let s = match self {
+            Self::ScaleLr(f) => Setting::new("lr", crate::format::sci(lr * f)),
+            Self::Augment(on) => Setting::new("augment", on_off(*on)),
+            Self::ClassWeights(on) => {
+                Setting::new("class_weights", if *on { "balanced" } else { "none" })
+            }
+            Self::ClipGradNorm(m) => Setting::new("clip_grad_norm", m),
+            Self::Restart(_) => return None,
+        };
+        Some(vec![s])
     }
 }
 

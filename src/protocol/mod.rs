@@ -18,15 +18,15 @@ mod findings;
 mod link;
 mod record;
 
-pub use commands::{clip_norm_problem, Command, LearningRate, MAX_SAMPLES};
+pub use commands::{clip_norm_problem, Command, Horizon, LearningRate, MAX_SAMPLES};
 pub use events::{
-    BranchCall, BranchVerdict, Confusion, DataFacts, EpochMetrics, EvalMetrics, Event, FinderPoint,
-    FinishReason, LrFinding, LrSource, OnNonFinite, Resumed, RunInfo, SampleGrid, ScheduleChange,
-    SettingChange, StepMetrics,
+    BranchCall, BranchRecord, BranchStep, BranchVerdict, Confusion, DataFacts, EpochMetrics,
+    EvalMetrics, Event, FinderPoint, FinishReason, LrFinding, LrSource, OnNonFinite, Resumed,
+    RunInfo, SampleGrid, ScheduleChange, SettingChange, StepMetrics,
 };
 pub use findings::{
     Finding, FindingKind, LayerActivations, Remedy, RemedyRecord, Setting, Severity, Verdict,
-    ACTIVATION_EARLY, ACTIVATION_EARLY_UNTIL, ACTIVATION_EVERY, REMEDY_TRIAL_STEPS,
+    ACTIVATION_EARLY, ACTIVATION_EARLY_UNTIL, ACTIVATION_EVERY, BRANCH_KEYS, REMEDY_TRIAL_STEPS,
 };
 pub use link::{link, MonitorLink, TrainerLink, STEP_CHANNEL_CAPACITY};
 pub use record::{Record, RecordProblem};
@@ -47,6 +47,7 @@ mod tests {
             grad_norms: vec![i as f64],
             update_ratios: vec![0.0],
             images_per_sec: 1.0,
+            branch: None,
         }
     }
 

@@ -4,18 +4,29 @@
 
 use super::error::TrainError;
 use super::learner::{Learner, StepOutcome};
-use crate::data::Batch;
-use crate::protocol::{BranchCall as Call, LearningRate, Setting};
+use crate::data::{AugmentSpec, Batch, BatchStream};
+use crate::protocol::{
+    BranchCall as Call, BranchVerdict, Horizon, LearningRate, Setting, BRANCH_KEYS,
+};
 use crate::schedule::Schedule;
 
-/// The settings a branch can change, as `key=value`.
-pub const BRANCH_KEYS: &[&str] = &["lr", "weight_decay", "clip_grad_norm", "label_smoothing"];
+/// What a change needs from the run that the learner does not hold.
+pub struct RunSide<'a> {
+    /// What `augment=on` turns on (the run's `augment`, or the usual small-image recipe).
+    pub augment: &'a AugmentSpec,
+    /// What `class_weights=balanced` weighs the classes by.
+    pub balanced_weights: &'a [f32],
+    /// A schedule from a `--schedule` spec, from the next step on.
+    pub schedule: &'a dyn Fn(&str) -> Result<Schedule, String>,
+}
 
 /// One line of a comparison: a learner (weights, optimizer state, dropout stream, loss
 /// settings) and the schedule that gives its LR.
 pub struct Line {
     pub learner: Learner,
     pub schedule: Schedule,
+    /// Its own augmentation (off: an empty spec); None: the main line's batches as they are.
+    pub augment: Option<AugmentSpec>,
 }
 
 impl Line {
@@ -25,31 +36,32 @@ impl Line {
         Ok(Self {
             learner: learner.duplicate(learner.rng.clone())?,
             schedule: schedule.clone(),
+            augment: None,
         })
     }
 
     /// Applies `change` from step `next` on; the problem, naming the setting, when one cannot
     /// change on a branch or its value is not one.
-    pub fn apply(&mut self, change: &[Setting], next: u64) -> Result<(), String> {
+    pub fn apply(&mut self, change: &[Setting], next: u64, run: &RunSide) -> Result<(), String> {
         for s in change {
-            let value: f64 = s
-                .value
-                .parse()
-                .ok()
-                .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-                .ok_or_else(|| format!("{}={}: not a number of 0 or more", s.key, s.value))?;
+            let v = s.value.trim();
             match s.key.as_str() {
-                "lr" => {
-                    let lr =
-                        LearningRate::new(value).map_err(|e| format!("lr={}: {e}", s.value))?;
-                    self.schedule.rescale(next, lr.get())?;
+                "schedule" => self.schedule = (run.schedule)(v)?,
+                "augment" => {
+                    self.augment = Some(match v {
+                        "on" => run.augment.clone(),
+                        "off" => AugmentSpec::default(),
+                        spec => spec.parse().map_err(|e| format!("augment={v}: {e}"))?,
+                    })
                 }
-                "weight_decay" => self.learner.opt.hyper.weight_decay = value as f32,
-                "clip_grad_norm" => self.learner.clip_grad_norm = (value > 0.0).then_some(value),
-                "label_smoothing" if value < 1.0 => self.learner.label_smoothing = value,
-                "label_smoothing" => {
-                    return Err(format!("label_smoothing={}: must be under 1", s.value))
+                "class_weights" => {
+                    self.learner.class_weights = match v {
+                        "balanced" | "on" => Some(run.balanced_weights.to_vec()),
+                        "none" | "off" => None,
+                        _ => return Err(format!("class_weights={v}: none or balanced")),
+                    }
                 }
+                key if BRANCH_KEYS.contains(&key) => self.apply_number(key, v, next)?,
                 key => {
                     return Err(format!(
                         "{key}: cannot change on a branch (these can: {})",
@@ -61,29 +73,60 @@ impl Line {
         Ok(())
     }
 
+    /// A setting whose value is a number of 0 or more.
+    fn apply_number(&mut self, key: &str, text: &str, next: u64) -> Result<(), String> {
+        let value: f64 = text
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("{key}={text}: not a number of 0 or more"))?;
+        match key {
+            "lr" => {
+                let lr = LearningRate::new(value).map_err(|e| format!("lr={text}: {e}"))?;
+                self.schedule.rescale(next, lr.get())?;
+            }
+            "weight_decay" => self.learner.opt.hyper.weight_decay = value as f32,
+            "clip_grad_norm" => self.learner.clip_grad_norm = (value > 0.0).then_some(value),
+            "label_smoothing" if value < 1.0 => self.learner.label_smoothing = value,
+            _ => return Err(format!("{key}={text}: must be under 1")),
+        }
+        Ok(())
+    }
+
     /// One training step on `batch` as step `next` of the run, at the LR its schedule gives:
-    /// the loss (NaN when the step was not finite and nothing changed).
-    pub fn step(&mut self, batch: &Batch, next: u64) -> Result<f64, TrainError> {
+    /// the loss (NaN when the step was not finite and nothing changed) and the images it got
+    /// right.
+    pub fn step(&mut self, batch: &Batch, next: u64) -> Result<(f64, usize), TrainError> {
         let lr = self.schedule.lr_at(next);
         self.learner.lr = LearningRate::new(lr).unwrap_or(LearningRate::SMALLEST);
         if let Some(m) = self.schedule.momentum_at(next) {
             self.learner.opt.set_momentum(m as f32);
         }
         Ok(match self.learner.step(batch)? {
-            StepOutcome::Updated(s) => s.loss,
-            StepOutcome::NonFinite { .. } => f64::NAN,
+            StepOutcome::Updated(s) => (s.loss, s.hits),
+            StepOutcome::NonFinite { .. } => (f64::NAN, 0),
         })
     }
 }
 
-/// A comparison under way: the branch, its change, where it was forked, the step it ends at,
-/// and the two lines' losses so far.
+/// A comparison under way, or over and waiting for a watcher to keep one line: the branch,
+/// its change, where it was forked, the step it ends at, and the two lines' losses so far.
 pub struct Fork {
     pub line: Line,
     pub change: Vec<Setting>,
     pub forked_at: u64,
     pub until: u64,
+    pub horizon: Horizon,
+    /// Pause at the end for a watcher to keep a line.
+    pub ask: bool,
     pub comparison: Comparison,
+    /// The branch's own batches (the same images as the main line's, with its augmentation),
+    /// and the epoch they are of.
+    pub batches: Option<(usize, BatchStream)>,
+    /// The verdict, once the comparison is over and waits for a watcher's decision.
+    pub awaiting: Option<BranchVerdict>,
+    /// The run was paused for the decision (and resumes after it).
+    pub paused_for_it: bool,
 }
 
 /// The two lines' training losses, step by step, on the same batches.

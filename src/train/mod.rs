@@ -31,10 +31,11 @@ use crate::data::{
 use crate::diagnose::{Doctor, Switches};
 use crate::model::Cnn;
 use crate::optim::Optimizer;
+use crate::protocol::Record;
 use crate::protocol::{
     clip_norm_problem, Command, EpochMetrics, EvalMetrics, Event, FindingKind, FinishReason,
-    LearningRate, LrFinding, LrSource, OnNonFinite, Remedy, RemedyRecord, Resumed, RunInfo,
-    SampleGrid, ScheduleChange, Setting, StepMetrics, TrainerLink, ACTIVATION_EARLY,
+    Horizon, LearningRate, LrFinding, LrSource, OnNonFinite, Remedy, RemedyRecord, Resumed,
+    RunInfo, SampleGrid, ScheduleChange, Setting, StepMetrics, TrainerLink, ACTIVATION_EARLY,
     ACTIVATION_EARLY_UNTIL, ACTIVATION_EVERY, REMEDY_TRIAL_STEPS,
 };
 use crate::rng::Rng;
@@ -48,6 +49,10 @@ use remedy::{Remedies, RunSnapshot};
 pub use remedy::{DEFAULT_MAX_ROLLBACKS, GOOD_STATE_EVERY};
 use saver::Saver;
 use watchers::Watchers;
+
+/// Why a paused run cannot go on while a comparison waits for a decision.
+const KEEP_A_LINE: &str =
+    "the comparison waits for a decision: keep the main line (m) or the branch (b)";
 
 /// The largest side of the sample images sent to watchers.
 const SAMPLE_SIDE: usize = 64;
@@ -100,6 +105,8 @@ struct Progress {
     /// The LR each step used: every `lr_stride`-th step, at most `MAX_LR_HISTORY` entries.
     lr_history: Vec<(u64, f64)>,
     lr_stride: u64,
+    /// The what-if comparisons so far, with what became of each.
+    branches: Vec<crate::protocol::BranchRecord>,
 }
 
 /// Entries of the per-step LR history a checkpoint keeps.
@@ -360,6 +367,7 @@ impl Trainer {
                 lr_changes: vec![(0, cfg.lr.get())],
                 lr_history: Vec::new(),
                 lr_stride: 1,
+                branches: Vec::new(),
             },
             schedule,
             control: Control {
@@ -417,6 +425,7 @@ impl Trainer {
         p.pos = ckpt.position;
         p.history.clone_from(&ckpt.epochs);
         t.remedies.history.clone_from(&ckpt.remedies);
+        p.branches.clone_from(&ckpt.branches);
         p.lr_changes.clone_from(&ckpt.lr_changes);
         if p.lr_changes.first().is_none_or(|c| c.0 != 0) {
             // Files from before runs recorded their first LR.
@@ -556,13 +565,24 @@ impl Trainer {
 
     /// Everything needed to resume from here. Taken between two steps.
     pub fn snapshot(&self) -> Result<Checkpoint, TrainError> {
-        let model = &self.learner.model;
+        self.snapshot_of(&self.learner, &self.schedule, &self.cfg)
+    }
+
+    /// The run as a checkpoint, with `learner`, `schedule` and `cfg` for its own (a what-if
+    /// line's).
+    fn snapshot_of(
+        &self,
+        learner: &Learner,
+        schedule: &Schedule,
+        cfg: &RunConfig,
+    ) -> Result<Checkpoint, TrainError> {
+        let model = &learner.model;
         let (tensors, counters) = model.state()?;
         Ok(Checkpoint {
             created: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
             global_step: self.progress.step,
             model_config: model.config().clone(),
-            train_config: self.cfg.clone(),
+            train_config: cfg.clone(),
             classes: self.info.classes.clone(),
             data: DataInfo {
                 source: self.cfg.data.to_string(),
@@ -572,16 +592,17 @@ impl Trainer {
             },
             tensors,
             counters,
-            optimizer: self.learner.opt.clone(),
+            optimizer: learner.opt.clone(),
             param_names: model.params().iter().map(|p| p.name.clone()).collect(),
-            lr: self.learner.lr.get(),
-            schedule: Some(self.schedule.clone()),
-            rng: self.learner.rng.state(),
+            lr: learner.lr.get(),
+            schedule: Some(schedule.clone()),
+            rng: learner.rng.state(),
             position: self.progress.pos,
             epochs: self.progress.history.clone(),
             lr_changes: self.progress.lr_changes.clone(),
             lr_history: self.progress.lr_history.clone(),
             remedies: self.remedies.history.clone(),
+            branches: self.progress.branches.clone(),
         })
     }
 
@@ -618,6 +639,7 @@ impl Trainer {
         let changes = self.doctor.on_start();
         self.report_findings(changes);
         self.keep_good_state()?;
+        self.abandon_branches("the run was resumed from a checkpoint taken during the comparison");
         let reason = self.train()?;
         if reason == FinishReason::Completed && !self.data.test.is_empty() {
             let e = self.evaluate(&self.data.test.clone(), EVAL_BATCH)?;
@@ -742,11 +764,8 @@ impl Trainer {
             }
             StepOutcome::Updated(s) => s,
         };
-        // The branch steps on the same batch, as the same step of the run.
-        if let Some(f) = &mut self.branch {
-            let theirs = f.line.step(batch, p.step)?;
-            f.comparison.push(s.loss, theirs);
-        }
+        let branch = self.branch_step(batch, s.loss)?;
+        let p = &mut self.progress;
         p.pos.loss_sum += s.loss * batch.len() as f64;
         p.pos.correct += s.hits as u64;
         p.pos.seen += batch.len() as u64;
@@ -764,6 +783,7 @@ impl Trainer {
             grad_norms: s.grad_norms,
             update_ratios: s.update_ratios,
             images_per_sec: ips,
+            branch,
         };
         // The doctor judges the step records metrics.jsonl keeps, as `diagnose` does later.
         let record = self
@@ -786,7 +806,11 @@ impl Trainer {
             self.emit(Event::RemedyVerdict { step, record });
         }
         self.keep_good_state()?;
-        if self.branch.as_ref().is_some_and(|f| step >= f.until) {
+        if self
+            .branch
+            .as_ref()
+            .is_some_and(|f| f.awaiting.is_none() && step >= f.until)
+        {
             self.end_branch()?;
         }
         if self.cfg.save_every_steps > 0 && step % self.cfg.save_every_steps == 0 {
@@ -867,6 +891,9 @@ impl Trainer {
 
     /// Saves `last.h5`, waits for the writer, then reports the end.
     fn finish(&mut self, reason: FinishReason) -> Result<(), TrainError> {
+        if self.branch.take().is_some() {
+            self.abandon_branches("the run stopped during the comparison");
+        }
         self.save(&[SaveKind::Last])?;
         let rest = self.saver.as_mut().map(Saver::finish).unwrap_or_default();
         for e in rest {
@@ -942,87 +969,107 @@ impl Trainer {
     /// Carries out one command, or answers why not. Returns false for `Stop`.
     fn apply(&mut self, cmd: Command) -> Result<bool, TrainError> {
         let step = self.progress.step;
-        let refusal =
-            match &cmd {
-                Command::SetLr(lr) => self.change_lr(LearningRate::new(*lr)).err(),
-                Command::ScaleLr(f) if !(f.is_finite() && *f > 0.0) => {
-                    Some(format!("{f} is not a positive factor"))
-                }
-                Command::ScaleLr(f) => {
-                    let now = self.schedule.lr_at(step + 1);
-                    let lr = now * f;
-                    self.change_lr(LearningRate::new(lr).map_err(|_| {
+        let refusal = match &cmd {
+            Command::SetLr(lr) => self.change_lr(LearningRate::new(*lr)).err(),
+            Command::ScaleLr(f) if !(f.is_finite() && *f > 0.0) => {
+                Some(format!("{f} is not a positive factor"))
+            }
+            Command::ScaleLr(f) => {
+                let now = self.schedule.lr_at(step + 1);
+                let lr = now * f;
+                self.change_lr(
+                    LearningRate::new(lr).map_err(|_| {
                         format!("{now:e} x {f:e} = {lr:e} is not a usable learning rate")
-                    }))
-                    .err()
+                    }),
+                )
+                .err()
+            }
+            Command::SetSchedule(spec) => self.set_schedule(spec).err(),
+            Command::Fork {
+                change,
+                horizon,
+                ask,
+            } => self.fork(change, *horizon, *ask)?,
+            Command::EndBranch => match &self.branch {
+                None => Some("no comparison is under way".into()),
+                Some(f) if f.awaiting.is_some() => {
+                    Some("the comparison is over: keep a line".into())
                 }
-                Command::SetSchedule(spec) => self.set_schedule(spec).err(),
-                Command::Fork { change, steps } => self.fork(change, *steps).err(),
-                Command::SetAugment(on) => {
-                    self.set_augment(*on);
+                Some(f) if f.comparison.steps() == 0 => {
+                    Some("the branch has not taken a step yet".into())
+                }
+                Some(_) => {
+                    self.end_branch()?;
                     None
                 }
-                Command::SetClassWeights(on) => {
-                    self.set_class_weights(*on);
+            },
+            Command::KeepLine { branch, save_other } => self.keep_line(*branch, *save_other)?,
+            Command::Resume | Command::Step if self.awaiting_decision() => Some(KEEP_A_LINE.into()),
+            Command::SetAugment(on) => {
+                self.set_augment(*on);
+                None
+            }
+            Command::SetClassWeights(on) => {
+                self.set_class_weights(*on);
+                None
+            }
+            Command::SetClipGradNorm(max) if clip_norm_problem(*max).is_some() => {
+                clip_norm_problem(*max)
+            }
+            Command::SetClipGradNorm(max) => {
+                self.set_clip(*max);
+                None
+            }
+            Command::ApplyRemedy(remedy) => self.apply_remedy(remedy)?,
+            Command::UndoRemedy => self.undo_remedy()?,
+            Command::ProbeActivations => {
+                self.probe_next = true;
+                None
+            }
+            Command::ShowSamples(n) if *n > crate::protocol::MAX_SAMPLES => Some(format!(
+                "{n} images: at most {} at a time",
+                crate::protocol::MAX_SAMPLES
+            )),
+            Command::ShowSamples(n) => match self.samples(*n as usize) {
+                Ok(grid) => {
+                    self.emit(Event::Samples { step, grid });
                     None
                 }
-                Command::SetClipGradNorm(max) if clip_norm_problem(*max).is_some() => {
-                    clip_norm_problem(*max)
+                Err(e) => Some(e.to_string()),
+            },
+            Command::FindLr => match self.find_lr_between_steps()? {
+                true => None,
+                false => return Ok(false),
+            },
+            Command::Pause => {
+                if !self.control.paused {
+                    self.control.paused = true;
+                    self.emit(Event::Paused { step });
                 }
-                Command::SetClipGradNorm(max) => {
-                    self.set_clip(*max);
-                    None
+                None
+            }
+            Command::Resume => {
+                if self.control.paused {
+                    self.control.paused = false;
+                    self.control.single_steps = 0;
+                    self.emit(Event::Resumed { step });
                 }
-                Command::ApplyRemedy(remedy) => self.apply_remedy(remedy)?,
-                Command::UndoRemedy => self.undo_remedy()?,
-                Command::ProbeActivations => {
-                    self.probe_next = true;
-                    None
-                }
-                Command::ShowSamples(n) if *n > crate::protocol::MAX_SAMPLES => Some(format!(
-                    "{n} images: at most {} at a time",
-                    crate::protocol::MAX_SAMPLES
-                )),
-                Command::ShowSamples(n) => match self.samples(*n as usize) {
-                    Ok(grid) => {
-                        self.emit(Event::Samples { step, grid });
-                        None
-                    }
-                    Err(e) => Some(e.to_string()),
-                },
-                Command::FindLr => match self.find_lr_between_steps()? {
-                    true => None,
-                    false => return Ok(false),
-                },
-                Command::Pause => {
-                    if !self.control.paused {
-                        self.control.paused = true;
-                        self.emit(Event::Paused { step });
-                    }
-                    None
-                }
-                Command::Resume => {
-                    if self.control.paused {
-                        self.control.paused = false;
-                        self.control.single_steps = 0;
-                        self.emit(Event::Resumed { step });
-                    }
-                    None
-                }
-                Command::Step if self.control.paused => {
-                    self.control.single_steps += 1;
-                    None
-                }
-                Command::Step => Some("single steps are for a paused run".into()),
-                Command::Save if self.saver.is_none() => {
-                    Some("this run has no run directory to save into".into())
-                }
-                Command::Save => {
-                    self.save(&[SaveKind::Last])?;
-                    None
-                }
-                Command::Stop => return Ok(false),
-            };
+                None
+            }
+            Command::Step if self.control.paused => {
+                self.control.single_steps += 1;
+                None
+            }
+            Command::Step => Some("single steps are for a paused run".into()),
+            Command::Save if self.saver.is_none() => {
+                Some("this run has no run directory to save into".into())
+            }
+            Command::Save => {
+                self.save(&[SaveKind::Last])?;
+                None
+            }
+            Command::Stop => return Ok(false),
+        };
         if let Some(reason) = refusal {
             self.emit(Event::Refused {
                 step,
@@ -1348,6 +1395,21 @@ impl Trainer {
     /// Another schedule from the next step on, starting from the LR the next step would
     /// have had.
     fn set_schedule(&mut self, text: &str) -> Result<(), String> {
+        let step = self.progress.step;
+        let old = self.schedule.lr_at(step + 1);
+        self.schedule = self.new_schedule(text)?;
+        self.cfg.schedule = self.schedule.spec.clone();
+        let new = self.schedule.lr_at(step + 1);
+        if new != old {
+            self.progress.lr_changes.push((step, new));
+        }
+        self.emit_schedule(ScheduleChange::Set);
+        Ok(())
+    }
+
+    /// The schedule a `--schedule` spec makes from the next step on, going on from the LR in
+    /// force; the problem when the spec is not one or does not fit the steps left.
+    fn new_schedule(&self, text: &str) -> Result<Schedule, String> {
         let spec: ScheduleSpec = text
             .parse()
             .map_err(|e: crate::schedule::SpecError| e.problem())?;
@@ -1362,14 +1424,7 @@ impl Trainer {
             self.progress.epoch.saturating_sub(1) as u64,
         );
         let spe = self.info.steps_per_epoch as u64;
-        self.schedule = Schedule::new(spec, old, step, horizon, origin, spe);
-        self.cfg.schedule = self.schedule.spec.clone();
-        let new = self.schedule.lr_at(step + 1);
-        if new != old {
-            self.progress.lr_changes.push((step, new));
-        }
-        self.emit_schedule(ScheduleChange::Set);
-        Ok(())
+        Ok(Schedule::new(spec, old, step, horizon, origin, spe))
     }
 
     /// The LR range test between two steps, on copies of the model and optimizer: the run's
@@ -1533,67 +1588,155 @@ impl Trainer {
         .expect("a training set in memory")
     }
 
-    /// Forks the run: a branch with `change` trains on the same batches for `steps` steps
-    /// (0: the rest of the epoch).
-    fn fork(&mut self, change: &[crate::protocol::Setting], steps: u64) -> Result<(), String> {
+    /// Forks the run: a branch with `change` trains on the same batches until `horizon`; the
+    /// refusal when it cannot. `last.h5` is saved at the fork, so that a process killed during
+    /// the comparison resumes from the main line with the branch recorded as abandoned.
+    fn fork(
+        &mut self,
+        change: &[Setting],
+        horizon: Horizon,
+        ask: bool,
+    ) -> Result<Option<String>, TrainError> {
         if self.branch.is_some() {
-            return Err("a comparison is already under way".into());
+            return Ok(Some("a comparison is already under way".into()));
         }
         let step = self.progress.step;
-        // 0: the rest of the epoch.
-        let end_of_epoch = self.progress.epoch as u64 * self.info.steps_per_epoch as u64;
-        let steps = if steps == 0 {
-            end_of_epoch.saturating_sub(step)
-        } else {
-            steps
-        };
-        let until = (step + steps).min(self.last_step());
-        if until <= step {
-            return Err("no step is left for a branch to take".into());
+        let until = match horizon {
+            Horizon::Epoch => self.progress.epoch as u64 * self.info.steps_per_epoch as u64,
+            Horizon::Steps(n) => step.saturating_add(n),
+            Horizon::Open => u64::MAX,
         }
-        let line = self.fork_line(change)?;
+        .min(self.last_step());
+        if until <= step {
+            return Ok(Some("no step is left for a branch to take".into()));
+        }
+        let line = match self.fork_line(change) {
+            Ok(line) => line,
+            Err(problem) => return Ok(Some(problem)),
+        };
+        let change = change.to_vec();
         self.branch = Some(branch::Fork {
             line,
-            change: change.to_vec(),
+            change: change.clone(),
             forked_at: step,
             until,
+            horizon,
+            ask,
             comparison: branch::Comparison::default(),
+            batches: None,
+            awaiting: None,
+            paused_for_it: false,
         });
-        let change = change.to_vec();
+        self.progress.branches.push(crate::protocol::BranchRecord {
+            forked_at: step,
+            until,
+            change: change.clone(),
+            verdict: None,
+            kept_branch: None,
+            saved: None,
+            abandoned_at: None,
+        });
         self.emit(Event::Forked {
             step,
             change,
             until,
+            horizon,
+            ask,
         });
-        Ok(())
+        self.save(&[SaveKind::Last])?;
+        Ok(None)
     }
 
-    /// The comparison's end: both lines validated, the verdict, and the better line goes on
-    /// (the branch only when it is better beyond the noise).
+    /// The branch's step on the main line's batch (or the same images with its own
+    /// augmentation), after the main line's step that had `main_loss`.
+    fn branch_step(
+        &mut self,
+        batch: &Batch,
+        main_loss: f64,
+    ) -> Result<Option<crate::protocol::BranchStep>, TrainError> {
+        let step = self.progress.step;
+        let epoch = self.progress.epoch;
+        let own = match self.branch.as_ref() {
+            Some(f) if f.awaiting.is_none() => f.line.augment.clone(),
+            _ => return Ok(None),
+        };
+        let own_batch = match own {
+            Some(augment) => Some(self.branch_batch(batch, epoch, augment)?),
+            None => None,
+        };
+        let Some(f) = self.branch.as_mut() else {
+            return Ok(None);
+        };
+        let theirs = own_batch.as_ref().unwrap_or(batch);
+        let (loss, hits) = f.line.step(theirs, step)?;
+        f.comparison.push(main_loss, loss);
+        Ok(Some(crate::protocol::BranchStep {
+            loss,
+            accuracy: hits as f64 / theirs.len() as f64,
+            steps: 1,
+        }))
+    }
+
+    /// The images of `batch` as the branch's augmentation makes them, from a stream of its
+    /// own that follows the main line's (started again when the main line's is).
+    fn branch_batch(
+        &mut self,
+        batch: &Batch,
+        epoch: usize,
+        augment: AugmentSpec,
+    ) -> Result<Batch, TrainError> {
+        let order = self.epoch_order(epoch);
+        let loader = Loader {
+            augment,
+            ..self.data.loader(self.cfg.seed, epoch)
+        };
+        let (data, size) = (self.data.train.clone(), self.cfg.batch_size);
+        let Some(f) = self.branch.as_mut() else {
+            unreachable!("a branch steps only while there is one")
+        };
+        for _ in 0..2 {
+            if let Some((e, stream)) = &mut f.batches {
+                if *e == epoch {
+                    if let Some(b) = stream.next() {
+                        let b = b?;
+                        if b.index == batch.index {
+                            return Ok(b);
+                        }
+                    }
+                }
+            }
+            let stream = BatchStream::spawn(
+                data.clone(),
+                order.clone(),
+                size,
+                batch.index,
+                loader.clone(),
+            );
+            f.batches = Some((epoch, stream));
+        }
+        unreachable!("a stream started at a batch gives that batch first")
+    }
+
+    /// The comparison's end: both lines validated and the verdict. When a watcher was to be
+    /// asked, the run pauses for its decision; else the better line goes on (the branch only
+    /// when it is better beyond the noise).
     fn end_branch(&mut self) -> Result<(), TrainError> {
-        let Some(mut f) = self.branch.take() else {
+        let Some(f) = self.branch.as_mut() else {
             return Ok(());
         };
         let Some(v) = f.comparison.verdict() else {
             return Ok(());
         };
         let val = self.data.val.clone();
-        let main = self.evaluate(&val, EVAL_BATCH)?;
         let norm = self.data.norm.clone();
         let theirs = eval::evaluate(&mut f.line.learner.model, &val, &norm, EVAL_BATCH)?;
-        let kept_branch = v.call == crate::protocol::BranchCall::Better;
-        let step = self.progress.step;
-        if kept_branch {
-            self.learner = f.line.learner;
-            self.use_schedule(f.line.schedule);
-            self.cfg.label_smoothing = self.learner.label_smoothing;
-            self.cfg.optimizer.hyper.weight_decay = self.learner.opt.hyper.weight_decay;
-            let clip = self.learner.clip_grad_norm.unwrap_or(0.0);
-            (self.cfg.clip_grad_norm, self.info.clip_grad_norm) = (clip, clip);
-            self.doctor.switches.clipping = clip > 0.0;
-        }
+        let main = self.evaluate(&val, EVAL_BATCH)?;
+        let Some(f) = self.branch.as_mut() else {
+            return Ok(());
+        };
+        let ask = f.ask;
         let verdict = crate::protocol::BranchVerdict {
-            change: f.change,
+            change: f.change.clone(),
             forked_at: f.forked_at,
             steps: v.steps as u64,
             main_loss: v.main,
@@ -1605,18 +1748,244 @@ impl Trainer {
             main_val_accuracy: main.accuracy,
             branch_val_loss: theirs.loss,
             branch_val_accuracy: theirs.accuracy,
-            kept_branch,
+            kept_branch: !ask && v.call == crate::protocol::BranchCall::Better,
+            awaiting: ask,
         };
-        self.emit(Event::BranchVerdict { step, verdict });
+        f.batches = None;
+        if let Some(r) = self.progress.branches.last_mut() {
+            r.verdict = Some(verdict.clone());
+        }
+        let step = self.progress.step;
+        self.emit(Event::BranchVerdict {
+            step,
+            verdict: verdict.clone(),
+        });
+        if !ask {
+            return self.take_line(verdict.kept_branch, false, false);
+        }
+        let paused = self.control.paused;
+        if let Some(f) = self.branch.as_mut() {
+            f.awaiting = Some(verdict);
+            f.paused_for_it = !paused;
+        }
+        if !paused {
+            self.control.paused = true;
+            self.emit(Event::Paused { step });
+        }
         Ok(())
+    }
+
+    /// Whether the run waits for a watcher to keep one line of a comparison.
+    fn awaiting_decision(&self) -> bool {
+        self.branch.as_ref().is_some_and(|f| f.awaiting.is_some())
+    }
+
+    /// A watcher's decision on a comparison that waits for one; the refusal when none does.
+    fn keep_line(&mut self, branch: bool, save_other: bool) -> Result<Option<String>, TrainError> {
+        if !self.awaiting_decision() {
+            return Ok(Some(match &self.branch {
+                Some(_) => "the comparison is still under way (b ends it now)".into(),
+                None => "no comparison waits for a decision".into(),
+            }));
+        }
+        if save_other && self.saver.is_none() {
+            return Ok(Some(
+                "this run has no run directory to save the other line beside".into(),
+            ));
+        }
+        self.take_line(branch, save_other, true)?;
+        Ok(None)
+    }
+
+    /// Goes on with the branch (`branch`) or the main line; with `save_other` the line left
+    /// is saved as a run directory of its own. `said`: a watcher decided (else the verdict).
+    fn take_line(&mut self, branch: bool, save_other: bool, said: bool) -> Result<(), TrainError> {
+        let Some(f) = self.branch.take() else {
+            return Ok(());
+        };
+        let step = self.progress.step;
+        let change = f.change.clone();
+        let resume = f.paused_for_it;
+        let mut line = f.line;
+        if branch {
+            // The main line's learner and schedule go to `line`, and the branch's settings
+            // are said as the live switches say them.
+            std::mem::swap(&mut self.learner, &mut line.learner);
+            let main = self.schedule.clone();
+            self.use_schedule(std::mem::replace(&mut line.schedule, main));
+            self.emit_schedule(ScheduleChange::Set);
+            self.cfg.label_smoothing = self.learner.label_smoothing;
+            self.cfg.optimizer.hyper.weight_decay = self.learner.opt.hyper.weight_decay;
+            let clip = self.learner.clip_grad_norm.take();
+            self.learner.clip_grad_norm = line.learner.clip_grad_norm;
+            self.set_clip(clip.unwrap_or(0.0));
+            let weights = self.learner.class_weights.take();
+            self.learner.class_weights = line.learner.class_weights.clone();
+            self.set_class_weights(weights.is_some());
+            if let Some(a) = line.augment.take() {
+                let on = !a.transforms.is_empty();
+                if on {
+                    self.data.augment = a;
+                }
+                self.data.augmenting = !on;
+                self.set_augment(on);
+            }
+            // A non-finite step now rolls back to the branch, not to the main line.
+            self.last_good = Some(self.keep()?);
+        }
+        let saved = if save_other {
+            self.save_line(&line, !branch)
+        } else {
+            None
+        };
+        if let Some(r) = self.progress.branches.last_mut() {
+            r.kept_branch = Some(branch);
+            r.saved.clone_from(&saved);
+        }
+        if said {
+            self.emit(Event::BranchKept {
+                step,
+                change,
+                branch,
+                saved,
+            });
+        }
+        if resume && self.control.paused {
+            self.control.paused = false;
+            self.control.single_steps = 0;
+            self.emit(Event::Resumed { step });
+        }
+        Ok(())
+    }
+
+    /// Saves `line` (the branch when `is_branch`, else the main line) as a run directory of
+    /// its own beside this one: its settings, its checkpoint, and the records of this run up to
+    /// the fork followed by the line's own. The directory, or None when it could not be
+    /// written (said as a warning; the run goes on).
+    fn save_line(&mut self, line: &branch::Line, is_branch: bool) -> Option<String> {
+        let step = self.progress.step;
+        match self.write_line(line, is_branch) {
+            Ok(dir) => Some(dir),
+            Err(e) => {
+                let which = if is_branch { "branch" } else { "main line" };
+                self.emit(Event::Warning {
+                    step,
+                    message: format!("the {which} could not be saved as a run of its own: {e}"),
+                });
+                None
+            }
+        }
+    }
+
+    fn write_line(&self, line: &branch::Line, is_branch: bool) -> Result<String, String> {
+        let here = RunDir::new(&self.info.run_dir);
+        let suffix = if is_branch { "branch" } else { "main" };
+        let base = format!("{}-{suffix}", self.info.run_dir.trim_end_matches('/'));
+        let mut path = std::path::PathBuf::from(&base);
+        let mut n = 2;
+        while path.exists() {
+            path = format!("{base}-{n}").into();
+            n += 1;
+        }
+        let dir = RunDir::new(&path);
+        dir.create().map_err(|e| e.to_string())?;
+        let mut cfg = self.cfg.clone();
+        cfg.schedule = line.schedule.spec.clone();
+        cfg.label_smoothing = line.learner.label_smoothing;
+        cfg.optimizer.hyper.weight_decay = line.learner.opt.hyper.weight_decay;
+        cfg.clip_grad_norm = line.learner.clip_grad_norm.unwrap_or(0.0);
+        cfg.class_weights = match line.learner.class_weights {
+            Some(_) => ClassWeights::Balanced,
+            None => ClassWeights::None,
+        };
+        let augmenting = match &line.augment {
+            Some(a) if !a.transforms.is_empty() => {
+                cfg.augment = a.clone();
+                true
+            }
+            Some(_) => false,
+            None => self.data.augmenting,
+        };
+        cfg.save_in(&dir).map_err(|e| e.to_string())?;
+        // The records: this run's up to the fork, then the line's own.
+        let forked_at = self.progress.branches.last().map_or(0, |r| r.forked_at);
+        let records = here.read_records().map_err(|e| e.to_string())?;
+        let mut log = MetricsLog::create(&dir).map_err(|e| e.to_string())?;
+        for r in records.records {
+            let record = match r.record {
+                Record::Step(m) if is_branch && r.step > forked_at => match m.branch {
+                    Some(b) => Record::Step(StepMetrics {
+                        loss: b.loss,
+                        loss_max: b.loss,
+                        accuracy: b.accuracy,
+                        lr: line.schedule.lr_at(m.step),
+                        grad_norms: Vec::new(),
+                        update_ratios: Vec::new(),
+                        branch: None,
+                        ..m
+                    }),
+                    None => continue,
+                },
+                // The main line's epochs after the fork are not the branch's.
+                Record::Event(Event::Epoch(_)) if is_branch && r.step > forked_at => continue,
+                other => other,
+            };
+            log.write(r.step, r.epoch, &record)
+                .map_err(|e| e.to_string())?;
+        }
+        let mut ckpt = self
+            .snapshot_of(&line.learner, &line.schedule, &cfg)
+            .map_err(|e| e.to_string())?;
+        ckpt.data.augmenting = Some(augmenting);
+        std::fs::create_dir_all(dir.checkpoints()).map_err(|e| e.to_string())?;
+        let last = dir.checkpoints().join(SaveKind::Last.file_name());
+        crate::checkpoint::writer::write_atomic(&ckpt, &last).map_err(|e| e.to_string())?;
+        Ok(path.display().to_string())
+    }
+
+    /// Records every comparison still open as abandoned at this step, and says so.
+    fn abandon_branches(&mut self, why: &str) {
+        let step = self.progress.step;
+        let mut said = Vec::new();
+        for r in self.progress.branches.iter_mut().filter(|r| r.is_open()) {
+            r.abandoned_at = Some(step);
+            said.push(Event::BranchAbandoned {
+                step,
+                forked_at: r.forked_at,
+                change: r.change.clone(),
+                why: why.into(),
+            });
+        }
+        for e in said {
+            self.emit(e);
+        }
     }
 
     /// A what-if line forked from the run as it is now, with `change` from the next step
     /// on: the problem, naming the setting, when it cannot be made.
-    pub fn fork_line(&self, change: &[crate::protocol::Setting]) -> Result<branch::Line, String> {
+    pub fn fork_line(&self, change: &[Setting]) -> Result<branch::Line, String> {
         let mut line =
             branch::Line::fork(&self.learner, &self.schedule).map_err(|e| e.to_string())?;
-        line.apply(change, self.progress.step + 1)?;
+        let schedule = |text: &str| {
+            self.new_schedule(text)
+                .map_err(|e| format!("schedule={text}: {e}"))
+        };
+        let run = branch::RunSide {
+            augment: &self.data.augment,
+            balanced_weights: &self.data.balanced_weights,
+            schedule: &schedule,
+        };
+        line.apply(change, self.progress.step + 1, &run)?;
+        // Its augmentation, when it is the main line's, is no augmentation of its own.
+        let main = self.data.augmenting.then(|| self.data.augment.clone());
+        if line
+            .augment
+            .as_ref()
+            .map(|a| (!a.transforms.is_empty()).then(|| a.clone()))
+            == Some(main)
+        {
+            line.augment = None;
+        }
         Ok(line)
     }
 

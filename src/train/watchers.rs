@@ -21,6 +21,8 @@ struct Window {
     correct: usize,
     seen: usize,
     steps: u64,
+    /// A what-if branch's steps in the window (means over them, as the message folds them).
+    branch: Option<crate::protocol::BranchStep>,
 }
 
 impl Watchers {
@@ -67,6 +69,9 @@ impl Watchers {
         w.correct += hits;
         w.seen += images;
         w.steps += 1;
+        if let Some(b) = m.branch {
+            w.branch = Some(w.branch.map_or(b, |a| a.fold(b)));
+        }
         let first = !std::mem::replace(&mut self.recorded, true);
         let record = if first || m.step % log_every == 0 {
             let w = std::mem::take(&mut self.window);
@@ -75,6 +80,7 @@ impl Watchers {
             rec.loss = w.loss / w.steps as f64;
             rec.loss_max = w.loss_max;
             rec.accuracy = w.correct as f64 / w.seen.max(1) as f64;
+            rec.branch = w.branch;
             self.record(m.step, m.epoch, &Record::Step(rec.clone()));
             Some(rec)
         } else {

@@ -3,6 +3,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use super::branch_menu::BranchMenu;
 use super::editor::ScheduleEditor;
 use super::keymap::{self, Action, Context};
 use crate::protocol::{Command, Event, LearningRate, LrFinding, StepMetrics, REMEDY_TRIAL_STEPS};
@@ -100,6 +101,8 @@ pub enum Overlay {
     Samples,
     /// Validation accuracy per class.
     Classes,
+    /// The change a what-if branch tries, and for how long (`b`).
+    Branch(BranchMenu),
 }
 
 /// The time axis of the loss and accuracy charts.
@@ -324,6 +327,13 @@ impl App {
                 }
                 _ => vec![],
             },
+            Overlay::Branch(mut menu) => match menu.on_key(key) {
+                Some(commands) => commands,
+                None => {
+                    self.overlay = Overlay::Branch(menu);
+                    vec![]
+                }
+            },
             Overlay::None => self.on_panel_key(key),
         }
     }
@@ -377,6 +387,7 @@ impl App {
             paused: self.run.status == Status::Paused,
             attached: self.options.attached,
             enlarged: self.enlarged,
+            deciding: self.run.branch.as_ref().is_some_and(|b| b.awaiting()),
         }
     }
 
@@ -454,6 +465,20 @@ impl App {
                 vec![Command::SetClipGradNorm(max)]
             }
             Action::Remedy => self.remedy(),
+            Action::TryRemedy => self.try_remedy(),
+            Action::Branch => self.branch(context),
+            Action::KeepMain => vec![Command::KeepLine {
+                branch: false,
+                save_other: false,
+            }],
+            Action::KeepMainSave => vec![Command::KeepLine {
+                branch: false,
+                save_other: true,
+            }],
+            Action::KeepBranchSave => vec![Command::KeepLine {
+                branch: true,
+                save_other: true,
+            }],
             Action::Undo => {
                 if self.run.undoable().is_some() {
                     vec![Command::UndoRemedy]
@@ -559,6 +584,48 @@ impl App {
                     LogKind::Info,
                     "r applies a finding's remedy: no finding in force has one on a key",
                 );
+                vec![]
+            }
+        }
+    }
+
+    /// `b`: the branch menu; while a comparison runs, its end now; after it, the branch kept.
+    fn branch(&mut self, context: Context) -> Vec<Command> {
+        match self.run.branch.as_ref() {
+            _ if context.deciding => vec![Command::KeepLine {
+                branch: true,
+                save_other: false,
+            }],
+            Some(b) if b.running() => vec![Command::EndBranch],
+            _ => {
+                self.overlay = Overlay::Branch(BranchMenu::new(&self.run));
+                vec![]
+            }
+        }
+    }
+
+    /// `R`: the top finding's remedy on a branch for a remedy's trial, then the user keeps a
+    /// line.
+    fn try_remedy(&mut self) -> Vec<Command> {
+        let Some(r) = self.run.top_remedy() else {
+            self.notice(
+                LogKind::Info,
+                "R tries a finding's remedy on a branch: no finding in force has one on a key",
+            );
+            return vec![];
+        };
+        match r.as_change(self.run.lr) {
+            Some(change) => vec![Command::Fork {
+                change,
+                horizon: crate::protocol::Horizon::Steps(REMEDY_TRIAL_STEPS),
+                ask: true,
+            }],
+            None => {
+                let text = format!(
+                    "R: {} is for a new run, not a branch (r writes it)",
+                    r.describe()
+                );
+                self.notice(LogKind::Info, text);
                 vec![]
             }
         }

@@ -18,6 +18,11 @@ pub enum Action {
     Clip,
     Classes,
     Remedy,
+    TryRemedy,
+    Branch,
+    KeepMain,
+    KeepBranchSave,
+    KeepMainSave,
     Undo,
     Probe,
     Pause,
@@ -56,6 +61,8 @@ pub enum Works {
     Attached,
     /// While a panel fills the screen.
     Enlarged,
+    /// While a what-if comparison is over and waits for a line to be kept.
+    Deciding,
 }
 
 /// What the screen knows that decides whether a key works.
@@ -65,6 +72,8 @@ pub struct Context {
     pub paused: bool,
     pub attached: bool,
     pub enlarged: bool,
+    /// A what-if comparison waits for a line to be kept.
+    pub deciding: bool,
 }
 
 impl Works {
@@ -76,6 +85,7 @@ impl Works {
             Works::Paused => c.live && c.paused,
             Works::Attached => c.attached,
             Works::Enlarged => c.enlarged,
+            Works::Deciding => c.live && c.deciding,
         }
     }
 }
@@ -137,6 +147,14 @@ pub const BINDINGS: &[Binding] = &[
         Some(("c", "validation accuracy per class, worst marked, with the class counts"))),
     b(&[Char('r')], Action::Remedy, Works::Live, Some(("r", "remedy", 1)),
         Some(("r", "apply the Diagnosis panel's remedy (a restart's: suggested.toml); once while it is on trial"))),
+    b(&[Char('R')], Action::TryRemedy, Works::Live, None,
+        Some(("R", "try that remedy on a branch first: 200 steps beside the main line, then keep one"))),
+    b(&[Char('b')], Action::Branch, Works::Live, Some(("b", "branch", 2)),
+        Some(("b", "what-if: fork with a change (menu); both lines train on the same batches; b ends it early"))),
+    b(&[Char('m')], Action::KeepMain, Works::Deciding, Some(("m/b", "keep main/branch", 0)),
+        Some(("m / b, M / B", "after it: keep the main line / the branch; M, B save the other as a run of its own"))),
+    b(&[Char('M')], Action::KeepMainSave, Works::Deciding, None, None),
+    b(&[Char('B')], Action::KeepBranchSave, Works::Deciding, None, None),
     b(&[Char('u')], Action::Undo, Works::Live, Some(("u", "undo", 7)),
         Some(("u", "undo that remedy, exactly, within 200 steps (the data goes on)"))),
     b(&[Char('i')], Action::Probe, Works::Live, None,
@@ -199,7 +217,12 @@ pub fn lookup(code: KeyCode, c: Context) -> Option<Result<Action, Refusal>> {
         Works::Attached => {
             format!("{key} detaches a terminal attached to a run of another process")
         }
-        Works::Live | Works::Running | Works::Always | Works::Enlarged => String::new(),
+        Works::Deciding if c.live => {
+            format!("{key} keeps a line after a what-if comparison (b starts one)")
+        }
+        Works::Live | Works::Running | Works::Always | Works::Enlarged | Works::Deciding => {
+            String::new()
+        }
     };
     Some(Err(Refusal { text, steering }))
 }

@@ -4,6 +4,7 @@
 //! never waits for any of this.
 
 pub mod app;
+pub mod branch_menu;
 pub mod editor;
 pub mod keymap;
 pub mod theme;

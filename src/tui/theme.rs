@@ -97,4 +97,6 @@ impl Theme {
     pub const RAW: Color = Color::DarkGray;
     /// Another run drawn under this one (`--compare`).
     pub const OTHER: Color = Color::Blue;
+    /// A what-if branch of this run (`b`).
+    pub const BRANCH: Color = Color::LightGreen;
 }

@@ -9,8 +9,9 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 use super::app::{App, Overlay, Panel};
 use super::theme::Theme;
 use super::widgets::{
-    diagnosis_height, header_height, ClassesView, Diagnosis, EditorView, EventLog, FinderView,
-    GradientTable, Header, Help, KeyBar, LrChart, Metric, MetricChart, Popup, SamplesView,
+    diagnosis_height, header_height, BranchMenuView, BranchResult, ClassesView, Diagnosis,
+    EditorView, EventLog, FinderView, GradientTable, Header, Help, KeyBar, LrChart, Metric,
+    MetricChart, Popup, SamplesView,
 };
 
 /// Below this size the panels cannot show their numbers: one line says so instead.
@@ -115,11 +116,31 @@ impl App {
         ]
     }
 
+    /// A what-if comparison that is over and waits for a line to be kept: its numbers and
+    /// keys, in the lower right, leaving the loss chart in view.
+    fn branch_result(&self, area: Rect, buf: &mut Buffer, theme: Theme) {
+        let Some(b) = self.run.branch.as_ref().filter(|b| b.awaiting()) else {
+            return;
+        };
+        let Some(verdict) = &b.verdict else { return };
+        let [_, lower] =
+            Layout::vertical([Constraint::Percentage(40), Constraint::Fill(1)]).areas(area);
+        let [_, right] =
+            Layout::horizontal([Constraint::Percentage(35), Constraint::Fill(1)]).areas(lower);
+        BranchResult {
+            branch: b,
+            verdict,
+            theme,
+        }
+        .render(right, buf);
+    }
+
     /// The overlay open over the screen, if any.
     fn overlay(&self, area: Rect, buf: &mut Buffer, theme: Theme) {
         let run = &self.run;
         match &self.overlay {
-            Overlay::None => {}
+            Overlay::None => self.branch_result(area, buf, theme),
+            Overlay::Branch(menu) => BranchMenuView { menu, theme }.render(area, buf),
             Overlay::Schedule(editor) => EditorView { editor, run, theme }.render(area, buf),
             Overlay::Finder { pick, .. } => FinderView {
                 run,

@@ -149,6 +149,7 @@ mod tests {
             grad_norms: vec![],
             update_ratios: vec![],
             images_per_sec: 1.0,
+            branch: None,
         }
     }
 

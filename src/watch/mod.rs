@@ -17,7 +17,7 @@ use std::time::Instant;
 use crossbeam_channel::{never, select, Receiver};
 
 pub use outcome::Outcome;
-pub use state::{LogLine, LrFinder, RunState, Series, Status};
+pub use state::{BranchOutcome, BranchView, LogLine, LrFinder, RunState, Series, Status};
 pub use words::LogKind;
 
 use crate::protocol::{Command, Event, MonitorLink, StepMetrics};

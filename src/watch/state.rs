@@ -5,8 +5,9 @@
 use std::collections::VecDeque;
 
 use crate::protocol::{
-    DataFacts, EpochMetrics, EvalMetrics, Event, Finding, FinishReason, LayerActivations,
-    LrFinding, LrSource, Record, RemedyRecord, RunInfo, SampleGrid, StepMetrics,
+    BranchVerdict, DataFacts, EpochMetrics, EvalMetrics, Event, Finding, FinishReason, Horizon,
+    LayerActivations, LrFinding, LrSource, Record, RemedyRecord, RunInfo, SampleGrid, Setting,
+    StepMetrics,
 };
 use crate::schedule::Schedule;
 
@@ -170,6 +171,45 @@ pub struct RunState {
     pub activations: Option<(u64, Vec<LayerActivations>)>,
     /// The remedy that can still be undone, and the step until which it can.
     pub remedy_trial: Option<(RemedyRecord, u64)>,
+    /// The latest what-if comparison: under way, waiting for a decision, or decided.
+    #[serde(default)]
+    pub branch: Option<BranchView>,
+}
+
+/// A what-if comparison as a watcher sees it: the fork, both lines' training loss since it
+/// (per step message, on the same batches), the verdict and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BranchView {
+    pub change: Vec<Setting>,
+    pub forked_at: u64,
+    pub until: u64,
+    pub horizon: Horizon,
+    pub ask: bool,
+    pub main: Series,
+    pub theirs: Series,
+    pub verdict: Option<BranchVerdict>,
+    pub outcome: Option<BranchOutcome>,
+}
+
+/// What became of a comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BranchOutcome {
+    Main,
+    Branch,
+    Abandoned,
+}
+
+impl BranchView {
+    /// Under way: both lines are training.
+    pub fn running(&self) -> bool {
+        self.verdict.is_none() && self.outcome.is_none()
+    }
+
+    /// Over, and waiting for a watcher to keep one line.
+    pub fn awaiting(&self) -> bool {
+        self.outcome.is_none() && self.verdict.as_ref().is_some_and(|v| v.awaiting)
+    }
 }
 
 /// What a watcher knows of an LR range test.
@@ -214,6 +254,7 @@ impl Default for RunState {
             findings: Vec::new(),
             activations: None,
             remedy_trial: None,
+            branch: None,
         }
     }
 }
@@ -324,6 +365,12 @@ impl RunState {
         }
         self.grad_norms.clone_from(&m.grad_norms);
         self.update_ratios.clone_from(&m.update_ratios);
+        if let (Some(b), Some(theirs)) = (self.branch.as_mut(), m.branch) {
+            if b.running() {
+                b.main.push(x, m.loss);
+                b.theirs.push(x, theirs.loss);
+            }
+        }
     }
 
     pub fn on_event(&mut self, e: &Event) {
@@ -468,9 +515,54 @@ impl RunState {
             Event::Refused { .. }
             | Event::CheckpointFailed { .. }
             | Event::Warning { .. }
-            | Event::ConfigSuggested { .. }
-            | Event::Forked { .. }
-            | Event::BranchVerdict { .. } => {}
+            | Event::ConfigSuggested { .. } => {}
+            Event::Forked {
+                step,
+                change,
+                until,
+                horizon,
+                ask,
+            } => {
+                self.branch = Some(BranchView {
+                    change: change.clone(),
+                    forked_at: *step,
+                    until: *until,
+                    horizon: *horizon,
+                    ask: *ask,
+                    main: Series::new(SERIES_CAPACITY),
+                    theirs: Series::new(SERIES_CAPACITY),
+                    verdict: None,
+                    outcome: None,
+                });
+            }
+            Event::BranchVerdict { verdict, .. } => {
+                if let Some(b) = &mut self.branch {
+                    b.verdict = Some(verdict.clone());
+                    if !verdict.awaiting {
+                        b.outcome = Some(if verdict.kept_branch {
+                            BranchOutcome::Branch
+                        } else {
+                            BranchOutcome::Main
+                        });
+                    }
+                }
+            }
+            Event::BranchKept { branch, .. } => {
+                if let Some(b) = &mut self.branch {
+                    b.outcome = Some(if *branch {
+                        BranchOutcome::Branch
+                    } else {
+                        BranchOutcome::Main
+                    });
+                }
+            }
+            Event::BranchAbandoned { forked_at, .. } => {
+                if let Some(b) = (self.branch.as_mut())
+                    .filter(|b| b.forked_at == *forked_at && b.outcome.is_none())
+                {
+                    b.outcome = Some(BranchOutcome::Abandoned);
+                }
+            }
         }
         true
     }
@@ -626,9 +718,11 @@ mod tests {
             Event::ConfigSuggested { .. } => 26,
             Event::Forked { .. } => 27,
             Event::BranchVerdict { .. } => 28,
+            Event::BranchKept { .. } => 29,
+            Event::BranchAbandoned { .. } => 30,
         }
     }
-    const KINDS: usize = 29;
+    const KINDS: usize = 31;
 
     fn info() -> RunInfo {
         RunInfo {
@@ -679,6 +773,7 @@ mod tests {
             grad_norms: vec![0.1],
             update_ratios: vec![1e-3],
             images_per_sec: 100.0,
+            branch: None,
         }
     }
 
@@ -1058,6 +1153,8 @@ mod tests {
                 step: 12,
                 change: change.clone(),
                 until: 52,
+                horizon: crate::protocol::Horizon::Steps(40),
+                ask: true,
             },
             &[(
                 LogKind::Action,
@@ -1069,7 +1166,7 @@ mod tests {
             Event::BranchVerdict {
                 step: 52,
                 verdict: crate::protocol::BranchVerdict {
-                    change,
+                    change: change.clone(),
                     forked_at: 12,
                     steps: 40,
                     main_loss: 0.5,
@@ -1082,11 +1179,43 @@ mod tests {
                     branch_val_loss: 1.5,
                     branch_val_accuracy: 0.5,
                     kept_branch: false,
+                    awaiting: true,
                 },
             },
             &[(
                 LogKind::Milestone,
-                "branch lr=0.05: worse on training loss over 40 steps on the same batches: 1.2500 vs 0.5000 on the main line (+0.7500 ± 0.1250); validation loss 1.5000 vs 0.4500, accuracy 50.00% vs 85.00%; the main line goes on",
+                "branch lr=0.05: worse on training loss over 40 steps on the same batches: 1.2500 vs 0.5000 on the main line (+0.7500 ± 0.1250); validation loss 1.5000 vs 0.4500, accuracy 50.00% vs 85.00%; keep which? m: the main line, b: the branch",
+            )],
+        );
+        assert!(run.branch.as_ref().is_some_and(BranchView::awaiting));
+        expect(
+            &mut run,
+            Event::BranchKept {
+                step: 52,
+                change: change.clone(),
+                branch: false,
+                saved: Some("runs/r-branch".into()),
+            },
+            &[(
+                LogKind::Action,
+                "branch lr=0.05: the main line goes on; the other line is saved in runs/r-branch",
+            )],
+        );
+        assert_eq!(
+            run.branch.as_ref().and_then(|b| b.outcome),
+            Some(BranchOutcome::Main)
+        );
+        expect(
+            &mut run,
+            Event::BranchAbandoned {
+                step: 60,
+                forked_at: 12,
+                change: change.clone(),
+                why: "the run stopped during the comparison".into(),
+            },
+            &[(
+                LogKind::Warning,
+                "branch lr=0.05 forked at step 12: abandoned (the run stopped during the comparison); the main line goes on",
             )],
         );
         expect(

@@ -50,7 +50,10 @@ pub fn lines(e: &Event, run: Context) -> Vec<Said> {
         | Event::RemedyUndone { .. }
         | Event::RemedyVerdict { .. }
         | Event::ConfigSuggested { .. } => doctor(e),
-        Event::Forked { .. } | Event::BranchVerdict { .. } => branch(e),
+        Event::Forked { .. }
+        | Event::BranchVerdict { .. }
+        | Event::BranchKept { .. }
+        | Event::BranchAbandoned { .. } => branch(e),
         Event::Paused { .. }
         | Event::Resumed { .. }
         | Event::NonFinite { .. }
@@ -358,11 +361,48 @@ fn branch(e: &Event) -> Vec<Said> {
             step,
             change,
             until,
+            horizon,
+            ..
         } => one(
             *step,
             LogKind::Action,
             format!(
-                "branch {}: forked at step {step}; both lines train on the same batches until step {until} (throughput is shared)",
+                "branch {}: forked at step {step}; both lines train on the same batches {} (throughput is shared)",
+                change_text(change),
+                match horizon {
+                    crate::protocol::Horizon::Open => "until you end it (b)".to_string(),
+                    _ => format!("until step {until}"),
+                }
+            ),
+        ),
+        Event::BranchKept {
+            step,
+            change,
+            branch,
+            saved,
+        } => one(
+            *step,
+            LogKind::Action,
+            format!(
+                "branch {}: {} goes on{}",
+                change_text(change),
+                if *branch { "the branch" } else { "the main line" },
+                match saved {
+                    Some(dir) => format!("; the other line is saved in {dir}"),
+                    None => "; the other line is discarded".into(),
+                }
+            ),
+        ),
+        Event::BranchAbandoned {
+            step,
+            forked_at,
+            change,
+            why,
+        } => one(
+            *step,
+            LogKind::Warning,
+            format!(
+                "branch {} forked at step {forked_at}: abandoned ({why}); the main line goes on",
                 change_text(change)
             ),
         ),
@@ -376,7 +416,7 @@ fn branch(e: &Event) -> Vec<Said> {
                 *step,
                 LogKind::Milestone,
                 format!(
-                    "branch {}: {call} on training loss over {} steps on the same batches: {:.4} vs {:.4} on the main line ({:+.4} ± {:.4}); validation loss {:.4} vs {:.4}, accuracy {:.2}% vs {:.2}%; {} goes on",
+                    "branch {}: {call} on training loss over {} steps on the same batches: {:.4} vs {:.4} on the main line ({:+.4} ± {:.4}); validation loss {:.4} vs {:.4}, accuracy {:.2}% vs {:.2}%; {}",
                     change_text(&v.change),
                     v.steps,
                     v.branch_loss,
@@ -387,7 +427,13 @@ fn branch(e: &Event) -> Vec<Said> {
                     v.main_val_loss,
                     100.0 * v.branch_val_accuracy,
                     100.0 * v.main_val_accuracy,
-                    if v.kept_branch { "the branch" } else { "the main line" }
+                    if v.awaiting {
+                        "keep which? m: the main line, b: the branch"
+                    } else if v.kept_branch {
+                        "the branch goes on"
+                    } else {
+                        "the main line goes on"
+                    }
                 ),
             )
         }
@@ -508,6 +554,9 @@ pub fn describe(c: &Command) -> String {
         Command::Save => "save".into(),
         Command::Stop => "stop".into(),
         Command::Fork { change, .. } => format!("branch {}", change_text(change)),
+        Command::EndBranch => "end the comparison".into(),
+        Command::KeepLine { branch: true, .. } => "keep the branch".into(),
+        Command::KeepLine { branch: false, .. } => "keep the main line".into(),
     }
 }
 

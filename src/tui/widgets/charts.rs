@@ -55,6 +55,15 @@ struct Curves {
     val: Points,
 }
 
+/// A what-if branch's training loss since its fork (smoothed as the main line's, from the
+/// main line's values before the fork) and each line's validation at the end.
+struct BranchCurves {
+    smooth: Points,
+    val: Points,
+    main_val: Points,
+    label: String,
+}
+
 /// The best validation value: (epoch, step, value as drawn).
 type Best = Option<(usize, u64, f64)>;
 
@@ -62,6 +71,7 @@ impl Widget for MetricChart<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let mine = self.curves(self.run);
         let other = self.other.map(|o| self.curves(&o.run));
+        let branch = self.branch_curves();
         let best = match self.metric {
             Metric::Loss => (self.run.best_val_loss()).map(|e| (e.epoch, e.step, e.val_loss)),
             Metric::Accuracy => {
@@ -69,18 +79,35 @@ impl Widget for MetricChart<'_> {
             }
         };
         let x = self.x_range();
-        let range = self.fit(&mine, other.as_ref(), max_ticks(area));
+        let range = self.fit(&mine, other.as_ref(), branch.as_ref(), max_ticks(area));
+        // With a branch in the legend, the best value gives way.
+        let best_shown = if branch.is_some() { None } else { best };
+        let mut title = self.title(&mine, best_shown, area.width);
+        let mut marks = self.marks(&mine, other.as_ref(), best, x);
+        let mut bottom = self.bottom(&range);
+        if let Some(b) = &branch {
+            let latest = b.smooth.last().map_or("-".into(), |p| self.value(p.1));
+            title.insert(3, Span::styled(format!("{latest}  "), self.theme.text()));
+            title.insert(3, Span::styled("━ branch ", self.bold(Theme::BRANCH)));
+            marks.push(Mark::Line(&b.smooth, Theme::BRANCH));
+            marks.push(Mark::Glyph(b.main_val.clone(), "◆", self.bold(Theme::VAL)));
+            marks.push(Mark::Glyph(b.val.clone(), "◇", self.bold(Theme::BRANCH)));
+            bottom.push(Span::styled(
+                format!(" ⑂ {} ", b.label),
+                self.theme.fg(Theme::BRANCH),
+            ));
+        }
         let block = Block::default()
             .borders(Borders::ALL)
             .border_style(self.theme.border(self.focused))
-            .title(Line::from(self.title(&mine, best, area.width)))
-            .title_bottom(Line::from(self.bottom(&range)));
+            .title(Line::from(title))
+            .title_bottom(Line::from(bottom));
         Plot {
             block,
             x,
             y: &range,
             percent: self.metric == Metric::Accuracy,
-            marks: self.marks(&mine, other.as_ref(), best, x),
+            marks,
             marker: self.marker,
             theme: self.theme,
         }
@@ -222,19 +249,73 @@ impl MetricChart<'_> {
     pub fn is_log(&self) -> bool {
         let mine = self.curves(self.run);
         let other = self.other.map(|o| self.curves(&o.run));
-        self.fit(&mine, other.as_ref(), 5).scale == Scale::Log
+        let branch = self.branch_curves();
+        self.fit(&mine, other.as_ref(), branch.as_ref(), 5).scale == Scale::Log
     }
 
-    fn fit(&self, mine: &Curves, other: Option<&Curves>, max_ticks: usize) -> Range {
+    fn fit(
+        &self,
+        mine: &Curves,
+        other: Option<&Curves>,
+        branch: Option<&BranchCurves>,
+        max_ticks: usize,
+    ) -> Range {
         let mut fit = FitInput::default();
         for c in std::iter::once(mine).chain(other) {
             fit.curves.push(&c.smooth);
             fit.points.extend(c.val.iter().map(|p| p.1));
         }
+        if let Some(b) = branch {
+            fit.curves.push(&b.smooth);
+            fit.points
+                .extend(b.val.iter().chain(&b.main_val).map(|p| p.1));
+        }
         match self.metric {
             Metric::Loss => fit_loss(&fit, self.log, max_ticks),
             Metric::Accuracy => fit_accuracy(&fit, self.full, max_ticks),
         }
+    }
+
+    /// The latest what-if branch's loss, on the loss chart over steps, within the window.
+    fn branch_curves(&self) -> Option<BranchCurves> {
+        let b = self.run.branch.as_ref()?;
+        if self.metric != Metric::Loss || self.axis != TimeAxis::Steps {
+            return None;
+        }
+        let fork = b.forked_at as f64;
+        let from = self
+            .window
+            .map(|w| self.run.step.saturating_sub(w) as f64)
+            .unwrap_or(0.0);
+        // The EMA starts from the main line's values before the fork, as the main line's does.
+        let mut raw: Points = self
+            .run
+            .train_loss
+            .points()
+            .into_iter()
+            .filter(|p| p.0 <= fork)
+            .collect();
+        let theirs = b.theirs.points();
+        if theirs.is_empty() {
+            return None;
+        }
+        raw.extend(theirs);
+        let smooth = ema(&raw, self.span)
+            .into_iter()
+            .filter(|p| p.0 > fork && p.0 >= from)
+            .collect();
+        let at = |v: f64| b.verdict.as_ref().map(|d| vec![(fork + d.steps as f64, v)]);
+        let verdict = b.verdict.as_ref();
+        Some(BranchCurves {
+            smooth,
+            val: verdict
+                .and_then(|v| at(v.branch_val_loss))
+                .unwrap_or_default(),
+            main_val: verdict
+                .and_then(|v| at(v.main_val_loss))
+                .unwrap_or_default(),
+            label: crate::watch::words::change_text(&b.change),
+        })
     }
 
     /// Train per step (raw and smoothed) and validation per epoch, on steps; or both per epoch.

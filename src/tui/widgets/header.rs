@@ -60,15 +60,21 @@ impl Widget for Header<'_> {
                 ),
                 Span::raw(format!(" lr {} ", sci(run.lr))),
             ]),
-            _ => Line::from(vec![
-                Span::styled(format!(" {status} "), theme.status(&run.status)),
-                Span::raw(format!(
-                    "{progress}{:.0} img/s  ETA {eta}  lr {} ",
-                    run.images_per_sec,
-                    sci(run.lr)
-                )),
-                Span::styled(schedule, theme.dim()),
-            ]),
+            _ => {
+                let mut spans = vec![
+                    Span::styled(format!(" {status} "), theme.status(&run.status)),
+                    Span::raw(format!(
+                        "{progress}{:.0} img/s  ETA {eta}  lr {} ",
+                        run.images_per_sec,
+                        sci(run.lr)
+                    )),
+                ];
+                match branch_status(run) {
+                    Some(text) => spans.push(Span::styled(text, theme.fg(Theme::BRANCH))),
+                    None => spans.push(Span::styled(schedule, theme.dim())),
+                }
+                Line::from(spans)
+            }
         };
         Paragraph::new(header_lines(
             run,
@@ -80,6 +86,25 @@ impl Widget for Header<'_> {
         .block(block(" candletop ".into(), theme, false))
         .render(area, buf);
     }
+}
+
+/// A what-if comparison under way or waiting for a decision, as the header says it (in place
+/// of the schedule, which the editor and the LR panel show).
+fn branch_status(run: &RunState) -> Option<String> {
+    let b = run.branch.as_ref()?;
+    let change = crate::watch::words::change_text(&b.change);
+    if b.awaiting() {
+        return Some(format!("⑂ {change} over: keep m/b"));
+    }
+    if !b.running() {
+        return None;
+    }
+    let done = run.step.saturating_sub(b.forked_at);
+    let of = match b.horizon {
+        crate::protocol::Horizon::Open => "b ends".to_string(),
+        _ => format!("{}", b.until.saturating_sub(b.forked_at)),
+    };
+    Some(format!("⑂ {change} {done}/{of}, throughput shared"))
 }
 
 /// The header's lines: state and progress, data, model and optimizer, and any error; merged

@@ -1,5 +1,6 @@
 //! The panels of the terminal UI, each a widget drawn from the run state it is given.
 
+pub mod branch;
 pub mod charts;
 pub mod data;
 pub mod diagnosis;
@@ -17,6 +18,7 @@ use ratatui::symbols::Marker;
 use ratatui::text::Span;
 use ratatui::widgets::{Axis, Block, Borders, Clear, Dataset, GraphType, Widget};
 
+pub use branch::{BranchMenuView, BranchResult};
 pub use charts::{LrChart, Metric, MetricChart};
 pub use data::{ClassesView, SamplesView};
 pub use diagnosis::{diagnosis_height, Diagnosis};
