@@ -275,6 +275,64 @@ fn a_hangup_detaches_and_the_run_goes_on_for_another_terminal_to_attach() {
     v.assert_restored();
 }
 
+/// A what-if branch forked from one terminal: both terminals draw it and its result, the
+/// other keeps the branch, and the run goes on at the branch's LR.
+#[test]
+fn a_branch_forked_on_one_terminal_is_kept_from_another() {
+    let mut a = Session::start_with(&["--arch", "c8,f32", "--epochs", "500", "--threads", "1"]);
+    a.wait_for("RUNNING");
+    a.wait_for("lr 1.00e-3");
+    let mut b = Session::command_in(&a.dir, &["attach", "run"]);
+    b.wait_for("RUNNING");
+    a.press("b");
+    a.wait_for("What-if branch");
+    // The menu's second line, "cut the LR /3", over 50 steps.
+    a.press("\x1b[B\x1b[C");
+    a.wait_for("[50 steps]");
+    a.press("\r");
+    a.wait_for("branch lr=3.33e-4: forked at step");
+    // The comparison's end pauses the run for a decision, on both screens.
+    b.wait_for("Branch result");
+    a.wait_for("Branch result");
+    let result = b.contents();
+    assert!(
+        result.contains("lr=3.33e-4 forked at step")
+            && result.contains("50 steps on the same batches"),
+        "{result}"
+    );
+    b.press("b");
+    a.wait_for("the branch goes on");
+    a.wait_for("lr 3.33e-4");
+    b.wait_for("lr 3.33e-4");
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(a.dir.join("run/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let of = |kind: &str| records.iter().filter(|r| r["type"] == kind).count();
+    assert_eq!(
+        (of("forked"), of("branch_verdict"), of("branch_kept")),
+        (1, 1, 1)
+    );
+    let verdict = records
+        .iter()
+        .find(|r| r["type"] == "branch_verdict")
+        .unwrap();
+    assert_eq!(verdict["verdict"]["steps"], 50);
+    assert_eq!(verdict["verdict"]["awaiting"], true);
+    // The step records of the comparison carry the branch's loss.
+    assert!(records
+        .iter()
+        .any(|r| r["type"] == "step" && r["branch"]["loss"].as_f64().is_some()));
+    b.press("d");
+    assert!(b.wait_exit(Duration::from_secs(20)).is_some());
+    a.quit_and_check();
+    a.assert_last_checkpoint();
+    let last = candletop::checkpoint::read(&a.dir.join("run/checkpoints/last.h5")).unwrap();
+    assert_eq!(last.branches.len(), 1);
+    assert_eq!(last.branches[0].kept_branch, Some(true));
+}
+
 #[test]
 fn sigterm_stops_cleanly() {
     let mut s = Session::start();
