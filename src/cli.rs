@@ -307,9 +307,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
-    /// Only one part: kernels, checkpoints, data, doctor or ui [default: all of them]; or
-    /// doctor-suite: the training doctor on provoked faults and healthy runs (minutes; a table)
-    #[arg(long, value_name = "PART", value_parser = ["kernels", "checkpoints", "data", "doctor", "ui", "doctor-suite"])]
+    /// Only one part: kernels, checkpoints, data, doctor, ui or branch (a what-if branch's
+    /// memory and time) [default: all of them]; or doctor-suite: the training doctor on
+    /// provoked faults and healthy runs (minutes; a table)
+    #[arg(long, value_name = "PART", value_parser = ["kernels", "checkpoints", "data", "doctor", "ui", "branch", "doctor-suite"])]
     pub only: Option<String>,
 
     /// doctor-suite: seeds per case and data

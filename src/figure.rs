@@ -37,6 +37,8 @@ pub const TRAIN: RGBColor = RGBColor(33, 33, 33);
 pub const VAL: RGBColor = RGBColor(230, 85, 13);
 pub const LR: RGBColor = RGBColor(117, 107, 177);
 pub const BEST: RGBColor = RGBColor(203, 24, 29);
+/// A what-if branch of the run.
+pub const BRANCH: RGBColor = RGBColor(49, 163, 84);
 /// Other runs, in turn: (training, validation) in lighter and darker shades of one hue.
 pub const OTHERS: [(RGBColor, RGBColor); 4] = [
     (RGBColor(49, 130, 189), RGBColor(8, 81, 156)),
@@ -519,10 +521,16 @@ fn swatch(c: RGBColor) -> impl Fn((i32, i32)) -> Rectangle<(i32, i32)> {
 
 fn metric_panel(runs: &[Run], accuracy: bool) -> Panel {
     let all: Vec<Curves> = runs.iter().map(|r| curves(&r.state, accuracy)).collect();
+    let branch_points = (!accuracy)
+        .then(|| runs[0].state.branch_curve(SPAN))
+        .flatten();
     let mut fit = FitInput::default();
     for c in &all {
         fit.curves.push(&c.train);
         fit.points.extend(c.val.iter().map(|p| p.1));
+    }
+    if let Some(p) = &branch_points {
+        fit.curves.push(p);
     }
     let range = if accuracy {
         fit_accuracy(&fit, false, 9)
@@ -570,6 +578,26 @@ fn metric_panel(runs: &[Run], accuracy: bool) -> Panel {
             kind: Kind::Markers,
             color: vc,
             points: c.val.clone(),
+        });
+    }
+    // The run's latest what-if branch, where it ran, and each line's validation at its end.
+    let branch = runs[0].state.branch.as_ref();
+    if let (Some(b), Some(points)) = (branch, branch_points.clone()) {
+        let label = format!("branch {}", crate::watch::words::change_text(&b.change));
+        if let Some(v) = &b.verdict {
+            let at = (b.forked_at + v.steps) as f64;
+            series.push(Series {
+                label: format!("{label}: validation"),
+                kind: Kind::Markers,
+                color: BRANCH,
+                points: vec![(at, v.branch_val_loss)],
+            });
+        }
+        series.push(Series {
+            label: format!("{label} (EMA {SPAN})"),
+            kind: Kind::Line,
+            color: BRANCH,
+            points,
         });
     }
     let best = if accuracy {

@@ -8,6 +8,7 @@ use candletop::checkpoint;
 use candletop::config::RunConfig;
 use candletop::data::{DataSpec, DataSplits};
 use candletop::protocol::BranchCall as Call;
+use candletop::protocol::Record;
 use candletop::protocol::{link, Command, Event, Horizon, LearningRate, MonitorLink, Setting};
 use candletop::run_dir::RunDir;
 use candletop::train::branch::{Comparison, Verdict};
@@ -251,6 +252,35 @@ fn a_watcher_keeps_a_line_and_the_other_is_saved_as_a_run_of_its_own() {
         .iter()
         .any(|e| matches!(e, Event::LrChanged { new, .. } if *new == 0.0003)));
     until(&m, |e| matches!(e, Event::Resumed { .. }));
+    // A line that cannot be saved (here a dangling link where its directory would go; a full
+    // disk alike) is a warning: the decision stands and the run goes on.
+    std::os::unix::fs::symlink(tmp.path().join("nowhere/x"), tmp.path().join("r-branch")).unwrap();
+    m.commands
+        .send(fork(&change, Horizon::Steps(3), true))
+        .unwrap();
+    until(&m, |e| matches!(e, Event::Paused { .. }));
+    m.commands
+        .send(Command::KeepLine {
+            branch: false,
+            save_other: true,
+        })
+        .unwrap();
+    let kept = until(&m, |e| matches!(e, Event::BranchKept { .. }));
+    assert!(
+        kept.iter()
+            .any(|e| matches!(e, Event::Warning { message, .. }
+            if message.starts_with("the branch could not be saved as a run of its own: "))),
+        "{kept:?}"
+    );
+    assert!(matches!(
+        kept.last(),
+        Some(Event::BranchKept {
+            branch: false,
+            saved: None,
+            ..
+        })
+    ));
+    until(&m, |e| matches!(e, Event::Resumed { .. }));
     m.commands.send(Command::Stop).unwrap();
     until(&m, |e| e.is_terminal());
     h.join().unwrap();
@@ -261,9 +291,17 @@ fn a_watcher_keeps_a_line_and_the_other_is_saved_as_a_run_of_its_own() {
     assert_eq!(other.lr, 1e-3);
     let recorded = RunDir::new(saved).read_records().unwrap();
     assert!(recorded.records.iter().all(|r| r.step <= 12));
+    assert!(matches!(
+        recorded.records.last().map(|r| &r.record),
+        Some(Record::Event(Event::Finished { step: 12, .. }))
+    ));
     // The run's own history says what was decided.
     let last = checkpoint::read(&dir.join("checkpoints/last.h5")).unwrap();
-    assert_eq!(last.branches.len(), 1, "{:?}", last.branches);
+    assert_eq!(last.branches.len(), 2, "{:?}", last.branches);
+    assert_eq!(
+        (last.branches[1].kept_branch, &last.branches[1].saved),
+        (Some(false), &None)
+    );
     let b = &last.branches[0];
     assert_eq!((b.forked_at, b.until, b.kept_branch), (0, 12, Some(true)));
     assert_eq!(b.saved.as_deref(), Some(saved.as_str()));

@@ -18,6 +18,7 @@ use crate::run_dir::RunDirError;
 use crate::train::Trainer;
 use crate::{headless, protocol, runtime, tui};
 
+mod branch_cost;
 mod doctor_suite;
 mod output;
 
@@ -43,6 +44,9 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
         return Ok(ExitCode::SUCCESS);
     }
     runtime::set_threads(base.threads(), Kernels::Fast);
+    if branch_cost::child(&base)? {
+        return Ok(ExitCode::SUCCESS);
+    }
     let data = DataSplits::load(&DataSpec::Embedded, &base.data_options())?;
     say(&format!(
         "candletop bench: default model ({}), {} threads, {} timed steps",
@@ -75,6 +79,9 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
     }
     if part("ui") {
         ui_overhead(&base, &data, args.steps)?;
+    }
+    if part("branch") {
+        branch_cost::run(args)?;
     }
     Ok(ExitCode::SUCCESS)
 }

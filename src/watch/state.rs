@@ -276,6 +276,27 @@ impl RunState {
         self.info.as_ref().map(|i| &i.data_facts)
     }
 
+    /// The latest what-if branch's training loss from its fork on, smoothed by an EMA of
+    /// `span` that starts from the main line's values before the fork (as the main line's own
+    /// curve does).
+    pub fn branch_curve(&self, span: u32) -> Option<Vec<(f64, f64)>> {
+        let b = self.branch.as_ref()?;
+        let theirs = b.theirs.points();
+        if theirs.is_empty() {
+            return None;
+        }
+        let fork = b.forked_at as f64;
+        let mut raw: Vec<(f64, f64)> = self
+            .train_loss
+            .points()
+            .into_iter()
+            .filter(|p| p.0 <= fork)
+            .collect();
+        raw.extend(theirs);
+        let curve = super::chart::ema(&raw, span);
+        Some(curve.into_iter().filter(|p| p.0 > fork).collect())
+    }
+
     /// The activation statistics of the layer whose weight is parameter `param`, if measured.
     pub fn activations_of(&self, param: &str) -> Option<&LayerActivations> {
         let layer = param.strip_suffix(".weight")?;

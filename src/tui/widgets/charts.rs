@@ -287,22 +287,9 @@ impl MetricChart<'_> {
             .window
             .map(|w| self.run.step.saturating_sub(w) as f64)
             .unwrap_or(0.0);
-        // The EMA starts from the main line's values before the fork, as the main line's does.
-        let mut raw: Points = self
-            .run
-            .train_loss
-            .points()
+        let smooth = (self.run.branch_curve(self.span)?)
             .into_iter()
-            .filter(|p| p.0 <= fork)
-            .collect();
-        let theirs = b.theirs.points();
-        if theirs.is_empty() {
-            return None;
-        }
-        raw.extend(theirs);
-        let smooth = ema(&raw, self.span)
-            .into_iter()
-            .filter(|p| p.0 > fork && p.0 >= from)
+            .filter(|p| p.0 >= from)
             .collect();
         let at = |v: f64| b.verdict.as_ref().map(|d| vec![(fork + d.steps as f64, v)]);
         let verdict = b.verdict.as_ref();
