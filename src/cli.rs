@@ -165,8 +165,8 @@ pub struct TrainArgs {
 
     /// Try a change on a fork of the run: from the first step (or the resumed one), a branch
     /// with CHANGE (config key=value settings joined by commas: lr, schedule, weight_decay,
-    /// clip_grad_norm, label_smoothing, augment (on, off or a spec), class_weights) trains on
-    /// the same batches (the same images, with its own augmentation) as the run for
+    /// clip_grad_norm, label_smoothing, augment (on, off or a spec), class_weights, dropout)
+    /// trains on the same batches (the same images, with its own augmentation) as the run for
     /// --branch-steps steps; both are validated, the verdict is printed and recorded, and the
     /// branch goes on only when its training loss is lower beyond the noise
     #[arg(long, value_name = "CHANGE", value_parser = parse_change)]

@@ -70,9 +70,16 @@ fn a_change_a_branch_cannot_make_names_itself() {
     let t = trainer(1e-3);
     let problem = |s: Setting| t.fork_line(&[s]).err().unwrap();
     assert_eq!(
-        problem(Setting::new("dropout", 0.5)),
-        "dropout: cannot change on a branch (these can: lr, schedule, weight_decay, clip_grad_norm, label_smoothing, augment, class_weights)"
+        problem(Setting::new("batch_size", 16)),
+        "batch_size: cannot change on a branch (these can: lr, schedule, weight_decay, clip_grad_norm, label_smoothing, augment, class_weights, dropout)"
     );
+    // Dropout changes between non-zero values (off or on would remove or add layers).
+    assert_eq!(
+        problem(Setting::new("dropout", 0)),
+        "dropout=0: must be above 0 and under 1 (turning dropout off removes layers)"
+    );
+    let line = t.fork_line(&[Setting::new("dropout", 0.5)]).unwrap();
+    assert_eq!(line.learner.model.config().dropout, 0.5);
     assert_eq!(
         problem(Setting::new("lr", "fast")),
         "lr=fast: not a number of 0 or more"
@@ -163,8 +170,12 @@ fn headless_branches_print_the_verdict_and_keep_the_better_line() {
     assert!(out.contains("branch weight_decay=0: "), "{out}");
     // Bad changes: one line, exit code 2, no run directory.
     common::rejects(
-        &["--branch", "dropout=0.5"],
-        "--branch: dropout: cannot change on a branch (these can: lr, schedule, weight_decay, clip_grad_norm, label_smoothing, augment, class_weights)",
+        &["--branch", "batch_size=16"],
+        "--branch: batch_size: cannot change on a branch (these can: lr, schedule, weight_decay, clip_grad_norm, label_smoothing, augment, class_weights, dropout)",
+    );
+    common::rejects(
+        &["--dropout", "0", "--branch", "dropout=0.5"],
+        "--branch: dropout=0.5: this model has no dropout layers (adding them needs a new run)",
     );
     common::rejects(&["--branch", "lr"], "'lr' is not key=value");
     common::rejects(&["--branch", "lr=-1"], "lr=-1: not a number of 0 or more");
@@ -376,10 +387,11 @@ fn a_comparison_cut_short_is_recorded_as_abandoned() {
     assert_eq!(resumed.branches[0].abandoned_at, Some(0));
 }
 
-/// Changes the trainer makes beyond the learner: its own augmentation (the same images, made
-/// by a stream of its own), class weights and a schedule, each compared over the same steps.
+/// No change through the whole trainer, and changes beyond the learner's settings: dropout,
+/// its own augmentation (the same images, made by a stream of its own), class weights and a
+/// schedule, each compared over the same steps.
 #[test]
-fn augmentation_class_weights_and_schedules_can_be_tried_on_a_branch() {
+fn dropout_augmentation_class_weights_and_schedules_can_be_tried_on_a_branch() {
     let tmp = tempfile::tempdir().unwrap();
     let t = trainer(1e-3);
     // The main line's own augmentation is no change: the branch uses its batches.
@@ -402,6 +414,8 @@ fn augmentation_class_weights_and_schedules_can_be_tried_on_a_branch() {
         .unwrap()
         .starts_with("schedule=cosine:min=fast: "));
     let changes = [
+        vec![],
+        vec![Setting::new("dropout", "0.5")],
         vec![Setting::new("augment", "pad-crop:2,flip")],
         vec![Setting::new("class_weights", "balanced")],
         vec![Setting::new("schedule", "cosine")],
@@ -418,6 +432,11 @@ fn augmentation_class_weights_and_schedules_can_be_tried_on_a_branch() {
         };
         assert_eq!((&verdict.change, verdict.steps), (change, 6));
         assert!(verdict.branch_loss.is_finite() && verdict.branch_val_loss.is_finite());
+        if change.is_empty() {
+            // No change, through the whole trainer: the same losses to the last bit.
+            assert_eq!((verdict.diff, verdict.noise), (0.0, 0.0), "{verdict:?}");
+            assert_eq!(verdict.branch_val_loss, verdict.main_val_loss);
+        }
         if let Some(next) = before.get(i + 1) {
             m.commands.send(next.clone()).unwrap();
         }

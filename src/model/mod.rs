@@ -548,6 +548,28 @@ impl Cnn {
         Ok(copy)
     }
 
+    /// Dropout with probability `p` from now on. Only between non-zero values: turning
+    /// dropout on or off adds or removes layers (and changes the `state_dict` indices).
+    pub fn set_dropout(&mut self, p: f32) -> std::result::Result<(), String> {
+        if self.config.dropout == 0.0 {
+            return Err(format!(
+                "dropout={p}: this model has no dropout layers (adding them needs a new run)"
+            ));
+        }
+        if !(p > 0.0 && p < 1.0) {
+            return Err(format!(
+                "dropout={p}: must be above 0 and under 1 (turning dropout off removes layers)"
+            ));
+        }
+        for layer in self.features.iter_mut().chain(&mut self.classifier) {
+            if let Layer::Dropout(q) = layer {
+                *q = p;
+            }
+        }
+        self.config.dropout = p;
+        Ok(())
+    }
+
     /// Chooses the implementation of the hot operations (fast by default).
     pub fn set_kernels(&mut self, kernels: Kernels) {
         self.kernels = kernels;

@@ -164,6 +164,7 @@ pub const BRANCH_KEYS: &[&str] = &[
     "label_smoothing",
     "augment",
     "class_weights",
+    "dropout",
 ];
 
 impl Setting {

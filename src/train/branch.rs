@@ -88,6 +88,7 @@ impl Line {
             "weight_decay" => self.learner.opt.hyper.weight_decay = value as f32,
             "clip_grad_norm" => self.learner.clip_grad_norm = (value > 0.0).then_some(value),
             "label_smoothing" if value < 1.0 => self.learner.label_smoothing = value,
+            "dropout" => self.learner.model.set_dropout(value as f32)?,
             _ => return Err(format!("{key}={text}: must be under 1")),
         }
         Ok(())

@@ -245,6 +245,7 @@ impl Trainer {
             self.use_schedule(std::mem::replace(&mut line.schedule, main));
             self.emit_schedule(ScheduleChange::Set);
             self.cfg.label_smoothing = self.learner.label_smoothing;
+            self.cfg.dropout = self.learner.model.config().dropout;
             self.cfg.optimizer.hyper.weight_decay = self.learner.opt.hyper.weight_decay;
             let clip = self.learner.clip_grad_norm.take();
             self.learner.clip_grad_norm = line.learner.clip_grad_norm;
@@ -340,6 +341,7 @@ impl Trainer {
         let mut cfg = self.cfg.clone();
         cfg.schedule = line.schedule.spec.clone();
         cfg.label_smoothing = line.learner.label_smoothing;
+        cfg.dropout = line.learner.model.config().dropout;
         cfg.optimizer.hyper.weight_decay = line.learner.opt.hyper.weight_decay;
         cfg.clip_grad_norm = line.learner.clip_grad_norm.unwrap_or(0.0);
         cfg.class_weights = match line.learner.class_weights {
