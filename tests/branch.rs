@@ -469,3 +469,70 @@ fn a_change_keeps_the_commas_of_a_spec() {
         .contains("'7' is not key=value"));
     assert!(parse("").is_err());
 }
+
+/// The real binary killed (SIGKILL) during a comparison: the fork's `last.h5` is the main line
+/// as it was, and the run resumed from it says the branch was abandoned and goes on.
+#[test]
+fn a_process_killed_during_a_comparison_resumes_with_the_branch_abandoned() {
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_candletop"))
+        .args([
+            "--headless",
+            "--subset",
+            "2000",
+            "--arch",
+            "c8,f32",
+            "--batch-size",
+            "32",
+            "--epochs",
+            "500",
+            "--threads",
+            "1",
+            "--run-dir",
+            "k",
+            "--branch",
+            "weight_decay=0",
+            "--branch-steps",
+            "1000000",
+        ])
+        .current_dir(d)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(d.join("k/metrics.jsonl")).unwrap_or_default();
+        if text.contains(r#""type":"forked""#) && text.contains("last.h5") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no fork saved:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let ckpt = checkpoint::read(&d.join("k/checkpoints/last.h5")).unwrap();
+    assert_eq!((ckpt.global_step, ckpt.branches.len()), (0, 1));
+    assert!(ckpt.branches[0].is_open());
+    let out = common::succeeds(
+        d,
+        &[
+            "--headless",
+            "--resume",
+            "k/checkpoints/last.h5",
+            "--epochs",
+            "1",
+            "--run-dir",
+            "k2",
+        ],
+    );
+    assert!(
+        out.contains("branch weight_decay=0 forked at step 0: abandoned (the run was resumed from a checkpoint taken during the comparison); the main line goes on"),
+        "{out}"
+    );
+    let resumed = checkpoint::read(&d.join("k2/checkpoints/last.h5")).unwrap();
+    assert_eq!(resumed.branches[0].abandoned_at, Some(0));
+    assert!(resumed.global_step > 0);
+}

@@ -891,8 +891,11 @@ impl Trainer {
 
     /// Saves `last.h5`, waits for the writer, then reports the end.
     fn finish(&mut self, reason: FinishReason) -> Result<(), TrainError> {
-        if self.branch.take().is_some() {
-            self.abandon_branches("the run stopped during the comparison");
+        if let Some(f) = self.branch.take() {
+            self.abandon_branches(match f.awaiting {
+                Some(_) => "the run stopped before a line was kept",
+                None => "the run stopped during the comparison",
+            });
         }
         self.save(&[SaveKind::Last])?;
         let rest = self.saver.as_mut().map(Saver::finish).unwrap_or_default();

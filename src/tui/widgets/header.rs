@@ -100,11 +100,15 @@ fn branch_status(run: &RunState) -> Option<String> {
         return None;
     }
     let done = run.step.saturating_sub(b.forked_at);
-    let of = match b.horizon {
-        crate::protocol::Horizon::Open => "b ends".to_string(),
-        _ => format!("{}", b.until.saturating_sub(b.forked_at)),
-    };
-    Some(format!("⑂ {change} {done}/{of}, throughput shared"))
+    Some(match b.horizon {
+        crate::protocol::Horizon::Open => {
+            format!("⑂ {change} {done} steps (b ends it), throughput shared")
+        }
+        _ => format!(
+            "⑂ {change} {done}/{}, throughput shared",
+            b.until.saturating_sub(b.forked_at)
+        ),
+    })
 }
 
 /// The header's lines: state and progress, data, model and optimizer, and any error; merged
