@@ -106,36 +106,29 @@ impl Trainer {
         epoch: usize,
         augment: AugmentSpec,
     ) -> Result<Batch, TrainError> {
-        let order = self.epoch_order(epoch);
-        let loader = Loader {
-            augment,
-            ..self.data.loader(self.cfg.seed, epoch)
-        };
-        let (data, size) = (self.data.train.clone(), self.cfg.batch_size);
+        if let Some(b) = self
+            .branch
+            .as_mut()
+            .and_then(|f| next_of(f, epoch, batch.index))
+        {
+            return b;
+        }
+        // None yet, of another epoch, or out of step with the main line's (started again).
+        let stream = BatchStream::spawn(
+            self.data.train.clone(),
+            self.epoch_order(epoch),
+            self.cfg.batch_size,
+            batch.index,
+            Loader {
+                augment,
+                ..self.data.loader(self.cfg.seed, epoch)
+            },
+        );
         let Some(f) = self.branch.as_mut() else {
             unreachable!("a branch steps only while there is one")
         };
-        for _ in 0..2 {
-            if let Some((e, stream)) = &mut f.batches {
-                if *e == epoch {
-                    if let Some(b) = stream.next() {
-                        let b = b?;
-                        if b.index == batch.index {
-                            return Ok(b);
-                        }
-                    }
-                }
-            }
-            let stream = BatchStream::spawn(
-                data.clone(),
-                order.clone(),
-                size,
-                batch.index,
-                loader.clone(),
-            );
-            f.batches = Some((epoch, stream));
-        }
-        unreachable!("a stream started at a batch gives that batch first")
+        f.batches = Some((epoch, stream));
+        next_of(f, epoch, batch.index).expect("a stream started at a batch gives that batch first")
     }
 
     /// The comparison's end: both lines validated and the verdict. When a watcher was to be
@@ -447,5 +440,18 @@ impl Trainer {
             line.augment = None;
         }
         Ok(line)
+    }
+}
+
+/// The branch's next batch of its own, when its stream is of `epoch` and at batch `index`.
+fn next_of(f: &mut branch::Fork, epoch: usize, index: usize) -> Option<Result<Batch, TrainError>> {
+    let (e, stream) = f.batches.as_mut()?;
+    if *e != epoch {
+        return None;
+    }
+    match stream.next()? {
+        Ok(b) if b.index == index => Some(Ok(b)),
+        Ok(_) => None,
+        Err(e) => Some(Err(e.into())),
     }
 }
