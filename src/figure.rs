@@ -583,7 +583,10 @@ fn metric_panel(runs: &[Run], accuracy: bool) -> Panel {
     // The run's latest what-if branch, where it ran, and each line's validation at its end.
     let branch = runs[0].state.branch.as_ref();
     if let (Some(b), Some(points)) = (branch, branch_points.clone()) {
-        let label = format!("branch {}", crate::watch::words::change_text(&b.change));
+        let label = format!(
+            "branch {}",
+            crate::protocol::Setting::describe_change(&b.change)
+        );
         if let Some(v) = &b.verdict {
             let at = (b.forked_at + v.steps) as f64;
             series.push(Series {

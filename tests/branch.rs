@@ -327,6 +327,22 @@ fn a_watcher_keeps_a_line_and_the_other_is_saved_as_a_run_of_its_own() {
     let (tl, m) = link();
     t.run(tl).unwrap();
     let events: Vec<Event> = m.events.try_iter().collect();
+    // It knows it was forked, and where the other line went on.
+    let Some(Event::Started(info)) = events.first() else {
+        panic!("{events:?}")
+    };
+    let note = format!(
+        "forked at step 0 with lr=0.0003: the main line went on, the other line is in {}",
+        dir.display()
+    );
+    assert!(
+        info.resumed.as_ref().unwrap().notes.contains(&note),
+        "{:?}",
+        info.resumed
+    );
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, Event::BranchAbandoned { .. })));
     assert!(
         events
             .iter()
@@ -535,4 +551,47 @@ fn a_process_killed_during_a_comparison_resumes_with_the_branch_abandoned() {
     let resumed = checkpoint::read(&d.join("k2/checkpoints/last.h5")).unwrap();
     assert_eq!(resumed.branches[0].abandoned_at, Some(0));
     assert!(resumed.global_step > 0);
+}
+
+/// While a comparison runs, the main line is its control: a live change (here `l`'s exact LR)
+/// goes to the branch, the record says so, and a remedy on the main line is refused.
+#[test]
+fn a_live_change_during_a_comparison_goes_to_the_branch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let before = [fork(&[], Horizon::Steps(60), false), Command::Pause];
+    let (m, h) = spawned(&tmp.path().join("r"), 1, &before);
+    until(&m, |e| matches!(e, Event::Paused { .. }));
+    m.commands.send(Command::SetLr(0.05)).unwrap();
+    let changed = until(&m, |e| {
+        matches!(e, Event::BranchChanged { .. } | Event::Refused { .. })
+    });
+    assert!(
+        matches!(changed.last(), Some(Event::BranchChanged { step: 0, change })
+            if *change == vec![Setting::new("lr", 0.05)]),
+        "{changed:?}"
+    );
+    m.commands
+        .send(Command::ApplyRemedy(candletop::protocol::Remedy::ScaleLr(
+            0.1,
+        )))
+        .unwrap();
+    let refused = until(&m, |e| matches!(e, Event::Refused { .. }));
+    let Some(Event::Refused { reason, .. }) = refused.last() else {
+        unreachable!()
+    };
+    assert!(reason.contains("the main line is its control"), "{reason}");
+    m.commands.send(Command::Resume).unwrap();
+    let seen = until(&m, |e| matches!(e, Event::BranchVerdict { .. }));
+    let Some(Event::BranchVerdict { verdict, .. }) = seen.last() else {
+        unreachable!()
+    };
+    assert_eq!(verdict.change, vec![Setting::new("lr", 0.05)]);
+    // 50x the LR on the branch: worse, and the main line kept its own LR throughout.
+    assert_eq!(verdict.call, Call::Worse, "{verdict:?}");
+    assert!(!seen.iter().any(|e| matches!(e, Event::LrChanged { .. })));
+    let steps: Vec<_> = m.steps.try_iter().collect();
+    assert!(!steps.is_empty() && steps.iter().all(|s| s.lr == 1e-3));
+    m.commands.send(Command::Stop).unwrap();
+    until(&m, |e| e.is_terminal());
+    h.join().unwrap();
 }

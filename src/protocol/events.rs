@@ -271,6 +271,25 @@ impl BranchRecord {
     pub fn is_open(&self) -> bool {
         self.kept_branch.is_none() && self.abandoned_at.is_none()
     }
+
+    /// As a resumed run's note says it: where it forked, the change, what became of it.
+    pub fn describe(&self) -> String {
+        let change = Setting::describe_change(&self.change);
+        let line = |branch: bool| {
+            if branch {
+                "the branch"
+            } else {
+                "the main line"
+            }
+        };
+        let what = match (self.kept_branch, &self.saved, self.abandoned_at) {
+            (Some(b), Some(dir), _) => format!("{} went on, the other line is in {dir}", line(b)),
+            (Some(b), None, _) => format!("{} went on", line(b)),
+            (None, _, Some(at)) => format!("abandoned at step {at}"),
+            (None, _, None) => "unfinished when this checkpoint was taken".to_string(),
+        };
+        format!("forked at step {} with {change}: {what}", self.forked_at)
+    }
 }
 
 /// An evaluation of a whole split (the test set at the end of the run).
@@ -479,6 +498,12 @@ pub enum Event {
         /// The run will pause at the end for a watcher to keep one line.
         #[serde(default)]
         ask: bool,
+    },
+    /// A live change made while a comparison runs went to the branch: its change is now
+    /// `change` (the main line stays as it was, the control).
+    BranchChanged {
+        step: u64,
+        change: Vec<Setting>,
     },
     /// The comparison was decided by a watcher: the line that goes on, and where the other was
     /// saved as a run of its own.

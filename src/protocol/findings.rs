@@ -200,6 +200,19 @@ impl Setting {
         Ok(out)
     }
 
+    /// A change as `key=value`, several joined by commas (as `--branch` takes it).
+    pub fn describe_change(change: &[Setting]) -> String {
+        let parts: Vec<String> = change
+            .iter()
+            .map(|s| format!("{}={}", s.key, s.value))
+            .collect();
+        if parts.is_empty() {
+            "no change".into()
+        } else {
+            parts.join(",")
+        }
+    }
+
     pub fn new(key: &str, value: impl ToString) -> Self {
         Self {
             key: key.into(),

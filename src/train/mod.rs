@@ -457,6 +457,8 @@ impl Trainer {
             ..switches
         };
         t.doctor.remember(&ckpt.epochs);
+        // A run that was forked says so, and what became of each branch.
+        notes.extend(ckpt.branches.iter().map(|b| b.describe()));
         t.info.resumed = Some(Resumed {
             from: from.display().to_string(),
             step: ckpt.global_step,
@@ -973,6 +975,21 @@ impl Trainer {
     fn apply(&mut self, cmd: Command) -> Result<bool, TrainError> {
         let step = self.progress.step;
         let refusal = match &cmd {
+            // While a comparison runs, the main line is its control: a live change goes to
+            // the branch.
+            Command::SetLr(_)
+            | Command::ScaleLr(_)
+            | Command::SetSchedule(_)
+            | Command::SetAugment(_)
+            | Command::SetClassWeights(_)
+            | Command::SetClipGradNorm(_)
+                if self.comparing() =>
+            {
+                self.change_branch(&cmd)
+            }
+            Command::ApplyRemedy(_) | Command::UndoRemedy if self.comparing() => Some(
+                "a comparison is under way and the main line is its control: R tries a remedy on a branch".into(),
+            ),
             Command::SetLr(lr) => self.change_lr(LearningRate::new(*lr)).err(),
             Command::ScaleLr(f) if !(f.is_finite() && *f > 0.0) => {
                 Some(format!("{f} is not a positive factor"))

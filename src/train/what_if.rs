@@ -5,7 +5,7 @@
 use super::{branch, eval, TrainError, Trainer, EVAL_BATCH};
 use crate::checkpoint::SaveKind;
 use crate::data::{AugmentSpec, Batch, BatchStream, ClassWeights, Loader};
-use crate::protocol::{Event, Horizon, Record, ScheduleChange, Setting, StepMetrics};
+use crate::protocol::{Command, Event, Horizon, Record, ScheduleChange, Setting, StepMetrics};
 use crate::run_dir::{MetricsLog, RunDir};
 
 impl Trainer {
@@ -335,6 +335,7 @@ impl Trainer {
         cfg.schedule = line.schedule.spec.clone();
         cfg.label_smoothing = line.learner.label_smoothing;
         cfg.dropout = line.learner.model.config().dropout;
+        cfg.run_dir = Some(dir.path().to_path_buf());
         cfg.optimizer.hyper.weight_decay = line.learner.opt.hyper.weight_decay;
         cfg.clip_grad_norm = line.learner.clip_grad_norm.unwrap_or(0.0);
         cfg.class_weights = match line.learner.class_weights {
@@ -390,6 +391,11 @@ impl Trainer {
             .snapshot_of(&line.learner, &line.schedule, &cfg)
             .map_err(|e| e.to_string())?;
         ckpt.data.augmenting = Some(augmenting);
+        // Its history, from its own side: this line went on here, the other in this run.
+        if let Some(r) = ckpt.branches.last_mut() {
+            r.kept_branch = Some(is_branch);
+            r.saved = Some(self.info.run_dir.clone());
+        }
         std::fs::create_dir_all(dir.checkpoints()).map_err(|e| e.to_string())?;
         let last = dir.checkpoints().join(SaveKind::Last.file_name());
         crate::checkpoint::writer::write_atomic(&ckpt, &last).map_err(|e| e.to_string())?;
@@ -419,6 +425,12 @@ impl Trainer {
     pub fn fork_line(&self, change: &[Setting]) -> Result<branch::Line, String> {
         let mut line =
             branch::Line::fork(&self.learner, &self.schedule).map_err(|e| e.to_string())?;
+        self.change_line(&mut line, change)?;
+        Ok(line)
+    }
+
+    /// Applies `change` to `line` from the next step on.
+    fn change_line(&self, line: &mut branch::Line, change: &[Setting]) -> Result<(), String> {
         let schedule = |text: &str| {
             self.new_schedule(text)
                 .map_err(|e| format!("schedule={text}: {e}"))
@@ -439,7 +451,55 @@ impl Trainer {
         {
             line.augment = None;
         }
-        Ok(line)
+        Ok(())
+    }
+
+    /// Whether a comparison is under way (both lines training).
+    pub(super) fn comparing(&self) -> bool {
+        self.branch.as_ref().is_some_and(|f| f.awaiting.is_none())
+    }
+
+    /// A live change while a comparison runs goes to the branch: the main line stays the
+    /// control. The refusal when it cannot be made.
+    pub(super) fn change_branch(&mut self, cmd: &Command) -> Option<String> {
+        let next = self.progress.step + 1;
+        let lr_now = self.branch.as_ref()?.line.schedule.lr_at(next);
+        let on_off = |on: bool, yes: &str, no: &str| if on { yes } else { no }.to_string();
+        let s = match cmd {
+            Command::SetLr(lr) => Setting::new("lr", lr),
+            Command::ScaleLr(f) if !(f.is_finite() && *f > 0.0) => {
+                return Some(format!("{f} is not a positive factor"))
+            }
+            Command::ScaleLr(f) => Setting::new("lr", crate::format::sci(lr_now * f)),
+            Command::SetSchedule(spec) => Setting::new("schedule", spec),
+            Command::SetAugment(on) => Setting::new("augment", on_off(*on, "on", "off")),
+            Command::SetClassWeights(on) => {
+                Setting::new("class_weights", on_off(*on, "balanced", "none"))
+            }
+            Command::SetClipGradNorm(m) => Setting::new("clip_grad_norm", m),
+            _ => return None,
+        };
+        let mut f = self.branch.take()?;
+        let applied = self.change_line(&mut f.line, std::slice::from_ref(&s));
+        if applied.is_ok() {
+            // The branch's own batches start again with its new augmentation.
+            f.batches = None;
+            match f.change.iter_mut().find(|c| c.key == s.key) {
+                Some(c) => c.value = s.value,
+                None => f.change.push(s),
+            }
+        }
+        let change = f.change.clone();
+        self.branch = Some(f);
+        if let Err(problem) = applied {
+            return Some(problem);
+        }
+        if let Some(r) = self.progress.branches.last_mut() {
+            r.change.clone_from(&change);
+        }
+        let step = self.progress.step;
+        self.emit(Event::BranchChanged { step, change });
+        None
     }
 }
 

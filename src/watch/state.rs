@@ -568,6 +568,11 @@ impl RunState {
                     }
                 }
             }
+            Event::BranchChanged { change, .. } => {
+                if let Some(b) = &mut self.branch {
+                    b.change.clone_from(change);
+                }
+            }
             Event::BranchKept { branch, .. } => {
                 if let Some(b) = &mut self.branch {
                     b.outcome = Some(if *branch {
@@ -741,9 +746,10 @@ mod tests {
             Event::BranchVerdict { .. } => 28,
             Event::BranchKept { .. } => 29,
             Event::BranchAbandoned { .. } => 30,
+            Event::BranchChanged { .. } => 31,
         }
     }
-    const KINDS: usize = 31;
+    const KINDS: usize = 32;
 
     fn info() -> RunInfo {
         RunInfo {
@@ -1209,6 +1215,20 @@ mod tests {
             )],
         );
         assert!(run.branch.as_ref().is_some_and(BranchView::awaiting));
+        expect(
+            &mut run,
+            Event::BranchChanged {
+                step: 30,
+                change: vec![
+                    crate::protocol::Setting::new("lr", 0.05),
+                    crate::protocol::Setting::new("augment", "on"),
+                ],
+            },
+            &[(
+                LogKind::Action,
+                "branch now lr=0.05,augment=on from step 31: live changes go to the branch while the comparison runs (the main line is its control)",
+            )],
+        );
         expect(
             &mut run,
             Event::BranchKept {

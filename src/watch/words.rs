@@ -53,6 +53,7 @@ pub fn lines(e: &Event, run: Context) -> Vec<Said> {
         Event::Forked { .. }
         | Event::BranchVerdict { .. }
         | Event::BranchKept { .. }
+        | Event::BranchChanged { .. }
         | Event::BranchAbandoned { .. } => branch(e),
         Event::Paused { .. }
         | Event::Resumed { .. }
@@ -339,22 +340,7 @@ fn switches(e: &Event) -> Vec<Said> {
     }
 }
 
-/// The doctor: findings raised and cleared, remedies applied, undone and judged, restart
-/// configs written.
-/// A change as `key=value`, several joined by commas (as `--branch` takes it).
-pub fn change_text(change: &[crate::protocol::Setting]) -> String {
-    let parts: Vec<String> = change
-        .iter()
-        .map(|s| format!("{}={}", s.key, s.value))
-        .collect();
-    if parts.is_empty() {
-        "no change".into()
-    } else {
-        parts.join(",")
-    }
-}
-
-/// What-if branches: the fork, and the verdict in numbers.
+/// What-if branches: the fork, the verdict in numbers, the line kept, a branch abandoned.
 fn branch(e: &Event) -> Vec<Said> {
     match e {
         Event::Forked {
@@ -368,11 +354,20 @@ fn branch(e: &Event) -> Vec<Said> {
             LogKind::Action,
             format!(
                 "branch {}: forked at step {step}; both lines train on the same batches {} (throughput is shared)",
-                change_text(change),
+                crate::protocol::Setting::describe_change(change),
                 match horizon {
                     crate::protocol::Horizon::Open => "until you end it (b)".to_string(),
                     _ => format!("until step {until}"),
                 }
+            ),
+        ),
+        Event::BranchChanged { step, change } => one(
+            *step,
+            LogKind::Action,
+            format!(
+                "branch now {} from step {}: live changes go to the branch while the comparison runs (the main line is its control)",
+                crate::protocol::Setting::describe_change(change),
+                step + 1
             ),
         ),
         Event::BranchKept {
@@ -385,7 +380,7 @@ fn branch(e: &Event) -> Vec<Said> {
             LogKind::Action,
             format!(
                 "branch {}: {} goes on{}",
-                change_text(change),
+                crate::protocol::Setting::describe_change(change),
                 if *branch { "the branch" } else { "the main line" },
                 match saved {
                     Some(dir) => format!("; the other line is saved in {dir}"),
@@ -403,7 +398,7 @@ fn branch(e: &Event) -> Vec<Said> {
             LogKind::Warning,
             format!(
                 "branch {} forked at step {forked_at}: abandoned ({why}); the main line goes on",
-                change_text(change)
+                crate::protocol::Setting::describe_change(change)
             ),
         ),
         Event::BranchVerdict { step, verdict: v } => {
@@ -417,7 +412,7 @@ fn branch(e: &Event) -> Vec<Said> {
                 LogKind::Milestone,
                 format!(
                     "branch {}: {call} on training loss over {} steps on the same batches: {:.4} vs {:.4} on the main line ({:+.4} ± {:.4}); validation loss {:.4} vs {:.4}, accuracy {:.2}% vs {:.2}%; {}",
-                    change_text(&v.change),
+                    crate::protocol::Setting::describe_change(&v.change),
                     v.steps,
                     v.branch_loss,
                     v.main_loss,
@@ -441,6 +436,8 @@ fn branch(e: &Event) -> Vec<Said> {
     }
 }
 
+/// The doctor: findings raised and cleared, remedies applied, undone and judged, restart
+/// configs written.
 fn doctor(e: &Event) -> Vec<Said> {
     match e {
         Event::Finding {
@@ -553,7 +550,10 @@ pub fn describe(c: &Command) -> String {
         Command::Step => "step".into(),
         Command::Save => "save".into(),
         Command::Stop => "stop".into(),
-        Command::Fork { change, .. } => format!("branch {}", change_text(change)),
+        Command::Fork { change, .. } => format!(
+            "branch {}",
+            crate::protocol::Setting::describe_change(change)
+        ),
         Command::EndBranch => "end the comparison".into(),
         Command::KeepLine { branch: true, .. } => "keep the branch".into(),
         Command::KeepLine { branch: false, .. } => "keep the main line".into(),

@@ -10,7 +10,6 @@ use super::Popup;
 use crate::protocol::{BranchCall, BranchVerdict};
 use crate::tui::branch_menu::{BranchMenu, HORIZONS};
 use crate::tui::theme::Theme;
-use crate::watch::words::change_text;
 use crate::watch::BranchView;
 
 /// The `b` menu: the changes to try, a typed one, and the horizon.
@@ -38,7 +37,10 @@ impl Widget for BranchMenuView<'_> {
             lines.push(Line::from(vec![
                 Span::styled(mark(i), theme.title()),
                 Span::styled(c.label.clone(), style(i)),
-                Span::styled(format!("  {}", change_text(&c.change)), theme.dim()),
+                Span::styled(
+                    format!("  {}", crate::protocol::Setting::describe_change(&c.change)),
+                    theme.dim(),
+                ),
             ]));
         }
         let typed = menu.choices.len();
@@ -113,7 +115,10 @@ impl Widget for BranchResult<'_> {
         };
         let lines = vec![
             Line::from(vec![
-                Span::styled(format!("{} ", change_text(&v.change)), theme.title()),
+                Span::styled(
+                    format!("{} ", crate::protocol::Setting::describe_change(&v.change)),
+                    theme.title(),
+                ),
                 Span::raw(format!(
                     "forked at step {}, {} steps on the same batches:",
                     self.branch.forked_at, v.steps

@@ -301,7 +301,7 @@ impl MetricChart<'_> {
             main_val: verdict
                 .and_then(|v| at(v.main_val_loss))
                 .unwrap_or_default(),
-            label: crate::watch::words::change_text(&b.change),
+            label: crate::protocol::Setting::describe_change(&b.change),
         })
     }
 

@@ -92,7 +92,7 @@ impl Widget for Header<'_> {
 /// of the schedule, which the editor and the LR panel show).
 fn branch_status(run: &RunState) -> Option<String> {
     let b = run.branch.as_ref()?;
-    let change = crate::watch::words::change_text(&b.change);
+    let change = crate::protocol::Setting::describe_change(&b.change);
     if b.awaiting() {
         return Some(format!("⑂ {change} over: keep m/b"));
     }
