@@ -1014,7 +1014,7 @@ fn a_branch_is_forked_from_the_menu_drawn_live_and_decided_on_a_key() {
     }
     let s = screen(&app, 120, 36);
     insta::assert_snapshot!("branch_running_120x36", s);
-    assert!(s.contains("⑂ lr=6.67e-4 15/25, throughput shared"), "{s}");
+    assert!(s.contains("⑂ lr=6.67e-4 15/25 steps, img/s shared"), "{s}");
     // b while it runs ends it now.
     assert_eq!(app.on_key(key('b')), vec![Command::EndBranch]);
     // m does nothing before a verdict, and says when it does.

@@ -101,11 +101,9 @@ fn branch_status(run: &RunState) -> Option<String> {
     }
     let done = run.step.saturating_sub(b.forked_at);
     Some(match b.horizon {
-        crate::protocol::Horizon::Open => {
-            format!("⑂ {change} {done} steps (b ends it), throughput shared")
-        }
+        crate::protocol::Horizon::Open => format!("⑂ {change} {done} steps, b ends, img/s shared"),
         _ => format!(
-            "⑂ {change} {done}/{}, throughput shared",
+            "⑂ {change} {done}/{} steps, img/s shared",
             b.until.saturating_sub(b.forked_at)
         ),
     })
