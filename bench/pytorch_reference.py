@@ -5,8 +5,8 @@ thread count, timed the same way (fixed batch, warm-up, then N steps).
     python3 -m venv .venv && .venv/bin/pip install torch   # the PyPI wheel works on the CPU
     .venv/bin/python bench/pytorch_reference.py --threads 2 --steps 30
 
-Run it in the same session as `cargo run --release -- bench --threads 2 --steps 30` on a quiet
-machine and compare images/s row by row.
+`candletop bench` runs it itself, interleaved with its own rounds, when `python3 -c 'import
+torch'` works (or the python in CANDLETOP_TORCH_PYTHON), and prints the ratios.
 """
 
 import argparse
@@ -32,9 +32,9 @@ def model():
     )
 
 
-def images(n):
-    raw = gzip.open(os.path.join(ASSETS, "train-images-idx3-ubyte.gz")).read()[16:]
-    labels = gzip.open(os.path.join(ASSETS, "train-labels-idx1-ubyte.gz")).read()[8:]
+def images(n, assets=ASSETS):
+    raw = gzip.open(os.path.join(assets, "train-images-idx3-ubyte.gz")).read()[16:]
+    labels = gzip.open(os.path.join(assets, "train-labels-idx1-ubyte.gz")).read()[8:]
     x = np.frombuffer(raw, dtype=np.uint8)[: n * 784].reshape(n, 1, 28, 28).astype(np.float32) / 255.0
     x = (x - x.mean()) / x.std()
     return torch.from_numpy(x), torch.from_numpy(np.frombuffer(labels, dtype=np.uint8)[:n].astype(np.int64))
@@ -44,16 +44,18 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch", type=int, action="append", help="batch size (again for more) [64 and 256]")
+    p.add_argument("--assets", default=ASSETS, help="folder with the gzipped IDX training files")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     print(f"pytorch {torch.__version__} reference: default model, {a.threads} threads, {a.steps} timed steps")
     print(f"{'what':<28} {'images/s':>12} {'ms/batch':>12}")
     loss_fn = nn.CrossEntropyLoss()
-    for bs in (64, 256):
+    for bs in a.batch or (64, 256):
         net = model()
         opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.01)
-        x, y = images(bs)
+        x, y = images(bs, a.assets)
         net.train()
 
         def step():
@@ -69,7 +71,7 @@ def main():
         secs = time.perf_counter() - t0
         print(f"{f'train, batch {bs}':<28} {a.steps * bs / secs:>12.0f} {1000 * secs / a.steps:>12.1f}")
         net.eval()
-        xv, _ = images(1000)
+        xv, _ = images(1000, a.assets)
         with torch.no_grad():
             for i in range(0, 1000, bs):
                 net(xv[i : i + bs])

@@ -21,6 +21,7 @@ use crate::{headless, protocol, runtime, tui};
 mod branch_cost;
 mod doctor_suite;
 mod output;
+mod pytorch;
 
 use output::{say, write_png_folder};
 
@@ -67,6 +68,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
             throughput(&base, &data, batch_size, Kernels::Fast, args.steps)?;
         }
         kernel_profile(&base, &data, args.steps)?;
+        versus_pytorch(&base, &data, args.steps)?;
     }
     if part("checkpoints") {
         checkpoints(&base, &data, args.steps.clamp(1, 5))?;
@@ -94,14 +96,38 @@ fn throughput(
     kernels: Kernels,
     steps: usize,
 ) -> Result<(), Error> {
+    let k = match kernels {
+        Kernels::Stock => "stock",
+        Kernels::Fast => "fast",
+    };
+    let r = rates(base, data, batch_size, kernels, steps)?;
+    let batches = data.val.len().div_ceil(batch_size) as f64;
+    row(
+        &format!("train, batch {batch_size}, {k}"),
+        r.train,
+        batch_size as f64 / r.train,
+    );
+    row(
+        &format!("eval, batch {batch_size}, {k}"),
+        r.eval,
+        data.val.len() as f64 / r.eval / batches,
+    );
+    Ok(())
+}
+
+/// Training images/s over `steps` steps on one batch (after a warm-up), and evaluation
+/// images/s over the validation set, at one batch size.
+fn rates(
+    base: &RunConfig,
+    data: &DataSplits,
+    batch_size: usize,
+    kernels: Kernels,
+    steps: usize,
+) -> Result<pytorch::Rates, Error> {
     let cfg = RunConfig {
         batch_size,
         kernels,
         ..base.clone()
-    };
-    let k = match kernels {
-        Kernels::Stock => "stock",
-        Kernels::Fast => "fast",
     };
     let mut trainer = Trainer::new(cfg, data.clone())?;
     let batch = trainer.training_batch(batch_size);
@@ -113,22 +139,69 @@ fn throughput(
     for _ in 0..steps {
         trainer.step_once(&batch)?;
     }
-    let secs = t0.elapsed().as_secs_f64();
-    row(
-        &format!("train, batch {batch_size}, {k}"),
-        (steps * batch_size) as f64 / secs,
-        secs / steps as f64,
-    );
+    let train = (steps * batch_size) as f64 / t0.elapsed().as_secs_f64();
     let val = trainer.val_set();
     trainer.evaluate(&val, batch_size)?;
     let t0 = Instant::now();
     trainer.evaluate(&val, batch_size)?;
-    let secs = t0.elapsed().as_secs_f64();
-    row(
-        &format!("eval, batch {batch_size}, {k}"),
-        val.len() as f64 / secs,
-        secs / val.len().div_ceil(batch_size) as f64,
-    );
+    let eval = val.len() as f64 / t0.elapsed().as_secs_f64();
+    Ok(pytorch::Rates { train, eval })
+}
+
+/// candletop's fast kernels against PyTorch itself, in interleaved rounds at batch 64 and
+/// 256, with the ratio of each row and their medians; without torch, why not.
+fn versus_pytorch(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), Error> {
+    say("");
+    let reference = match pytorch::Reference::find() {
+        Ok(r) => r,
+        Err(why) => {
+            say(&format!(
+                "PyTorch: not measured: {why}; {} names a python with torch",
+                pytorch::PYTHON_VAR
+            ));
+            return Ok(());
+        }
+    };
+    const ROUNDS: usize = 3;
+    let threads = base.threads();
+    say(&format!(
+        "candletop against PyTorch {} (bench/pytorch_reference.py: the same model, AdamW, batch and {threads} threads), {ROUNDS} interleaved rounds",
+        reference.version
+    ));
+    say(&format!(
+        "{:<6} {:<16} {:>12} {:>12} {:>8}",
+        "round", "images/s", "candletop", "PyTorch", "ratio"
+    ));
+    let mut ratios: Vec<(String, Vec<f64>)> = Vec::new();
+    for round in 1..=ROUNDS {
+        for batch in [64, 256] {
+            let ours = rates(base, data, batch, Kernels::Fast, steps)?;
+            let theirs = reference.measure(batch, steps, threads)?;
+            for (what, a, b) in [
+                ("train", ours.train, theirs.train),
+                ("eval", ours.eval, theirs.eval),
+            ] {
+                let label = format!("{what}, batch {batch}");
+                say(&format!(
+                    "{round:<6} {label:<16} {a:>12.0} {b:>12.0} {:>7.2}x",
+                    a / b
+                ));
+                match ratios.iter_mut().find(|(l, _)| *l == label) {
+                    Some((_, v)) => v.push(a / b),
+                    None => ratios.push((label, vec![a / b])),
+                }
+            }
+        }
+    }
+    say("median of the rounds, candletop / PyTorch:");
+    for (label, v) in ratios {
+        let each: Vec<String> = v.iter().map(|r| format!("{r:.2}")).collect();
+        say(&format!(
+            "       {label:<16} {:>7.2}x   (rounds: {})",
+            pytorch::median(v),
+            each.join(", ")
+        ));
+    }
     Ok(())
 }
 

@@ -491,6 +491,15 @@ const EMBEDDED_TEST_IMAGES: &[u8] =
 const EMBEDDED_TEST_LABELS: &[u8] =
     include_bytes!("../../assets/fashion-mnist-subset/t10k-labels-idx1-ubyte.gz");
 
+/// The embedded training images and labels as their gzipped IDX files (for a reference
+/// implementation that reads them itself).
+pub fn embedded_train_files() -> [(&'static str, &'static [u8]); 2] {
+    [
+        ("train-images-idx3-ubyte.gz", EMBEDDED_TRAIN_IMAGES),
+        ("train-labels-idx1-ubyte.gz", EMBEDDED_TRAIN_LABELS),
+    ]
+}
+
 fn embedded() -> Result<(Dataset, Dataset), DataError> {
     let named = |name: &str, bytes: &[u8]| -> Result<(PathBuf, idx::IdxArray), DataError> {
         let path = PathBuf::from(format!("<embedded>/{name}"));
