@@ -309,9 +309,14 @@ pub struct BenchArgs {
 
     /// Only one part: kernels, checkpoints, data, doctor, ui or branch (a what-if branch's
     /// memory and time) [default: all of them]; or doctor-suite: the training doctor on
-    /// provoked faults and healthy runs (minutes; a table)
-    #[arg(long, value_name = "PART", value_parser = ["kernels", "checkpoints", "data", "doctor", "ui", "branch", "doctor-suite"])]
+    /// provoked faults and healthy runs (minutes; a table); or time-to-accuracy: the README's
+    /// fast recipe on the full Fashion-MNIST, timed to its test accuracy (minutes)
+    #[arg(long, value_name = "PART", value_parser = ["kernels", "checkpoints", "data", "doctor", "ui", "branch", "doctor-suite", "time-to-accuracy"])]
     pub only: Option<String>,
+
+    /// time-to-accuracy: the full data [default: fashion-mnist:/usr/share/datasets/fashion-mnist]
+    #[arg(long, value_name = "SPEC")]
+    pub data: Option<String>,
 
     /// doctor-suite: seeds per case and data
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]

@@ -22,6 +22,7 @@ mod branch_cost;
 mod doctor_suite;
 mod output;
 mod pytorch;
+mod time_to_accuracy;
 
 use output::{say, write_png_folder};
 
@@ -31,6 +32,14 @@ const STOCK_CHILD: &str = "CANDLETOP_BENCH_STOCK_BATCH";
 pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
     if args.only.as_deref() == Some("doctor-suite") {
         doctor_suite::run(args)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.only.as_deref() == Some("time-to-accuracy") {
+        runtime::set_threads(
+            runtime::threads_or_all(args.threads.unwrap_or(0)),
+            Kernels::Fast,
+        );
+        time_to_accuracy::run(args)?;
         return Ok(ExitCode::SUCCESS);
     }
     let base = RunConfig {
