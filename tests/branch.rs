@@ -15,6 +15,17 @@ use candletop::train::branch::{Comparison, Verdict};
 use candletop::train::Trainer;
 use common::{small_config, small_data, until};
 
+/// A headless run of the binary on 2,000 embedded images with a small, quick model.
+const SMALL_HEADLESS: &[&str] = &[
+    "--headless",
+    "--subset",
+    "2000",
+    "--arch",
+    "c8,f32",
+    "--batch-size",
+    "32",
+];
+
 /// A run on 2,000 embedded images at `lr` (Adam), not started.
 fn trainer(lr: f64) -> Trainer {
     let cfg = RunConfig {
@@ -98,19 +109,8 @@ fn headless_branches_print_the_verdict_and_keep_the_better_line() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let run = |name: &str, extra: &[&str]| {
-        let mut args = vec![
-            "--headless",
-            "--subset",
-            "2000",
-            "--arch",
-            "c8,f32",
-            "--batch-size",
-            "32",
-            "--epochs",
-            "1",
-            "--run-dir",
-            name,
-        ];
+        let mut args = SMALL_HEADLESS.to_vec();
+        args.extend(["--epochs", "1", "--run-dir", name]);
         args.extend(extra);
         common::succeeds(d, &args)
     };
@@ -494,14 +494,8 @@ fn a_process_killed_during_a_comparison_resumes_with_the_branch_abandoned() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_candletop"))
+        .args(SMALL_HEADLESS)
         .args([
-            "--headless",
-            "--subset",
-            "2000",
-            "--arch",
-            "c8,f32",
-            "--batch-size",
-            "32",
             "--epochs",
             "500",
             "--threads",
