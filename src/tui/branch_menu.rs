@@ -74,29 +74,30 @@ impl BranchMenu {
             "schedule",
             "cosine".into(),
         ));
-        choices.push(if augmenting {
-            one("augmentation off".into(), "augment", "off".into())
-        } else {
-            one("augmentation on".into(), "augment", "on".into())
-        });
-        choices.push(if weighted {
-            one("class weights off".into(), "class_weights", "none".into())
-        } else {
-            one(
-                "balanced class weights".into(),
+        // The switches, each the other way from how it is.
+        for (on, key, when_on, when_off) in [
+            (
+                augmenting,
+                "augment",
+                ("augmentation off", "off"),
+                ("augmentation on", "on"),
+            ),
+            (
+                weighted,
                 "class_weights",
-                "balanced".into(),
-            )
-        });
-        choices.push(if clipping {
-            one("no gradient clipping".into(), "clip_grad_norm", "0".into())
-        } else {
-            one(
-                "clip gradients to norm 1".into(),
+                ("class weights off", "none"),
+                ("balanced class weights", "balanced"),
+            ),
+            (
+                clipping,
                 "clip_grad_norm",
-                "1".into(),
-            )
-        });
+                ("no gradient clipping", "0"),
+                ("clip gradients to norm 1", "1"),
+            ),
+        ] {
+            let (label, value) = if on { when_on } else { when_off };
+            choices.push(one(label.into(), key, value.into()));
+        }
         choices.push(one(
             "label smoothing 0.1".into(),
             "label_smoothing",
