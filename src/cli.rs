@@ -308,10 +308,11 @@ pub struct BenchArgs {
     pub threads: Option<usize>,
 
     /// Only one part: kernels, checkpoints, data, doctor, ui or branch (a what-if branch's
-    /// memory and time) [default: all of them]; or doctor-suite: the training doctor on
+    /// memory and time) [default: all of them]; or profile: the fast kernels' per-op table
+    /// alone (part of kernels); or doctor-suite: the training doctor on
     /// provoked faults and healthy runs (minutes; a table); or time-to-accuracy: the README's
     /// fast recipe on the full Fashion-MNIST, timed to its test accuracy (minutes)
-    #[arg(long, value_name = "PART", value_parser = ["kernels", "checkpoints", "data", "doctor", "ui", "branch", "doctor-suite", "time-to-accuracy"])]
+    #[arg(long, value_name = "PART", value_parser = ["kernels", "profile", "checkpoints", "data", "doctor", "ui", "branch", "doctor-suite", "time-to-accuracy"])]
     pub only: Option<String>,
 
     /// time-to-accuracy: the full data [default: fashion-mnist:/usr/share/datasets/fashion-mnist]

@@ -161,6 +161,7 @@ fn flat64(t: &Tensor) -> Vec<f64> {
 fn fast_conv_block_matches_the_stock_ops() {
     use candle_core::Var;
     use candletop::model::block::{conv_block, BlockSpec, Norm};
+    use candletop::model::conv::Method;
     use candletop::model::pool::pool2x2;
     use candletop::model::Pool;
     let acts = [
@@ -263,12 +264,20 @@ fn fast_conv_block_matches_the_stock_ops() {
         };
         cases += 1;
 
+        // Winograd where it can run, for every other case.
+        let method = if k == 3 && s == 1 && cases % 2 == 0 {
+            Method::Winograd
+        } else {
+            Method::Auto
+        };
+        let what = format!("{what} {method:?}");
         let spec = BlockSpec {
             stride: s,
             pad: p,
             norm,
             act,
             pool,
+            method,
         };
         let (fast, _) =
             conv_block(x.as_tensor(), wt.as_tensor(), Some(pv.as_tensor()), spec).unwrap();
@@ -314,18 +323,30 @@ fn fast_evaluation_matches_the_stock_ops() {
     assert_close(&logits[0], &logits[1], "eval logits");
 }
 
-/// The block's convolution (im2col + gemm) against a direct computation from the definition, over random
-/// shapes: output, input gradient and weight gradient (relative error at most 1e-4). (candle's
-/// own conv2d backward fails outright on some of these shapes: stride 2 with a remainder.)
+/// The block's convolution, by im2col and, where the shape allows, by Winograd, against a
+/// direct computation from the definition over random shapes (every other one 3x3 with stride
+/// 1, up to 12 input channels): output, input gradient and weight gradient (relative error at
+/// most 1e-4). (candle's own conv2d backward fails outright on some of these shapes: stride 2
+/// with a remainder.)
 #[test]
 fn fast_conv_matches_the_definition() {
     use candle_core::Var;
     use candletop::model::block::{conv_block, BlockSpec, Norm};
+    use candletop::model::conv::Method;
     use candletop::model::Pool;
     let mut rng = Rng::new(5);
     let mut cases = 0;
     while cases < 60 {
-        let Some(ConvCase {
+        let Some(mut case) = ConvCase::random(&mut rng) else {
+            continue;
+        };
+        if cases % 2 == 1 {
+            (case.k, case.s, case.c) = (3, 1, 1 + rng.below(12) as usize);
+            if case.h + 2 * case.p < 3 || case.w + 2 * case.p < 3 {
+                continue;
+            }
+        }
+        let ConvCase {
             n,
             c,
             o,
@@ -334,10 +355,7 @@ fn fast_conv_matches_the_definition() {
             k,
             s,
             p,
-        }) = ConvCase::random(&mut rng)
-        else {
-            continue;
-        };
+        } = case;
         cases += 1;
         let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
         let vals = |len: usize, rng: &mut Rng| -> Vec<f32> {
@@ -383,30 +401,38 @@ fn fast_conv_matches_the_definition() {
         }
         let x = Var::from_vec(xv, (n, c, h, w), &Device::Cpu).unwrap();
         let wt = Var::from_vec(wv, (o, c, k, k), &Device::Cpu).unwrap();
-        let spec = BlockSpec {
-            stride: s,
-            pad: p,
-            norm: Norm::None,
-            act: None,
-            pool: Pool::None,
+        let methods: &[Method] = if k == 3 && s == 1 {
+            &[Method::Auto, Method::Im2col, Method::Winograd]
+        } else {
+            &[Method::Auto, Method::Im2col]
         };
-        let (fast, _) = conv_block(x.as_tensor(), wt.as_tensor(), None, spec).unwrap();
-        assert_eq!(fast.dims(), &[n, o, oh, ow]);
-        let probe = Tensor::from_vec(gv, fast.shape(), &Device::Cpu).unwrap();
-        let grads = probed_grads(&fast, &probe).unwrap();
-        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let what = format!("n{n} c{c} o{o} {h}x{w} k{k} s{s} p{p}");
-        for (want, got, name) in [
-            (y, flat(&fast), "y"),
-            (dx, flat(grads.get(&x).unwrap()), "dx"),
-            (dw, flat(grads.get(&wt).unwrap()), "dw"),
-        ] {
-            let scale = want.iter().map(|v| v.abs()).fold(1e-3f64, f64::max);
-            for (i, (a, b)) in want.iter().zip(&got).enumerate() {
-                assert!(
-                    (a - *b as f64).abs() / scale <= 1e-4,
-                    "{what} {name}[{i}]: definition {a} fast {b}"
-                );
+        for &method in methods {
+            let spec = BlockSpec {
+                stride: s,
+                pad: p,
+                norm: Norm::None,
+                act: None,
+                pool: Pool::None,
+                method,
+            };
+            let (fast, _) = conv_block(x.as_tensor(), wt.as_tensor(), None, spec).unwrap();
+            assert_eq!(fast.dims(), &[n, o, oh, ow]);
+            let probe = Tensor::from_vec(gv.clone(), fast.shape(), &Device::Cpu).unwrap();
+            let grads = probed_grads(&fast, &probe).unwrap();
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let what = format!("n{n} c{c} o{o} {h}x{w} k{k} s{s} p{p} {method:?}");
+            for (want, got, name) in [
+                (&y, flat(&fast), "y"),
+                (&dx, flat(grads.get(&x).unwrap()), "dx"),
+                (&dw, flat(grads.get(&wt).unwrap()), "dw"),
+            ] {
+                let scale = want.iter().map(|v| v.abs()).fold(1e-3f64, f64::max);
+                for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+                    assert!(
+                        (a - *b as f64).abs() / scale <= 1e-4,
+                        "{what} {name}[{i}]: definition {a} fast {b}"
+                    );
+                }
             }
         }
     }

@@ -13,7 +13,7 @@ use crate::data::{DataSpec, DataSplits};
 use crate::error::Error;
 use crate::format::group_thousands;
 use crate::model::gemm::{self, Threads};
-use crate::model::{profile, Kernels};
+use crate::model::{conv, profile, Kernels};
 use crate::run_dir::RunDirError;
 use crate::train::Trainer;
 use crate::{headless, protocol, runtime, tui};
@@ -78,6 +78,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
         }
         kernel_profile(&base, &data, args.steps)?;
         versus_pytorch(&base, &data, args.steps)?;
+    } else if part("profile") {
+        kernel_profile(&base, &data, args.steps)?;
     }
     if part("checkpoints") {
         checkpoints(&base, &data, args.steps.clamp(1, 5))?;
@@ -442,7 +444,8 @@ fn stock_in_child(args: &BenchArgs, batch_size: usize) -> Result<(), Error> {
 }
 
 /// Where a training step of the fast kernels goes, op by op, with the matrix products' rates
-/// against the matrix-product peak measured here and now.
+/// against the matrix-product peak measured here and now; then the conv layers by Winograd
+/// against im2col on the same shapes, in interleaved rounds.
 fn kernel_profile(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), Error> {
     let one = gemm::peak_gflops(1024, Threads::One);
     let all = gemm::peak_gflops(1024, Threads::All);
@@ -462,25 +465,97 @@ fn kernel_profile(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(
         for _ in 0..3 {
             trainer.step_once(&batch)?;
         }
+        // Rounds alternate the methods; each keeps its fastest round.
+        let mut best: [Option<StepProfile>; 2] = [None, None];
+        for _round in 0..2 {
+            for (i, winograd) in [true, false].into_iter().enumerate() {
+                conv::auto_winograd(winograd);
+                let p = StepProfile::measure(&mut trainer, &batch, steps);
+                conv::auto_winograd(true);
+                let p = p?;
+                if best[i].as_ref().is_none_or(|b| p.step_ms < b.step_ms) {
+                    best[i] = Some(p);
+                }
+            }
+        }
+        let [Some(fast), Some(im2col)] = best else {
+            unreachable!("two rounds ran");
+        };
+        fast.print(&format!("fast kernels, batch {batch_size}"), all);
+        say(&format!(
+            "{:<40} {:>8} {:>8} {:>8} {:>8}",
+            "  the same step with im2col only", "fwd ms", "bwd ms", "ratio", ""
+        ));
+        for e in im2col
+            .entries
+            .iter()
+            .filter(|e| e.label.starts_with("conv"))
+        {
+            let Some(w) = fast.entries.iter().find(|w| w.label == e.label) else {
+                continue;
+            };
+            let (f, b) = (fast.per_step(e.forward), fast.per_step(e.backward));
+            let total = |x: &profile::Entry| (x.forward + x.backward).as_secs_f64();
+            say(&format!(
+                "  {:<38} {f:>8.2} {b:>8.2} {:>7.2}x",
+                e.label,
+                total(e) / total(w).max(1e-12)
+            ));
+        }
+        say(&format!(
+            "  {:<38} {:>8.2} {:>8} {:>7.2}x",
+            "whole step",
+            im2col.step_ms,
+            "",
+            im2col.step_ms / fast.step_ms
+        ));
+    }
+    Ok(())
+}
+
+/// One timed stretch of training steps, op by op.
+struct StepProfile {
+    entries: Vec<profile::Entry>,
+    step_ms: f64,
+    steps: usize,
+}
+
+impl StepProfile {
+    fn measure(
+        trainer: &mut Trainer,
+        batch: &crate::data::Batch,
+        steps: usize,
+    ) -> Result<Self, Error> {
+        trainer.step_once(batch)?;
         profile::enable(true);
         let t0 = Instant::now();
         for _ in 0..steps {
-            trainer.step_once(&batch)?;
+            if let Err(e) = trainer.step_once(batch) {
+                profile::enable(false);
+                return Err(e.into());
+            }
         }
         let step_ms = t0.elapsed().as_secs_f64() * 1000.0 / steps as f64;
         profile::enable(false);
-        let entries = profile::entries();
+        Ok(StepProfile {
+            entries: profile::entries(),
+            step_ms,
+            steps,
+        })
+    }
+
+    fn per_step(&self, d: Duration) -> f64 {
+        d.as_secs_f64() * 1000.0 / self.steps as f64
+    }
+
+    /// The table: per op its forward and backward time per step and rates, with `peak` the
+    /// machine's product rate on all threads.
+    fn print(&self, title: &str, peak: f64) {
         say("");
         say(&format!(
-            "{:<32} {:>8} {:>8} {:>11} {:>11} {:>9}",
-            format!("fast kernels, batch {batch_size}"),
-            "fwd ms",
-            "bwd ms",
-            "fwd GFLOP/s",
-            "bwd GFLOP/s",
-            "of peak"
+            "{:<40} {:>8} {:>8} {:>11} {:>11} {:>9}",
+            title, "fwd ms", "bwd ms", "fwd GFLOP/s", "bwd GFLOP/s", "of peak"
         ));
-        let per_step = |d: Duration| d.as_secs_f64() * 1000.0 / steps as f64;
         let rate = |flops: f64, d: Duration| {
             if flops > 0.0 {
                 format!("{:.0}", flops / d.as_secs_f64().max(1e-12) / 1e9)
@@ -489,13 +564,15 @@ fn kernel_profile(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(
             }
         };
         let mut accounted = 0.0;
-        for e in &entries {
-            let (f, b) = (per_step(e.forward), per_step(e.backward));
+        let mut step_flops = 0.0;
+        for e in &self.entries {
+            let (f, b) = (self.per_step(e.forward), self.per_step(e.backward));
             accounted += f + b;
             let flops = e.forward_flops + e.backward_flops;
+            step_flops += flops / self.steps as f64;
             let share = if flops > 0.0 {
                 let secs = (e.forward + e.backward).as_secs_f64().max(1e-12);
-                format!("{:.0}%", 100.0 * flops / secs / 1e9 / all)
+                format!("{:.0}%", 100.0 * flops / secs / 1e9 / peak)
             } else {
                 "-".into()
             };
@@ -507,7 +584,7 @@ fn kernel_profile(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(
                 }
             };
             say(&format!(
-                "{:<32} {:>8} {:>8} {:>11} {:>11} {share:>9}",
+                "{:<40} {:>8} {:>8} {:>11} {:>11} {share:>9}",
                 e.label,
                 ms(f, e.forward_calls),
                 ms(b, e.backward_calls),
@@ -516,13 +593,21 @@ fn kernel_profile(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(
             ));
         }
         say(&format!(
-            "{:<32} {:>8.2}",
+            "{:<40} {:>8.2}",
             "rest (loss, gradient sums, glue)",
-            step_ms - accounted
+            self.step_ms - accounted
         ));
-        say(&format!("{:<32} {step_ms:>8.2}", "whole step"));
+        let whole = step_flops / (self.step_ms / 1000.0) / 1e9;
+        say(&format!(
+            "{:<40} {:>8.2} {:>8} {:>11} {:>11} {:>9}",
+            "whole step",
+            self.step_ms,
+            "",
+            format!("{whole:.0}"),
+            "",
+            format!("{:.0}%", 100.0 * whole / peak)
+        ));
     }
-    Ok(())
 }
 
 /// Counts the bytes the UI writes, after a warm-up (the first full frame is not steady state).

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use super::activation::Activation;
 use super::arch::Pool;
 use super::batchnorm::{channel_stats, lane_sums, normalize, per_channel, plane_moments};
-use super::conv::{backward_image, forward_image, Geometry, Scratch};
+use super::conv::{Conv, Geometry, Method, Scratch};
 use super::cpu::{slice, tensor, Float, Grads3, Kernel3, Op3};
 use super::pool::{pool_plane, unpool_plane};
 
@@ -48,6 +48,8 @@ pub struct BlockSpec {
     pub norm: Norm,
     pub act: Option<Activation>,
     pub pool: Pool,
+    /// How the convolution's products are formed.
+    pub method: Method,
 }
 
 /// What the forward pass leaves for the backward pass (and the running statistics).
@@ -108,17 +110,19 @@ fn forward<T: Float>(x: &[T], w: &[T], p: &[T], op: &ConvBlock) -> Vec<T> {
     let act = op.spec.act;
     let batch = op.batch();
     let mut z = vec![T::zero(); n * o * ohow];
+    let conv = Conv::new(*g, w, op.spec.method);
     // With batch norm, each image's contribution to the statistics is summed while its conv
     // output is still in cache; per image, the moments of its planes.
     let moments: Vec<Vec<(f64, f64)>> = z
-        .par_chunks_mut(o * ohow)
-        .zip(x.par_chunks(g.plane()))
-        .map_init(Vec::new, |scratch, (zi, xi)| {
-            forward_image(g, w, xi, scratch, zi);
+        .par_chunks_mut(o * ohow * FORWARD_GROUP)
+        .zip(x.par_chunks(g.plane() * FORWARD_GROUP))
+        .map_init(Scratch::default, |scratch, (zi, xi)| {
+            conv.forward(xi, xi.len() / g.plane(), zi, scratch);
             if batch {
                 return zi.chunks_exact(ohow).map(plane_moments).collect();
             }
-            for (ch, row) in zi.chunks_exact_mut(ohow).enumerate() {
+            for (i, row) in zi.chunks_exact_mut(ohow).enumerate() {
+                let ch = i % o;
                 let s = match &op.spec.norm {
                     Norm::Folded(scale) => T::from_f64(scale[ch]),
                     _ => T::from_f64(1.0),
@@ -372,6 +376,11 @@ struct Work<T> {
 /// (one weight-sized vector each) costs little.
 const GRADIENT_GROUP: usize = 4;
 
+/// Images per convolution call in the forward pass: Winograd's products then have 4 images'
+/// tiles as their columns (196 for a 14x14 output), wide enough to run near the product's
+/// peak.
+const FORWARD_GROUP: usize = 4;
+
 fn backward<T: Float>(
     op: &ConvBlock,
     (x, w, p): (&Tensor, &Tensor, &Tensor),
@@ -420,40 +429,38 @@ fn backward<T: Float>(
         m: (n * ohow) as f64,
     });
 
-    // Per image: the gradient at the conv output, then the conv's own gradients.
+    // Per group of images: the gradient at the conv output, then the conv's own gradients.
     let (need_dx, need_dw, need_p) = (x.track_op(), w.track_op(), p.track_op());
+    let conv = Conv::new(*g, wv, op.spec.method);
     // Weight and shift gradients are summed over the images of a fixed group in image order,
     // then over the groups in group order: the same sums in the same order whichever thread
     // ran which group, so a run repeats bit for bit (and resumes exactly).
     let zero_partial = || Partial {
-        dw: vec![T::zero(); if need_dw { wv.len() } else { 0 }],
+        dw: vec![T::zero(); if need_dw { conv.grad_len() } else { 0 }],
         dshift: vec![0f64; o],
     };
     let new_work = || Work {
-        dz: vec![T::zero(); o * ohow],
+        dz: vec![T::zero(); GRADIENT_GROUP * o * ohow],
         buf: Vec::new(),
         scratch: Scratch::default(),
     };
-    let per_image =
-        |work: &mut Work<T>, part: &mut Partial<T>, img: usize, dx: Option<&mut [T]>| {
-            for ch in 0..o {
-                let dz = &mut work.dz[ch * ohow..][..ohow];
-                let dshift = &mut part.dshift[ch];
-                pg.conv_out((img * o + ch, ch), &mut work.buf, dz, norm.as_ref(), dshift);
-            }
-            let xi = &xv[img * g.plane()..][..g.plane()];
-            let dw = need_dw.then_some(part.dw.as_mut_slice());
-            backward_image(g, wv, xi, &work.dz, dw, dx, &mut work.scratch);
-        };
     let group = |work: &mut Work<T>, first: usize, dx: Option<&mut [T]>| {
         let mut part = zero_partial();
-        let images = first..(first + GRADIENT_GROUP).min(n);
-        match dx {
-            Some(dx) => images
-                .zip(dx.chunks_exact_mut(g.plane()))
-                .for_each(|(img, dxi)| per_image(work, &mut part, img, Some(dxi))),
-            None => images.for_each(|img| per_image(work, &mut part, img, None)),
+        let images = GRADIENT_GROUP.min(n - first);
+        for (i, dz) in work.dz.chunks_exact_mut(ohow).take(images * o).enumerate() {
+            let ch = i % o;
+            let dshift = &mut part.dshift[ch];
+            pg.conv_out(
+                (first * o + i, ch),
+                &mut work.buf,
+                dz,
+                norm.as_ref(),
+                dshift,
+            );
         }
+        let xs = &xv[first * g.plane()..][..images * g.plane()];
+        let dw = need_dw.then_some(part.dw.as_mut_slice());
+        conv.backward((xs, &work.dz), images, (dw, dx), &mut work.scratch);
         part
     };
     let mut dx = vec![T::zero(); if need_dx { xv.len() } else { 0 }];
@@ -476,7 +483,9 @@ fn backward<T: Float>(
     let dp = need_p.then(|| param_grad(norm.as_ref(), &total.dshift));
     Ok((
         need_dx.then(|| tensor(dx, x.shape())).transpose()?,
-        need_dw.then(|| tensor(total.dw, w.shape())).transpose()?,
+        need_dw
+            .then(|| tensor(conv.weight_grad(total.dw), w.shape()))
+            .transpose()?,
         dp.map(|v| tensor(v, p.shape())).transpose()?,
     ))
 }
@@ -505,6 +514,8 @@ impl Kernel3 for ConvBlock {
         s
     }
 
+    /// The nominal FLOPs, those of the direct convolution, whichever method ran: a faster
+    /// method shows as a higher rate.
     fn flops(&self, n: usize, products: usize) -> f64 {
         2.0 * (products * n * self.g.macs(self.out_c)) as f64
     }
@@ -548,6 +559,10 @@ pub fn conv_block(
         );
     }
     let g = Geometry::new((c, h, w), k, spec.stride, spec.pad)?;
+    let spec = BlockSpec {
+        method: spec.method.resolve(&g)?,
+        ..spec
+    };
     let want = if matches!(spec.norm, Norm::Batch { .. }) {
         2 * o
     } else {

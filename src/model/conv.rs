@@ -1,101 +1,32 @@
-//! The convolution kernels of the fused conv block (`block`), one image at a time.
+//! The convolution kernels of the fused conv block (`block`), on a group of images at a time:
+//! Winograd F(2x2, 3x3) (`winograd`) for 3x3 kernels with stride 1 and enough input channels,
+//! im2col otherwise ([`Method`]).
 //!
-//! Forward: im2col into a scratch buffer that the thread keeps, then one matrix product
+//! im2col, one image at a time. Forward: im2col into a scratch buffer that the thread keeps, then one matrix product
 //! `W (o x c*k*k) . cols (c*k*k x oh*ow)` that lands directly in NCHW order. Backward from the
 //! gradient dz at the product's output: the weight gradient `dz . cols^T` accumulated into a
 //! per-thread buffer (the columns are rebuilt from x rather than kept from the forward pass:
 //! cheaper than a round trip through memory), and the input gradient `W^T . dz` through
 //! col2im, computed only when asked for (the first layer's input is data).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use candle_core::Result;
 
 use super::cpu::Float;
 use super::gemm::{matmul, MatRef, Threads};
+pub use super::geometry::Geometry;
+use super::winograd::{self, Filters};
 
-/// The shape of one convolution (dilation 1, one group).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Geometry {
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub k: usize,
-    pub stride: usize,
-    pub pad: usize,
-    pub oh: usize,
-    pub ow: usize,
-}
-
-impl Geometry {
-    pub fn new(
-        (c, h, w): (usize, usize, usize),
-        k: usize,
-        stride: usize,
-        pad: usize,
-    ) -> Result<Self> {
-        let out = |x: usize| (x + 2 * pad).checked_sub(k).map(|v| v / stride + 1);
-        match (out(h), out(w)) {
-            (Some(oh), Some(ow)) if stride > 0 && k > 0 => Ok(Self {
-                c,
-                h,
-                w,
-                k,
-                stride,
-                pad,
-                oh,
-                ow,
-            }),
-            _ => candle_core::bail!("conv2d: kernel {k} does not fit a padded {h}x{w} input"),
-        }
+/// One image's columns, (c*k*k) x (oh*ow) row-major, written into `scratch`; or the image
+/// itself for a pointwise convolution.
+fn columns<'a, T: Float>(g: &Geometry, img: &'a [T], scratch: &'a mut Vec<T>) -> &'a [T] {
+    if g.pointwise() {
+        return img;
     }
-
-    /// Length of one im2col column (one output position's receptive field).
-    pub fn row(&self) -> usize {
-        self.c * self.k * self.k
-    }
-
-    pub fn plane(&self) -> usize {
-        self.c * self.h * self.w
-    }
-
-    pub fn out_plane(&self) -> usize {
-        self.oh * self.ow
-    }
-
-    /// A 1x1 convolution with stride 1 and no padding: the image is its own column matrix.
-    fn pointwise(&self) -> bool {
-        self.k == 1 && self.stride == 1 && self.pad == 0
-    }
-
-    /// Multiply-adds of one image's forward pass.
-    pub fn macs(&self, out_channels: usize) -> usize {
-        out_channels * self.row() * self.out_plane()
-    }
-
-    /// The output columns `ox` whose input column `ox * stride + kx - pad` lies inside the image.
-    fn valid(&self, kx: usize) -> (usize, usize) {
-        let (s, p) = (self.stride, self.pad);
-        let lo = p.saturating_sub(kx).div_ceil(s);
-        let hi = (self.w + p).saturating_sub(kx).div_ceil(s).min(self.ow);
-        (lo.min(hi), hi)
-    }
-
-    /// The input row read by output row `oy` at kernel row `ky`, if inside the image.
-    fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
-        (oy * self.stride + ky)
-            .checked_sub(self.pad)
-            .filter(|&y| y < self.h)
-    }
-
-    /// One image's columns, (c*k*k) x (oh*ow) row-major, written into `scratch`; or the image
-    /// itself for a pointwise convolution.
-    fn columns<'a, T: Float>(&self, img: &'a [T], scratch: &'a mut Vec<T>) -> &'a [T] {
-        if self.pointwise() {
-            return img;
-        }
-        scratch.resize(self.row() * self.out_plane(), T::zero());
-        im2col(img, self, scratch);
-        scratch
-    }
+    scratch.resize(g.row() * g.out_plane(), T::zero());
+    im2col(img, g, scratch);
+    scratch
 }
 
 fn im2col<T: Float>(img: &[T], g: &Geometry, cols: &mut [T]) {
@@ -163,16 +94,118 @@ fn col2im<T: Float>(cols: &[T], g: &Geometry, img: &mut [T]) {
     }
 }
 
+/// How a convolution's matrix products are formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
+    /// The faster of the two for the shape: Winograd where it fits, else im2col.
+    #[default]
+    Auto,
+    /// Columns of receptive fields, one product per image.
+    Im2col,
+    /// F(2x2, 3x3) on 4x4 tiles (3x3 kernels, stride 1 only).
+    Winograd,
+}
+
+/// One convolution of a batch, ready to run on groups of images: the geometry, the weight and,
+/// for Winograd, the filters' transforms (made once per batch).
+pub(super) struct Conv<'w, T> {
+    g: Geometry,
+    w: &'w [T],
+    o: usize,
+    filters: Option<Filters<T>>,
+}
+
+/// Whether [`Method::Auto`] may pick Winograd (on unless a bench turns it off to time im2col
+/// on the same shapes in the same run).
+static AUTO_WINOGRAD: AtomicBool = AtomicBool::new(true);
+
+/// Lets [`Method::Auto`] pick Winograd, or not.
+pub fn auto_winograd(on: bool) {
+    AUTO_WINOGRAD.store(on, Ordering::Relaxed);
+}
+
+impl Method {
+    /// The method that runs for this shape: [`Method::Auto`] made definite, or an error for
+    /// Winograd asked of a shape it cannot do.
+    pub fn resolve(self, g: &Geometry) -> Result<Method> {
+        Ok(match self {
+            Method::Auto if winograd::fits(g) && AUTO_WINOGRAD.load(Ordering::Relaxed) => {
+                Method::Winograd
+            }
+            Method::Auto => Method::Im2col,
+            Method::Winograd if g.k != 3 || g.stride != 1 => {
+                candle_core::bail!("conv2d: Winograd needs a 3x3 kernel with stride 1")
+            }
+            m => m,
+        })
+    }
+}
+
+impl<'w, T: Float> Conv<'w, T> {
+    /// The convolution by `method` as [`Method::resolve`] made it definite.
+    pub fn new(g: Geometry, w: &'w [T], method: Method) -> Self {
+        let o = w.len() / g.row();
+        let filters = (method == Method::Winograd).then(|| Filters::new(w, o, g.c));
+        Self { g, w, o, filters }
+    }
+
+    /// The forward pass of `images` consecutive images of `x` into `out` (images, o, oh, ow).
+    pub fn forward(&self, x: &[T], images: usize, out: &mut [T], s: &mut Scratch<T>) {
+        let g = &self.g;
+        if let Some(f) = &self.filters {
+            return winograd::forward(g, f, x, images, out, &mut s.winograd);
+        }
+        let planes = x.chunks_exact(g.plane()).take(images);
+        for (xi, yi) in planes.zip(out.chunks_exact_mut(self.o * g.out_plane())) {
+            forward_image(g, self.w, xi, &mut s.cols, yi);
+        }
+    }
+
+    /// Length of the weight-gradient accumulator [`Conv::backward`] adds into: the weight's,
+    /// or its transforms' for Winograd ([`Conv::weight_grad`] turns it into the gradient).
+    pub fn grad_len(&self) -> usize {
+        self.filters.as_ref().map_or(self.w.len(), |f| f.grad_len())
+    }
+
+    /// The backward pass of `images` consecutive images of `x` from `dz` (images, o, oh, ow),
+    /// the gradient at the convolution's output: adds to the weight-gradient accumulator
+    /// `dw` when given, and writes the input gradient into `dx` when given.
+    pub fn backward(
+        &self,
+        (x, dz): (&[T], &[T]),
+        images: usize,
+        (dw, dx): (Option<&mut [T]>, Option<&mut [T]>),
+        s: &mut Scratch<T>,
+    ) {
+        let g = &self.g;
+        if let Some(f) = &self.filters {
+            return winograd::backward(g, f, (x, dz), images, (dw, dx), &mut s.winograd);
+        }
+        let ozw = self.o * g.out_plane();
+        let (mut dw, mut dx) = (dw, dx);
+        for img in 0..images {
+            let xi = &x[img * g.plane()..][..g.plane()];
+            let dzi = &dz[img * ozw..][..ozw];
+            let dxi = dx
+                .as_deref_mut()
+                .map(|d| &mut d[img * g.plane()..][..g.plane()]);
+            backward_image(g, self.w, xi, dzi, dw.as_deref_mut(), dxi, s);
+        }
+    }
+
+    /// The weight gradient from the accumulator the backward passes added into.
+    pub fn weight_grad(&self, acc: Vec<T>) -> Vec<T> {
+        match &self.filters {
+            Some(_) => winograd::weight_grad(&acc, self.o, self.g.c),
+            None => acc,
+        }
+    }
+}
+
 /// One image's forward pass: out (o x oh*ow) = W (o x c*k*k) . columns(img).
-pub(super) fn forward_image<T: Float>(
-    g: &Geometry,
-    w: &[T],
-    img: &[T],
-    scratch: &mut Vec<T>,
-    out: &mut [T],
-) {
+fn forward_image<T: Float>(g: &Geometry, w: &[T], img: &[T], scratch: &mut Vec<T>, out: &mut [T]) {
     let o = w.len() / g.row();
-    let cols = g.columns(img, scratch);
+    let cols = columns(g, img, scratch);
     matmul(
         out,
         MatRef::new(w, o, g.row()),
@@ -182,10 +215,11 @@ pub(super) fn forward_image<T: Float>(
     );
 }
 
-/// Scratch buffers one thread keeps across the images of a backward pass.
+/// Scratch buffers one thread keeps across the images it convolves.
 pub(super) struct Scratch<T> {
     cols: Vec<T>,
     dcols: Vec<T>,
+    winograd: winograd::Scratch<T>,
 }
 
 impl<T> Default for Scratch<T> {
@@ -193,13 +227,14 @@ impl<T> Default for Scratch<T> {
         Self {
             cols: Vec::new(),
             dcols: Vec::new(),
+            winograd: winograd::Scratch::default(),
         }
     }
 }
 
 /// One image's backward pass from dz (o x oh*ow), the gradient at the product's output:
 /// `dw += dz . columns(img)^T` when given, and `dx = col2im(W^T . dz)` when given.
-pub(super) fn backward_image<T: Float>(
+fn backward_image<T: Float>(
     g: &Geometry,
     w: &[T],
     img: &[T],
@@ -211,7 +246,7 @@ pub(super) fn backward_image<T: Float>(
     let (o, ohow) = (w.len() / g.row(), g.out_plane());
     let dz = MatRef::new(dz, o, ohow);
     if let Some(dw) = dw {
-        let cols = g.columns(img, &mut scratch.cols);
+        let cols = columns(g, img, &mut scratch.cols);
         let cols = MatRef::new(cols, g.row(), ohow).t();
         matmul(dw, dz, cols, true, Threads::One);
     }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::activation::Activation;
 use super::arch::Pool;
 use super::block::{conv_block, BlockSpec, Norm};
+use super::conv::Method;
 use super::cpu::{dispatch1, slice, tensor, timed_backward, Float};
 use super::profile::{self, Phase};
 use crate::rng::Rng;
@@ -108,6 +109,7 @@ impl Conv2d {
             norm,
             act,
             pool,
+            method: Method::Auto,
         };
         match (bn, mode) {
             (None, _) => Ok(conv_block(x, &self.weight, bias, spec(Norm::None))?.0),

@@ -16,11 +16,13 @@ pub mod block;
 pub mod conv;
 pub(crate) mod cpu;
 pub mod gemm;
+mod geometry;
 pub mod layers;
 pub mod linear;
 pub mod pool;
 pub mod probe;
 pub mod profile;
+mod winograd;
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
