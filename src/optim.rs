@@ -166,15 +166,18 @@ impl Optimizer {
         self.steps += 1;
     }
 
-    /// Updates parameter `index` in place from its gradient; returns the squared L2 norm of the
-    /// change (for the update-to-weight ratio).
-    pub fn update(&mut self, index: usize, w: &mut [f32], g: &[f32], lr: f32) -> f64 {
+    /// Updates parameter `index` in place from its gradient; returns the squared L2 norms of
+    /// the weights before the step and of the change (for the update-to-weight ratio), taken
+    /// in the same pass.
+    pub fn update(&mut self, index: usize, w: &mut [f32], g: &[f32], lr: f32) -> (f64, f64) {
         let h = self.hyper;
         let t = self.steps.max(1);
         let st = &mut self.state[index];
         let mut delta_sq = 0f64;
+        let mut weight_sq = 0f64;
         match self.kind {
             OptimizerKind::Sgd => {
+                weight_sq = l2(w).powi(2);
                 let first = t == 1;
                 for i in 0..w.len() {
                     let mut d = g[i] + h.weight_decay * w[i];
@@ -206,16 +209,19 @@ impl Optimizer {
                     decoupled,
                 };
                 const CHUNK: usize = 1 << 14;
-                let sums: Vec<f64> = w
+                let sums: Vec<(f64, f64)> = w
                     .par_chunks_mut(CHUNK)
                     .zip(g.par_chunks(CHUNK))
                     .zip(st.m.par_chunks_mut(CHUNK).zip(st.v.par_chunks_mut(CHUNK)))
                     .map(|((w, g), (m, v))| adam.chunk(w, g, m, v))
                     .collect();
-                delta_sq = sums.iter().sum();
+                for (w2, d2) in sums {
+                    weight_sq += w2;
+                    delta_sq += d2;
+                }
             }
         }
-        delta_sq
+        (weight_sq, delta_sq)
     }
 }
 
@@ -275,26 +281,41 @@ impl InplaceOp2 for InPlace<'_> {
         if w.len() != g.len() {
             candle_core::bail!("{name}: {} weights but {} gradients", w.len(), g.len());
         }
-        let norm_w = l2(w);
         let mut opt = self.opt.lock().unwrap_or_else(|e| e.into_inner());
-        let delta = opt.update(self.index, w, g, self.lr).sqrt();
-        *self.norms.lock().unwrap_or_else(|e| e.into_inner()) = (norm_w, delta);
+        let (weight_sq, delta_sq) = opt.update(self.index, w, g, self.lr);
+        *self.norms.lock().unwrap_or_else(|e| e.into_inner()) = (weight_sq.sqrt(), delta_sq.sqrt());
         Ok(())
     }
 }
 
-/// The L2 norm, summed in f64 in eight lanes (so that it vectorises), then the lanes in order.
+/// The L2 norm: chunks of a fixed size summed on all threads, each in f64 in eight lanes
+/// (vectorised), then the lanes and the chunks in order, so the result does not depend on the
+/// threads.
 pub fn l2(xs: &[f32]) -> f64 {
-    let mut lanes = [0f64; LANES];
-    let chunks = xs.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (l, &x) in lanes.iter_mut().zip(c) {
-            *l += (x as f64) * (x as f64);
+    const CHUNK: usize = 1 << 14;
+    let sums: Vec<f64> = xs.par_chunks(CHUNK).map(sum_of_squares).collect();
+    sums.iter().sum::<f64>().sqrt()
+}
+
+fn sum_of_squares(xs: &[f32]) -> f64 {
+    struct Squares<'a>(&'a [f32]);
+    impl pulp::WithSimd for Squares<'_> {
+        type Output = f64;
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) -> f64 {
+            let mut lanes = [0f64; LANES];
+            let chunks = self.0.chunks_exact(LANES);
+            let rest = chunks.remainder();
+            for c in chunks {
+                for (l, &x) in lanes.iter_mut().zip(c) {
+                    *l += (x as f64) * (x as f64);
+                }
+            }
+            let tail: f64 = rest.iter().map(|&x| (x as f64) * (x as f64)).sum();
+            lanes.iter().sum::<f64>() + tail
         }
     }
-    let tail: f64 = rest.iter().map(|&x| (x as f64) * (x as f64)).sum();
-    (lanes.iter().sum::<f64>() + tail).sqrt()
+    pulp::Arch::new().dispatch(Squares(xs))
 }
 
 /// Lanes of the f64 sums of squares (one 512-bit register).
@@ -310,21 +331,42 @@ struct AdamStep {
 }
 
 impl AdamStep {
-    /// Updates one chunk of a parameter and its moments; returns the squared change, added up
-    /// in eight lanes (vectorised) and then in order.
-    fn chunk(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> f64 {
-        let mut lanes = [0f64; LANES];
-        let chunks = w
-            .chunks_mut(LANES)
-            .zip(g.chunks(LANES))
-            .zip(m.chunks_mut(LANES).zip(v.chunks_mut(LANES)));
-        for ((w, g), (m, v)) in chunks {
-            for ((((w, &g), m), v), l) in w.iter_mut().zip(g).zip(m).zip(v).zip(&mut lanes) {
-                let d = self.one(w, g, m, v) as f64;
-                *l += d * d;
+    /// Updates one chunk of a parameter and its moments; returns the squared weights before
+    /// the step and the squared change, each added up in eight lanes (vectorised, compiled for
+    /// the widest vector instructions the CPU has) and then in order.
+    fn chunk(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
+        struct Chunk<'a>(
+            &'a AdamStep,
+            &'a mut [f32],
+            &'a [f32],
+            &'a mut [f32],
+            &'a mut [f32],
+        );
+        impl pulp::WithSimd for Chunk<'_> {
+            type Output = (f64, f64);
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, _: S) -> (f64, f64) {
+                let Chunk(adam, w, g, m, v) = self;
+                let (mut ws, mut ds) = ([0f64; LANES], [0f64; LANES]);
+                let chunks = w
+                    .chunks_mut(LANES)
+                    .zip(g.chunks(LANES))
+                    .zip(m.chunks_mut(LANES).zip(v.chunks_mut(LANES)));
+                for ((w, g), (m, v)) in chunks {
+                    let lanes = ws.iter_mut().zip(&mut ds);
+                    for ((((w, &g), m), v), (wl, dl)) in
+                        w.iter_mut().zip(g).zip(m).zip(v).zip(lanes)
+                    {
+                        let before = *w as f64;
+                        *wl += before * before;
+                        let d = adam.one(w, g, m, v) as f64;
+                        *dl += d * d;
+                    }
+                }
+                (ws.iter().sum(), ds.iter().sum())
             }
         }
-        lanes.iter().sum()
+        pulp::Arch::new().dispatch(Chunk(self, w, g, m, v))
     }
 
     /// One element: returns its change.
@@ -458,7 +500,7 @@ mod tests {
         );
         let mut w = vec![1.0f32];
         opt.begin_step();
-        let d2 = opt.update(0, &mut w, &[0.5], 0.1);
+        let (_, d2) = opt.update(0, &mut w, &[0.5], 0.1);
         assert!((w[0] - 0.89).abs() < 1e-6);
         assert!((d2 - 0.11f64 * 0.11).abs() < 1e-6);
     }
@@ -494,9 +536,10 @@ mod tests {
                 by_slice.begin_step();
                 by_tensor.begin_step();
                 let before = l2(&w);
-                let d2 = by_slice.update(0, &mut w, &g, 0.05);
+                let (w2, d2) = by_slice.update(0, &mut w, &g, 0.05);
+                assert!((w2.sqrt() - before).abs() <= 1e-12 * before, "{kind:?}");
                 let (norm_w, delta) = by_tensor.update_tensor(0, &var, &gt, 0.05).unwrap();
-                assert_eq!((norm_w, delta), (before, d2.sqrt()), "{kind:?}");
+                assert_eq!((norm_w, delta), (w2.sqrt(), d2.sqrt()), "{kind:?}");
             }
             let got: Vec<f32> = var.flatten_all().unwrap().to_vec1().unwrap();
             assert_eq!(got, w, "{kind:?}");

@@ -320,21 +320,52 @@ impl Frame {
     }
 }
 
+/// Planes (c, h, w) into pixels of `stride` values: value (ch, y, x) goes to
+/// `dst[((y0 + y) * width + x0 + x) * stride + ch]`, where `width` is the destination's.
+#[inline(always)]
+fn planes_to_pixels<T: Float>(
+    src: &[T],
+    (c, h, w): (usize, usize, usize),
+    dst: &mut [T],
+    (y0, x0, width, stride): (usize, usize, usize, usize),
+) {
+    for y in 0..h {
+        for ch in 0..c {
+            let row = &src[(ch * h + y) * w..][..w];
+            let at = ((y0 + y) * width + x0) * stride + ch;
+            let out = dst[at..][..(w - 1) * stride + 1].iter_mut().step_by(stride);
+            out.zip(row).for_each(|(d, &v)| *d = v);
+        }
+    }
+}
+
+/// The reverse of [`planes_to_pixels`]: value (ch, y, x) of `dst` from
+/// `src[((y0 + y) * width + x0 + x) * stride + ch]`.
+#[inline(always)]
+fn pixels_to_planes<T: Float>(
+    src: &[T],
+    (y0, x0, width, stride): (usize, usize, usize, usize),
+    dst: &mut [T],
+    (c, h, w): (usize, usize, usize),
+) {
+    for y in 0..h {
+        for ch in 0..c {
+            let row = &mut dst[(ch * h + y) * w..][..w];
+            let at = ((y0 + y) * width + x0) * stride + ch;
+            let from = src[at..][..(w - 1) * stride + 1].iter().step_by(stride);
+            row.iter_mut().zip(from).for_each(|(d, &v)| *d = v);
+        }
+    }
+}
+
 /// The group's images (NCHW) into `hwc`, zero-bordered: pixel (y, x) at (y + pad, x + pad).
 #[inline(always)]
 fn to_hwc<T: Float>(g: &Geometry, f: &Frame, x: &[T], hwc: &mut Vec<T>) {
     hwc.clear();
     hwc.resize(f.images * f.hp * f.wp * f.cp, T::zero());
-    for img in 0..f.images {
-        for ch in 0..g.c {
-            for y in 0..g.h {
-                let src = &x[((img * g.c + ch) * g.h + y) * g.w..][..g.w];
-                let base = f.at(img, y + g.pad, g.pad) + ch;
-                for (xx, &v) in src.iter().enumerate() {
-                    hwc[base + xx * f.cp] = v;
-                }
-            }
-        }
+    let image = f.hp * f.wp * f.cp;
+    for (src, dst) in x.chunks_exact(g.plane()).zip(hwc.chunks_exact_mut(image)) {
+        planes_to_pixels(src, (g.c, g.h, g.w), dst, (g.pad, g.pad, f.wp, f.cp));
     }
 }
 
@@ -424,26 +455,27 @@ fn forward_body<T: Float>(
             Threads::One,
         );
     }
-    let ohow = g.out_plane();
+    // Output tiles into whole-tile HWC order, then into planes.
+    let (hh, ww) = (2 * f.th, 2 * f.tw);
+    s.hwc.clear();
+    s.hwc.resize(images * hh * ww * op, T::zero());
     for (t, img, ty, tx) in f.each_tile() {
         for k in (0..op).step_by(L) {
             let mut m = [[Lane::zero(); 4]; 4];
             for (xi, e) in m.iter_mut().flatten().enumerate() {
                 *e = Lane::load(&s.m[(xi * nt + t) * op + k..]);
             }
-            let y = output_transform(&m);
-            for (i, row) in y.iter().enumerate() {
-                for (j, e) in row.iter().enumerate() {
-                    let (yy, xx) = (2 * ty + i, 2 * tx + j);
-                    if yy >= g.oh || xx >= g.ow {
-                        continue;
-                    }
-                    for (lane, &v) in e.0.iter().enumerate().take(o.saturating_sub(k)) {
-                        out[(img * o + k + lane) * ohow + yy * g.ow + xx] = v;
-                    }
-                }
+            for (i, row) in output_transform(&m).iter().enumerate() {
+                let at = ((img * hh + 2 * ty + i) * ww + 2 * tx) * op + k;
+                row[0].store(&mut s.hwc[at..]);
+                row[1].store(&mut s.hwc[at + op..]);
             }
         }
+    }
+    let ohow = o * g.out_plane();
+    for (img, dst) in out.chunks_exact_mut(ohow).take(images).enumerate() {
+        let src = &s.hwc[img * hh * ww * op..][..hh * ww * op];
+        pixels_to_planes(src, (0, 0, ww, op), dst, (o, g.oh, g.ow));
     }
 }
 
@@ -502,17 +534,10 @@ fn backward_body<T: Float>(
     let (hh, ww) = (2 * f.th, 2 * f.tw);
     s.hwc.clear();
     s.hwc.resize(images * hh * ww * op, T::zero());
-    let ohow = g.out_plane();
-    for img in 0..images {
-        for ch in 0..o {
-            for y in 0..g.oh {
-                let src = &dz[(img * o + ch) * ohow + y * g.ow..][..g.ow];
-                let base = ((img * hh + y) * ww) * op + ch;
-                for (xx, &v) in src.iter().enumerate() {
-                    s.hwc[base + xx * op] = v;
-                }
-            }
-        }
+    let ohow = o * g.out_plane();
+    for (img, src) in dz.chunks_exact(ohow).take(images).enumerate() {
+        let dst = &mut s.hwc[img * hh * ww * op..][..hh * ww * op];
+        planes_to_pixels(src, (o, g.oh, g.ow), dst, (0, 0, ww, op));
     }
     s.m.resize(XI * nt * op, T::zero());
     for (t, img, ty, tx) in f.each_tile() {
@@ -576,15 +601,12 @@ fn backward_body<T: Float>(
             }
         }
     }
-    for img in 0..images {
-        for ch in 0..g.c {
-            for y in 0..g.h {
-                let dst = &mut dx[((img * g.c + ch) * g.h + y) * g.w..][..g.w];
-                let base = f.at(img, y + g.pad, g.pad) + ch;
-                for (xx, d) in dst.iter_mut().enumerate() {
-                    *d = s.hwc[base + xx * cp];
-                }
-            }
-        }
+    let image = f.hp * f.wp * cp;
+    for (src, dst) in s
+        .hwc
+        .chunks_exact(image)
+        .zip(dx.chunks_exact_mut(g.plane()))
+    {
+        pixels_to_planes(src, (g.pad, g.pad, f.wp, cp), dst, (g.c, g.h, g.w));
     }
 }
