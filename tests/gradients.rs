@@ -278,6 +278,7 @@ fn fast_conv_block_matches_the_stock_ops() {
             act,
             pool,
             method,
+            grad: true,
         };
         let (fast, _) =
             conv_block(x.as_tensor(), wt.as_tensor(), Some(pv.as_tensor()), spec).unwrap();
@@ -414,6 +415,7 @@ fn fast_conv_matches_the_definition() {
                 act: None,
                 pool: Pool::None,
                 method,
+                grad: true,
             };
             let (fast, _) = conv_block(x.as_tensor(), wt.as_tensor(), None, spec).unwrap();
             assert_eq!(fast.dims(), &[n, o, oh, ow]);

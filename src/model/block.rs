@@ -50,6 +50,10 @@ pub struct BlockSpec {
     pub pool: Pool,
     /// How the convolution's products are formed.
     pub method: Method,
+    /// Whether a backward pass may follow (training). Without one, and without batch
+    /// statistics, each group of images goes from convolution to pooled output while in cache,
+    /// and nothing is kept.
+    pub grad: bool,
 }
 
 /// What the forward pass leaves for the backward pass (and the running statistics).
@@ -111,12 +115,71 @@ fn zeroed<T: Float>(n: usize) -> Vec<T> {
     v
 }
 
+/// Without batch statistics: each plane of `z` (image-major planes of the conv output) scaled
+/// (a folded batch norm), shifted by its channel's `p` and activated, in place.
+fn shift_and_activate<T: Float>(z: &mut [T], p: &[T], op: &ConvBlock) {
+    let o = op.out_c;
+    for (i, row) in z.chunks_exact_mut(op.g.out_plane()).enumerate() {
+        let ch = i % o;
+        let s = match &op.spec.norm {
+            Norm::Folded(scale) => T::from_f64(scale[ch]),
+            _ => T::from_f64(1.0),
+        };
+        let b = p[ch];
+        match op.spec.act {
+            None => row.iter_mut().for_each(|v| *v = *v * s + b),
+            Some(Activation::Relu) => row.iter_mut().for_each(|v| {
+                let y = *v * s + b;
+                *v = if y > T::zero() { y } else { T::zero() };
+            }),
+            Some(a) => row.iter_mut().for_each(|v| *v = a.apply(*v * s + b)),
+        }
+    }
+}
+
+/// The forward pass when no backward pass follows and there are no batch statistics to wait
+/// for: per group of images, convolution, shift and activation, and pooling, with the conv
+/// output in a buffer of the thread's that stays in cache.
+fn forward_only<T: Float>(x: &[T], w: &[T], p: &[T], op: &ConvBlock) -> Vec<T> {
+    let (g, o) = (&op.g, op.out_c);
+    let ohow = g.out_plane();
+    let n = x.len() / g.plane();
+    let (ph, pw) = op.pooled();
+    let conv = Conv::new(*g, w, op.spec.method);
+    let mut out = zeroed(n * o * ph * pw);
+    if out.is_empty() {
+        return out;
+    }
+    out.par_chunks_mut(o * ph * pw * FORWARD_GROUP)
+        .zip(x.par_chunks(g.plane() * FORWARD_GROUP))
+        .for_each_init(
+            || (Scratch::default(), Vec::new(), vec![0u8; ph * pw]),
+            |(scratch, z, winners), (outg, xg)| {
+                let images = xg.len() / g.plane();
+                z.resize(images * o * ohow, T::zero());
+                conv.forward(xg, images, z, scratch);
+                shift_and_activate(z, p, op);
+                for (outp, zp) in outg.chunks_exact_mut(ph * pw).zip(z.chunks_exact(ohow)) {
+                    match op.spec.pool {
+                        Pool::None => outp.copy_from_slice(zp),
+                        Pool::Max => pool_plane(zp, g.ow, outp, Some(winners)),
+                        Pool::Avg => pool_plane(zp, g.ow, outp, None),
+                    }
+                }
+            },
+        );
+    out
+}
+
 fn forward<T: Float>(x: &[T], w: &[T], p: &[T], op: &ConvBlock) -> Vec<T> {
+    let batch = op.batch();
+    if !batch && !op.spec.grad {
+        return forward_only(x, w, p, op);
+    }
     let (g, o) = (&op.g, op.out_c);
     let ohow = g.out_plane();
     let n = x.len() / g.plane();
     let act = op.spec.act;
-    let batch = op.batch();
     let mut z = zeroed(n * o * ohow);
     let conv = Conv::new(*g, w, op.spec.method);
     // With batch norm, each image's contribution to the statistics is summed while its conv
@@ -129,22 +192,7 @@ fn forward<T: Float>(x: &[T], w: &[T], p: &[T], op: &ConvBlock) -> Vec<T> {
             if batch {
                 return zi.chunks_exact(ohow).map(plane_moments).collect();
             }
-            for (i, row) in zi.chunks_exact_mut(ohow).enumerate() {
-                let ch = i % o;
-                let s = match &op.spec.norm {
-                    Norm::Folded(scale) => T::from_f64(scale[ch]),
-                    _ => T::from_f64(1.0),
-                };
-                let b = p[ch];
-                match act {
-                    None => row.iter_mut().for_each(|v| *v = *v * s + b),
-                    Some(Activation::Relu) => row.iter_mut().for_each(|v| {
-                        let y = *v * s + b;
-                        *v = if y > T::zero() { y } else { T::zero() };
-                    }),
-                    Some(a) => row.iter_mut().for_each(|v| *v = a.apply(*v * s + b)),
-                }
-            }
+            shift_and_activate(zi, p, op);
             Vec::new()
         })
         .collect();
@@ -396,6 +444,9 @@ fn backward<T: Float>(
     dout: &Tensor,
 ) -> Result<Grads3> {
     let name = "conv-block-backward";
+    if !op.spec.grad {
+        candle_core::bail!("{name}: the forward pass was run without gradients");
+    }
     let (g, o) = (&op.g, op.out_c);
     let ohow = g.out_plane();
     let saved = op.saved.lock().unwrap_or_else(|e| e.into_inner());

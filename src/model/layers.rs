@@ -110,6 +110,7 @@ impl Conv2d {
             act,
             pool,
             method: Method::Auto,
+            grad: mode == Mode::Train,
         };
         match (bn, mode) {
             (None, _) => Ok(conv_block(x, &self.weight, bias, spec(Norm::None))?.0),
