@@ -11,7 +11,21 @@ use super::cpu::Float;
 /// Sums of `f(a[i], b[i])` (two of them) in eight f64 lanes: vectorised, where one running f64
 /// sum would be a chain of dependent adds.
 #[inline(always)]
-pub(super) fn lane_sums<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> (f64, f64)) -> (f64, f64) {
+pub(super) fn lane_sums<T: Float, F: Fn(T, T) -> (f64, f64)>(a: &[T], b: &[T], f: F) -> (f64, f64) {
+    struct Op<'a, T, F>(&'a [T], &'a [T], F);
+    impl<T: Float, F: Fn(T, T) -> (f64, f64)> pulp::WithSimd for Op<'_, T, F> {
+        type Output = (f64, f64);
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) -> (f64, f64) {
+            lane_sums_body(self.0, self.1, self.2)
+        }
+    }
+    // Compiled for the widest vector instructions the CPU has: the same sums in the same order.
+    pulp::Arch::new().dispatch(Op(a, b, f))
+}
+
+#[inline(always)]
+fn lane_sums_body<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> (f64, f64)) -> (f64, f64) {
     const L: usize = 8;
     let (mut s, mut q) = ([0f64; L], [0f64; L]);
     let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
@@ -64,8 +78,17 @@ pub(super) fn channel_stats(planes: Vec<(f64, f64)>, c: usize, m: f64) -> Vec<(f
 
 /// One plane: y = act((x - m) * s + b), with the activation inlined into the loop.
 #[inline(always)]
-pub(super) fn normalize<T: Float>(ys: &mut [T], xs: &[T], m: T, s: T, b: T, act: impl Fn(T) -> T) {
-    for (y, &x) in ys.iter_mut().zip(xs) {
-        *y = act((x - m) * s + b);
+pub(super) fn normalize<T: Float, A: Fn(T) -> T>(ys: &mut [T], xs: &[T], m: T, s: T, b: T, act: A) {
+    struct Op<'a, T, A>(&'a mut [T], &'a [T], [T; 3], A);
+    impl<T: Float, A: Fn(T) -> T> pulp::WithSimd for Op<'_, T, A> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) {
+            let Op(ys, xs, [m, s, b], act) = self;
+            for (y, &x) in ys.iter_mut().zip(xs) {
+                *y = act((x - m) * s + b);
+            }
+        }
     }
+    pulp::Arch::new().dispatch(Op(ys, xs, [m, s, b], act))
 }

@@ -105,6 +105,21 @@ fn forward<T: Float>(x: &[T], (_, _, h, w): (usize, usize, usize, usize), op: &P
 /// window (`argmax` from forward), or a quarter to each input with no winners given (average
 /// pooling); nothing to the row and column that floor pooling drops.
 pub(super) fn unpool_plane<T: Float>(g: &[T], argmax: &[u8], w: usize, dx: &mut [T]) {
+    struct Op<'a, T>(&'a [T], &'a [u8], usize, &'a mut [T]);
+    impl<T: Float> pulp::WithSimd for Op<'_, T> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) {
+            let Op(g, argmax, w, dx) = self;
+            unpool_body(g, argmax, w, dx)
+        }
+    }
+    // Compiled for the widest vector instructions the CPU has.
+    pulp::Arch::new().dispatch(Op(g, argmax, w, dx))
+}
+
+#[inline(always)]
+fn unpool_body<T: Float>(g: &[T], argmax: &[u8], w: usize, dx: &mut [T]) {
     let ow = w / 2;
     dx.fill(T::zero());
     if ow == 0 {
