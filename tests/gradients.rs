@@ -180,7 +180,16 @@ fn fast_conv_block_matches_the_stock_ops() {
             tries < 2000,
             "too few shapes that candle's conv2d backward accepts"
         );
-        let Some(ConvCase {
+        let Some(mut case) = ConvCase::random(&mut rng) else {
+            continue;
+        };
+        if cases % 4 == 2 {
+            // The direct convolution's shapes (a first layer's): 3x3, stride 1, padding 1,
+            // rows of 8 to 40 (an odd case, run with Auto, below).
+            (case.k, case.s, case.p) = (3, 1, 1);
+            case.w = 8 + rng.below(33) as usize;
+        }
+        let ConvCase {
             n,
             c,
             o,
@@ -189,10 +198,7 @@ fn fast_conv_block_matches_the_stock_ops() {
             k,
             s,
             p,
-        }) = ConvCase::random(&mut rng)
-        else {
-            continue;
-        };
+        } = case;
         let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
         let pool = [Pool::None, Pool::Max, Pool::Avg][rng.below(3) as usize];
         if pool != Pool::None && (oh < 2 || ow < 2) {
@@ -264,7 +270,8 @@ fn fast_conv_block_matches_the_stock_ops() {
         };
         cases += 1;
 
-        // Winograd where it can run, for every other case.
+        // Winograd where it can run, for every other case; Auto picks the direct convolution
+        // for the others of its shapes.
         let method = if k == 3 && s == 1 && cases % 2 == 0 {
             Method::Winograd
         } else {
@@ -324,9 +331,9 @@ fn fast_evaluation_matches_the_stock_ops() {
     assert_close(&logits[0], &logits[1], "eval logits");
 }
 
-/// The block's convolution, by im2col and, where the shape allows, by Winograd, against a
-/// direct computation from the definition over random shapes (every other one 3x3 with stride
-/// 1, up to 12 input channels): output, input gradient and weight gradient (relative error at
+/// The block's convolution, by im2col and, where the shape allows, by Winograd and the direct
+/// kernel, against a direct computation from the definition over random shapes (every other
+/// one 3x3 with stride 1, up to 12 input channels, half of those with padding 1 and up to 4): output, input gradient and weight gradient (relative error at
 /// most 1e-4). (candle's own conv2d backward fails outright on some of these shapes: stride 2
 /// with a remainder.)
 #[test]
@@ -343,6 +350,12 @@ fn fast_conv_matches_the_definition() {
         };
         if cases % 2 == 1 {
             (case.k, case.s, case.c) = (3, 1, 1 + rng.below(12) as usize);
+            if cases % 4 == 1 {
+                // The direct convolution's shapes: padding 1, a few input channels, rows
+                // that span up to two sweeps of its 32 columns.
+                (case.p, case.c, case.w) =
+                    (1, 1 + rng.below(4) as usize, 1 + rng.below(40) as usize);
+            }
             if case.h + 2 * case.p < 3 || case.w + 2 * case.p < 3 {
                 continue;
             }
@@ -402,7 +415,14 @@ fn fast_conv_matches_the_definition() {
         }
         let x = Var::from_vec(xv, (n, c, h, w), &Device::Cpu).unwrap();
         let wt = Var::from_vec(wv, (o, c, k, k), &Device::Cpu).unwrap();
-        let methods: &[Method] = if k == 3 && s == 1 {
+        let methods: &[Method] = if k == 3 && s == 1 && p == 1 && c <= 4 && w >= 8 {
+            &[
+                Method::Auto,
+                Method::Im2col,
+                Method::Winograd,
+                Method::Direct,
+            ]
+        } else if k == 3 && s == 1 {
             &[Method::Auto, Method::Im2col, Method::Winograd]
         } else {
             &[Method::Auto, Method::Im2col]

@@ -1,6 +1,7 @@
 //! The default model trained for a while on the embedded Fashion-MNIST images, then run with
-//! its second conv layer by Winograd (as training runs it) and by im2col: logits and every
-//! parameter's gradient agree within 1e-4 relative. The random weights of `gradients.rs` are
+//! its first conv layer by the direct convolution and its second by Winograd (as training
+//! runs them), and with both by im2col: logits and every parameter's gradient agree within
+//! 1e-4 relative. The random weights of `gradients.rs` are
 //! small and evenly spread; trained filters are not.
 //!
 //! In a test binary of its own: it switches the conv method for the whole process.
@@ -66,9 +67,14 @@ fn winograd_matches_im2col_on_a_trained_model() {
         .model_config([t.channels, t.height, t.width], 10)
         .unwrap();
     let mut model = Cnn::new(config, &mut Rng::new(3), DType::F32).unwrap();
-    // The second conv layer of the default model is one Winograd takes.
+    // The second conv layer of the default model is one Winograd takes; the first, one for
+    // the direct convolution where the CPU has AVX2 and FMA (else im2col).
     let g = Geometry::new((32, 14, 14), 3, 1, 1).unwrap();
     assert_eq!(Method::Auto.resolve(&g).unwrap(), Method::Winograd);
+    let g1 = Geometry::new((1, 28, 28), 3, 1, 1).unwrap();
+    let simd = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    let first_method = if simd { Method::Direct } else { Method::Im2col };
+    assert_eq!(Method::Auto.resolve(&g1).unwrap(), first_method);
 
     // 60 steps of plain SGD move the filters well away from their initial spread.
     let first: Vec<f32> = model.params()[0]
@@ -102,9 +108,9 @@ fn winograd_matches_im2col_on_a_trained_model() {
 
     let (x, y) = batch(&data, 7 * BATCH + 5);
     let (logits_w, grads_w) = logits_and_grads(&mut model, &x, &y);
-    conv::auto_winograd(false);
+    conv::auto_fast(false);
     let (logits_i, grads_i) = logits_and_grads(&mut model, &x, &y);
-    conv::auto_winograd(true);
+    conv::auto_fast(true);
     assert_close(&logits_i, &logits_w, "logits");
     for ((p, want), got) in model.params().iter().zip(&grads_i).zip(&grads_w) {
         assert_close(want, got, &format!("gradient of {}", p.name));

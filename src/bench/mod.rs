@@ -449,10 +449,14 @@ fn stock_in_child(args: &BenchArgs, batch_size: usize) -> Result<(), Error> {
 fn kernel_profile(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(), Error> {
     let one = gemm::peak_gflops(1024, Threads::One);
     let all = gemm::peak_gflops(1024, Threads::All);
+    let bandwidth = copy_bandwidth();
     say("");
     say(&format!(
         "f32 matrix-product peak (1024^3, gemm): {one:.0} GFLOP/s on 1 thread, {all:.0} on {}",
         rayon::current_num_threads()
+    ));
+    say(&format!(
+        "memory bandwidth (copying 128 MB on all threads, read + write): {bandwidth:.1} GB/s"
     ));
     for batch_size in [64, 256] {
         let cfg = RunConfig {
@@ -469,9 +473,9 @@ fn kernel_profile(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(
         let mut best: [Option<StepProfile>; 2] = [None, None];
         for _round in 0..2 {
             for (i, winograd) in [true, false].into_iter().enumerate() {
-                conv::auto_winograd(winograd);
+                conv::auto_fast(winograd);
                 let p = StepProfile::measure(&mut trainer, &batch, steps);
-                conv::auto_winograd(true);
+                conv::auto_fast(true);
                 let p = p?;
                 if best[i].as_ref().is_none_or(|b| p.step_ms < b.step_ms) {
                     best[i] = Some(p);
@@ -511,6 +515,26 @@ fn kernel_profile(base: &RunConfig, data: &DataSplits, steps: usize) -> Result<(
         ));
     }
     Ok(())
+}
+
+/// The machine's memory bandwidth on all threads: bytes read and written per second copying
+/// one 128 MB array into another, fastest of 3.
+fn copy_bandwidth() -> f64 {
+    use rayon::prelude::*;
+    const LEN: usize = 32 << 20;
+    const CHUNK: usize = 1 << 16;
+    let src: Vec<f32> = (0..LEN).into_par_iter().map(|i| i as f32).collect();
+    let mut dst = vec![0f32; LEN];
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        dst.par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(|(d, s)| d.copy_from_slice(s));
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&dst);
+    (2 * LEN * std::mem::size_of::<f32>()) as f64 / best / 1e9
 }
 
 /// One timed stretch of training steps, op by op.
@@ -553,8 +577,8 @@ impl StepProfile {
     fn print(&self, title: &str, peak: f64) {
         say("");
         say(&format!(
-            "{:<40} {:>8} {:>8} {:>11} {:>11} {:>9}",
-            title, "fwd ms", "bwd ms", "fwd GFLOP/s", "bwd GFLOP/s", "of peak"
+            "{:<40} {:>8} {:>8} {:>11} {:>11} {:>6} {:>8}",
+            title, "fwd ms", "bwd ms", "fwd GFLOP/s", "bwd GFLOP/s", "GB/s", "of peak"
         ));
         let rate = |flops: f64, d: Duration| {
             if flops > 0.0 {
@@ -583,8 +607,15 @@ impl StepProfile {
                     "-".into()
                 }
             };
+            let bytes = e.forward_bytes + e.backward_bytes;
+            let gbs = if bytes > 0.0 {
+                let secs = (e.forward + e.backward).as_secs_f64().max(1e-12);
+                format!("{:.1}", bytes / secs / 1e9)
+            } else {
+                "-".into()
+            };
             say(&format!(
-                "{:<40} {:>8} {:>8} {:>11} {:>11} {share:>9}",
+                "{:<40} {:>8} {:>8} {:>11} {:>11} {gbs:>6} {share:>8}",
                 e.label,
                 ms(f, e.forward_calls),
                 ms(b, e.backward_calls),
@@ -599,11 +630,12 @@ impl StepProfile {
         ));
         let whole = step_flops / (self.step_ms / 1000.0) / 1e9;
         say(&format!(
-            "{:<40} {:>8.2} {:>8} {:>11} {:>11} {:>9}",
+            "{:<40} {:>8.2} {:>8} {:>11} {:>11} {:>6} {:>8}",
             "whole step",
             self.step_ms,
             "",
             format!("{whole:.0}"),
+            "",
             "",
             format!("{:.0}%", 100.0 * whole / peak)
         ));

@@ -26,6 +26,7 @@ use super::batchnorm::{channel_stats, lane_sums, normalize, per_channel, plane_m
 use super::conv::{Conv, Geometry, Method, Scratch};
 use super::cpu::{slice, tensor, Float, Grads3, Kernel3, Op3};
 use super::pool::{pool_plane, unpool_plane};
+use super::profile::Phase;
 
 /// What the block normalises with.
 #[derive(Debug, Clone, PartialEq)]
@@ -577,6 +578,31 @@ impl Kernel3 for ConvBlock {
     /// method shows as a higher rate.
     fn flops(&self, n: usize, products: usize) -> f64 {
         2.0 * (products * n * self.g.macs(self.out_c)) as f64
+    }
+
+    /// Per pass over the batch, the batch-sized arrays it streams: forward, the input, then
+    /// (when a backward pass follows) the conv output written and read back, then the output
+    /// and the max-pool winners; backward, the output gradient, winners and conv output
+    /// (twice with batch norm: its sums need a sweep of their own), the input, and the input's
+    /// gradient when asked for.
+    fn bytes(&self, n: usize, phase: Phase, size: usize, dx: bool) -> f64 {
+        let g = &self.g;
+        let (ph, pw) = self.pooled();
+        let x = n * g.plane() * size;
+        let z = n * self.out_c * g.out_plane() * size;
+        let out = n * self.out_c * ph * pw;
+        let winners = if self.spec.pool == Pool::Max { out } else { 0 };
+        let kept = self.batch() || self.spec.pool != Pool::None;
+        let total = match phase {
+            Phase::Forward if !self.spec.grad && !self.batch() => x + out * size,
+            Phase::Forward => x + if kept { 2 * z } else { 0 } + out * size + winners,
+            Phase::Backward => {
+                let sweeps = if self.batch() { 2 } else { 1 };
+                let dx = if dx { x } else { 0 };
+                sweeps * (out * size + winners + z) + x + dx
+            }
+        };
+        total as f64
     }
 
     fn out_shape(&self, n: usize) -> Shape {

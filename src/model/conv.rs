@@ -1,6 +1,7 @@
 //! The convolution kernels of the fused conv block (`block`), on a group of images at a time:
 //! Winograd F(2x2, 3x3) (`winograd`) for 3x3 kernels with stride 1 and enough input channels,
-//! im2col otherwise ([`Method`]).
+//! the direct convolution (`direct`) for 3x3 kernels on images of few channels, im2col
+//! otherwise ([`Method`]).
 //!
 //! im2col, one image at a time. Forward: im2col into a scratch buffer that the thread keeps, then one matrix product
 //! `W (o x c*k*k) . cols (c*k*k x oh*ow)` that lands directly in NCHW order. Backward from the
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::Result;
 
 use super::cpu::Float;
+use super::direct;
 use super::gemm::{matmul, MatRef, Threads};
 pub use super::geometry::Geometry;
 use super::winograd::{self, Filters};
@@ -104,6 +106,9 @@ pub enum Method {
     Im2col,
     /// F(2x2, 3x3) on 4x4 tiles (3x3 kernels, stride 1 only).
     Winograd,
+    /// Multiply-adds straight from the image (3x3 kernels, stride 1, padding 1, at most 4
+    /// input channels, rows of 8 or more).
+    Direct,
 }
 
 /// One convolution of a batch, ready to run on groups of images: the geometry, the weight and,
@@ -112,30 +117,35 @@ pub(super) struct Conv<'w, T> {
     g: Geometry,
     w: &'w [T],
     o: usize,
+    /// The CPU's AVX2, for the direct convolution in f32.
+    direct: Option<pulp::x86::V3>,
     filters: Option<Filters<T>>,
 }
 
-/// Whether [`Method::Auto`] may pick Winograd (on unless a bench turns it off to time im2col
-/// on the same shapes in the same run).
-static AUTO_WINOGRAD: AtomicBool = AtomicBool::new(true);
+/// Whether [`Method::Auto`] may pick Winograd or the direct convolution (on unless a bench
+/// turns it off to time im2col on the same shapes in the same run).
+static AUTO_FAST: AtomicBool = AtomicBool::new(true);
 
-/// Lets [`Method::Auto`] pick Winograd, or not.
-pub fn auto_winograd(on: bool) {
-    AUTO_WINOGRAD.store(on, Ordering::Relaxed);
+/// Lets [`Method::Auto`] pick Winograd or the direct convolution, or only im2col.
+pub fn auto_fast(on: bool) {
+    AUTO_FAST.store(on, Ordering::Relaxed);
 }
 
 impl Method {
     /// The method that runs for this shape: [`Method::Auto`] made definite, or an error for
     /// Winograd asked of a shape it cannot do.
     pub fn resolve(self, g: &Geometry) -> Result<Method> {
+        let fast = AUTO_FAST.load(Ordering::Relaxed);
         Ok(match self {
-            Method::Auto if winograd::fits(g) && AUTO_WINOGRAD.load(Ordering::Relaxed) => {
-                Method::Winograd
-            }
+            Method::Auto if fast && winograd::fits(g) => Method::Winograd,
+            Method::Auto if fast && direct::fits(g) => Method::Direct,
             Method::Auto => Method::Im2col,
             Method::Winograd if g.k != 3 || g.stride != 1 => {
                 candle_core::bail!("conv2d: Winograd needs a 3x3 kernel with stride 1")
             }
+            Method::Direct if !direct::fits(g) => candle_core::bail!(
+                "conv2d: the direct convolution needs a 3x3 kernel, stride 1, padding 1, at most 4 input channels and rows of 8 or more"
+            ),
             m => m,
         })
     }
@@ -146,7 +156,17 @@ impl<'w, T: Float> Conv<'w, T> {
     pub fn new(g: Geometry, w: &'w [T], method: Method) -> Self {
         let o = w.len() / g.row();
         let filters = (method == Method::Winograd).then(|| Filters::new(w, o, g.c));
-        Self { g, w, o, filters }
+        let f32s = T::f32s(w).is_some();
+        let direct = (method == Method::Direct && f32s)
+            .then(direct::simd)
+            .flatten();
+        Self {
+            g,
+            w,
+            o,
+            direct,
+            filters,
+        }
     }
 
     /// The forward pass of `images` consecutive images of `x` into `out` (images, o, oh, ow).
@@ -154,6 +174,11 @@ impl<'w, T: Float> Conv<'w, T> {
         let g = &self.g;
         if let Some(f) = &self.filters {
             return winograd::forward(g, f, x, images, out, &mut s.winograd);
+        }
+        if let (Some(simd), Some(w), Some(x), Some(out)) =
+            (self.direct, T::f32s(self.w), T::f32s(x), T::f32s_mut(out))
+        {
+            return direct::forward(simd, g, w, x, images, out, &mut s.direct);
         }
         let planes = x.chunks_exact(g.plane()).take(images);
         for (xi, yi) in planes.zip(out.chunks_exact_mut(self.o * g.out_plane())) {
@@ -183,6 +208,14 @@ impl<'w, T: Float> Conv<'w, T> {
         }
         let ozw = self.o * g.out_plane();
         let (mut dw, mut dx) = (dw, dx);
+        if let (Some(simd), Some(x32), Some(dz32)) = (self.direct, T::f32s(x), T::f32s(dz)) {
+            if let Some(dw) = dw.take().and_then(|dw| T::f32s_mut(dw)) {
+                direct::weight_grad(simd, g, (x32, dz32), images, dw, &mut s.direct);
+            }
+            if dx.is_none() {
+                return;
+            }
+        }
         for img in 0..images {
             let xi = &x[img * g.plane()..][..g.plane()];
             let dzi = &dz[img * ozw..][..ozw];
@@ -220,6 +253,7 @@ pub(super) struct Scratch<T> {
     cols: Vec<T>,
     dcols: Vec<T>,
     winograd: winograd::Scratch<T>,
+    direct: direct::Scratch,
 }
 
 impl<T> Default for Scratch<T> {
@@ -228,6 +262,7 @@ impl<T> Default for Scratch<T> {
             cols: Vec::new(),
             dcols: Vec::new(),
             winograd: winograd::Scratch::default(),
+            direct: direct::Scratch::default(),
         }
     }
 }

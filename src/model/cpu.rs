@@ -55,9 +55,32 @@ fn dispatch3(
 }
 
 /// The element types the custom ops compute in (the ones `gemm` has kernels for).
-pub trait Float: WithDType + Copy + Send + Sync + 'static {}
-impl Float for f32 {}
-impl Float for f64 {}
+pub trait Float: WithDType + Copy + Send + Sync + 'static {
+    /// The same values as f32, for the kernels written for f32 alone; `None` for f64.
+    fn f32s(s: &[Self]) -> Option<&[f32]>;
+
+    fn f32s_mut(s: &mut [Self]) -> Option<&mut [f32]>;
+}
+
+impl Float for f32 {
+    fn f32s(s: &[Self]) -> Option<&[f32]> {
+        Some(s)
+    }
+
+    fn f32s_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+        Some(s)
+    }
+}
+
+impl Float for f64 {
+    fn f32s(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+
+    fn f32s_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
+    }
+}
 
 /// The contiguous CPU elements of a tensor's storage (for a tensor read in a `bwd`).
 pub fn slice<'a, T: Float>(storage: &'a StorageRef<'_>, l: &Layout, op: &str) -> Result<&'a [T]> {
@@ -85,13 +108,13 @@ pub fn by_dtype<R>(
 /// `label` when the profile records.
 pub fn timed_backward<R>(
     label: impl FnOnce() -> String,
-    flops: f64,
+    work: impl Into<super::profile::Work>,
     t: &Tensor,
     op: &str,
     f32: impl FnOnce() -> Result<R>,
     f64: impl FnOnce() -> Result<R>,
 ) -> Result<R> {
-    super::profile::time(label, super::profile::Phase::Backward, flops, || {
+    super::profile::time(label, super::profile::Phase::Backward, work, || {
         by_dtype(t, op, f32, f64)
     })
 }
@@ -110,6 +133,13 @@ pub trait Kernel3: Send + Sync {
     /// FLOPs of `products` of its matrix products for a batch of `n` (the forward pass does
     /// one; the backward pass one per input gradient it computes, data and weight).
     fn flops(&self, n: usize, products: usize) -> f64;
+
+    /// Bytes of the batch-sized arrays that a pass over a batch of `n` reads and writes, with
+    /// elements of `size` bytes and, for the backward pass, whether the input's gradient is
+    /// computed (for the profile; zero where not counted).
+    fn bytes(&self, _n: usize, _phase: Phase, _size: usize, _dx: bool) -> f64 {
+        0.0
+    }
 
     /// The output's shape for a batch of `n`.
     fn out_shape(&self, n: usize) -> Shape;
@@ -145,10 +175,19 @@ impl<K: Kernel3> CustomOp3 for Op3<K> {
     ) -> Result<(CpuStorage, Shape)> {
         let k = &self.0;
         let n = l1.dims().first().copied().unwrap_or(1);
+        let work = profile::Work {
+            flops: k.flops(n, 1),
+            bytes: k.bytes(
+                n,
+                Phase::Forward,
+                candle_core::backend::BackendStorage::dtype(s1).size_in_bytes(),
+                false,
+            ),
+        };
         let out = profile::time(
             || k.label(),
             Phase::Forward,
-            k.flops(n, 1),
+            work,
             || {
                 dispatch3(
                     K::NAME,
@@ -174,9 +213,15 @@ impl<K: Kernel3> CustomOp3 for Op3<K> {
         let k = &self.0;
         let dout = dout.contiguous()?;
         let products = usize::from(a.track_op()) + usize::from(b.track_op());
+        let n = dout.dim(0)?;
+        let size = a.dtype().size_in_bytes();
+        let work = profile::Work {
+            flops: k.flops(n, products),
+            bytes: k.bytes(n, Phase::Backward, size, a.track_op()),
+        };
         timed_backward(
             || k.label(),
-            k.flops(dout.dim(0)?, products),
+            work,
             a,
             K::NAME,
             || k.backward::<f32>((a, b, c), out, &dout),

@@ -1,6 +1,7 @@
 //! Matrix products on slices through the `gemm` crate, which picks its widest SIMD kernels
-//! (AVX-512 where the CPU has it) at run time. The only `unsafe` in the model: every view is
-//! bounds-checked against its slice before `gemm` sees a pointer.
+//! (AVX-512 where the CPU has it) at run time. One of the model's two places with `unsafe`
+//! (the other is the direct convolution's innermost loads): every view is bounds-checked
+//! against its slice before `gemm` sees a pointer.
 
 use super::cpu::Float;
 

@@ -15,6 +15,7 @@ pub mod batchnorm;
 pub mod block;
 pub mod conv;
 pub(crate) mod cpu;
+mod direct;
 pub mod gemm;
 mod geometry;
 pub mod layers;

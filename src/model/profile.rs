@@ -15,8 +15,9 @@ pub enum Phase {
     Backward,
 }
 
-/// The time one op took over all its calls, per phase, and the floating-point operations it
-/// did (zero for ops that are not matrix products).
+/// The time one op took over all its calls, per phase, the floating-point operations it did
+/// (zero for ops that are not matrix products) and the bytes it moved through memory (zero
+/// where not counted).
 #[derive(Debug, Clone, Default)]
 pub struct Entry {
     pub label: String,
@@ -26,6 +27,23 @@ pub struct Entry {
     pub backward_calls: u32,
     pub forward_flops: f64,
     pub backward_flops: f64,
+    pub forward_bytes: f64,
+    pub backward_bytes: f64,
+}
+
+/// What one call of an op does: its nominal floating-point operations, and the bytes of the
+/// batch-sized arrays its passes read and write (buffers that stay in cache not counted).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Work {
+    pub flops: f64,
+    pub bytes: f64,
+}
+
+impl From<f64> for Work {
+    /// FLOPs alone.
+    fn from(flops: f64) -> Self {
+        Work { flops, bytes: 0.0 }
+    }
 }
 
 /// Starts (clearing what was recorded) or stops recording.
@@ -41,11 +59,11 @@ pub fn entries() -> Vec<Entry> {
     TABLE.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-/// Runs `f`, and when recording adds its time and `flops` to the entry `label()`.
+/// Runs `f`, and when recording adds its time and `work` to the entry `label()`.
 pub fn time<R>(
     label: impl FnOnce() -> String,
     phase: Phase,
-    flops: f64,
+    work: impl Into<Work>,
     f: impl FnOnce() -> R,
 ) -> R {
     if !ENABLED.load(Ordering::Relaxed) {
@@ -54,7 +72,7 @@ pub fn time<R>(
     let t0 = Instant::now();
     let out = f();
     let elapsed = t0.elapsed();
-    let label = label();
+    let (label, work) = (label(), work.into());
     let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
     let i = match table.iter().position(|e| e.label == label) {
         Some(i) => i,
@@ -71,12 +89,14 @@ pub fn time<R>(
         Phase::Forward => {
             e.forward += elapsed;
             e.forward_calls += 1;
-            e.forward_flops += flops;
+            e.forward_flops += work.flops;
+            e.forward_bytes += work.bytes;
         }
         Phase::Backward => {
             e.backward += elapsed;
             e.backward_calls += 1;
-            e.backward_flops += flops;
+            e.backward_flops += work.flops;
+            e.backward_bytes += work.bytes;
         }
     }
     out
