@@ -257,6 +257,8 @@ fn forward<T: Float>(x: &[T], w: &[T], p: &[T], op: &ConvBlock) -> Vec<T> {
 /// folded scale (batch norm in training is applied by the caller, which needs the sums first).
 struct PlaneGrad<'a, T> {
     op: &'a ConvBlock,
+    /// The block's output and its gradient.
+    out: &'a [T],
     dout: &'a [T],
     /// The activations before pooling (no batch norm), or the conv output (batch norm).
     z: &'a [T],
@@ -265,6 +267,42 @@ struct PlaneGrad<'a, T> {
 }
 
 impl<T: Float> PlaneGrad<'_, T> {
+    /// Whether the block is batch norm, ReLU and 2x2 max pooling (the default model's): the
+    /// gradient before the activation is then non-zero only at the winner of each pooling
+    /// window, and only where the window's output is positive (ReLU passed it), so batch
+    /// norm's sums visit the winners alone ([`PlaneGrad::winners`]) rather than un-pool and
+    /// mask whole planes. (Writing the conv-output gradient that way, a plane-wide term and
+    /// then the winners', measured no faster than un-pooling: that pass keeps the planes.)
+    fn winners_only(&self) -> bool {
+        self.op.batch()
+            && self.op.spec.act == Some(Activation::Relu)
+            && self.op.spec.pool == Pool::Max
+    }
+
+    /// For [`PlaneGrad::winners_only`], calls `f(position, dL/d(pre-activation))` for the
+    /// winner of each window of plane `i`, in order: zero where the gradient does not reach
+    /// it (a select, not a branch: which windows pass is a coin toss the CPU cannot predict).
+    #[inline(always)]
+    fn winners(&self, i: usize, mut f: impl FnMut(usize, T)) {
+        let ow = self.op.g.ow;
+        let (ph, pw) = self.op.pooled();
+        let at = i * ph * pw;
+        let (out, dout) = (&self.out[at..][..ph * pw], &self.dout[at..][..ph * pw]);
+        let argmax = &self.argmax[at..][..ph * pw];
+        for (py, ((orow, drow), arow)) in out
+            .chunks_exact(pw)
+            .zip(dout.chunks_exact(pw))
+            .zip(argmax.chunks_exact(pw))
+            .enumerate()
+        {
+            for (px, ((&y, &d), &k)) in orow.iter().zip(drow).zip(arow).enumerate() {
+                let k = usize::from(k);
+                let d = if y > T::zero() { d } else { T::zero() };
+                f((2 * py + (k >> 1)) * ow + 2 * px + (k & 1), d);
+            }
+        }
+    }
+
     /// Writes dL/d(pre-activation) of plane `i` (image i / o, channel i % o) into `buf`.
     fn pre_activation(&self, i: usize, buf: &mut Vec<T>) {
         let (g, o) = (&self.op.g, self.op.out_c);
@@ -327,6 +365,16 @@ impl<T: Float> PlaneGrad<'_, T> {
         let planes = (0..n * o)
             .into_par_iter()
             .map_init(Vec::new, |buf, i| {
+                if self.winners_only() {
+                    let z = &self.z[i * ohow..][..ohow];
+                    let (mut db, mut dzz) = (0f64, 0f64);
+                    self.winners(i, |q, d| {
+                        let d = d.to_f64();
+                        db += d;
+                        dzz += d * z[q].to_f64();
+                    });
+                    return (db, dzz);
+                }
                 self.pre_activation(i, buf);
                 lane_sums(buf, &self.z[i * ohow..][..ohow], |d, z| {
                     let d = d.to_f64();
@@ -475,6 +523,7 @@ fn backward<T: Float>(
     };
     let pg = PlaneGrad {
         op,
+        out: slice::<T>(&os, ol, name)?,
         dout: dv,
         z: zv,
         argmax: &saved.argmax,
