@@ -96,6 +96,38 @@ fn lane_start(v: usize, ow: usize) -> usize {
     (v * L).min(ow - L)
 }
 
+/// What the direct convolution does with each image once it is in the zero-bordered buffer:
+/// the forward pass or the weight gradient. A trait rather than a closure so that each kernel
+/// is compiled inside [`each_image`]'s AVX2 context, where its vector instructions inline.
+trait ImageKernel {
+    fn image(&mut self, simd: V3, g: &Geometry, s: &Scratch, i: usize);
+}
+
+/// Runs `kernel` on each of `images` consecutive images of `x`, copying each into `s` first,
+/// compiled for AVX2 and FMA.
+fn each_image<K: ImageKernel>(
+    simd: V3,
+    g: &Geometry,
+    x: &[f32],
+    images: usize,
+    s: &mut Scratch,
+    kernel: K,
+) {
+    struct Op<'a, K>(V3, &'a Geometry, &'a [f32], usize, &'a mut Scratch, K);
+    impl<K: ImageKernel> WithSimd for Op<'_, K> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) {
+            let Op(simd, g, x, images, s, mut kernel) = self;
+            for (i, img) in x.chunks_exact(g.plane()).take(images).enumerate() {
+                s.load(g, img);
+                kernel.image(simd, g, s, i);
+            }
+        }
+    }
+    pulp::Simd::vectorize(simd, Op(simd, g, x, images, s, kernel))
+}
+
 /// The forward pass of `images` consecutive images of `x` into `out` (images, o, h, w).
 pub(super) fn forward(
     simd: V3,
@@ -106,29 +138,18 @@ pub(super) fn forward(
     out: &mut [f32],
     s: &mut Scratch,
 ) {
-    struct Op<'a>(
-        V3,
-        &'a Geometry,
-        &'a [f32],
-        &'a [f32],
-        usize,
-        &'a mut [f32],
-        &'a mut Scratch,
-    );
-    impl WithSimd for Op<'_> {
-        type Output = ();
+    struct Forward<'a> {
+        w: &'a [f32],
+        out: &'a mut [f32],
+    }
+    impl ImageKernel for Forward<'_> {
         #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, _: S) {
-            let Op(simd, g, w, x, images, out, s) = self;
-            let o = w.len() / g.row();
-            let planes = x.chunks_exact(g.plane()).take(images);
-            for (img, y) in planes.zip(out.chunks_exact_mut(o * g.out_plane())) {
-                s.load(g, img);
-                forward_image(simd, g, w, s, y);
-            }
+        fn image(&mut self, simd: V3, g: &Geometry, s: &Scratch, i: usize) {
+            let len = self.w.len() / g.row() * g.out_plane();
+            forward_image(simd, g, self.w, s, &mut self.out[i * len..][..len]);
         }
     }
-    pulp::Simd::vectorize(simd, Op(simd, g, w, x, images, out, s))
+    each_image(simd, g, x, images, s, Forward { w, out })
 }
 
 /// One image: per pair of output channels and output row, spans of four vectors, each a loop
@@ -202,29 +223,18 @@ pub(super) fn weight_grad(
     dw: &mut [f32],
     s: &mut Scratch,
 ) {
-    struct Op<'a>(
-        V3,
-        &'a Geometry,
-        &'a [f32],
-        &'a [f32],
-        usize,
-        &'a mut [f32],
-        &'a mut Scratch,
-    );
-    impl WithSimd for Op<'_> {
-        type Output = ();
+    struct WeightGrad<'a> {
+        dz: &'a [f32],
+        dw: &'a mut [f32],
+    }
+    impl ImageKernel for WeightGrad<'_> {
         #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, _: S) {
-            let Op(simd, g, x, dz, images, dw, s) = self;
-            let o = dw.len() / g.row();
-            let planes = x.chunks_exact(g.plane()).take(images);
-            for (img, dzi) in planes.zip(dz.chunks_exact(o * g.out_plane())) {
-                s.load(g, img);
-                weight_grad_image(simd, g, s, dzi, dw);
-            }
+        fn image(&mut self, simd: V3, g: &Geometry, s: &Scratch, i: usize) {
+            let len = self.dw.len() / g.row() * g.out_plane();
+            weight_grad_image(simd, g, s, &self.dz[i * len..][..len], self.dw);
         }
     }
-    pulp::Simd::vectorize(simd, Op(simd, g, x, dz, images, dw, s))
+    each_image(simd, g, x, images, s, WeightGrad { dz, dw })
 }
 
 /// One image: per (output, input) channel pair, nine vectors of sums, one per kernel
