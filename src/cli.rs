@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::config::{ConfigError, Form, RunConfig, SETTINGS};
 use crate::protocol::{LearningRate, OnNonFinite};
@@ -58,6 +58,27 @@ pub enum Cmd {
     /// gradient norm of every parameter over the steps, with the run's settings in a caption
     /// (from its metrics.jsonl; other runs overlaid with --compare).
     Plot(PlotArgs),
+    /// Print a completion script for a shell: `candletop completions bash >
+    /// ~/.local/share/bash-completion/completions/candletop` (zsh: a file `_candletop` in a
+    /// directory of $fpath; fish: ~/.config/fish/completions/candletop.fish)
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): `candletop man | man -l -`; with --dir, write a page for
+    /// candletop and one for each subcommand into DIR (candletop.1, candletop-train.1, ...)
+    Man(ManArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// Write the pages into this directory (made if missing) instead of printing candletop(1)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -421,6 +442,25 @@ impl Args for SettingFlags {
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
         Self::augment_args(cmd)
     }
+}
+
+/// The completion script for `shell`, made from the command line's definition.
+pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "candletop", &mut out);
+    out
+}
+
+/// candletop(1), in roff.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    Ok(out)
+}
+
+/// A page for candletop and one for each subcommand (candletop-train.1, ...) in `dir`.
+pub fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
+    clap_mangen::generate_to(Cli::command(), dir)
 }
 
 /// A clap error on one line: the problem and, when clap lists them, the possible values.

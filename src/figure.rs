@@ -12,7 +12,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
-use crate::format::{group_thousands, sci, short, wrap};
+use crate::format::{group_thousands, sci, short, steps_label, wrap};
 use crate::protocol::FinishReason;
 use crate::watch::chart::{
     self, ema, fit_accuracy, fit_decades, fit_loss, positive_bounds, FitInput, Range,
@@ -477,7 +477,7 @@ fn chart_on<'a, DB: DrawingBackend>(
         .x_labels(8)
         .x_desc("step")
         .y_desc(y_desc)
-        .x_label_formatter(&|x| group_thousands(x.round().max(0.0) as usize))
+        .x_label_formatter(&|x| steps_label(x.round().max(0.0)))
         .label_style((FONT, 15))
         .axis_desc_style((FONT, 17))
         .light_line_style(WHITE.mix(0.0))

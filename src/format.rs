@@ -58,6 +58,22 @@ pub fn compact(x: f64) -> String {
     format!("{}{unit}", s.strip_suffix(".0").unwrap_or(&s))
 }
 
+/// `800`, `1k`, `1.2k`, `1.25k`, `2M`: a step count on a figure's axis, whose ticks are round
+/// numbers; no thousands separator, which a reader may take for a decimal point.
+pub fn steps_label(x: f64) -> String {
+    let a = x.abs();
+    let (v, unit) = if a >= 1e6 {
+        (x / 1e6, "M")
+    } else if a >= 1e3 {
+        (x / 1e3, "k")
+    } else {
+        return format!("{x:.0}");
+    };
+    let s = format!("{v:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}{unit}")
+}
+
 /// `2.31`, `0.0123`, `1.2e18`: a value in few characters (three significant digits).
 pub fn short(x: f64) -> String {
     let a = x.abs();
@@ -219,6 +235,14 @@ mod tests {
     #[test]
     fn step_counts_are_short() {
         assert_eq!(compact(0.0), "0");
+        let labels: Vec<String> = [0.0, 800.0, 1000.0, 1200.0, 1250.0, 2000.0, 10_000.0, 2.5e6]
+            .into_iter()
+            .map(steps_label)
+            .collect();
+        assert_eq!(
+            labels,
+            ["0", "800", "1k", "1.2k", "1.25k", "2k", "10k", "2.5M"]
+        );
         assert_eq!(compact(423.0), "423");
         assert_eq!(compact(1500.0), "1500");
         assert_eq!(compact(2000.0), "2k");

@@ -167,6 +167,26 @@ fn epoch_best_and_last_files_are_written_and_pruned() {
     assert!(saved.iter().all(
         |v| v["path"].as_str().unwrap().ends_with(".h5") && v["bytes"].as_u64().unwrap() > 1000
     ));
+    // Each record's epoch is the epoch of the checkpoint's step: the epoch it ends, not the
+    // next one (an epoch-003.h5 says 3; the last.h5 of this 4-epoch run, 4).
+    for v in &saved {
+        let path = v["path"].as_str().unwrap();
+        let want = match Path::new(path).file_name().unwrap().to_str().unwrap() {
+            name if name.starts_with("epoch-") => name[6..9].parse::<u64>().unwrap(),
+            _ => continue,
+        };
+        assert_eq!(v["epoch"].as_u64(), Some(want), "{v}");
+    }
+    let last: Vec<&serde_json::Value> = saved
+        .iter()
+        .filter(|v| v["path"].as_str().unwrap().ends_with("last.h5"))
+        .collect();
+    let epochs = checkpoint::read(&dir.join("last.h5"))
+        .unwrap()
+        .completed_epochs();
+    assert!(last
+        .iter()
+        .all(|v| v["epoch"].as_u64() == Some(epochs as u64)));
 }
 
 /// A trainer of 2 epochs x 4 steps writing into `dir`.

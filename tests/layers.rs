@@ -205,6 +205,8 @@ fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
 /// thread.
 const OUTSIDE: &[(&str, &[&str])] = &[
     ("clap", &["cli", "main"]),
+    ("clap_complete", &["cli"]),
+    ("clap_mangen", &["cli"]),
     ("ratatui", &["tui", "bench"]),
     ("crossterm", &["tui"]),
     (

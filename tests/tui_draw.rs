@@ -125,6 +125,7 @@ fn recorded() -> App {
             }));
             app.on_event(&Event::CheckpointSaved {
                 step: 50,
+                epoch: 1,
                 path: "runs/x/checkpoints/epoch-001.h5".into(),
                 bytes: 5_100_000,
                 write_secs: 0.009,

@@ -113,6 +113,16 @@ impl Checkpoint {
         self.position.epoch.saturating_sub(1)
     }
 
+    /// The epoch the checkpoint's step belongs to: the last completed one when it was taken at
+    /// an epoch's end (the position is then at the start of the next), else the current one.
+    pub fn epoch_of_step(&self) -> usize {
+        if self.position.batch == 0 {
+            self.completed_epochs().max(1)
+        } else {
+            self.position.epoch
+        }
+    }
+
     pub fn param_count(&self) -> usize {
         self.tensors
             .iter()

@@ -40,6 +40,8 @@ impl SaveKind {
 pub struct SaveResult {
     pub kind: SaveKind,
     pub step: u64,
+    /// The epoch that step belongs to ([`Checkpoint::epoch_of_step`]).
+    pub epoch: usize,
     pub path: PathBuf,
     /// File size in bytes and seconds the write took, or what went wrong.
     pub outcome: Result<(u64, f64), SaveFailure>,
@@ -95,6 +97,7 @@ impl CheckpointWriter {
                     let _ = results_tx.send(SaveResult {
                         kind: job.kind,
                         step: job.ckpt.global_step,
+                        epoch: job.ckpt.epoch_of_step(),
                         path,
                         outcome,
                     });

@@ -5,6 +5,7 @@
 mod attach;
 mod data_info;
 mod diagnose;
+mod docs;
 mod eval;
 mod inspect;
 mod lr_find;
@@ -34,5 +35,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Some(Cmd::Ls(l)) => ls::ls(&l),
         Some(Cmd::View(v)) => view::view(&v),
         Some(Cmd::Plot(p)) => plot::plot(&p),
+        Some(Cmd::Completions(c)) => docs::completions(&c),
+        Some(Cmd::Man(m)) => docs::man(&m),
     }
 }

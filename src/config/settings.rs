@@ -203,7 +203,9 @@ Example: c32k5,c64/avg,c128/none,f256,f64";
 
 const DATA_HELP: &str = "Dataset [default: embedded]
 
-  embedded              a 6,000-image Fashion-MNIST subset built into the binary
+  embedded              10,000 training and 2,000 test images of Fashion-MNIST built into
+                        the binary (--val-split holds 1,000 of the training images out for
+                        validation by default)
   mnist:DIR             MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-..., gzipped or not)
   fashion-mnist:DIR     Fashion-MNIST IDX files, as MNIST
   cifar10:DIR           CIFAR-10 binary version: data_batch_1..5.bin, test_batch.bin,

@@ -676,6 +676,17 @@ mod tests {
         assert_eq!(d.classes.len(), 10);
         let n = d.train.len() + d.val.len();
         assert!((d.val.len() as f64 - n as f64 * 0.1).abs() <= 10.0);
+        // What --help says it holds.
+        assert_eq!((n, d.val.len(), d.test.len()), (10_000, 1_000, 2_000));
+        let help = (crate::config::setting("data").unwrap().long_help.unwrap())();
+        assert!(
+            help.contains("10,000 training and 2,000 test images"),
+            "{help}"
+        );
+        assert!(
+            help.contains("holds 1,000 of the training images out"),
+            "{help}"
+        );
         for c in 0..10u8 {
             let tr = d.train.labels.iter().filter(|&&l| l == c).count();
             let va = d.val.labels.iter().filter(|&&l| l == c).count();

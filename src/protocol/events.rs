@@ -542,6 +542,10 @@ pub enum Event {
     /// the snapshot held the training thread.
     CheckpointSaved {
         step: u64,
+        /// The epoch `step` belongs to (records before it: the envelope's, one later at an
+        /// epoch's end).
+        #[serde(default)]
+        epoch: usize,
         path: String,
         bytes: u64,
         write_secs: f64,
@@ -551,6 +555,8 @@ pub enum Event {
     /// `reason` is one line (e.g. "no space left on device"); `detail` the whole story.
     CheckpointFailed {
         step: u64,
+        #[serde(default)]
+        epoch: usize,
         path: String,
         reason: String,
         detail: String,

@@ -319,7 +319,7 @@ impl Schedule {
     }
 
     /// The run's epoch index (0-based) of `step`.
-    fn epoch_of(&self, step: u64) -> u64 {
+    pub fn epoch_of(&self, step: u64) -> u64 {
         self.epoch_at_origin + step.saturating_sub(self.epoch_origin + 1) / self.steps_per_epoch
     }
 

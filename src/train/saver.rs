@@ -48,6 +48,7 @@ impl Saver {
         match r.outcome {
             Ok((bytes, secs)) => Event::CheckpointSaved {
                 step: r.step,
+                epoch: r.epoch,
                 path,
                 bytes,
                 write_secs: secs,
@@ -55,6 +56,7 @@ impl Saver {
             },
             Err(f) => Event::CheckpointFailed {
                 step: r.step,
+                epoch: r.epoch,
                 path,
                 reason: f.reason,
                 detail: f.detail,

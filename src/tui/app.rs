@@ -437,7 +437,7 @@ impl App {
             Action::Step => vec![Command::Step],
             Action::Save => vec![Command::Save],
             Action::Schedule => {
-                let current = self.run.schedule.as_ref().map(|s| &s.spec);
+                let current = self.run.schedule.as_ref();
                 self.overlay = Overlay::Schedule(ScheduleEditor::new(current));
                 vec![]
             }

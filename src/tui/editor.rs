@@ -1,5 +1,9 @@
 //! The schedule editor: choose a kind, edit its values as text, see the plan, apply. The form
 //! writes a `--schedule` spec, and the spec's own parser says what is wrong, in place.
+//!
+//! A spec counts epochs from the schedule's own start (multistep's milestones); the form shows
+//! and takes the run's epochs instead, as a person reads them off the header, and the spec it
+//! writes counts from the epoch the new schedule begins in.
 
 use crossterm::event::{KeyCode, KeyEvent};
 
@@ -40,15 +44,20 @@ fn blank(kind: &Def) -> Vec<Field> {
     fields
 }
 
-/// The form filled in from a spec.
-fn fields_of(spec: &ScheduleSpec) -> Vec<Field> {
-    let mut fields = blank(spec.kind.def());
+/// The form filled in from a spec whose epochs count from the run's epoch index `origin`.
+fn fields_of(spec: &ScheduleSpec, origin: u64) -> Vec<Field> {
+    let def = spec.kind.def();
+    let mut fields = blank(def);
     let mut set = |key: &str, value: String| {
         if let Some(f) = fields.iter_mut().find(|f| f.key == key) {
             f.value = value;
         }
     };
     for (key, value) in spec.kind.curve().form() {
+        let value = match def.run_epochs {
+            Some(k) if k == key => shift_list(&value, |e| Some(e + origin)).unwrap_or(value),
+            _ => value,
+        };
         set(key, value);
     }
     if let Some(w) = spec.warmup {
@@ -57,16 +66,27 @@ fn fields_of(spec: &ScheduleSpec) -> Vec<Field> {
     fields
 }
 
+/// A comma-separated list of epochs with each moved by `f`; `None` when an entry is not a
+/// whole number or `f` refuses it.
+fn shift_list(list: &str, f: impl Fn(u64) -> Option<u64>) -> Option<String> {
+    let moved: Option<Vec<String>> = list
+        .split(',')
+        .map(|e| f(e.trim().parse().ok()?).map(|e| e.to_string()))
+        .collect();
+    moved.map(|m| m.join(","))
+}
+
 impl ScheduleEditor {
     /// The form for the schedule in force.
-    pub fn new(current: Option<&ScheduleSpec>) -> Self {
-        let spec = current.cloned().unwrap_or_default();
+    pub fn new(current: Option<&Schedule>) -> Self {
+        let spec = current.map(|s| s.spec.clone()).unwrap_or_default();
+        let origin = current.map_or(0, |s| s.main_epoch);
         Self {
             kind: KINDS
                 .iter()
                 .position(|k| k.def.name == spec.name())
                 .unwrap_or(0),
-            fields: fields_of(&spec),
+            fields: fields_of(&spec, origin),
             focus: 0,
             error: None,
         }
@@ -76,17 +96,72 @@ impl ScheduleEditor {
         KINDS[self.kind].def.name
     }
 
-    /// The spec the form describes, as `--schedule` takes it.
-    pub fn spec_text(&self) -> String {
-        let value = |key: &str| {
-            self.fields
-                .iter()
-                .find(|f| f.key == key)
-                .map(|f| f.value.trim().to_string())
-                .unwrap_or_default()
+    /// The run's epoch index (0-based) in which the form's schedule would begin, after any
+    /// warm-up, if applied now: its epochs count from there.
+    fn origin(&self, run: &RunState) -> u64 {
+        let Some(now) = run.schedule.as_ref() else {
+            return 0;
         };
+        let warmup = self.value("warmup").parse::<u64>().unwrap_or(0);
+        now.epoch_of(run.step + 1 + warmup)
+    }
+
+    fn value(&self, key: &str) -> String {
+        self.fields
+            .iter()
+            .find(|f| f.key == key)
+            .map(|f| f.value.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The spec the form describes, as `--schedule` takes it (the run's epochs turned into the
+    /// schedule's), or why an epoch cannot be.
+    pub fn spec(&self, run: &RunState) -> Result<String, String> {
+        let origin = self.origin(run);
+        let def = KINDS[self.kind].def;
+        if let Some(key) = def.run_epochs {
+            let list = self.value(key);
+            if !list.is_empty() {
+                let typed: Vec<u64> = list
+                    .split(',')
+                    .filter_map(|e| e.trim().parse::<u64>().ok())
+                    .collect();
+                if let Some(e) = typed.iter().find(|&&e| e <= origin) {
+                    return Err(format!(
+                        "epoch {e} has ended: the new schedule begins in epoch {}",
+                        origin + 1
+                    ));
+                }
+                let last = run.info.as_ref().map(|i| i.epochs as u64);
+                if let Some((e, last)) =
+                    last.and_then(|l| Some((*typed.iter().find(|&&e| e >= l)?, l)))
+                {
+                    return Err(format!(
+                        "epoch {e} is at or after the run's last ({last} epochs): a decay after it would never take effect"
+                    ));
+                }
+                if let Some(moved) = shift_list(&list, |e| e.checked_sub(origin)) {
+                    return Ok(self.spec_with(|k| {
+                        if k == key {
+                            moved.clone()
+                        } else {
+                            self.value(k)
+                        }
+                    }));
+                }
+            }
+        }
+        Ok(self.spec_with(|k| self.value(k)))
+    }
+
+    /// The spec as the form reads, its epochs as typed (a run at its start: the same).
+    pub fn spec_text(&self) -> String {
+        self.spec_with(|k| self.value(k))
+    }
+
+    fn spec_with(&self, value: impl Fn(&str) -> String) -> String {
         let kind = self.kind_name();
-        let args = KINDS[self.kind].def.args_from(value);
+        let args = KINDS[self.kind].def.args_from(&value);
         let warmup = match value("warmup") {
             w if w.is_empty() => String::new(),
             w => format!("warmup={w}+"),
@@ -101,7 +176,7 @@ impl ScheduleEditor {
     /// The schedule the form describes, as the trainer would start it now; or what is wrong.
     pub fn preview(&self, run: &RunState) -> Result<Schedule, String> {
         let spec: ScheduleSpec = self
-            .spec_text()
+            .spec(run)?
             .parse()
             .map_err(|e: SpecError| e.problem())?;
         let now = run.schedule.as_ref().ok_or("the run has not started")?;
@@ -126,8 +201,8 @@ impl ScheduleEditor {
         let n = self.fields.len();
         match key.code {
             KeyCode::Esc => return Some(vec![]),
-            KeyCode::Enter => match self.preview(run) {
-                Ok(_) => return Some(vec![Command::SetSchedule(self.spec_text())]),
+            KeyCode::Enter => match self.preview(run).and_then(|_| self.spec(run)) {
+                Ok(spec) => return Some(vec![Command::SetSchedule(spec)]),
                 Err(e) => self.error = Some(e),
             },
             KeyCode::Left | KeyCode::Right => {
@@ -138,7 +213,9 @@ impl ScheduleEditor {
                 };
                 self.kind = (self.kind + step) % KINDS.len();
                 self.fields = match run.schedule.as_ref() {
-                    Some(s) if s.spec.name() == self.kind_name() => fields_of(&s.spec),
+                    Some(s) if s.spec.name() == self.kind_name() => {
+                        fields_of(&s.spec, s.main_epoch)
+                    }
                     _ => blank(KINDS[self.kind].def),
                 };
                 self.focus = 0;
@@ -183,7 +260,14 @@ mod tests {
             "warmup=100+cosine:min=1e-5",
         ] {
             let spec: ScheduleSpec = s.parse().unwrap();
-            let form = ScheduleEditor::new(Some(&spec));
+            let form = ScheduleEditor::new(Some(&Schedule::new(
+                spec.clone(),
+                1e-3,
+                0,
+                800,
+                (0, 0),
+                100,
+            )));
             let back: ScheduleSpec = form
                 .spec_text()
                 .parse()
@@ -194,5 +278,70 @@ mod tests {
         empty.kind = 1;
         empty.fields = blank(KINDS[1].def);
         assert_eq!(empty.spec_text(), "step");
+    }
+
+    fn key(c: KeyCode) -> KeyEvent {
+        KeyEvent::from(c)
+    }
+
+    /// A person at epoch 5 of 8 types the run's epochs; the spec counts from the new
+    /// schedule's start, and the form shows the run's epochs again when reopened.
+    #[test]
+    fn milestones_are_the_runs_epochs() {
+        let constant = Schedule::new(ScheduleSpec::default(), 1e-3, 0, 800, (0, 0), 100);
+        let mut run = RunState {
+            info: Some(
+                serde_json::from_value(serde_json::json!({
+                    "data": "embedded", "model": "m", "param_count": 1, "optimizer": "adamw",
+                    "layers": [], "classes": [], "epochs": 8, "steps_per_epoch": 100,
+                    "total_steps": 800, "batch_size": 64, "run_dir": "r", "resumed": null,
+                    "schedule": constant,
+                }))
+                .unwrap(),
+            ),
+            schedule: Some(constant.clone()),
+            step: 450,
+            ..RunState::default()
+        };
+        let mut ed = ScheduleEditor::new(Some(&constant));
+        ed.kind = KINDS
+            .iter()
+            .position(|k| k.def.name == "multistep")
+            .unwrap();
+        ed.fields = blank(KINDS[ed.kind].def);
+        assert_eq!(
+            ed.fields[0].hint,
+            "decay after these epochs of the run: 3,6,8"
+        );
+        for c in "5,7".chars() {
+            assert_eq!(ed.on_key(key(KeyCode::Char(c)), &run), None);
+        }
+        assert_eq!(ed.spec(&run).as_deref(), Ok("multistep:1,3"));
+        let plan = ed.preview(&run).unwrap();
+        // x0.1 after epoch 5 (step 500) and again after epoch 7 (step 700).
+        assert_eq!(plan.lr_at(500), 1e-3);
+        assert!((plan.lr_at(501) - 1e-4).abs() < 1e-12);
+        assert!((plan.lr_at(701) - 1e-5).abs() < 1e-12);
+        let sent = ed.on_key(key(KeyCode::Enter), &run).unwrap();
+        assert_eq!(sent, vec![Command::SetSchedule("multistep:1,3".into())]);
+        // Reopened on the schedule in force: the run's epochs.
+        run.schedule = Some(plan.clone());
+        assert_eq!(ScheduleEditor::new(Some(&plan)).fields[0].value, "5,7");
+        // An epoch that has ended is refused in the run's words.
+        let mut late = ScheduleEditor::new(Some(&constant));
+        late.kind = ed.kind;
+        late.fields = blank(KINDS[ed.kind].def);
+        late.fields[0].value = "4,6".into();
+        assert_eq!(late.on_key(key(KeyCode::Enter), &run), None);
+        assert_eq!(
+            late.error.as_deref(),
+            Some("epoch 4 has ended: the new schedule begins in epoch 5")
+        );
+        // After the last epoch's start: the spec's own check, in the run's epochs.
+        late.fields[0].value = "6,8".into();
+        assert_eq!(
+            late.preview(&run).unwrap_err(),
+            "epoch 8 is at or after the run's last (8 epochs): a decay after it would never take effect"
+        );
     }
 }

@@ -1292,6 +1292,7 @@ mod tests {
             &mut run,
             Event::CheckpointSaved {
                 step: 20,
+                epoch: 2,
                 path: "r/checkpoints/epoch-002.h5".into(),
                 bytes: 5_100_000,
                 write_secs: 0.009,
@@ -1304,6 +1305,7 @@ mod tests {
             &mut run,
             Event::CheckpointFailed {
                 step: 20,
+                epoch: 2,
                 path: "r/checkpoints/best.h5".into(),
                 reason: "no space left on device".into(),
                 detail: "H5Dwrite(): ... errno = 28 ...".into(),

@@ -14,6 +14,7 @@ pub const DEF: Def = Def {
     form: &[],
     form_args: FormArgs::Named,
     no_warmup: None,
+    run_epochs: None,
 };
 
 impl Constant {

@@ -63,6 +63,9 @@ pub struct Def {
     pub form_args: FormArgs,
     /// Why `warmup=` cannot come before it, when it cannot.
     pub no_warmup: Option<&'static str>,
+    /// The form field that lists epochs, counted by the spec from the schedule's own start
+    /// (multistep's milestones): the editor shows and takes the run's epochs there.
+    pub run_epochs: Option<&'static str>,
 }
 
 impl Def {

@@ -16,6 +16,7 @@ pub const DEF: Def = Def {
     form: &[("gamma", "factor after every epoch")],
     form_args: FormArgs::Named,
     no_warmup: None,
+    run_epochs: None,
 };
 
 impl Exponential {

@@ -17,11 +17,12 @@ pub const DEF: Def = Def {
     about: &["x GAMMA (0.1) after epochs E1, E2, ... (MultiStepLR)"],
     example: "multistep:3,6,8",
     form: &[
-        ("epochs", "decay after these epochs: 3,6,8"),
+        ("epochs", "decay after these epochs of the run: 3,6,8"),
         ("gamma", "factor at each decay (0.1)"),
     ],
     form_args: FormArgs::Positional,
     no_warmup: None,
+    run_epochs: Some("epochs"),
 };
 
 impl MultiStep {

@@ -72,6 +72,7 @@ pub const DEF: Def = Def {
     ],
     form_args: FormArgs::Named,
     no_warmup: Some("onecycle warms up by itself (pct=); leave out warmup="),
+    run_epochs: None,
 };
 
 impl OneCycle {

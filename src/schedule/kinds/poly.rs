@@ -25,6 +25,7 @@ pub const DEF: Def = Def {
     ],
     form_args: FormArgs::Named,
     no_warmup: None,
+    run_epochs: None,
 };
 
 impl Poly {

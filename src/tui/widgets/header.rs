@@ -2,7 +2,7 @@
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
-use ratatui::style::Modifier;
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
@@ -45,47 +45,105 @@ impl Widget for Header<'_> {
             .map(|s| s.spec.describe())
             .unwrap_or_default();
         let progress = format!(
-            "  epoch {}/{}  step {}/{}  ",
+            "epoch {}/{}  step {}/{}",
             run.epoch, epochs, run.step, total
         );
+        let width = area.width.saturating_sub(2) as usize;
         let line1 = match self.quiet_secs {
             // A trainer that stopped sending steps (frozen, stopped, swapping) does not look
             // alive: no speed or ETA, and how long it has been quiet.
-            Some(secs) if run.status == Status::Running && !self.stopping => Line::from(vec![
-                Span::styled(" NO STEPS ", theme.alarm().add_modifier(Modifier::REVERSED)),
-                Span::raw(progress),
-                Span::styled(
-                    format!("no step for {} ", clock(secs as f64)),
-                    theme.alarm(),
-                ),
-                Span::raw(format!(" lr {} ", sci(run.lr))),
-            ]),
+            Some(secs) if run.status == Status::Running && !self.stopping => fit(
+                width,
+                vec![
+                    seg(
+                        0,
+                        " NO STEPS ",
+                        theme.alarm().add_modifier(Modifier::REVERSED),
+                    ),
+                    seg(0, format!("  {progress}"), Style::default()),
+                    seg(
+                        1,
+                        format!("  no step for {}", clock(secs as f64)),
+                        theme.alarm(),
+                    ),
+                    seg(2, format!("  lr {}", sci(run.lr)), Style::default()),
+                ],
+            ),
             _ => {
-                let mut spans = vec![
-                    Span::styled(format!(" {status} "), theme.status(&run.status)),
-                    Span::raw(format!(
-                        "{progress}{:.0} img/s  ETA {eta}  lr {} ",
-                        run.images_per_sec,
-                        sci(run.lr)
-                    )),
-                ];
-                match branch_status(run) {
-                    Some(text) => spans.push(Span::styled(text, theme.fg(Theme::BRANCH))),
-                    None => spans.push(Span::styled(schedule, theme.dim())),
-                }
-                Line::from(spans)
+                let tail = match branch_status(run) {
+                    Some(text) => seg(3, format!(" {text}"), theme.fg(Theme::BRANCH)),
+                    None => seg(4, format!(" {schedule}"), theme.dim()),
+                };
+                fit(
+                    width,
+                    vec![
+                        seg(0, format!(" {status} "), theme.status(&run.status)),
+                        seg(0, format!("  {progress}"), Style::default()),
+                        seg(
+                            5,
+                            format!("  {:.0} img/s", run.images_per_sec),
+                            Style::default(),
+                        ),
+                        seg(1, format!("  ETA {eta}"), Style::default()),
+                        seg(2, format!("  lr {}", sci(run.lr)), Style::default()),
+                        tail,
+                    ],
+                )
             }
         };
         Paragraph::new(header_lines(
             run,
             theme,
             (area.height as usize).saturating_sub(2),
-            area.width.saturating_sub(2) as usize,
+            width,
             line1,
         ))
         .block(block(" candletop ".into(), theme, false))
         .render(area, buf);
     }
+}
+
+/// A piece of a header line: the lower its rank, the longer it stays when the line is short
+/// of room.
+struct Segment {
+    rank: u8,
+    spans: Vec<Span<'static>>,
+}
+
+fn seg(rank: u8, text: impl Into<String>, style: Style) -> Segment {
+    Segment {
+        rank,
+        spans: vec![Span::styled(text.into(), style)],
+    }
+}
+
+/// The segments, in their order, without those of the highest ranks that do not fit in
+/// `width` columns: a line loses whole pieces, never the end of a word.
+fn fit(width: usize, mut segments: Vec<Segment>) -> Line<'static> {
+    let used = |s: &[Segment]| {
+        s.iter()
+            .flat_map(|s| &s.spans)
+            .map(Span::width)
+            .sum::<usize>()
+    };
+    while used(&segments) > width {
+        let Some(worst) = segments
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.rank > 0)
+            .max_by_key(|(i, s)| (s.rank, *i))
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        segments.remove(worst);
+    }
+    Line::from(
+        segments
+            .into_iter()
+            .flat_map(|s| s.spans)
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// A what-if comparison under way or waiting for a decision, as the header says it (in place
@@ -157,22 +215,28 @@ fn header_lines<'a>(
                     theme.alarm(),
                 ));
             }
-            let model = vec![
-                Span::styled("model ", theme.dim()),
-                Span::raw(model_text),
-                Span::styled("  opt ", theme.dim()),
-                Span::raw(if brief {
-                    short(&i.optimizer)
-                } else {
-                    i.optimizer.clone()
-                }),
-            ];
+            let opt_text = if brief {
+                short(&i.optimizer)
+            } else {
+                i.optimizer.clone()
+            };
+            let model = vec![Span::styled("model ", theme.dim()), Span::raw(model_text)];
+            let opt = vec![Span::styled("  opt ", theme.dim()), Span::raw(opt_text)];
             if merged {
-                // The data first: what the run learns from matters more than its model.
-                lines.push(Line::from([data, vec![Span::raw("  ")], model].concat()));
+                // The data first: what the run learns from matters more than its model, and
+                // the model more than its optimizer, when the line is short of room.
+                let whole = |spans, rank| Segment { rank, spans };
+                lines.push(fit(
+                    width,
+                    vec![
+                        whole(data, 0),
+                        whole([vec![Span::raw("  ")], model].concat(), 1),
+                        whole(opt, 2),
+                    ],
+                ));
             } else {
                 lines.push(Line::from(data));
-                lines.push(Line::from(model));
+                lines.push(Line::from([model, opt].concat()));
             }
         }
         None => lines.push(Line::styled("waiting for the trainer...", theme.dim())),
@@ -192,5 +256,44 @@ pub fn header_height(area: Rect) -> u16 {
         5
     } else {
         4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(line: &Line) -> String {
+        line.spans.iter().map(|s| s.content.as_ref()).collect()
+    }
+
+    #[test]
+    fn a_short_line_loses_whole_pieces_by_rank() {
+        let pieces = || {
+            vec![
+                seg(0, " RUNNING ", Style::default()),
+                seg(0, "  epoch 2/10  step 282/1410", Style::default()),
+                seg(5, "  2309 img/s", Style::default()),
+                seg(1, "  ETA 0:31", Style::default()),
+                seg(2, "  lr 1.00e-3", Style::default()),
+                seg(4, " constant", Style::default()),
+            ]
+        };
+        let all = " RUNNING   epoch 2/10  step 282/1410  2309 img/s  ETA 0:31  lr 1.00e-3 constant";
+        assert_eq!(text(&fit(all.len(), pieces())), all);
+        // One column short: the speed goes, the schedule's name stays whole.
+        assert_eq!(
+            text(&fit(all.len() - 1, pieces())),
+            " RUNNING   epoch 2/10  step 282/1410  ETA 0:31  lr 1.00e-3 constant"
+        );
+        assert_eq!(
+            text(&fit(60, pieces())),
+            " RUNNING   epoch 2/10  step 282/1410  ETA 0:31  lr 1.00e-3"
+        );
+        // What ranks 0 keeps, even when it does not fit.
+        assert_eq!(
+            text(&fit(10, pieces())),
+            " RUNNING   epoch 2/10  step 282/1410"
+        );
     }
 }

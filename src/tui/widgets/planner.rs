@@ -71,7 +71,7 @@ impl Widget for EditorView<'_> {
         }
         lines.push(Line::from(vec![
             Span::styled("  spec ", theme.dim()),
-            Span::raw(ed.spec_text()),
+            Span::raw(ed.spec(run).unwrap_or_else(|_| ed.spec_text())),
         ]));
         lines.push(match (&ed.error, &preview) {
             (Some(e), _) | (None, Err(e)) => Line::styled(format!("  {e}"), theme.alarm()),
