@@ -58,6 +58,10 @@ pub enum Cmd {
     /// gradient norm of every parameter over the steps, with the run's settings in a caption
     /// (from its metrics.jsonl; other runs overlaid with --compare).
     Plot(PlotArgs),
+    /// Write a run's records as a CSV table (--csv), or a checkpoint's weights as a
+    /// safetensors file under their state_dict names (--safetensors)
+    #[command(after_long_help = crate::export::columns_help())]
+    Export(ExportArgs),
     /// Print a completion script for a shell: `candletop completions bash >
     /// ~/.local/share/bash-completion/completions/candletop` (zsh: a file `_candletop` in a
     /// directory of $fpath; fish: ~/.config/fish/completions/candletop.fish)
@@ -65,6 +69,29 @@ pub enum Cmd {
     /// Print the manual page (roff): `candletop man | man -l -`; with --dir, write a page for
     /// candletop and one for each subcommand into DIR (candletop.1, candletop-train.1, ...)
     Man(ManArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// A run directory (for --csv) or a checkpoint file (for --safetensors)
+    #[arg(value_name = "RUN_DIR|CHECKPOINT")]
+    pub source: PathBuf,
+
+    /// Write the run's step, epoch and test records to FILE as CSV, a row each (the columns
+    /// are listed below)
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "safetensors",
+        conflicts_with = "safetensors"
+    )]
+    pub csv: Option<PathBuf>,
+
+    /// Write the checkpoint's weights to FILE in safetensors format, named as the PyTorch
+    /// model's state_dict (safetensors.torch.load_file, then load_state_dict), with the model,
+    /// classes and normalisation in the header's metadata
+    #[arg(long, value_name = "FILE")]
+    pub safetensors: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

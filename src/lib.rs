@@ -24,6 +24,7 @@ pub mod config;
 pub mod data;
 pub mod diagnose;
 pub mod error;
+pub mod export;
 pub mod figure;
 pub mod format;
 pub mod headless;

@@ -270,6 +270,10 @@ pub struct Stamped {
     /// The line's step and epoch (every record has them).
     pub step: u64,
     pub epoch: usize,
+    /// The wall time it was written (ISO 8601) and the seconds since the run (or its
+    /// resumption) started, when the line has them.
+    pub time: Option<String>,
+    pub elapsed_secs: Option<f64>,
     pub record: Record,
 }
 
@@ -327,6 +331,11 @@ impl Recorded {
                     line: i + 1,
                     step,
                     epoch: epoch as usize,
+                    time: value
+                        .get("time")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    elapsed_secs: value.get("elapsed_secs").and_then(Value::as_f64),
                     record,
                 }),
                 Err(RecordProblem::Unknown(kind)) => *out.unknown.entry(kind).or_default() += 1,

@@ -26,7 +26,7 @@ const LAYERS: &[&[&str]] = &[
     // what a watcher knows of a run
     &["watch"],
     // front ends
-    &["headless", "tui", "socket", "figure"],
+    &["headless", "tui", "socket", "figure", "export"],
     // edges: command line, subcommands, benchmark, the runs listing
     &["cli", "error", "bench", "cmd", "runs"],
 ];
@@ -41,6 +41,7 @@ const FRONT_ENDS: &[(&str, &[&str])] = &[
     ("watch", &["protocol", "schedule", "format"]),
     ("socket", &["protocol", "watch", "format", "run_dir"]),
     ("figure", &["protocol", "watch", "format"]),
+    ("export", &["protocol", "run_dir"]),
 ];
 
 fn src() -> PathBuf {

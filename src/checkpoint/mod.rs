@@ -1,8 +1,9 @@
 //! Checkpoints: everything needed to resume a run exactly, as plain data (`Checkpoint`), stored
 //! in HDF5 files that h5py, PyTorch and h5dump can read (`h5`), written atomically off the
-//! training thread (`writer`).
+//! training thread (`writer`); their weights also as safetensors (`safetensors`).
 
 pub mod h5;
+pub mod safetensors;
 pub mod writer;
 
 use serde::{Deserialize, Serialize};

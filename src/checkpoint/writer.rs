@@ -139,18 +139,31 @@ impl Drop for CheckpointWriter {
 
 /// Temp file beside the target, fsync, rename, fsync the directory.
 pub fn write_atomic(ckpt: &Checkpoint, path: &Path) -> Result<u64, CheckpointError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // `h5::write` fsyncs the file when it seals it.
+    replace_atomically(path, |tmp| h5::write(ckpt, tmp))
+}
+
+/// Writes `path` whole or not at all: `write` makes a file beside it (and fsyncs it), which is
+/// renamed over `path`, and the directory is synced. On failure the temporary file goes and
+/// whatever `path` held stays.
+pub fn replace_atomically(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<u64, CheckpointError>,
+) -> Result<u64, CheckpointError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .unwrap_or("checkpoint.h5");
+        .unwrap_or("checkpoint");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let io = |source| CheckpointError::Io {
         path: path.to_path_buf(),
         source,
     };
-    // `h5::write` fsyncs the file when it seals it.
-    let bytes = match h5::write(ckpt, &tmp) {
+    let bytes = match write(&tmp) {
         Ok(b) => b,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);

@@ -7,6 +7,7 @@ mod data_info;
 mod diagnose;
 mod docs;
 mod eval;
+mod export;
 mod inspect;
 mod lr_find;
 mod ls;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Some(Cmd::Ls(l)) => ls::ls(&l),
         Some(Cmd::View(v)) => view::view(&v),
         Some(Cmd::Plot(p)) => plot::plot(&p),
+        Some(Cmd::Export(x)) => export::export(&x),
         Some(Cmd::Completions(c)) => docs::completions(&c),
         Some(Cmd::Man(m)) => docs::man(&m),
     }

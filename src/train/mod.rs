@@ -113,6 +113,17 @@ struct Progress {
 const MAX_LR_HISTORY: usize = 10_000;
 
 impl Progress {
+    /// The epoch of the last step taken: at an epoch's end the position has moved on to the
+    /// next epoch, whose first step has not been taken (records written then, a checkpoint's,
+    /// the test set's, say the epoch that ended).
+    fn epoch_of_last_step(&self) -> usize {
+        if self.pos.batch == 0 && self.step > 0 {
+            self.epoch.saturating_sub(1).max(1)
+        } else {
+            self.epoch
+        }
+    }
+
     /// Records the LR step `step` used; when full, keeps every other entry and twice the stride.
     fn record_lr(&mut self, step: u64, lr: f64) {
         if step % self.lr_stride != 0 {
@@ -1550,8 +1561,8 @@ impl Trainer {
 
     /// Sends an event to the watchers and records it in metrics.jsonl.
     fn emit(&mut self, e: Event) {
-        self.watchers
-            .emit(self.progress.step, self.progress.epoch, e);
+        let epoch = self.progress.epoch_of_last_step();
+        self.watchers.emit(self.progress.step, epoch, e);
     }
 
     /// The model in evaluation mode on `data`.
