@@ -383,6 +383,8 @@ fn caption(runs: &[Run]) -> Vec<String> {
                     FinishReason::Completed => ", completed".to_string(),
                     FinishReason::Stopped => ", stopped".to_string(),
                     FinishReason::NonFinite => ", stopped on a NaN".to_string(),
+                    FinishReason::EarlyStopped => ", stopped early".to_string(),
+                    FinishReason::TargetReached => ", stopped at its target".to_string(),
                 },
                 crate::watch::Status::Error(m) => format!(", failed: {m}"),
                 _ => String::new(),

@@ -134,6 +134,7 @@ mod tests {
     fn prints_progress_every_n_steps_and_the_event_log() {
         let (mut t, m) = link();
         t.send(Event::Started(RunInfo {
+            stopping: Default::default(),
             clip_grad_norm: 0.0,
             data_facts: Default::default(),
             data: "d".into(),

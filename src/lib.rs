@@ -9,7 +9,7 @@
 //!              figure (a run drawn as SVG or PNG)
 //! watching     watch (RunState, the receive loop, Outcome, the hub that shares a run)
 //! core         train -> checkpoint -> config -> data, model, optim, diagnose
-//! plain data   protocol (messages, the run's record), run_dir (its files), schedule, format,
+//! plain data   protocol (messages, the run's record), run_dir (its files), schedule, stopping, format,
 //!              rng, signals, runtime
 //! ```
 //!
@@ -38,6 +38,7 @@ pub mod runtime;
 pub mod schedule;
 pub mod signals;
 pub mod socket;
+pub mod stopping;
 pub mod train;
 pub mod tui;
 pub mod watch;

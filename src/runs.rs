@@ -19,6 +19,10 @@ pub enum RunStatus {
     Stopped,
     /// Stopped on a non-finite loss.
     NonFinite,
+    /// Early stopping ended it.
+    StoppedEarly,
+    /// It reached --target-acc under --stop-at-target.
+    ReachedTarget,
     Failed,
     /// Ended without a word: its process was killed (or lost power).
     Dead,
@@ -31,6 +35,8 @@ impl RunStatus {
             Self::Finished => "finished",
             Self::Stopped => "stopped",
             Self::NonFinite => "stopped (NaN)",
+            Self::StoppedEarly => "stopped early",
+            Self::ReachedTarget => "reached target",
             Self::Failed => "failed",
             Self::Dead => "dead",
         }
@@ -110,6 +116,8 @@ pub fn summarise(dir: &Path) -> Option<RunSummary> {
                     FinishReason::Completed => RunStatus::Finished,
                     FinishReason::NonFinite => RunStatus::NonFinite,
                     FinishReason::Stopped => RunStatus::Stopped,
+                    FinishReason::EarlyStopped => RunStatus::StoppedEarly,
+                    FinishReason::TargetReached => RunStatus::ReachedTarget,
                 })
             }
             Record::Event(Event::Error { .. }) => ended = Some(RunStatus::Failed),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // plain data and small helpers
     &[
-        "format", "rng", "protocol", "schedule", "signals", "run_dir",
+        "format", "rng", "protocol", "schedule", "stopping", "signals", "run_dir",
     ],
     // the model, its optimizers, the data
     &["model", "optim", "data"],
@@ -36,9 +36,11 @@ const FRONT_ENDS: &[(&str, &[&str])] = &[
     ("headless", &["protocol", "watch", "format"]),
     (
         "tui",
-        &["protocol", "schedule", "watch", "format", "signals"],
+        &[
+            "protocol", "schedule", "stopping", "watch", "format", "signals",
+        ],
     ),
-    ("watch", &["protocol", "schedule", "format"]),
+    ("watch", &["protocol", "schedule", "stopping", "format"]),
     ("socket", &["protocol", "watch", "format", "run_dir"]),
     ("figure", &["protocol", "watch", "format"]),
     ("export", &["protocol", "run_dir"]),

@@ -31,6 +31,7 @@ fn layers() -> Vec<String> {
 fn recorded() -> App {
     let mut app = App::new(UiOptions::default());
     app.on_event(&Event::Started(RunInfo {
+        stopping: Default::default(),
         clip_grad_norm: 0.0,
         data_facts: DataFacts {
             train_counts: vec![900, 880, 910, 450, 900, 905, 300, 900, 890, 900],
@@ -179,6 +180,7 @@ fn realistic() -> App {
     let mut app = App::new(UiOptions::default());
     let layers = layers();
     app.on_event(&Event::Started(RunInfo {
+        stopping: Default::default(),
         clip_grad_norm: 0.0,
         data_facts: DataFacts {
             train_counts: vec![900; 10],

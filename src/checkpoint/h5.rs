@@ -261,6 +261,21 @@ fn write_contents(file: &File, c: &Checkpoint) -> hdf5::Result<()> {
             .write_scalar(n)?;
     }
 
+    if let Some(best) = &c.best_model {
+        let group = file.create_group("best_model")?;
+        num_attr(&group, "epoch", best.epoch as u64)?;
+        for t in &best.tensors {
+            dataset(&group, &t.name, &t.shape, &t.data)?;
+        }
+        for (name, n) in &best.counters {
+            group
+                .new_dataset::<i64>()
+                .shape(())
+                .create(name.as_str())?
+                .write_scalar(n)?;
+        }
+    }
+
     let opt = file.create_group("optimizer")?;
     str_attr(&opt, "kind", c.optimizer.kind.name())?;
     str_attr(&opt, "hyper", &json(&c.optimizer.hyper))?;
@@ -591,6 +606,19 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let rng_v: Vec<u64> = read_data(path, &file, "", "rng", &[4])?;
     let position = read_position(path, &group("position")?)?;
     let history = read_history(path, &group("history")?, classes.len())?;
+    // Only with early stopping's restore_best.
+    let best_model = match file.group("best_model") {
+        Ok(g) => {
+            let epoch: u64 = read_num(path, &g, "epoch")?;
+            let part = read_model(path, &g, &model_config)?;
+            Some(super::BestModel {
+                epoch: epoch as usize,
+                tensors: part.tensors,
+                counters: part.counters,
+            })
+        }
+        Err(_) => None,
+    };
     Ok(Checkpoint {
         created,
         global_step,
@@ -611,6 +639,7 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         lr_history: history.lr,
         remedies: history.remedies,
         branches: history.branches,
+        best_model,
     })
 }
 

@@ -105,6 +105,17 @@ pub struct Checkpoint {
     /// The what-if comparisons so far: where each forked, its change and what became of it
     /// (the `branches` attribute of `history`, JSON; files from before branches have none).
     pub branches: Vec<crate::protocol::BranchRecord>,
+    /// With `--early-stop ...,restore_best`: the best epoch's weights so far, to put back
+    /// when the run stops early (the `/best_model` group, laid out as `/model`).
+    pub best_model: Option<BestModel>,
+}
+
+/// A model's `state_dict` as of the end of epoch `epoch`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BestModel {
+    pub epoch: usize,
+    pub tensors: Vec<NamedTensor>,
+    pub counters: Vec<(String, i64)>,
 }
 
 impl Checkpoint {

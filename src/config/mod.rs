@@ -1,6 +1,7 @@
 //! The run's configuration: defaults in one place, read from TOML (`--config`), overridden by
 //! flags, validated into errors that name the flag.
 
+use crate::stopping::EarlyStop;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -87,6 +88,12 @@ pub struct RunConfig {
     pub max_steps: u64,
     /// Candle's stock ops or candletop's fused custom ops for the hot paths.
     pub kernels: Kernels,
+    /// End the run when a validation metric stops improving (`--early-stop`).
+    pub early_stop: EarlyStop,
+    /// A validation accuracy (%) to forecast and report; 0: none.
+    pub target_acc: f64,
+    /// End the run at the epoch that reaches `target_acc`.
+    pub stop_at_target: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +139,9 @@ impl Default for RunConfig {
             save_every_steps: 0,
             max_steps: 0,
             kernels: Kernels::Fast,
+            early_stop: EarlyStop::OFF,
+            target_acc: 0.0,
+            stop_at_target: false,
         }
     }
 }
@@ -313,6 +323,14 @@ impl RunConfig {
         let arch: Arch = self.arch.parse()?;
         if self.batch_size == 0 {
             return bad("--batch-size", 0, "must be at least 1");
+        }
+        if let Err(problem) = crate::stopping::parse_target(&self.target_acc.to_string()) {
+            return Err(ConfigError::Said(problem));
+        }
+        if self.stop_at_target && self.target_acc == 0.0 {
+            return Err(ConfigError::Said(
+                "--stop-at-target needs --target-acc (the validation accuracy to stop at)".into(),
+            ));
         }
         if self.epochs == 0 {
             return bad("--epochs", 0, "must be at least 1");

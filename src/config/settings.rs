@@ -120,6 +120,9 @@ pub const SETTINGS: &[Setting] = &[
     s("best_metric", Value("val_acc|val_loss"), "The validation metric that decides checkpoints/best.h5 [default: val_acc]", None, Free),
     s("save_every_steps", Value("N"), "Also save checkpoints/last.h5 every N steps [default: 0, never]", None, Free),
     s("max_steps", Value("N"), "Stop after N steps in total [default: 0, no limit]", None, Free),
+    s("early_stop", Value("SPEC"), "End the run when the validation metric has not improved for PATIENCE epochs: PATIENCE[:monitor=val_loss|val_acc][,min_delta=D][,restore_best] (Keras' EarlyStopping); restore_best puts the best epoch's weights back before the test evaluation and last.h5; off to switch it off; live in the schedule editor (e) [default: off]", None, Free),
+    s("target_acc", Value("PCT"), "A validation accuracy to aim for, in percent: the header forecasts the epoch that reaches it from the accuracy so far, and an event marks it reached [default: 0, none]", None, Free),
+    s("stop_at_target", Switch, "End the run at the epoch whose validation accuracy reaches --target-acc", None, Free),
     s("kernels", Value("fast|stock"), "Hot-path implementation: candle's stock ops, or candletop's fused custom ops (batch norm) [default: fast]", None, Free),
 ];
 

@@ -60,6 +60,9 @@ pub enum Command {
     Step,
     /// Save `last.h5` now.
     Save,
+    /// End the run by these rules from the next epoch's end on (early stopping, the target
+    /// accuracy).
+    SetStopping(super::events::Stopping),
     /// Finish the current step, then end cleanly.
     Stop,
     /// Fork the run: a branch with `change` (config `key=value` settings) trains on the same

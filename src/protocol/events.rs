@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::commands::{Command, Horizon};
 use super::findings::{Finding, FindingKind, LayerActivations, RemedyRecord, Setting};
 use crate::schedule::{PlateauCut, Schedule};
+use crate::stopping::EarlyStop;
 
 /// A setting a resumed run changed from its checkpoint's, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,9 +107,22 @@ pub struct RunInfo {
     /// Class balance and the data switches.
     #[serde(default)]
     pub data_facts: DataFacts,
+    /// How the run may end early: early stopping, the target accuracy (records of versions
+    /// before them: none).
+    #[serde(default)]
+    pub stopping: Stopping,
     /// The gradients' global L2 norm is clipped to this; 0: no clipping.
     #[serde(default)]
     pub clip_grad_norm: f64,
+}
+
+/// The rules that may end a run before its last epoch, and the accuracy it aims for.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Stopping {
+    pub early_stop: EarlyStop,
+    /// Validation accuracy in percent; 0: none.
+    pub target_acc: f64,
+    pub stop_at_target: bool,
 }
 
 /// Metrics of one training step, or of several folded together when the receiver lagged.
@@ -313,6 +327,21 @@ pub enum FinishReason {
     /// The loss or a gradient turned NaN or infinite and the run was set to stop on it
     /// (`OnNonFinite::Stop`); the weights are the last good ones.
     NonFinite,
+    /// Early stopping: the monitored metric stopped improving (`Event::EarlyStopped` says how).
+    EarlyStopped,
+    /// The validation accuracy reached `--target-acc` under `--stop-at-target`.
+    TargetReached,
+}
+
+impl FinishReason {
+    /// The run reached an end its settings set (all epochs, early stopping, the target): the
+    /// test set is evaluated.
+    pub fn ran_its_course(self) -> bool {
+        matches!(
+            self,
+            FinishReason::Completed | FinishReason::EarlyStopped | FinishReason::TargetReached
+        )
+    }
 }
 
 /// What the trainer does when a step's loss or gradient is NaN or infinite. Either way the
@@ -560,6 +589,30 @@ pub enum Event {
         path: String,
         reason: String,
         detail: String,
+    },
+    /// The rules that end the run early changed (`Command::SetStopping`), from this epoch's
+    /// end on; early stopping counts from the run's first epoch.
+    StoppingChanged {
+        step: u64,
+        stopping: Stopping,
+    },
+    /// Early stopping ends the run: `monitor` has not improved on `best` (epoch `best_epoch`)
+    /// for `patience` epochs; `restored`: the best epoch's weights were put back.
+    EarlyStopped {
+        step: u64,
+        epoch: usize,
+        monitor: String,
+        best: f64,
+        best_epoch: usize,
+        patience: u32,
+        restored: bool,
+    },
+    /// The validation accuracy reached the target for the first time.
+    TargetReached {
+        step: u64,
+        epoch: usize,
+        val_accuracy: f64,
+        target: f64,
     },
     /// Something went wrong that does not end the run (e.g. metrics.jsonl cannot be written).
     Warning {

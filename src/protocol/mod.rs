@@ -22,7 +22,7 @@ pub use commands::{clip_norm_problem, Command, Horizon, LearningRate, MAX_SAMPLE
 pub use events::{
     BranchCall, BranchRecord, BranchStep, BranchVerdict, Confusion, DataFacts, EpochMetrics,
     EvalMetrics, Event, FinderPoint, FinishReason, LrFinding, LrSource, OnNonFinite, Resumed,
-    RunInfo, SampleGrid, ScheduleChange, SettingChange, StepMetrics,
+    RunInfo, SampleGrid, ScheduleChange, SettingChange, StepMetrics, Stopping,
 };
 pub use findings::{
     Finding, FindingKind, LayerActivations, Remedy, RemedyRecord, Setting, Severity, Verdict,

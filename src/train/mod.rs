@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::DType;
 
-use crate::checkpoint::{Checkpoint, DataInfo, Position, SaveKind};
+use crate::checkpoint::{BestModel, Checkpoint, DataInfo, Position, SaveKind};
 use crate::config::{BestMetric, RunConfig};
 use crate::data::balance::{self, balanced_order};
 use crate::data::batch::LOADER_THREADS;
@@ -35,12 +35,13 @@ use crate::optim::Optimizer;
 use crate::protocol::{
     clip_norm_problem, Command, EpochMetrics, EvalMetrics, Event, FindingKind, FinishReason,
     LearningRate, LrFinding, LrSource, OnNonFinite, Remedy, RemedyRecord, Resumed, RunInfo,
-    SampleGrid, ScheduleChange, Setting, StepMetrics, TrainerLink, ACTIVATION_EARLY,
+    SampleGrid, ScheduleChange, Setting, StepMetrics, Stopping, TrainerLink, ACTIVATION_EARLY,
     ACTIVATION_EARLY_UNTIL, ACTIVATION_EVERY, REMEDY_TRIAL_STEPS,
 };
 use crate::rng::Rng;
 use crate::run_dir::{MetricsLog, RunDir, RunDirError};
 use crate::schedule::{Schedule, ScheduleSpec};
+use crate::stopping::{StopState, Verdict};
 pub use error::TrainError;
 pub use eval::{Evaluation, Predictions, EVAL_BATCH};
 use learner::{Learner, StepOutcome};
@@ -107,6 +108,12 @@ struct Progress {
     lr_stride: u64,
     /// The what-if comparisons so far, with what became of each.
     branches: Vec<crate::protocol::BranchRecord>,
+    /// Early stopping's count, from the epochs so far under the spec in force.
+    stop: StopState,
+    /// With restore_best: the best epoch's weights so far.
+    best_model: Option<BestModel>,
+    /// Whether an epoch has reached the target accuracy in force.
+    target_reached: bool,
 }
 
 /// Entries of the per-step LR history a checkpoint keeps.
@@ -337,6 +344,11 @@ impl Trainer {
             resumed: None,
             schedule: schedule.clone(),
             data_facts,
+            stopping: Stopping {
+                early_stop: cfg.early_stop,
+                target_acc: cfg.target_acc,
+                stop_at_target: cfg.stop_at_target,
+            },
         };
         let doctor = Doctor::for_run(&info, &cfg);
         Ok(Self {
@@ -379,6 +391,9 @@ impl Trainer {
                 lr_history: Vec::new(),
                 lr_stride: 1,
                 branches: Vec::new(),
+                stop: StopState::default(),
+                best_model: None,
+                target_reached: false,
             },
             schedule,
             control: Control {
@@ -435,6 +450,13 @@ impl Trainer {
         p.epoch = ckpt.position.epoch.max(1);
         p.pos = ckpt.position;
         p.history.clone_from(&ckpt.epochs);
+        // Early stopping and the target count from the run's first epoch: as the whole run.
+        p.stop = StopState::replay(&t.cfg.early_stop, val_metrics(&p.history));
+        p.target_reached = reached(&p.history, t.cfg.target_acc);
+        p.best_model = ckpt
+            .best_model
+            .clone()
+            .filter(|b| t.cfg.early_stop.restore_best && b.epoch == p.stop.best_epoch);
         t.remedies.history.clone_from(&ckpt.remedies);
         p.branches.clone_from(&ckpt.branches);
         p.lr_changes.clone_from(&ckpt.lr_changes);
@@ -616,6 +638,7 @@ impl Trainer {
             lr_history: self.progress.lr_history.clone(),
             remedies: self.remedies.history.clone(),
             branches: self.progress.branches.clone(),
+            best_model: self.progress.best_model.clone(),
         })
     }
 
@@ -654,7 +677,7 @@ impl Trainer {
         self.keep_good_state()?;
         self.abandon_branches("the run was resumed from a checkpoint taken during the comparison");
         let reason = self.train()?;
-        if reason == FinishReason::Completed && !self.data.test.is_empty() {
+        if reason.ran_its_course() && !self.data.test.is_empty() {
             let e = self.evaluate(&self.data.test.clone(), EVAL_BATCH)?;
             self.emit(Event::Evaluated(EvalMetrics {
                 split: "test".into(),
@@ -739,7 +762,9 @@ impl Trainer {
                     return Ok(end);
                 }
             }
-            self.end_epoch()?;
+            if let Some(end) = self.end_epoch()? {
+                return Ok(end);
+            }
         }
         Ok(FinishReason::Completed)
     }
@@ -832,8 +857,9 @@ impl Trainer {
         Ok(None)
     }
 
-    /// Validation, the epoch's summary, and its checkpoints.
-    fn end_epoch(&mut self) -> Result<(), TrainError> {
+    /// Validation, the epoch's summary, and its checkpoints; `Some` when the run ends here
+    /// (early stopping, the target reached).
+    fn end_epoch(&mut self) -> Result<Option<FinishReason>, TrainError> {
         let val = self.evaluate(&self.data.val.clone(), EVAL_BATCH)?;
         let p = &mut self.progress;
         let pos = p.pos;
@@ -866,11 +892,119 @@ impl Trainer {
         self.emit(Event::Epoch(m));
         self.report_findings(changes);
         self.plateau(done, val_loss, val_acc);
+        let end = self.stopping(done, val_loss, val_acc)?;
         let mut kinds = vec![SaveKind::Epoch(done)];
         if improved {
             kinds.push(SaveKind::Best);
         }
-        self.save(&kinds)
+        // The epoch's own weights, before early stopping puts the best ones back.
+        self.save(&kinds)?;
+        if end == Some(FinishReason::EarlyStopped) {
+            self.stop_early(done)?;
+        }
+        Ok(end)
+    }
+
+    /// Early stopping's and the target's verdict on epoch `epoch`, reported; with
+    /// restore_best the best weights are kept, and put back when the run stops.
+    fn stopping(
+        &mut self,
+        epoch: usize,
+        val_loss: f64,
+        val_acc: f64,
+    ) -> Result<Option<FinishReason>, TrainError> {
+        let step = self.progress.step;
+        let spec = self.cfg.early_stop;
+        let verdict = self
+            .progress
+            .stop
+            .end_epoch(&spec, epoch, val_loss, val_acc);
+        if spec.restore_best && verdict == Verdict::Improved {
+            let (tensors, counters) = self.learner.model.state()?;
+            self.progress.best_model = Some(BestModel {
+                epoch,
+                tensors,
+                counters,
+            });
+        }
+        let target = self.cfg.target_acc;
+        let mut end = None;
+        if target > 0.0 && !self.progress.target_reached && 100.0 * val_acc >= target {
+            self.progress.target_reached = true;
+            self.emit(Event::TargetReached {
+                step,
+                epoch,
+                val_accuracy: val_acc,
+                target,
+            });
+            if self.cfg.stop_at_target {
+                end = Some(FinishReason::TargetReached);
+            }
+        }
+        if end.is_none() && spec.is_on() && verdict == Verdict::Stop {
+            end = Some(FinishReason::EarlyStopped);
+        }
+        Ok(end)
+    }
+
+    /// Early stopping ends the run after epoch `epoch`: the best weights back (with
+    /// restore_best), and the event that says why.
+    fn stop_early(&mut self, epoch: usize) -> Result<(), TrainError> {
+        let (step, spec, stop) = (self.progress.step, self.cfg.early_stop, self.progress.stop);
+        // Without the best epoch's weights (restore_best switched on after it), the last
+        // weights stay, and the event says so.
+        let best = self
+            .progress
+            .best_model
+            .as_ref()
+            .filter(|_| spec.restore_best);
+        if let Some(best) = best {
+            self.learner
+                .model
+                .load_state(&best.tensors, &best.counters)
+                .map_err(|e| candle_core::Error::Msg(format!("restoring the best weights: {e}")))?;
+        }
+        let restored = best.is_some();
+        self.emit(Event::EarlyStopped {
+            step,
+            epoch,
+            monitor: spec.monitor.name().into(),
+            best: stop.best.unwrap_or(f64::NAN),
+            best_epoch: stop.best_epoch,
+            patience: spec.patience,
+            restored,
+        });
+        Ok(())
+    }
+
+    /// New rules for ending the run, from the next epoch's end; early stopping counts from
+    /// the run's first epoch, as if the rule had been there from the start.
+    fn set_stopping(&mut self, stopping: Stopping) -> Option<String> {
+        if let Err(problem) = crate::stopping::parse_target(&stopping.target_acc.to_string()) {
+            return Some(problem);
+        }
+        if stopping.stop_at_target && stopping.target_acc == 0.0 {
+            return Some("stopping at the target needs a target accuracy".into());
+        }
+        let p = &mut self.progress;
+        p.stop = StopState::replay(&stopping.early_stop, val_metrics(&p.history));
+        if !stopping.early_stop.restore_best
+            || p.best_model
+                .as_ref()
+                .is_some_and(|b| b.epoch != p.stop.best_epoch)
+        {
+            p.best_model = None;
+        }
+        if stopping.target_acc != self.cfg.target_acc {
+            p.target_reached = reached(&p.history, stopping.target_acc);
+        }
+        self.cfg.early_stop = stopping.early_stop;
+        self.cfg.target_acc = stopping.target_acc;
+        self.cfg.stop_at_target = stopping.stop_at_target;
+        self.info.stopping = stopping;
+        let step = p.step;
+        self.emit(Event::StoppingChanged { step, stopping });
+        None
     }
 
     /// Reduce-on-plateau's decision at the end of epoch `epoch`, reported when it cuts.
@@ -917,7 +1051,7 @@ impl Trainer {
         }
         let e = Event::Finished {
             step: self.progress.step,
-            epoch: self.progress.epoch.min(self.cfg.epochs),
+            epoch: self.progress.epoch_of_last_step().min(self.cfg.epochs),
             reason,
             elapsed_secs: self.started.elapsed().as_secs_f64(),
         };
@@ -1051,6 +1185,7 @@ impl Trainer {
                 self.set_clip(*max);
                 None
             }
+            Command::SetStopping(stopping) => self.set_stopping(*stopping),
             Command::ApplyRemedy(remedy) => self.apply_remedy(remedy)?,
             Command::UndoRemedy => self.undo_remedy()?,
             Command::ProbeActivations => {
@@ -1653,4 +1788,14 @@ fn sampler_name(s: Sampler) -> &'static str {
         Sampler::Shuffle => "shuffle",
         Sampler::Balanced => "balanced",
     }
+}
+
+/// Each epoch's validation loss and accuracy, in order.
+fn val_metrics(history: &[EpochMetrics]) -> impl Iterator<Item = (f64, f64)> + '_ {
+    history.iter().map(|e| (e.val_loss, e.val_accuracy))
+}
+
+/// Whether an epoch of `history` reached `target` (percent; 0: none).
+fn reached(history: &[EpochMetrics], target: f64) -> bool {
+    target > 0.0 && history.iter().any(|e| 100.0 * e.val_accuracy >= target)
 }

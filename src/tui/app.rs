@@ -438,7 +438,13 @@ impl App {
             Action::Save => vec![Command::Save],
             Action::Schedule => {
                 let current = self.run.schedule.as_ref();
-                self.overlay = Overlay::Schedule(ScheduleEditor::new(current));
+                let stopping = self
+                    .run
+                    .info
+                    .as_ref()
+                    .map(|i| i.stopping)
+                    .unwrap_or_default();
+                self.overlay = Overlay::Schedule(ScheduleEditor::new(current, stopping));
                 vec![]
             }
             Action::FindLr => {
@@ -674,6 +680,7 @@ mod tests {
     fn running() -> App {
         let mut app = App::new(UiOptions::default());
         app.on_event(&Event::Started(RunInfo {
+            stopping: Default::default(),
             clip_grad_norm: 0.0,
             data_facts: Default::default(),
             data: "d".into(),

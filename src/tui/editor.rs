@@ -7,7 +7,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent};
 
-use crate::protocol::Command;
+use crate::protocol::{Command, Stopping};
 use crate::schedule::{Def, Schedule, ScheduleSpec, SpecError, KINDS};
 use crate::watch::RunState;
 
@@ -24,10 +24,42 @@ pub struct ScheduleEditor {
     /// Index into `KINDS`.
     pub kind: usize,
     pub fields: Vec<Field>,
-    /// The field being typed in.
+    /// How the run may end early, under the schedule's fields: early stopping, the target
+    /// accuracy, and whether to stop there ([`ENDS`]).
+    pub ends: Vec<Field>,
+    /// The field being typed in: the schedule's fields, then `ends`.
     pub focus: usize,
     /// Why the spec does not work, when Enter was refused.
     pub error: Option<String>,
+    /// The schedule and the rules in force when the editor opened: Enter sends only what
+    /// changed (the same schedule again would start it over).
+    was: (Option<ScheduleSpec>, Stopping),
+}
+
+/// The fields for the rules that end a run early.
+const ENDS: [(&str, &str); 3] = [
+    ("early stop", "e.g. 5:monitor=val_acc,restore_best, or off"),
+    (
+        "target %",
+        "validation accuracy to forecast, e.g. 91 (none)",
+    ),
+    ("stop at it", "yes: end the run when it is reached (no)"),
+];
+
+fn ends_of(s: &Stopping) -> Vec<Field> {
+    let values = [
+        s.early_stop.to_string(),
+        if s.target_acc > 0.0 {
+            s.target_acc.to_string()
+        } else {
+            String::new()
+        },
+        if s.stop_at_target { "yes" } else { "no" }.to_string(),
+    ];
+    ENDS.iter()
+        .zip(values)
+        .map(|(&(key, hint), value)| Field { key, hint, value })
+        .collect()
 }
 
 /// The fields of `kind`, empty (each kind's defaults apply to what is left empty).
@@ -77,8 +109,8 @@ fn shift_list(list: &str, f: impl Fn(u64) -> Option<u64>) -> Option<String> {
 }
 
 impl ScheduleEditor {
-    /// The form for the schedule in force.
-    pub fn new(current: Option<&Schedule>) -> Self {
+    /// The form for the schedule and the rules in force.
+    pub fn new(current: Option<&Schedule>, stopping: Stopping) -> Self {
         let spec = current.map(|s| s.spec.clone()).unwrap_or_default();
         let origin = current.map_or(0, |s| s.main_epoch);
         Self {
@@ -87,8 +119,46 @@ impl ScheduleEditor {
                 .position(|k| k.def.name == spec.name())
                 .unwrap_or(0),
             fields: fields_of(&spec, origin),
+            ends: ends_of(&stopping),
             focus: 0,
             error: None,
+            was: (current.map(|s| s.spec.clone()), stopping),
+        }
+    }
+
+    /// The rules the form's last fields describe, or what is wrong.
+    pub fn stopping(&self) -> Result<Stopping, String> {
+        let value = |i: usize| self.ends[i].value.trim().to_string();
+        let early_stop = match value(0) {
+            v if v.is_empty() => crate::stopping::EarlyStop::OFF,
+            v => v.parse::<crate::stopping::EarlyStop>()?,
+        };
+        let target_acc = match value(1) {
+            v if v.is_empty() => 0.0,
+            v => crate::stopping::parse_target(&v)?,
+        };
+        let stop_at_target = match value(2).as_str() {
+            "" | "no" | "n" | "off" => false,
+            "yes" | "y" | "on" => true,
+            v => return Err(format!("stop at it: '{v}' is not yes or no")),
+        };
+        if stop_at_target && target_acc == 0.0 {
+            return Err("stop at it: give a target % to stop at".into());
+        }
+        Ok(Stopping {
+            early_stop,
+            target_acc,
+            stop_at_target,
+        })
+    }
+
+    /// The field `i` of the whole form (the schedule's, then the rules').
+    fn field_mut(&mut self, i: usize) -> Option<&mut Field> {
+        let n = self.fields.len();
+        if i < n {
+            self.fields.get_mut(i)
+        } else {
+            self.ends.get_mut(i - n)
         }
     }
 
@@ -198,13 +268,26 @@ impl ScheduleEditor {
 
     /// One key; `Some(commands)` when the editor closes (applied or cancelled).
     pub fn on_key(&mut self, key: KeyEvent, run: &RunState) -> Option<Vec<Command>> {
-        let n = self.fields.len();
+        let n = self.fields.len() + self.ends.len();
         match key.code {
             KeyCode::Esc => return Some(vec![]),
-            KeyCode::Enter => match self.preview(run).and_then(|_| self.spec(run)) {
-                Ok(spec) => return Some(vec![Command::SetSchedule(spec)]),
-                Err(e) => self.error = Some(e),
-            },
+            KeyCode::Enter => {
+                let checked = self.preview(run).and_then(|_| self.spec(run));
+                match checked.and_then(|spec| Ok((spec, self.stopping()?))) {
+                    Ok((spec, stopping)) => {
+                        let mut commands = Vec::new();
+                        let same = spec.parse::<ScheduleSpec>().ok() == self.was.0;
+                        if !same {
+                            commands.push(Command::SetSchedule(spec));
+                        }
+                        if stopping != self.was.1 {
+                            commands.push(Command::SetStopping(stopping));
+                        }
+                        return Some(commands);
+                    }
+                    Err(e) => self.error = Some(e),
+                }
+            }
             KeyCode::Left | KeyCode::Right => {
                 let step = if key.code == KeyCode::Left {
                     KINDS.len() - 1
@@ -218,19 +301,19 @@ impl ScheduleEditor {
                     }
                     _ => blank(KINDS[self.kind].def),
                 };
-                self.focus = 0;
+                self.focus = self.focus.min(self.fields.len() + self.ends.len() - 1);
                 self.error = None;
             }
             KeyCode::Down | KeyCode::Tab if n > 0 => self.focus = (self.focus + 1) % n,
             KeyCode::Up | KeyCode::BackTab if n > 0 => self.focus = (self.focus + n - 1) % n,
             KeyCode::Backspace => {
-                if let Some(f) = self.fields.get_mut(self.focus) {
+                if let Some(f) = self.field_mut(self.focus) {
                     f.value.pop();
                 }
                 self.error = None;
             }
             KeyCode::Char(c) if !c.is_control() => {
-                if let Some(f) = self.fields.get_mut(self.focus) {
+                if let Some(f) = self.field_mut(self.focus) {
                     if f.value.len() < 40 {
                         f.value.push(c);
                     }
@@ -260,21 +343,17 @@ mod tests {
             "warmup=100+cosine:min=1e-5",
         ] {
             let spec: ScheduleSpec = s.parse().unwrap();
-            let form = ScheduleEditor::new(Some(&Schedule::new(
-                spec.clone(),
-                1e-3,
-                0,
-                800,
-                (0, 0),
-                100,
-            )));
+            let form = ScheduleEditor::new(
+                Some(&Schedule::new(spec.clone(), 1e-3, 0, 800, (0, 0), 100)),
+                Stopping::default(),
+            );
             let back: ScheduleSpec = form
                 .spec_text()
                 .parse()
                 .unwrap_or_else(|e| panic!("{s}: {e}"));
             assert_eq!(back, spec, "{s} -> {}", form.spec_text());
         }
-        let mut empty = ScheduleEditor::new(None);
+        let mut empty = ScheduleEditor::new(None, Stopping::default());
         empty.kind = 1;
         empty.fields = blank(KINDS[1].def);
         assert_eq!(empty.spec_text(), "step");
@@ -303,7 +382,7 @@ mod tests {
             step: 450,
             ..RunState::default()
         };
-        let mut ed = ScheduleEditor::new(Some(&constant));
+        let mut ed = ScheduleEditor::new(Some(&constant), Stopping::default());
         ed.kind = KINDS
             .iter()
             .position(|k| k.def.name == "multistep")
@@ -326,9 +405,12 @@ mod tests {
         assert_eq!(sent, vec![Command::SetSchedule("multistep:1,3".into())]);
         // Reopened on the schedule in force: the run's epochs.
         run.schedule = Some(plan.clone());
-        assert_eq!(ScheduleEditor::new(Some(&plan)).fields[0].value, "5,7");
+        assert_eq!(
+            ScheduleEditor::new(Some(&plan), Stopping::default()).fields[0].value,
+            "5,7"
+        );
         // An epoch that has ended is refused in the run's words.
-        let mut late = ScheduleEditor::new(Some(&constant));
+        let mut late = ScheduleEditor::new(Some(&constant), Stopping::default());
         late.kind = ed.kind;
         late.fields = blank(KINDS[ed.kind].def);
         late.fields[0].value = "4,6".into();

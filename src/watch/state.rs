@@ -111,6 +111,8 @@ impl Status {
             Status::Running => "RUNNING",
             Status::Paused => "PAUSED",
             Status::Finished(FinishReason::Completed) => "FINISHED",
+            Status::Finished(FinishReason::EarlyStopped) => "STOPPED EARLY",
+            Status::Finished(FinishReason::TargetReached) => "AT TARGET",
             Status::Finished(FinishReason::Stopped | FinishReason::NonFinite) => "STOPPED",
             Status::Error(_) => "ERROR",
         }
@@ -358,6 +360,44 @@ impl RunState {
         Some(left * info.batch_size as f64 / self.images_per_sec)
     }
 
+    /// Early stopping's count: epochs without improvement and the patience, under the spec in
+    /// force (counted over the run's epochs, as the trainer counts).
+    pub fn early_stop_count(&self) -> Option<(u32, u32)> {
+        let spec = self.info.as_ref()?.stopping.early_stop;
+        if !spec.is_on() {
+            return None;
+        }
+        let state = crate::stopping::StopState::replay(
+            &spec,
+            self.epochs.iter().map(|e| (e.val_loss, e.val_accuracy)),
+        );
+        Some((state.bad_epochs, spec.patience))
+    }
+
+    /// The target accuracy in force and when the run will reach it, from its epochs so far,
+    /// with the seconds until then at the current speed.
+    pub fn target_forecast(&self) -> Option<(f64, crate::stopping::Forecast, Option<f64>)> {
+        let info = self.info.as_ref()?;
+        let target = info.stopping.target_acc;
+        if target <= 0.0 {
+            return None;
+        }
+        let acc: Vec<f64> = self.epochs.iter().map(|e| e.val_accuracy).collect();
+        let f = crate::stopping::forecast(&acc, target);
+        let secs = match f {
+            crate::stopping::Forecast::At { epoch, .. } if self.images_per_sec > 0.0 => {
+                let epoch_steps = info.steps_per_epoch as u64;
+                let until = epoch as u64 * epoch_steps;
+                let first = info.resumed.as_ref().map_or(0, |r| r.step);
+                // Steps are counted from the run's start; a resumed run's epochs too.
+                let left = until.saturating_sub(self.step.max(first)) as f64;
+                Some(left * info.batch_size as f64 / self.images_per_sec)
+            }
+            _ => None,
+        };
+        Some((target, f, secs))
+    }
+
     pub fn on_step(&mut self, m: &StepMetrics) {
         if self.status == Status::Starting {
             self.status = Status::Running;
@@ -490,6 +530,12 @@ impl RunState {
                     i.clip_grad_norm = *max_norm;
                 }
             }
+            Event::StoppingChanged { stopping, .. } => {
+                if let Some(i) = &mut self.info {
+                    i.stopping = *stopping;
+                }
+            }
+            Event::TargetReached { .. } | Event::EarlyStopped { .. } => {}
             Event::ClassWeightsChanged { weights, .. } => {
                 if let Some(i) = &mut self.info {
                     i.data_facts.class_weights.clone_from(weights);
@@ -747,12 +793,16 @@ mod tests {
             Event::BranchKept { .. } => 29,
             Event::BranchAbandoned { .. } => 30,
             Event::BranchChanged { .. } => 31,
+            Event::StoppingChanged { .. } => 32,
+            Event::EarlyStopped { .. } => 33,
+            Event::TargetReached { .. } => 34,
         }
     }
-    const KINDS: usize = 32;
+    const KINDS: usize = 35;
 
     fn info() -> RunInfo {
         RunInfo {
+            stopping: Default::default(),
             clip_grad_norm: 0.0,
             data_facts: Default::default(),
             data: "d".into(),

@@ -42,6 +42,9 @@ pub fn lines(e: &Event, run: Context) -> Vec<Said> {
         | Event::ScheduleChanged { .. }
         | Event::PlateauCut { .. }
         | Event::LrFound { .. } => lr(e),
+        Event::StoppingChanged { .. }
+        | Event::EarlyStopped { .. }
+        | Event::TargetReached { .. } => stopping(e),
         Event::AugmentChanged { .. }
         | Event::ClippingChanged { .. }
         | Event::ClassWeightsChanged { .. } => switches(e),
@@ -179,6 +182,8 @@ fn run_control(e: &Event) -> Vec<Said> {
                 FinishReason::Completed => "finished",
                 FinishReason::Stopped => "stopped",
                 FinishReason::NonFinite => "stopped on a non-finite loss",
+                FinishReason::EarlyStopped => "stopped early",
+                FinishReason::TargetReached => "stopped at the target accuracy",
             };
             one(
                 *step,
@@ -336,6 +341,67 @@ fn switches(e: &Event) -> Vec<Said> {
             };
             one(*step, LogKind::Action, text)
         }
+        _ => vec![],
+    }
+}
+
+/// The rules that end a run early: changed, and what they did.
+fn stopping(e: &Event) -> Vec<Said> {
+    match e {
+        Event::StoppingChanged { step, stopping } => {
+            let early = if stopping.early_stop.is_on() {
+                format!("early stopping {}", stopping.early_stop)
+            } else {
+                "early stopping off".to_string()
+            };
+            let target = match (stopping.target_acc, stopping.stop_at_target) {
+                (0.0, _) => "no target accuracy".to_string(),
+                (t, true) => format!("target {t}%, stop there"),
+                (t, false) => format!("target {t}%"),
+            };
+            one(*step, LogKind::Action, format!("{early}; {target}"))
+        }
+        Event::EarlyStopped {
+            step,
+            epoch,
+            monitor,
+            best,
+            best_epoch,
+            patience,
+            restored,
+        } => {
+            let best = if monitor == "val_acc" {
+                format!("{:.2}%", 100.0 * best)
+            } else {
+                format!("{best:.4}")
+            };
+            let restored = if *restored {
+                format!("; the weights of epoch {best_epoch} are back")
+            } else {
+                String::new()
+            };
+            one(
+                *step,
+                LogKind::Milestone,
+                format!(
+                    "early stop after epoch {epoch}: {monitor} has not improved on {best} (epoch {best_epoch}) for {}{restored}",
+                    plural(*patience as usize, "epoch")
+                ),
+            )
+        }
+        Event::TargetReached {
+            step,
+            epoch,
+            val_accuracy,
+            target,
+        } => one(
+            *step,
+            LogKind::Milestone,
+            format!(
+                "target reached at epoch {epoch}: val acc {:.2}% >= {target}%",
+                100.0 * val_accuracy
+            ),
+        ),
         _ => vec![],
     }
 }
@@ -542,6 +608,9 @@ pub fn describe(c: &Command) -> String {
         }
         Command::ShowSamples(n) => format!("{n} samples"),
         Command::SetClipGradNorm(m) => format!("gradient clipping at {m}"),
+        Command::SetStopping(s) => {
+            format!("early stopping {}, target {}%", s.early_stop, s.target_acc)
+        }
         Command::ApplyRemedy(r) => r.describe(),
         Command::UndoRemedy => "undo".into(),
         Command::ProbeActivations => "activation statistics".into(),

@@ -74,21 +74,30 @@ impl Widget for Header<'_> {
                     Some(text) => seg(3, format!(" {text}"), theme.fg(Theme::BRANCH)),
                     None => seg(4, format!(" {schedule}"), theme.dim()),
                 };
-                fit(
-                    width,
-                    vec![
-                        seg(0, format!(" {status} "), theme.status(&run.status)),
-                        seg(0, format!("  {progress}"), Style::default()),
-                        seg(
-                            5,
-                            format!("  {:.0} img/s", run.images_per_sec),
-                            Style::default(),
-                        ),
-                        seg(1, format!("  ETA {eta}"), Style::default()),
-                        seg(2, format!("  lr {}", sci(run.lr)), Style::default()),
-                        tail,
-                    ],
-                )
+                let mut pieces = vec![
+                    seg(0, format!(" {status} "), theme.status(&run.status)),
+                    seg(0, format!("  {progress}"), Style::default()),
+                    seg(
+                        6,
+                        format!("  {:.0} img/s", run.images_per_sec),
+                        Style::default(),
+                    ),
+                    seg(1, format!("  ETA {eta}"), Style::default()),
+                    seg(2, format!("  lr {}", sci(run.lr)), Style::default()),
+                    tail,
+                ];
+                if let Some(text) = target_text(run) {
+                    pieces.push(seg(3, format!("  {text}"), theme.title()));
+                }
+                if let Some((bad, patience)) = run.early_stop_count() {
+                    let style = if bad > 0 && bad + 1 >= patience {
+                        theme.alarm()
+                    } else {
+                        theme.dim()
+                    };
+                    pieces.push(seg(5, format!("  stop {bad}/{patience}"), style));
+                }
+                fit(width, pieces)
             }
         };
         Paragraph::new(header_lines(
@@ -101,6 +110,36 @@ impl Widget for Header<'_> {
         .block(block(" candletop ".into(), theme, false))
         .render(area, buf);
     }
+}
+
+/// The target accuracy and the forecast of the epoch that reaches it, in a few words:
+/// `91% ≈ ep 9 (in 2:10)`, `91% unlikely (plateau ~89.5%)`, `91% ✓ ep 8`.
+fn target_text(run: &RunState) -> Option<String> {
+    use crate::stopping::{Forecast, FIT_EPOCHS};
+    let (target, f, secs) = run.target_forecast()?;
+    let epochs = run.info.as_ref().map_or(0, |i| i.epochs);
+    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+    Some(match f {
+        Forecast::Reached { epoch } => format!("{target}% ✓ ep {epoch}"),
+        Forecast::TooEarly => format!("{target}%: forecast at ep {FIT_EPOCHS}"),
+        Forecast::At { epoch, .. } if epoch > epochs => {
+            format!("{target}% ≈ ep {epoch}, after the last")
+        }
+        Forecast::At { epoch, .. } => match secs {
+            Some(s) => format!("{target}% ≈ ep {epoch} (in {})", clock(s)),
+            None => format!("{target}% ≈ ep {epoch}"),
+        },
+        Forecast::Unlikely { plateau, .. } => {
+            format!("{target}% unlikely (plateau ~{})", pct(plateau))
+        }
+        Forecast::Uncertain { plateau, spread } => {
+            format!(
+                "{target}%? (plateau ~{}±{:.1})",
+                pct(plateau),
+                100.0 * spread
+            )
+        }
+    })
 }
 
 /// A piece of a header line: the lower its rank, the longer it stays when the line is short

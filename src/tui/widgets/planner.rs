@@ -34,7 +34,7 @@ impl Widget for EditorView<'_> {
         let popup = centred(area, 86, 26, buf);
         let inner = outer.inner(popup);
         outer.render(popup, buf);
-        let rows = ed.fields.len() as u16 + 4;
+        let rows = (ed.fields.len() + ed.ends.len()) as u16 + 5;
         let [form, chart] =
             Layout::vertical([Constraint::Length(rows), Constraint::Fill(1)]).areas(inner);
         let preview = ed.preview(run);
@@ -50,7 +50,11 @@ impl Widget for EditorView<'_> {
                 theme.dim(),
             ),
         ])];
-        for (i, f) in ed.fields.iter().enumerate() {
+        let ends_at = ed.fields.len();
+        for (i, f) in ed.fields.iter().chain(&ed.ends).enumerate() {
+            if i == ends_at {
+                lines.push(Line::styled(" how the run may end early:", theme.dim()));
+            }
             let focused = i == ed.focus;
             let value = if focused {
                 format!("{}█", f.value)
@@ -64,7 +68,7 @@ impl Widget for EditorView<'_> {
             };
             lines.push(Line::from(vec![
                 Span::raw("  "),
-                Span::styled(format!("{:<10}", f.key), key_style),
+                Span::styled(format!("{:<11}", f.key), key_style),
                 Span::raw(format!(" {value:<14} ")),
                 Span::styled(f.hint, theme.dim()),
             ]));
