@@ -155,6 +155,10 @@ pub struct AttachArgs {
     /// Draw another run's loss, accuracy and LR under this one's, in blue (its run directory)
     #[arg(long, value_name = "RUN_DIR")]
     pub compare: Option<PathBuf>,
+
+    /// Ring the terminal's bell on a new warning and when the run ends (the key ! switches it)
+    #[arg(long)]
+    pub bell: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -224,6 +228,17 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", requires = "branch", value_parser = clap::value_parser!(u64).range(1..))]
     pub branch_steps: Option<u64>,
 
+    /// Run CMD (through sh -c, in the run directory) on a new warning, a non-finite loss, a
+    /// rollback, early stopping, the target reached, the end of the run and a failure: the
+    /// event as one JSON line on stdin, its type in CANDLETOP_EVENT, the run directory in
+    /// CANDLETOP_RUN_DIR. In the background, 30 s at most each; a failure is a warning, once
+    #[arg(long, value_name = "CMD", value_parser = parse_notify)]
+    pub notify: Option<String>,
+
+    /// Ring the terminal's bell on a new warning and when the run ends (the key ! switches it)
+    #[arg(long)]
+    pub bell: bool,
+
     /// Rollbacks --on-nan rollback makes before the run stops
     #[arg(long, value_name = "K", default_value_t = crate::train::DEFAULT_MAX_ROLLBACKS)]
     pub max_rollbacks: u32,
@@ -256,6 +271,18 @@ pub struct BranchChange(pub Vec<crate::protocol::Setting>);
 /// `key=value[,key=value...]`: a change as config settings.
 fn parse_change(s: &str) -> Result<BranchChange, String> {
     crate::protocol::Setting::parse_change(s).map(BranchChange)
+}
+
+fn parse_notify(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err(
+            "an empty command: give the command to run, e.g. 'notify-send candletop'".into(),
+        );
+    }
+    if let Some(problem) = crate::format::control_character(s) {
+        return Err(problem);
+    }
+    Ok(s.to_string())
 }
 
 fn parse_on_nan(s: &str) -> Result<OnNonFinite, String> {

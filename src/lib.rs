@@ -6,7 +6,8 @@
 //! edges        app (subcommands), cli (flags), bench, error,     main.rs calls app
 //!              runs (what `ls` shows)
 //! front ends   tui, headless, socket (other processes watching),  talk to training only through protocol
-//!              figure (a run drawn as SVG or PNG)
+//!              figure (a run drawn as SVG or PNG), export (its records as CSV),
+//!              notify (--notify: a command run on the run's alerts)
 //! watching     watch (RunState, the receive loop, Outcome, the hub that shares a run)
 //! core         train -> checkpoint -> config -> data, model, optim, diagnose
 //! plain data   protocol (messages, the run's record), run_dir (its files), schedule, stopping, format,
@@ -29,6 +30,7 @@ pub mod figure;
 pub mod format;
 pub mod headless;
 pub mod model;
+pub mod notify;
 pub mod optim;
 pub mod protocol;
 pub mod rng;

@@ -42,6 +42,15 @@ impl Monitor {
     }
 }
 
+/// The rules that may end a run before its last epoch, and the accuracy it aims for.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Stopping {
+    pub early_stop: EarlyStop,
+    /// Validation accuracy in percent; 0: none.
+    pub target_acc: f64,
+    pub stop_at_target: bool,
+}
+
 /// `PATIENCE[:monitor=val_loss|val_acc][,min_delta=D][,restore_best]`, or off.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

@@ -26,7 +26,7 @@ const LAYERS: &[&[&str]] = &[
     // what a watcher knows of a run
     &["watch"],
     // front ends
-    &["headless", "tui", "socket", "figure", "export"],
+    &["headless", "tui", "socket", "figure", "export", "notify"],
     // edges: command line, subcommands, benchmark, the runs listing
     &["cli", "error", "bench", "cmd", "runs"],
 ];
@@ -44,6 +44,7 @@ const FRONT_ENDS: &[(&str, &[&str])] = &[
     ("socket", &["protocol", "watch", "format", "run_dir"]),
     ("figure", &["protocol", "watch", "format"]),
     ("export", &["protocol", "run_dir"]),
+    ("notify", &["protocol", "format", "run_dir"]),
 ];
 
 fn src() -> PathBuf {

@@ -19,6 +19,7 @@ pub(super) fn attach(args: &AttachArgs) -> Result<ExitCode, Error> {
         fps: args.fps,
         color: !no_color,
         braille: args.braille,
+        bell: args.bell,
         ..tui::UiOptions::default()
     };
     let compare = args.compare.as_deref().map(comparison).transpose()?;
@@ -79,5 +80,6 @@ pub(super) fn ui_options(args: &TrainArgs, cfg: &RunConfig) -> tui::UiOptions {
             1.0
         },
         attached: false,
+        bell: args.bell,
     }
 }

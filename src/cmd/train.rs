@@ -9,6 +9,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::cli::{AttachArgs, TrainArgs};
 use crate::config::RunConfig;
 use crate::error::Error;
+use crate::notify::Notifier;
 use crate::protocol::{self, OnNonFinite};
 use crate::run_dir::{RunDir, RunDirError};
 use crate::train::Trainer;
@@ -144,6 +145,11 @@ pub(super) fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
     // This process's front end is one watcher; `candletop attach` adds others over the socket.
     let (hub, _forwarding) = Hub::start(trainer_monitor);
     let (_, monitor) = hub.subscribe();
+    // Alerts go out from the process that trains, attached or not.
+    let notifier = args
+        .notify
+        .clone()
+        .map(|cmd| Notifier::start(cmd, dir.path().to_path_buf(), hub.subscribe().1));
     if let Some(change) = &args.branch {
         let horizon = args
             .branch_steps
@@ -173,6 +179,9 @@ pub(super) fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
     };
     drop(monitor);
     drop(server);
+    if let Some(n) = notifier {
+        n.finish();
+    }
     // The trainer has ended or was told to stop; do not hang on one that is stuck.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !handle.is_finished() && Instant::now() < deadline {
@@ -255,6 +264,7 @@ fn launch_and_attach(
         fps: args.fps,
         braille: args.braille,
         compare: None,
+        bell: args.bell,
     };
     attach_with(&ui, ui_options(args, cfg), compare)
 }

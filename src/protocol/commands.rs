@@ -60,9 +60,12 @@ pub enum Command {
     Step,
     /// Save `last.h5` now.
     Save,
+    /// A watcher's warning for the run's record and every watcher (a `--notify` command that
+    /// failed): the trainer sends it on as `Event::Warning`.
+    Warn(String),
     /// End the run by these rules from the next epoch's end on (early stopping, the target
     /// accuracy).
-    SetStopping(super::events::Stopping),
+    SetStopping(crate::stopping::Stopping),
     /// Finish the current step, then end cleanly.
     Stop,
     /// Fork the run: a branch with `change` (config `key=value` settings) trains on the same

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::commands::{Command, Horizon};
 use super::findings::{Finding, FindingKind, LayerActivations, RemedyRecord, Setting};
 use crate::schedule::{PlateauCut, Schedule};
-use crate::stopping::EarlyStop;
+pub use crate::stopping::Stopping;
 
 /// A setting a resumed run changed from its checkpoint's, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,15 +114,6 @@ pub struct RunInfo {
     /// The gradients' global L2 norm is clipped to this; 0: no clipping.
     #[serde(default)]
     pub clip_grad_norm: f64,
-}
-
-/// The rules that may end a run before its last epoch, and the accuracy it aims for.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct Stopping {
-    pub early_stop: EarlyStop,
-    /// Validation accuracy in percent; 0: none.
-    pub target_acc: f64,
-    pub stop_at_target: bool,
 }
 
 /// Metrics of one training step, or of several folded together when the receiver lagged.
@@ -632,6 +623,29 @@ pub enum Event {
 }
 
 impl Event {
+    /// What an alert calls this event (`--notify`, the bell), or `None` for the events that
+    /// alert nobody: a new warning, a non-finite loss, a rollback, early stopping, the target
+    /// reached, the end of the run, a failure.
+    pub fn alert(&self) -> Option<&'static str> {
+        use super::findings::Severity;
+        Some(match self {
+            Event::Finding {
+                finding, cleared, ..
+            } if !cleared && finding.severity == Severity::Warning => "warning",
+            Event::Warning { .. } | Event::CheckpointFailed { .. } => "warning",
+            Event::NonFinite {
+                then: OnNonFinite::Rollback,
+                ..
+            } => "rollback",
+            Event::NonFinite { .. } => "non_finite",
+            Event::EarlyStopped { .. } => "early_stopped",
+            Event::TargetReached { .. } => "target_reached",
+            Event::Finished { .. } => "finished",
+            Event::Error { .. } => "failed",
+            _ => return None,
+        })
+    }
+
     /// True for the events that end the stream.
     pub fn is_terminal(&self) -> bool {
         matches!(self, Event::Finished { .. } | Event::Error { .. })

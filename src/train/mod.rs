@@ -1186,6 +1186,13 @@ impl Trainer {
                 None
             }
             Command::SetStopping(stopping) => self.set_stopping(*stopping),
+            Command::Warn(message) => {
+                self.emit(Event::Warning {
+                    step,
+                    message: message.clone(),
+                });
+                None
+            }
             Command::ApplyRemedy(remedy) => self.apply_remedy(remedy)?,
             Command::UndoRemedy => self.undo_remedy()?,
             Command::ProbeActivations => {

@@ -33,6 +33,8 @@ pub struct UiOptions {
     /// Watching a run of another process (`candletop attach`): `d` and a hang-up detach, the
     /// run goes on.
     pub attached: bool,
+    /// Ring the terminal's bell on an alert (`--bell`; the key `!` switches it).
+    pub bell: bool,
 }
 
 impl Default for UiOptions {
@@ -45,6 +47,7 @@ impl Default for UiOptions {
             quit_when_done: false,
             clip_grad_norm: 1.0,
             attached: false,
+            bell: false,
         }
     }
 }
@@ -126,6 +129,8 @@ pub struct App {
     /// The user asked to quit and the trainer was told to stop.
     pub quitting: bool,
     pub should_exit: bool,
+    /// An alert came that the bell should ring for; the loop rings it and clears this.
+    pub bell_pending: bool,
     /// Seconds since the last step, once a running run has gone quiet for far longer than its
     /// steps take (a frozen or stopped trainer); set by the event loop, which has the clock.
     pub quiet_secs: Option<u64>,
@@ -161,6 +166,7 @@ impl App {
             grad_scroll: 0,
             quitting: false,
             should_exit: false,
+            bell_pending: false,
             quiet_secs: None,
             clock_secs: 0.0,
             compare: None,
@@ -195,6 +201,9 @@ impl App {
 
     /// Leaves once the run is over, if the user asked to quit (or nobody is there to read it).
     pub fn after_event(&mut self, e: &Event) {
+        if self.options.bell && e.alert().is_some() {
+            self.bell_pending = true;
+        }
         if e.is_terminal() && (self.quitting || self.options.quit_when_done) {
             self.should_exit = true;
         }
@@ -500,6 +509,16 @@ impl App {
             }
             Action::Probe => vec![Command::ProbeActivations],
             Action::Detach => self.detach(),
+            Action::Bell => {
+                self.options.bell = !self.options.bell;
+                let now = if self.options.bell {
+                    "on: it rings on a warning and at the end"
+                } else {
+                    "off"
+                };
+                self.notice(LogKind::Action, format!("bell {now}"));
+                vec![]
+            }
             Action::Samples => {
                 self.run.samples = None;
                 self.overlay = Overlay::Samples;
@@ -728,6 +747,36 @@ mod tests {
             elapsed_secs: 1.0,
         });
         assert!(app.should_exit);
+    }
+
+    #[test]
+    fn the_bell_rings_on_alerts_when_on_and_the_key_switches_it() {
+        let mut app = running();
+        let warning = Event::Warning {
+            step: 1,
+            message: "disk".into(),
+        };
+        app.on_event(&warning);
+        assert!(!app.bell_pending, "off by default");
+        app.on_key(key('!'));
+        assert_eq!(
+            app.run.log.back().unwrap().text,
+            "bell on: it rings on a warning and at the end"
+        );
+        app.on_event(&Event::Paused { step: 1 });
+        assert!(!app.bell_pending, "not for a pause");
+        app.on_event(&warning);
+        assert!(std::mem::take(&mut app.bell_pending));
+        app.on_event(&Event::Finished {
+            step: 1,
+            epoch: 1,
+            reason: FinishReason::Completed,
+            elapsed_secs: 1.0,
+        });
+        assert!(std::mem::take(&mut app.bell_pending), "at the end");
+        app.on_key(key('!'));
+        app.on_event(&warning);
+        assert!(!app.bell_pending);
     }
 
     #[test]

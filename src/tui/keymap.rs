@@ -7,6 +7,7 @@ use crossterm::event::KeyCode;
 /// What a key over the panels does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    Bell,
     LrUp,
     LrDown,
     TypeLr,
@@ -186,6 +187,8 @@ pub const BINDINGS: &[Binding] = &[
     b(&[Up, Char('k')], Action::ScrollUp, Works::Always, None,
         Some(("Up / Down", "scroll the focused list (gradients, events)"))),
     b(&[Down, Char('j')], Action::ScrollDown, Works::Always, None, None),
+    b(&[Char('!')], Action::Bell, Works::Always, None,
+        Some(("!", "bell on / off: ring the terminal's bell on a new warning and at the end (--bell)"))),
     b(&[Char('d')], Action::Detach, Works::Attached, Some(("d", "detach", 2)),
         Some(("d", "detach: the run goes on; candletop attach comes back to it"))),
     b(&[Char('?'), F(1)], Action::Help, Works::Always, Some(("?", "help", 0)),

@@ -256,6 +256,9 @@ impl<W: Write> Screen<W> {
         execute!(t.backend_mut(), BeginSynchronizedUpdate)?;
         t.draw(|f| f.render_widget(&self.app, f.area()))?;
         execute!(t.backend_mut(), EndSynchronizedUpdate)?;
+        if std::mem::take(&mut self.app.bell_pending) {
+            t.backend_mut().write_all(b"\x07")?;
+        }
         t.backend_mut().flush()
     }
 }

@@ -1366,6 +1366,50 @@ mod tests {
             )],
         );
         assert!(run.status.is_live(), "a failed save does not end the run");
+        let stopping = crate::protocol::Stopping {
+            early_stop: "3:monitor=val_acc,restore_best".parse().unwrap(),
+            target_acc: 91.0,
+            stop_at_target: false,
+        };
+        expect(
+            &mut run,
+            Event::StoppingChanged { step: 20, stopping },
+            &[(
+                LogKind::Action,
+                "early stopping 3:monitor=val_acc,restore_best; target 91%",
+            )],
+        );
+        assert_eq!(run.info.as_ref().unwrap().stopping, stopping);
+        assert_eq!(run.early_stop_count(), Some((0, 3)));
+        expect(
+            &mut run,
+            Event::TargetReached {
+                step: 20,
+                epoch: 2,
+                val_accuracy: 0.9125,
+                target: 91.0,
+            },
+            &[(
+                LogKind::Milestone,
+                "target reached at epoch 2: val acc 91.25% >= 91%",
+            )],
+        );
+        expect(
+            &mut run,
+            Event::EarlyStopped {
+                step: 20,
+                epoch: 2,
+                monitor: "val_acc".into(),
+                best: 0.875,
+                best_epoch: 1,
+                patience: 1,
+                restored: true,
+            },
+            &[(
+                LogKind::Milestone,
+                "early stop after epoch 2: val_acc has not improved on 87.50% (epoch 1) for 1 epoch; the weights of epoch 1 are back",
+            )],
+        );
         expect(
             &mut run,
             Event::Evaluated(EvalMetrics {

@@ -608,6 +608,7 @@ pub fn describe(c: &Command) -> String {
         }
         Command::ShowSamples(n) => format!("{n} samples"),
         Command::SetClipGradNorm(m) => format!("gradient clipping at {m}"),
+        Command::Warn(m) => format!("warning {m}"),
         Command::SetStopping(s) => {
             format!("early stopping {}, target {}%", s.early_stop, s.target_acc)
         }
