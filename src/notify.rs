@@ -42,25 +42,44 @@ struct Job {
     line: String,
 }
 
+/// When the notifications of a run that has ended must be done: one timeout after its end.
+/// Until then unset; the commands left share what remains, so that a failure is still
+/// written down before the process leaves.
+type Deadline = std::sync::Arc<std::sync::Mutex<Option<Instant>>>;
+
+fn time_left(deadline: &Deadline) -> Option<Duration> {
+    let at = (*deadline.lock().unwrap_or_else(|e| e.into_inner()))?;
+    Some(at.saturating_duration_since(Instant::now()))
+}
+
+/// What is kept back from the end for writing a warning down.
+const MARGIN: Duration = Duration::from_millis(300);
+
 /// The watcher and the thread that runs the commands.
 pub struct Notifier {
     watcher: Option<JoinHandle<()>>,
+    deadline: Deadline,
 }
 
 impl Notifier {
     /// Starts watching the run `monitor` sees; `cmd` runs in `run_dir`.
     pub fn start(cmd: String, run_dir: PathBuf, monitor: MonitorLink) -> Self {
+        let deadline = Deadline::default();
+        let shared = deadline.clone();
         let watcher = std::thread::Builder::new()
             .name("candletop-notify".into())
-            .spawn(move || watch(&cmd, &run_dir, monitor))
+            .spawn(move || watch(&cmd, &run_dir, monitor, shared))
             .ok();
-        Self { watcher }
+        Self { watcher, deadline }
     }
 
     /// Waits for the notifications of the run's end to go out, at most [`TIMEOUT`] and a
     /// little; a command still running then is left to finish on its own.
     pub fn finish(mut self) {
-        let deadline = Instant::now() + timeout() + Duration::from_secs(1);
+        let deadline = {
+            let mut d = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+            *d.get_or_insert_with(|| Instant::now() + timeout())
+        } + Duration::from_secs(1);
         if let Some(h) = self.watcher.take() {
             while !h.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
@@ -73,14 +92,14 @@ impl Notifier {
 }
 
 /// Reads the run's events until its end, queueing the notifications; the runner sends them.
-fn watch(cmd: &str, run_dir: &Path, monitor: MonitorLink) {
+fn watch(cmd: &str, run_dir: &Path, monitor: MonitorLink, deadline: Deadline) {
     let (jobs, queue) = crossbeam_channel::bounded::<Job>(QUEUE);
     let warn = monitor.commands.clone();
     let runner = {
-        let (cmd, dir) = (cmd.to_string(), run_dir.to_path_buf());
+        let (cmd, dir, shared) = (cmd.to_string(), run_dir.to_path_buf(), deadline.clone());
         std::thread::Builder::new()
             .name("candletop-notify-run".into())
-            .spawn(move || run_all(&cmd, &dir, queue, warn))
+            .spawn(move || run_all(&cmd, &dir, queue, warn, shared))
             .ok()
     };
     let mut dropped = false;
@@ -91,6 +110,12 @@ fn watch(cmd: &str, run_dir: &Path, monitor: MonitorLink) {
             recv(monitor.events) -> e => {
                 let Ok(e) = e else { break };
                 let end = e.is_terminal();
+                if end {
+                    deadline
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert_with(|| Instant::now() + timeout());
+                }
                 if let Some(kind) = e.alert() {
                     let line = serde_json::to_string(&e).unwrap_or_default();
                     if jobs.try_send(Job { kind, line }).is_err() && !std::mem::replace(&mut dropped, true) {
@@ -112,10 +137,18 @@ fn watch(cmd: &str, run_dir: &Path, monitor: MonitorLink) {
 }
 
 /// Runs the command for each job in turn; the first failure is said once, as a warning.
-fn run_all(cmd: &str, dir: &Path, queue: Receiver<Job>, warn: Sender<Command>) {
+fn run_all(cmd: &str, dir: &Path, queue: Receiver<Job>, warn: Sender<Command>, deadline: Deadline) {
     let mut said: Option<(String, u64, usize)> = None;
     for job in queue {
-        let Err(problem) = notify(cmd, dir, &job) else {
+        // After the run's end, the commands left share one timeout.
+        let limit = match time_left(&deadline) {
+            None => timeout(),
+            Some(left) => left.saturating_sub(MARGIN).min(timeout()),
+        };
+        if limit.is_zero() {
+            continue;
+        }
+        let Err(problem) = notify(cmd, dir, &job, limit) else {
             continue;
         };
         if said.is_some() {
@@ -150,8 +183,8 @@ fn run_all(cmd: &str, dir: &Path, queue: Receiver<Job>, warn: Sender<Command>) {
     }
 }
 
-/// One notification: `sh -c CMD` with the line on stdin, within [`TIMEOUT`].
-fn notify(cmd: &str, dir: &Path, job: &Job) -> Result<(), String> {
+/// One notification: `sh -c CMD` with the line on stdin, within `limit`.
+fn notify(cmd: &str, dir: &Path, job: &Job, limit: Duration) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
     let mut child = Process::new("sh")
         .arg("-c")
@@ -170,7 +203,7 @@ fn notify(cmd: &str, dir: &Path, job: &Job) -> Result<(), String> {
         // A command that does not read its input is not a failure.
         let _ = stdin.write_all(format!("{}\n", job.line).as_bytes());
     }
-    let (started, limit) = (Instant::now(), timeout());
+    let started = Instant::now();
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,

@@ -912,3 +912,25 @@ fn a_schedule_sets_the_lr_of_every_step() {
         "{text}"
     );
 }
+
+#[test]
+fn resume_takes_a_run_directory_for_its_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let small = ["--headless", "--subset", "300", "--arch", "c4,f16"];
+    let mut first = small.to_vec();
+    first.extend(["--epochs", "1", "--run-dir", "a"]);
+    succeeds(d, &first);
+    let mut again = small.to_vec();
+    again.extend(["--resume", "a", "--epochs", "2", "--run-dir", "b"]);
+    succeeds(d, &again);
+    let log = std::fs::read_to_string(d.join("b/metrics.jsonl")).unwrap();
+    let started: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(started["resumed"]["from"], "a/checkpoints/last.h5");
+    std::fs::create_dir(d.join("empty")).unwrap();
+    rejects_in(
+        d,
+        &["--headless", "--resume", "empty"],
+        "--resume empty: a directory without checkpoints/last.h5; give a checkpoint file",
+    );
+}

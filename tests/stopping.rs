@@ -209,3 +209,28 @@ fn the_rules_change_live() {
     until(&m, Event::is_terminal);
     h.join().unwrap();
 }
+
+#[test]
+fn bad_rules_are_one_line_and_exit_2() {
+    use common::rejects;
+    rejects(
+        &["--headless", "--early-stop", "x"],
+        "--early-stop x: 'x' is not a patience",
+    );
+    rejects(
+        &["--headless", "--early-stop", "3:monitor=acc"],
+        "--early-stop 3:monitor=acc: unknown monitor 'acc' (val_loss or val_acc)",
+    );
+    rejects(
+        &["--headless", "--target-acc", "0.91"],
+        "--target-acc 0.91: a percentage, e.g. 91 (for 91%)",
+    );
+    rejects(
+        &["--headless", "--target-acc", "100"],
+        "--target-acc 100: not a validation accuracy",
+    );
+    rejects(
+        &["--headless", "--stop-at-target"],
+        "--stop-at-target needs --target-acc",
+    );
+}

@@ -100,8 +100,25 @@ pub(super) fn configure(
     })
 }
 
+/// The checkpoint `--resume` names: a file, or a run directory's `checkpoints/last.h5`.
+fn resume_file(path: &Path) -> Result<PathBuf, Error> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let last = RunDir::new(path).checkpoints().join("last.h5");
+    if last.is_file() {
+        Ok(last)
+    } else {
+        Err(Error::Usage(format!(
+            "--resume {}: a directory without checkpoints/last.h5; give a checkpoint file",
+            path.display()
+        )))
+    }
+}
+
 pub(super) fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
-    let resumed = match &args.resume {
+    let resume = args.resume.as_deref().map(resume_file).transpose()?;
+    let resumed = match &resume {
         Some(path) => Some(checkpoint::read(path)?),
         None => None,
     };
@@ -123,7 +140,7 @@ pub(super) fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
     let on_nan = launch.on_nan(args.on_nan)?;
     runtime::set_threads(cfg.threads(), cfg.kernels);
     let data = load_data(&cfg)?;
-    let mut trainer = match (&resumed, &args.resume) {
+    let mut trainer = match (&resumed, &resume) {
         (Some(ckpt), Some(path)) => Trainer::resume(cfg.clone(), data, ckpt, path, &args.given())?,
         _ => Trainer::new(cfg.clone(), data)?,
     };

@@ -187,12 +187,12 @@ pub const BINDINGS: &[Binding] = &[
     b(&[Up, Char('k')], Action::ScrollUp, Works::Always, None,
         Some(("Up / Down", "scroll the focused list (gradients, events)"))),
     b(&[Down, Char('j')], Action::ScrollDown, Works::Always, None, None),
-    b(&[Char('!')], Action::Bell, Works::Always, None,
-        Some(("!", "bell on / off: ring the terminal's bell on a new warning and at the end (--bell)"))),
+    // Said on the line of `?`, which has room for it.
+    b(&[Char('!')], Action::Bell, Works::Always, None, None),
     b(&[Char('d')], Action::Detach, Works::Attached, Some(("d", "detach", 2)),
         Some(("d", "detach: the run goes on; candletop attach comes back to it"))),
     b(&[Char('?'), F(1)], Action::Help, Works::Always, Some(("?", "help", 0)),
-        Some(("?", "this help; any key closes it"))),
+        Some(("? / !", "this help (any key closes it) / the bell on or off: it rings on a new warning and at the end"))),
     b(&[Char('q'), Char('Q')], Action::Quit, Works::Always, Some(("q", "quit", 0)),
         Some(("q", "quit (asks first while training; Ctrl-C quits at once)"))),
 ];
