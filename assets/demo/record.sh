@@ -21,7 +21,7 @@ trap 'tmux kill-session -t candletop-demo 2>/dev/null || true; rm -rf "$work"' E
 session=candletop-demo
 tmux kill-session -t "$session" 2>/dev/null || true
 tmux new-session -d -s "$session" -x 110 -y 32 -c "$work" \
-  "$bin --run-dir run --epochs 6 --target-acc 90 --early-stop 3:monitor=val_acc,restore_best --foreground"
+  "$bin --run-dir run --epochs 14 --threads 1 --target-acc 91 --early-stop 3:monitor=val_acc,restore_best --foreground"
 tmux set-option -t "$session" status off
 
 keys() { tmux send-keys -t "$session" "$@"; }
