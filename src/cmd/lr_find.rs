@@ -11,7 +11,7 @@ use crate::train::{lr_find, FinderSettings, Trainer};
 use crate::{runtime, tui};
 
 use super::data_info::load_data;
-use super::train::configure;
+use super::train::{configure, resume_file};
 
 pub(super) fn find_lr(args: &LrFindArgs) -> Result<ExitCode, Error> {
     let (start, end) = (args.start_lr.get(), args.end_lr.get());
@@ -23,7 +23,8 @@ pub(super) fn find_lr(args: &LrFindArgs) -> Result<ExitCode, Error> {
         }
         .into());
     }
-    let resumed = match &args.train.resume {
+    let resume = args.train.resume.as_deref().map(resume_file).transpose()?;
+    let resumed = match &resume {
         Some(path) => Some((checkpoint::read(path)?, path)),
         None => None,
     };

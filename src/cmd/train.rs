@@ -101,7 +101,7 @@ pub(super) fn configure(
 }
 
 /// The checkpoint `--resume` names: a file, or a run directory's `checkpoints/last.h5`.
-fn resume_file(path: &Path) -> Result<PathBuf, Error> {
+pub(super) fn resume_file(path: &Path) -> Result<PathBuf, Error> {
     if !path.is_dir() {
         return Ok(path.to_path_buf());
     }

@@ -426,4 +426,48 @@ mod tests {
             "epoch 8 is at or after the run's last (8 epochs): a decay after it would never take effect"
         );
     }
+
+    /// The rules' fields: Enter sends what changed and only that (the same schedule again
+    /// would start it over); a bad value is said in place.
+    #[test]
+    fn the_rules_change_without_restarting_the_schedule() {
+        let constant = Schedule::new(ScheduleSpec::default(), 1e-3, 0, 800, (0, 0), 100);
+        let run = RunState {
+            schedule: Some(constant.clone()),
+            step: 150,
+            ..RunState::default()
+        };
+        let mut ed = ScheduleEditor::new(Some(&constant), Stopping::default());
+        assert_eq!(ed.ends[0].value, "off");
+        ed.focus = ed.fields.len();
+        for _ in 0..3 {
+            ed.on_key(key(KeyCode::Backspace), &run);
+        }
+        for c in "2:monitor=val_acc".chars() {
+            ed.on_key(key(KeyCode::Char(c)), &run);
+        }
+        ed.on_key(key(KeyCode::Down), &run);
+        for c in "91".chars() {
+            ed.on_key(key(KeyCode::Char(c)), &run);
+        }
+        let sent = ed.clone().on_key(key(KeyCode::Enter), &run).unwrap();
+        let want = Stopping {
+            early_stop: "2:monitor=val_acc".parse().unwrap(),
+            target_acc: 91.0,
+            stop_at_target: false,
+        };
+        assert_eq!(sent, vec![Command::SetStopping(want)]);
+        ed.on_key(key(KeyCode::Down), &run);
+        for _ in 0..2 {
+            ed.on_key(key(KeyCode::Backspace), &run);
+        }
+        for c in "maybe".chars() {
+            ed.on_key(key(KeyCode::Char(c)), &run);
+        }
+        assert_eq!(ed.on_key(key(KeyCode::Enter), &run), None);
+        assert_eq!(
+            ed.error.as_deref(),
+            Some("stop at it: 'maybe' is not yes or no")
+        );
+    }
 }
