@@ -238,6 +238,25 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("checkpoint metadata serialises")
 }
 
+/// A model's tensors and `num_batches_tracked` counters (int64 scalars) in `group`.
+fn state_dict(
+    group: &hdf5::Group,
+    tensors: &[NamedTensor],
+    counters: &[(String, i64)],
+) -> hdf5::Result<()> {
+    for t in tensors {
+        dataset(group, &t.name, &t.shape, &t.data)?;
+    }
+    for (name, n) in counters {
+        group
+            .new_dataset::<i64>()
+            .shape(())
+            .create(name.as_str())?
+            .write_scalar(n)?;
+    }
+    Ok(())
+}
+
 fn write_contents(file: &File, c: &Checkpoint) -> hdf5::Result<()> {
     str_attr(file, "format", FORMAT)?;
     num_attr(file, "format_version", FORMAT_VERSION)?;
@@ -249,31 +268,11 @@ fn write_contents(file: &File, c: &Checkpoint) -> hdf5::Result<()> {
     str_attr(file, "classes", &json(&c.classes))?;
     str_attr(file, "data", &json(&c.data))?;
 
-    let model = file.create_group("model")?;
-    for t in &c.tensors {
-        dataset(&model, &t.name, &t.shape, &t.data)?;
-    }
-    for (name, n) in &c.counters {
-        model
-            .new_dataset::<i64>()
-            .shape(())
-            .create(name.as_str())?
-            .write_scalar(n)?;
-    }
-
+    state_dict(&file.create_group("model")?, &c.tensors, &c.counters)?;
     if let Some(best) = &c.best_model {
         let group = file.create_group("best_model")?;
         num_attr(&group, "epoch", best.epoch as u64)?;
-        for t in &best.tensors {
-            dataset(&group, &t.name, &t.shape, &t.data)?;
-        }
-        for (name, n) in &best.counters {
-            group
-                .new_dataset::<i64>()
-                .shape(())
-                .create(name.as_str())?
-                .write_scalar(n)?;
-        }
+        state_dict(&group, &best.tensors, &best.counters)?;
     }
 
     let opt = file.create_group("optimizer")?;
