@@ -234,3 +234,42 @@ fn bad_rules_are_one_line_and_exit_2() {
         "--stop-at-target needs --target-acc",
     );
 }
+
+/// restore_best given with --resume after the best epoch: nothing to put back, said so.
+#[test]
+fn restore_best_set_after_the_best_epoch_says_the_last_weights_stay() {
+    let part = tempfile::tempdir().unwrap();
+    let first = run(trainer_in(
+        part.path(),
+        RunConfig {
+            max_steps: 8,
+            ..cfg("off")
+        },
+    ));
+    assert_eq!(finish_reason(&first), FinishReason::Stopped);
+    let from = part.path().join("checkpoints/last.h5");
+    let saved = checkpoint::read(&from).unwrap();
+    assert!(saved.best_model.is_none());
+    let spec = cfg("1:monitor=val_acc,min_delta=10,restore_best");
+    let rest_dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::resume(
+        spec,
+        small_data(4 * 32, 64),
+        &saved,
+        &from,
+        &["early_stop".into()],
+    )
+    .unwrap();
+    t.set_run_dir(rest_dir.path()).unwrap();
+    let rest = run(t);
+    assert_eq!(finish_reason(&rest), FinishReason::EarlyStopped);
+    assert!(rest.iter().any(|e| matches!(e, Event::Warning { message, .. } if message.contains("the weights of epoch 1 were not kept"))));
+    assert!(rest.iter().any(|e| matches!(
+        e,
+        Event::EarlyStopped {
+            restored: false,
+            best_epoch: 1,
+            ..
+        }
+    )));
+}

@@ -965,6 +965,15 @@ impl Trainer {
                 .map_err(|e| candle_core::Error::Msg(format!("restoring the best weights: {e}")))?;
         }
         let restored = best.is_some();
+        if spec.restore_best && !restored {
+            self.emit(Event::Warning {
+                step,
+                message: format!(
+                    "restore_best: the weights of epoch {} were not kept (restore_best came after it); the last weights stay",
+                    stop.best_epoch
+                ),
+            });
+        }
         self.emit(Event::EarlyStopped {
             step,
             epoch,
