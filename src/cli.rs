@@ -181,7 +181,7 @@ pub struct TrainArgs {
     pub settings: SettingFlags,
 
     /// Continue the run saved in a checkpoint (weights, optimizer, LR, RNG, position), with its
-    /// settings; a run directory means its checkpoints/last.h5. A flag given here changes its setting from the resumed step on (--epochs and
+    /// settings; a run directory means its newest checkpoint (last.h5, else the newest file). A flag given here changes its setting from the resumed step on (--epochs and
     /// --max-steps count the run's total), or is refused when the checkpoint depends on it
     /// (--arch, --activation, --batch-norm, --seed, --val-split; --batch-size and --data only
     /// at an epoch's start)

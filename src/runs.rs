@@ -134,7 +134,7 @@ pub fn summarise(dir: &Path) -> Option<RunSummary> {
 }
 
 /// The checkpoint to resume from: last.h5, else the newest file in `dir`.
-fn newest_checkpoint(dir: &Path) -> Option<PathBuf> {
+pub fn newest_checkpoint(dir: &Path) -> Option<PathBuf> {
     let last = dir.join(crate::checkpoint::SaveKind::Last.file_name());
     if last.exists() {
         return Some(last);

@@ -931,6 +931,6 @@ fn resume_takes_a_run_directory_for_its_last_checkpoint() {
     rejects_in(
         d,
         &["--headless", "--resume", "empty"],
-        "--resume empty: a directory without checkpoints/last.h5; give a checkpoint file",
+        "--resume empty: no checkpoint in its checkpoints/; give a checkpoint file",
     );
 }

@@ -100,20 +100,18 @@ pub(super) fn configure(
     })
 }
 
-/// The checkpoint `--resume` names: a file, or a run directory's `checkpoints/last.h5`.
+/// The checkpoint `--resume` names: a file, or a run directory's newest checkpoint (its
+/// `last.h5`, else the newest file, as `candletop ls` suggests for a killed run).
 pub(super) fn resume_file(path: &Path) -> Result<PathBuf, Error> {
     if !path.is_dir() {
         return Ok(path.to_path_buf());
     }
-    let last = RunDir::new(path).checkpoints().join("last.h5");
-    if last.is_file() {
-        Ok(last)
-    } else {
-        Err(Error::Usage(format!(
-            "--resume {}: a directory without checkpoints/last.h5; give a checkpoint file",
+    crate::runs::newest_checkpoint(&RunDir::new(path).checkpoints()).ok_or_else(|| {
+        Error::Usage(format!(
+            "--resume {}: no checkpoint in its checkpoints/; give a checkpoint file",
             path.display()
-        )))
-    }
+        ))
+    })
 }
 
 pub(super) fn train(args: &TrainArgs) -> Result<ExitCode, Error> {
